@@ -1,0 +1,30 @@
+"""quant_core: post-training quantization of TF/Keras image classifiers, measured honestly.
+
+The engine behind the workbench: a Python API and a CLI (`python -m quant_core`).
+It never imports streamlit.
+
+Typical use::
+
+    from quant_core import CompareOptions, CompareRequest, run_compare
+    result = run_compare(CompareRequest("model.keras", ("images/",)))
+"""
+
+from quant_core.cache import ArtifactCache
+from quant_core.compare import CompareOptions, CompareRequest, Progress, Workbench, run_compare
+from quant_core.errors import (ConversionError, ImageError, InputError, QuantError, UnsafeModelError,
+                               UnsupportedModelError)
+from quant_core.images import ImageSet, load_images, read_labels_file
+from quant_core.models import ModelInfo, SourceModel, load_model
+from quant_core.modes import MODE_INFO, Backend, IOType, Mode
+from quant_core.preprocess import ChannelOrder, Preprocessing, PreprocessingOverride, ResizeMethod, ValueRange
+from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.report import report_dict, save_variants, variants_csv
+from quant_core.results import CompareResult, VariantResult
+
+__all__ = [
+    "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
+    "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "MODE_INFO", "Mode",
+    "ModelInfo", "Preprocessing", "PreprocessingOverride", "Progress", "QuantError", "Recipe", "ResizeMethod",
+    "SourceModel", "UnsafeModelError", "UnsupportedModelError", "ValueRange", "VariantResult", "Workbench",
+    "load_images", "load_model", "read_labels_file", "report_dict", "run_compare", "save_variants", "variants_csv",
+]

@@ -1,0 +1,244 @@
+"""Building variants with the real engines: a registry from (mode, backend) to a builder.
+
+Every builder returns the .tflite bytes and the exact engine settings used, which are
+written beside the model. Calibrated converter modes calibrate the float .tflite once
+and then quantize it, which is what `TFLiteConverter.convert()` does internally; the
+result is byte-identical to the bare converter with the same data (tested), but a new
+mode costs a quantization pass instead of a full conversion.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from quant_core import _quiet
+from quant_core.errors import ConversionError
+from quant_core.models import SourceModel
+from quant_core.modes import Backend, IOType, Mode
+from quant_core.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built variant: model bytes and the engine settings that produced them."""
+
+    model: bytes
+    settings: dict[str, Any]
+
+
+class CalibratedModels:
+    """Per-source memo of calibrated float models, keyed by calibration data digest."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, bytes] = {}
+
+    def get(self, source: SourceModel, data: np.ndarray, digest: str) -> bytes:
+        """The float model with activation statistics recorded from `data`."""
+        if digest not in self._models:
+            calibrator = _tf_calibrator()
+            with _quiet.stdout_to_stderr():
+                model = calibrator.add_intermediate_tensors(source.float_tflite)
+                self._models[digest] = bytes(calibrator.Calibrator(model).calibrate(_rep_dataset(data)))
+        return self._models[digest]
+
+
+Builder = Callable[[SourceModel, Recipe, "np.ndarray | None", str, CalibratedModels], Built]
+
+
+def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray | None, calibration_digest: str,
+                  calibrated: CalibratedModels) -> Built:
+    """Builds one variant from a resolved recipe.
+
+    Raises:
+        ConversionError: the engine refused or crashed on this model.
+    """
+    builder = _REGISTRY[(recipe.mode, recipe.backend)]
+    try:
+        return builder(source, recipe, calibration, calibration_digest, calibrated)
+    except ConversionError:
+        raise
+    except Exception as err:  # Engines raise RuntimeError, ConverterError, ValueError...
+        text = str(err).strip().splitlines()
+        raise ConversionError(f"{recipe.backend} failed: {(text[0] if text else type(err).__name__)[:300]}") from err
+
+
+def _version(package: str) -> str:
+    """Installed version of a package, or '?'."""
+    for name in (package, package.replace("tensorflow", "tensorflow-cpu")):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "?"
+
+
+def _rep_dataset(data: np.ndarray) -> Callable[[], Any]:
+    """A representative dataset yielding one [1, H, W, C] float32 sample at a time."""
+    def gen():
+        for i in range(len(data)):
+            yield [data[i : i + 1]]
+    return gen
+
+
+def _tf_calibrator():
+    """The TFLite converter's calibrator module (imports TensorFlow)."""
+    _quiet.silence_tf_logging()
+    from tensorflow.lite.python.optimize import calibrator  # pylint: disable=import-outside-toplevel
+    return calibrator
+
+
+def _tf_settings(route: str, **converter: Any) -> dict[str, Any]:
+    """Settings record for a TF converter build."""
+    return {"engine": f"tensorflow {_version('tensorflow')} TFLiteConverter", "route": route,
+            "converter_settings": converter}
+
+
+# --- TF converter builders -------------------------------------------------------------
+
+def _tf_float32(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
+    if source.is_tflite:
+        return Built(source.float_tflite, {"engine": "none", "route": "the uploaded float32 .tflite, unchanged"})
+    return Built(source.float_tflite, _tf_settings(
+        f"TFLiteConverter.from_{'keras_model' if source.info.format != 'saved_model' else 'saved_model'}",
+        optimizations=[], exclude_conversion_metadata=True))
+
+
+def _tf_full_conversion(extra: dict[str, Any]) -> Builder:
+    """A builder that reruns the converter from the source graph with `extra` settings."""
+    def build(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        conv = source.new_converter()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if extra.get("supported_types"):
+            conv.target_spec.supported_types = [tf.float16]
+        conv._experimental_disable_per_channel = not recipe.per_channel  # pylint: disable=protected-access
+        with _quiet.stdout_to_stderr():
+            model = bytes(conv.convert())
+        return Built(model, _tf_settings(
+            "TFLiteConverter.convert() from the source model", optimizations=["DEFAULT"],
+            _experimental_disable_per_channel=not recipe.per_channel, exclude_conversion_metadata=True, **extra))
+    return build
+
+
+def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, digest: str,
+             calibrated: CalibratedModels) -> Built:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.lite.python import convert, lite  # pylint: disable=import-outside-toplevel
+
+    assert data is not None
+    io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io_type]
+    with _quiet.stdout_to_stderr():
+        model = convert.mlir_quantize(
+            calibrated.get(source, data, digest), disable_per_channel=not recipe.per_channel,
+            input_data_type=io, output_data_type=io)
+        model = bytes(lite._deduplicate_readonly_buffers(model))  # pylint: disable=protected-access
+    equivalent: dict[str, Any] = {"optimizations": ["DEFAULT"], "representative_dataset": f"{len(data)} samples",
+                                  "_experimental_disable_per_channel": not recipe.per_channel}
+    if recipe.mode is Mode.INT8:
+        equivalent |= {"target_spec.supported_ops": ["TFLITE_BUILTINS_INT8"],
+                       "inference_input_type": recipe.io_type.value, "inference_output_type": recipe.io_type.value}
+    return Built(model, _tf_settings(
+        "float .tflite -> calibrator.calibrate(representative data) -> convert.mlir_quantize "
+        "(the converter's own post-training steps)", **equivalent))
+
+
+def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, *_: Any) -> Built:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.lite.python import lite  # pylint: disable=import-outside-toplevel
+
+    assert data is not None
+    calibrator = _tf_calibrator()
+    io = tf.int16 if recipe.io_type is IOType.INT16 else tf.float32
+    with _quiet.stdout_to_stderr():
+        model = calibrator.Calibrator(calibrator.add_intermediate_tensors(source.float_tflite)).calibrate_and_quantize(
+            _rep_dataset(data), io, io, False, tf.int16, tf.int64, disable_per_channel=not recipe.per_channel)
+        model = bytes(lite._deduplicate_readonly_buffers(model))  # pylint: disable=protected-access
+    return Built(model, _tf_settings(
+        "float .tflite -> calibrator.calibrate_and_quantize (the converter's own 16x8 step)",
+        optimizations=["DEFAULT"], representative_dataset=f"{len(data)} samples",
+        **{"target_spec.supported_ops": ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"],
+           "inference_input_type": recipe.io_type.value, "inference_output_type": recipe.io_type.value,
+           "_experimental_disable_per_channel": not recipe.per_channel}))
+
+
+# --- LiteRT Quantizer builders ---------------------------------------------------------
+
+def _litert(configure: Callable[[Any, Any], None]) -> Builder:
+    """A builder that applies `configure(quantizer, granularity)` and quantizes."""
+    def build(source: SourceModel, recipe: Recipe, data: np.ndarray | None, *_: Any) -> Built:
+        from litert_quantizer import Quantizer, qtyping  # pylint: disable=import-outside-toplevel
+
+        granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
+        quantizer = Quantizer(bytes(source.float_tflite))
+        configure(quantizer, granularity)
+        result = None
+        with _quiet.stdout_to_stderr():
+            if quantizer.need_calibration:
+                assert data is not None
+                result = quantizer.calibrate(_litert_samples(source.float_tflite, data), num_threads=os.cpu_count() or 1)
+            model = quantizer.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model
+        settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer",
+                    "recipe": quantizer.get_quantization_recipe()}
+        if data is not None and result is not None:
+            settings["calibration_samples"] = len(data)
+        return Built(bytes(model), settings)
+    return build
+
+
+def _litert_samples(float_tflite: bytes, data: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Calibration data keyed by the model's signature and input name."""
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+
+    signatures = Interpreter(model_content=float_tflite).get_signature_list()
+    key = next(iter(signatures))
+    input_name = signatures[key]["inputs"][0]
+    return {key: [{input_name: data[i : i + 1]} for i in range(len(data))]}
+
+
+def _all_ops():
+    from litert_quantizer import qtyping  # pylint: disable=import-outside-toplevel
+    return qtyping.TFLOperationName.ALL_SUPPORTED
+
+
+def _weight_only(q: Any, granularity: Any) -> None:
+    q.add_weight_only_config(regex=".*", operation_name=_all_ops(), num_bits=8, granularity=granularity)
+
+
+def _dynamic(q: Any, granularity: Any) -> None:
+    q.add_dynamic_config(regex=".*", operation_name=_all_ops(), num_bits=8, granularity=granularity)
+
+
+def _float16(q: Any, granularity: Any) -> None:
+    from litert_quantizer.algorithm_manager import AlgorithmName  # pylint: disable=import-outside-toplevel
+    q.add_weight_only_config(regex=".*", operation_name=_all_ops(), num_bits=16,
+                             algorithm_key=AlgorithmName.FLOAT_CASTING)
+
+
+def _static(activation_bits: int) -> Callable[[Any, Any], None]:
+    def configure(q: Any, granularity: Any) -> None:
+        q.add_static_config(regex=".*", operation_name=_all_ops(), activation_num_bits=activation_bits,
+                            weight_num_bits=8, weight_granularity=granularity)
+    return configure
+
+
+_TF, _LQ = Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER
+
+_REGISTRY: dict[tuple[Mode, Backend], Builder] = {
+    (Mode.FLOAT32, _TF): _tf_float32,
+    (Mode.WEIGHT_ONLY, _LQ): _litert(_weight_only),
+    (Mode.DYNAMIC_RANGE, _TF): _tf_full_conversion({}),
+    (Mode.DYNAMIC_RANGE, _LQ): _litert(_dynamic),
+    (Mode.FLOAT16, _TF): _tf_full_conversion({"supported_types": ["float16"]}),
+    (Mode.FLOAT16, _LQ): _litert(_float16),
+    (Mode.INT8, _TF): _tf_int8,
+    (Mode.INT8, _LQ): _litert(_static(8)),
+    (Mode.INT8_FLOAT_IO, _TF): _tf_int8,
+    (Mode.INT16X8, _TF): _tf_int16x8,
+    (Mode.INT16X8, _LQ): _litert(_static(16)),
+}

@@ -1,0 +1,73 @@
+"""A content-addressed cache on disk: keys are hashes of everything that determines a value."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR_ENV = "QUANT_CACHE_DIR"
+
+
+def cache_key(*parts: Any) -> str:
+    """sha256 of the canonical JSON of `parts` (dicts sorted, enums as values)."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """$QUANT_CACHE_DIR, else ~/.cache/quant-workbench."""
+    env = os.environ.get(DEFAULT_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "quant-workbench"
+
+
+class ArtifactCache:
+    """Bytes and JSON stored under `root/<kind>/<key[:2]>/<key>`; writes are atomic."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path(self, kind: str, key: str, suffix: str = "") -> Path:
+        """Where an entry lives (whether or not it exists)."""
+        return self.root / kind / key[:2] / f"{key}{suffix}"
+
+    def get_bytes(self, kind: str, key: str, suffix: str = "") -> bytes | None:
+        """The stored bytes, or None."""
+        path = self.path(kind, key, suffix)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        os.utime(path)  # recency for eviction
+        return data
+
+    def put_bytes(self, kind: str, key: str, data: bytes, suffix: str = "") -> Path:
+        """Stores bytes atomically; returns the path."""
+        path = self.path(kind, key, suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def get_json(self, kind: str, key: str) -> Any | None:
+        """The stored JSON value, or None (also for a corrupt entry)."""
+        data = self.get_bytes(kind, key, ".json")
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return None
+
+    def put_json(self, kind: str, key: str, value: Any) -> Path:
+        """Stores a JSON value."""
+        return self.put_bytes(kind, key, json.dumps(value, sort_keys=True).encode(), ".json")

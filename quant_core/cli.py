@@ -1,0 +1,225 @@
+"""`python -m quant_core`: compare, quantize and inspect from the command line.
+
+Contract: exit 0 on success; exit 2 on bad input with one `error: ...` line on stderr;
+exit 1 for internal errors. stdout carries only this tool's output: engine chatter is
+sent to a log (shown with --verbose on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from quant_core import _quiet
+from quant_core.errors import InputError, QuantError
+from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
+from quant_core.preprocess import ChannelOrder, PreprocessingOverride, ResizeMethod, ValueRange
+from quant_core.recipe import CalibrationSource, Recipe
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = _Parser(prog="python -m quant_core", description="Post-training quantization workbench for TF/Keras image classifiers.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    modes_help = "; ".join(f"{m.value}: {MODE_INFO[m].title}" for m in Mode)
+    cmp = sub.add_parser("compare", help="build every variant and compare them side by side")
+    cmp.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
+    cmp.add_argument("--images", nargs="+", required=True, help="image files, folders or .zip (class subfolders = labels)")
+    cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
+    cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
+    cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    cmp.add_argument("--top-k", type=int, default=3)
+    cmp.add_argument("--no-latency", action="store_true", help="skip latency measurement")
+    cmp.add_argument("--out-dir", help="write each variant's .tflite and recipe JSON here")
+    cmp.add_argument("--report-json", help="write the full report as JSON here")
+    _add_recipe_options(cmp)
+    _add_preprocessing_options(cmp)
+
+    qnt = sub.add_parser("quantize", help="build one variant and write it")
+    qnt.add_argument("model")
+    qnt.add_argument("--mode", required=True, help=", ".join(m.value for m in Mode))
+    qnt.add_argument("--images", nargs="+", default=[], help="calibration (and check) images")
+    qnt.add_argument("-o", "--output", required=True, help="OUT.tflite (its recipe JSON is written beside)")
+    _add_recipe_options(qnt)
+    _add_preprocessing_options(qnt)
+
+    ins = sub.add_parser("inspect", help="describe a model")
+    ins.add_argument("model")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-count", type=int, default=100, help="calibration images (default 100)")
+    p.add_argument("--calibration-source", choices=[c.value for c in CalibrationSource], default="images",
+                   help="'random' is a what-if that shows why real images matter")
+    p.add_argument("--backend", choices=[b.value for b in Backend], help="preferred engine where a mode has a choice")
+    p.add_argument("--int8-io", choices=[IOType.INT8.value, IOType.UINT8.value], default=None, help="I/O type of int8")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument("--cache-dir", help="cache folder (default $QUANT_CACHE_DIR or ~/.cache/quant-workbench)")
+
+
+def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--value-range", choices=[v.value for v in ValueRange], help="override the inferred input range")
+    p.add_argument("--resize", choices=[r.value for r in ResizeMethod])
+    p.add_argument("--channel-order", choices=[c.value for c in ChannelOrder])
+    p.add_argument("--center-crop", action="store_true", default=None)
+
+
+def _recipe(mode: Mode, args: argparse.Namespace) -> Recipe:
+    """The recipe for a mode from the command-line options."""
+    backend = Backend(args.backend) if args.backend and Backend(args.backend) in MODE_INFO[mode].backends else None
+    return Recipe(mode, backend=backend, calibration_count=args.calibration_count,
+                  calibration_source=CalibrationSource(args.calibration_source), per_channel=not args.per_tensor,
+                  io_type=IOType(args.int8_io) if args.int8_io and mode is Mode.INT8 else None)
+
+
+def _override(args: argparse.Namespace) -> PreprocessingOverride:
+    return PreprocessingOverride(value_range=args.value_range, resize=args.resize,
+                                 channel_order=args.channel_order, center_crop=args.center_crop)
+
+
+def _cache(args: argparse.Namespace):
+    from quant_core.cache import ArtifactCache  # pylint: disable=import-outside-toplevel
+    return ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Runs the comparison and prints a table."""
+    from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
+    from quant_core.report import report_dict, save_variants  # pylint: disable=import-outside-toplevel
+
+    options = CompareOptions(recipes=tuple(_recipe(m, args) for m in parse_modes(args.modes)),
+                             threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
+                             measure_latency=not args.no_latency)
+    request = CompareRequest(args.model, tuple(args.images), args.labels, options)
+    result = run_compare(request, cache=_cache(args),
+                         on_progress=lambda p: logging.getLogger("quant_core.progress").info("%3.0f%% %s", 100 * p.fraction, p.message))
+    paths = save_variants(result, Path(args.out_dir)) if args.out_dir else None
+    if args.report_json:
+        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report_json).write_text(json.dumps(report_dict(result, tflite_paths=paths), indent=2) + "\n")
+    out.write(format_table(result))
+    for s in result.skipped:
+        err.write(f"warning: skipped {s.name}: {s.reason}\n")
+    return 0
+
+
+def format_table(result) -> str:
+    """A plain-text summary table of a CompareResult."""
+    m = result.model
+    lines = [
+        f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {m.num_classes} classes, "
+        f"{m.param_count:,} params",
+        f"preprocessing: range [{result.preprocessing.value_range.value}], {result.preprocessing.resize.value} "
+        f"resize ({result.preprocessing.source})",
+        f"images: {len(result.images)} ({result.labels_source})"
+        + (f", source model accuracy {result.source_accuracy:.3f}" if result.source_accuracy is not None else ""),
+        "",
+        f"{'variant':<16}{'status':<8}{'size':>11}{'ratio':>8}{'median ms':>11}{'p90 ms':>9}"
+        f"{'agree':>8}{'acc':>8}{'int-only':>10}",
+    ]
+    for v in result.variants:
+        if not v.ok:
+            lines.append(f"{v.name:<16}{'failed':<8}  {v.error}")
+            continue
+        lat = v.latency
+        lines.append(
+            f"{v.name:<16}{'ok':<8}{v.size_bytes:>11,}{v.size_ratio:>7.2f}x"
+            f"{(f'{lat.median_ms:.3f}' if lat else '-'):>11}{(f'{lat.p90_ms:.3f}' if lat else '-'):>9}"
+            f"{v.top1_agreement:>8.3f}{(f'{v.accuracy:.3f}' if v.accuracy is not None else '-'):>8}"
+            f"{('yes' if v.ops.integer_only else 'no'):>10}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Builds one variant, checks it on the images when given, and writes it."""
+    from quant_core.quantize import quantize_file  # pylint: disable=import-outside-toplevel
+
+    mode = parse_mode(args.mode)
+    summary = quantize_file(args.model, _recipe(mode, args), images=tuple(args.images), output=Path(args.output),
+                            preprocessing=_override(args), cache=_cache(args))
+    out.write(summary + "\n")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Prints what the workbench understands about a model."""
+    from quant_core.quantize import describe_model  # pylint: disable=import-outside-toplevel
+
+    data = describe_model(args.model)
+    if args.json:
+        out.write(json.dumps(data, indent=2) + "\n")
+    else:
+        for key, value in data.items():
+            out.write(f"{key}: {value}\n")
+    return 0
+
+
+def _parse(argv: Sequence[str] | None, out: TextIO) -> argparse.Namespace | int:
+    """Parses arguments with --help going to the real stdout; an int is an exit code."""
+    saved, sys.stdout = sys.stdout, out
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.stdout = saved
+
+
+_COMMANDS = {"compare": cmd_compare, "quantize": cmd_quantize, "inspect": cmd_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    err = os.fdopen(os.dup(2), "w", buffering=1)
+    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    log_file = tempfile.TemporaryFile(mode="w+")
+    _quiet.silence_tf_logging()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(2 if verbose else log_file.fileno(), 1)
+    if not verbose:
+        os.dup2(log_file.fileno(), 2)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = _parse(argv, out)
+        if isinstance(args, int):
+            return args
+        return _COMMANDS[args.command](args, out, err)
+    except QuantError as e:
+        err.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        err.write("error: interrupted\n")
+        return 130
+    except Exception as e:  # the last line of defence: one line, details in the log
+        traceback.print_exc()
+        err.write(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                  "(run with --verbose for details)\n")
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out.flush()
+        err.flush()

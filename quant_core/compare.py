@@ -1,0 +1,342 @@
+"""The comparison: request in, measured side-by-side result out.
+
+`run_compare` is the whole pipeline for one request. `Workbench` keeps a loaded model,
+its images and the float baseline in memory so that a new variant (another mode,
+another calibration count) costs only its own build and evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from quant_core import metrics
+from quant_core.builders import CalibratedModels, build_variant
+from quant_core.cache import ArtifactCache, cache_key
+from quant_core.env import describe_environment
+from quant_core.errors import ConversionError, InputError, QuantError
+from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
+from quant_core.models import SourceModel, load_model
+from quant_core.modes import Mode
+from quant_core.ops import op_inventory
+from quant_core.preprocess import Preprocessing, PreprocessingOverride, ValueRange, to_model_input
+from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.results import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
+                                VariantResult)
+from quant_core.runner import TFLiteRunner
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = 1  # bump when CompareResult changes shape: old cache entries are then ignored
+_FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
+_RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: `fraction` of the whole request done, and what is happening."""
+
+    fraction: float
+    message: str
+    variant: str | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """Everything besides the files that determines a comparison.
+
+    Attributes:
+        recipes: variants to build; a float32 baseline is added first if missing.
+        threads: interpreter threads for latency and evaluation.
+        top_k: classes kept per image and variant.
+        preprocessing: choices that replace the inferred preprocessing.
+        measure_latency: False skips timing (tests, quick looks).
+    """
+
+    recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
+    threads: int = 1
+    top_k: int = 3
+    preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)
+    measure_latency: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.recipes:
+            raise InputError("no variants requested; choose at least one mode")
+        if not 1 <= self.threads <= 64:
+            raise InputError(f"threads must be from 1 to 64, got {self.threads}")
+        if not 1 <= self.top_k <= 20:
+            raise InputError(f"top-k must be from 1 to 20, got {self.top_k}")
+        if not any(r.mode is Mode.FLOAT32 for r in self.recipes):
+            object.__setattr__(self, "recipes", (Recipe(Mode.FLOAT32), *self.recipes))
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """A serializable request: file paths plus options (can run in another process)."""
+
+    model: str
+    images: tuple[str, ...]
+    labels_file: str | None = None
+    options: CompareOptions = field(default_factory=CompareOptions)
+
+
+def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
+                on_progress: ProgressCallback | None = None, work_dir: Path | None = None) -> CompareResult:
+    """Builds, checks and measures every requested variant.
+
+    Identical requests (same model bytes, images, labels and options) are answered from
+    the cache without loading TensorFlow.
+
+    Raises:
+        QuantError: the model, images or options cannot be used (one-line message).
+    """
+    cache = cache or ArtifactCache()
+    report = on_progress or (lambda p: None)
+    report(Progress(0.0, "Reading images"))
+    images = load_images(request.images, work_dir=work_dir)
+    class_names = read_labels_file(request.labels_file) if request.labels_file else None
+    key = _request_key(request, images, class_names)
+    cached = cache.get_json("results", key)
+    if cached is not None:
+        try:
+            result = CompareResult.from_dict(cached)
+            if all(v.tflite_path is None or Path(v.tflite_path).exists() for v in result.variants):
+                report(Progress(1.0, "Served from cache"))
+                return result
+        except (KeyError, TypeError, ValueError, QuantError):
+            log.warning("ignoring an unreadable cached result %s", key)
+    report(Progress(0.02, "Loading the model"))
+    start = time.perf_counter()
+    bench = Workbench.open(request.model, images, class_names=class_names, options=request.options,
+                           cache=cache, work_dir=work_dir)
+    recipes = request.options.recipes
+    variants = []
+    for i, recipe in enumerate(recipes):
+        name = _variant_name(recipe, recipes)
+
+        def sub(p: Progress, i: int = i) -> None:
+            report(Progress(0.1 + 0.9 * (i + p.fraction) / len(recipes), p.message, p.variant))
+
+        variants.append(bench.evaluate(recipe, name=name, on_progress=sub))
+    result = bench.result(tuple(variants), request_key=key, seconds=time.perf_counter() - start)
+    cache.put_json("results", key, result.to_dict())
+    report(Progress(1.0, "Done"))
+    return result
+
+
+def _variant_name(recipe: Recipe, recipes: tuple[Recipe, ...]) -> str:
+    """The mode's name, numbered when a mode appears more than once."""
+    same = [r for r in recipes if r.mode is recipe.mode]
+    return recipe.mode.value if len(same) == 1 else f"{recipe.mode.value}-{same.index(recipe) + 1}"
+
+
+def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[str, ...] | None) -> str:
+    """Content hash of everything that determines the result."""
+    model_path = Path(request.model)
+    if not model_path.exists():
+        raise InputError(f"{model_path}: no such file or folder")
+    from quant_core.models import _sha256  # pylint: disable=import-outside-toplevel
+    opts = request.options
+    return cache_key(
+        RESULT_SCHEMA, _sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,
+        [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
+        opts.measure_latency, describe_environment(threads=opts.threads).packages,
+    )
+
+
+class Workbench:
+    """A loaded model with its images, preprocessing and float32 reference, ready for variants."""
+
+    def __init__(self, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing,
+                 *, options: CompareOptions, cache: ArtifactCache) -> None:
+        self.source = source
+        self.images = images
+        self.labels = labels
+        self.preprocessing = preprocessing
+        self.options = options
+        self.cache = cache
+        self.x = to_model_input([i.pixels for i in images.items], preprocessing)
+        self.source_raw = source.predict(self.x)
+        self.output_kind = metrics.detect_output_kind(self.source_raw)
+        self.source_probs = metrics.to_probabilities(self.source_raw, self.output_kind)
+        self.reference_probs = self._predict(source.float_tflite)
+        self._calibrated = CalibratedModels()
+        self._float_size = len(source.float_tflite)
+
+    @classmethod
+    def open(cls, model: str | Path, images: ImageSet, *, class_names: tuple[str, ...] | None = None,
+             options: CompareOptions | None = None, cache: ArtifactCache | None = None,
+             work_dir: Path | None = None) -> Workbench:
+        """Loads the model, resolves labels and preprocessing (inferred, then overridden)."""
+        options = options or CompareOptions()
+        source = load_model(model, work_dir=work_dir)
+        labels = resolve_labels(images, source.info.num_classes, class_names)
+        pre = infer_preprocessing(source, images, labels, options.preprocessing)
+        return cls(source, images, labels, pre, options=options, cache=cache or ArtifactCache())
+
+    def _predict(self, model: bytes) -> np.ndarray:
+        """Probabilities of a .tflite model on all images."""
+        runner = TFLiteRunner(model, num_threads=self.options.threads)
+        return metrics.to_probabilities(runner.predict(self.x), self.output_kind)
+
+    def calibration_data(self, recipe: Recipe) -> np.ndarray:
+        """Calibration samples: evenly spread user images, or uniform noise as a what-if."""
+        n = min(recipe.calibration_count, len(self.x))
+        if recipe.calibration_source is CalibrationSource.RANDOM:
+            low, high = self.preprocessing.value_range.bounds
+            rng = np.random.default_rng(0)
+            shape = (recipe.calibration_count, *self.x.shape[1:])
+            return rng.uniform(low, high, size=shape).astype(np.float32)
+        index = np.unique(np.linspace(0, len(self.x) - 1, n).round().astype(int))
+        return np.ascontiguousarray(self.x[index])
+
+    def build(self, recipe: Recipe) -> tuple[bytes, dict, Path, float, int | None]:
+        """Builds (or fetches from cache) one variant: bytes, settings, path, seconds, samples."""
+        data = self.calibration_data(recipe) if recipe.needs_calibration else None
+        digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
+        key = cache_key(self.source.info.sha256, recipe.to_dict(), digest,
+                        describe_environment(threads=1).packages)
+        model = self.cache.get_bytes("variants", key, ".tflite")
+        settings = self.cache.get_json("variants", key)
+        seconds = 0.0
+        if model is None or settings is None:
+            start = time.perf_counter()
+            built = build_variant(self.source, recipe, data, digest or "", self._calibrated)
+            seconds = time.perf_counter() - start
+            model, settings = built.model, built.settings
+            self.cache.put_json("variants", key, settings)
+            self.cache.put_bytes("variants", key, model, ".tflite")
+        return model, settings, self.cache.path("variants", key, ".tflite"), seconds, None if data is None else len(data)
+
+    def evaluate(self, recipe: Recipe, *, name: str | None = None,
+                 on_progress: ProgressCallback | None = None) -> VariantResult:
+        """Builds, checks and measures one variant; failures become a failed result."""
+        report = on_progress or (lambda p: None)
+        name = name or recipe.mode.value
+        try:
+            recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
+            report(Progress(0.0, f"Building {name}", name))
+            model, settings, path, seconds, samples = self.build(recipe)
+            report(Progress(0.5, f"Evaluating {name}", name))
+            return self._measure(name, recipe, model, settings, path, seconds, samples, report)
+        except QuantError as err:
+            return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
+        except Exception as err:  # an engine bug must not take the other variants down
+            log.exception("variant %s failed unexpectedly", name)
+            return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED,
+                                 error=f"internal error: {type(err).__name__}: {str(err)[:200]}")
+
+    def _measure(self, name: str, recipe: Recipe, model: bytes, settings: dict, path: Path, seconds: float,
+                 samples: int | None, report: ProgressCallback) -> VariantResult:
+        """Evaluation, checks, latency and op inventory of a built variant."""
+        runner = TFLiteRunner(model, num_threads=self.options.threads)
+        probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
+        ops = op_inventory(model)
+        self._check(recipe, probs, ops)
+        latency = None
+        if self.options.measure_latency:
+            report(Progress(0.7, f"Timing {name}", name))
+            latency = runner.measure_latency(self.x[:1])
+        labels = [i for i in self.labels.indices if i is not None]
+        return VariantResult(
+            name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, engine_settings=settings,
+            size_bytes=len(model), size_ratio=len(model) / self._float_size,
+            input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
+            top1_agreement=metrics.top1_agreement(probs, self.reference_probs),
+            top1_agreement_source=metrics.top1_agreement(probs, self.source_probs),
+            accuracy=metrics.accuracy(probs, labels) if self.labels.known else None,
+            mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
+            kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
+            top1=tuple(int(i) for i in probs.argmax(1)), topk=self._topk(probs),
+            tflite_sha256=hashlib.sha256(model).hexdigest(), tflite_path=str(path), build_seconds=seconds,
+            calibration_samples=samples,
+        )
+
+    def _check(self, recipe: Recipe, probs: np.ndarray, ops) -> None:
+        """Raises ConversionError when a variant is unusable or breaks its mode's promise."""
+        reason = metrics.collapse_reason(probs, self.reference_probs)
+        if reason:
+            raise ConversionError(reason)
+        if recipe.mode is Mode.FLOAT32:
+            gap = float(np.abs(probs - self.source_probs).max()) if len(probs) else 0.0
+            if gap > _FLOAT_TOLERANCE:
+                raise ConversionError(
+                    f"the converted float32 model does not reproduce the source model (max |Δp| = {gap:.3g}); "
+                    "the conversion route is broken for this model"
+                )
+        if recipe.mode is Mode.INT8 and not ops.integer_only:
+            floats = sorted({c.op for c in ops.by_op if c.kind in ("float", "hybrid")})
+            raise ConversionError(
+                f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
+            )
+
+    def _topk(self, probs: np.ndarray) -> tuple[tuple[Prediction, ...], ...]:
+        """Top-k predictions per image."""
+        k = min(self.options.top_k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        names = self.labels.class_names
+        return tuple(
+            tuple(Prediction(int(c), names[c] if c < len(names) else str(c), round(float(p[c]), 6)) for c in row)
+            for p, row in zip(probs, order)
+        )
+
+    def result(self, variants: tuple[VariantResult, ...], *, request_key: str = "", seconds: float = 0.0) -> CompareResult:
+        """Assembles the comparison from evaluated variants."""
+        recipes = [v.recipe for v in variants if v.recipe.needs_calibration]
+        random = any(r.calibration_source is CalibrationSource.RANDOM for r in recipes)
+        labels = [i for i in self.labels.indices if i is not None]
+        return CompareResult(
+            model=self.source.info, output_kind=self.output_kind,
+            environment=describe_environment(threads=self.options.threads), preprocessing=self.preprocessing,
+            class_names=self.labels.class_names, labels_source=self.labels.source,
+            images=tuple(ImageRecord(item.name, None if idx is None else self.labels.class_names[idx], idx)
+                         for item, idx in zip(self.images.items, self.labels.indices)),
+            skipped=self.images.skipped, variants=variants,
+            calibration=CalibrationInfo(
+                source="random uniform noise (what-if)" if random else "your images, evenly spread",
+                available_images=len(self.x), what_if=random),
+            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.labels.known else None,
+            request_key=request_key, seconds=seconds,
+        )
+
+
+def infer_preprocessing(source: SourceModel, images: ImageSet, labels: Labels,
+                        override: PreprocessingOverride) -> Preprocessing:
+    """Chooses the input value range from the model, else from predictions on the images.
+
+    A model that scales its own input (Rescaling/Normalization) takes raw 0..255 pixels.
+    Otherwise each candidate range is tried with the float model: the one giving the
+    best accuracy (when labels are known) or the most confident predictions wins.
+    """
+    info = source.info
+    base = override.apply(Preprocessing(info.height, info.width, info.channels))
+    if override.value_range is not None:
+        return base
+    if info.input_scale is not None and abs(info.input_scale) < _RAW_SCALE_LIMIT:
+        layer = info.preprocessing_layers[0] if info.preprocessing_layers else "a scaling op at the input"
+        return replace(base, value_range=ValueRange.RAW,
+                       source=f"the model scales its input itself ({layer}), so it takes raw 0..255 pixels")
+    sample = [i.pixels for i in images.items[:64]]
+    known = [(k, i) for k, i in enumerate(labels.indices[:64]) if i is not None]
+    runner = TFLiteRunner(source.float_tflite)
+    scores = {}
+    for candidate in ValueRange:
+        raw = runner.predict(to_model_input(sample, replace(base, value_range=candidate)))
+        probs = metrics.to_probabilities(raw, metrics.detect_output_kind(raw))
+        confidence = float(np.nanmean(probs.max(1)))
+        acc = float(np.mean([probs[k].argmax() == i for k, i in known])) if known else 0.0
+        scores[candidate] = (acc, confidence)
+    best = max(ValueRange, key=lambda c: scores[c])
+    how = "accuracy on your labelled images" if known else "prediction confidence on your images"
+    detail = ", ".join(f"[{c.value}]: {scores[c][0 if known else 1]:.2f}" for c in ValueRange)
+    return replace(base, value_range=best,
+                   source=f"no rescaling layer in the model; chosen by {how} ({detail})")

@@ -1,0 +1,64 @@
+"""Comparing class-score outputs: probabilities, agreement, accuracy and output error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant_core.models import OutputKind
+
+_EPS = 1e-7
+
+
+def detect_output_kind(raw: np.ndarray) -> OutputKind:
+    """Probabilities if rows are in [0, 1] and sum to 1; sigmoid for one unit; else logits."""
+    if raw.shape[-1] == 1:
+        return OutputKind.SIGMOID
+    if raw.size and raw.min() >= -1e-4 and raw.max() <= 1 + 1e-4 and np.allclose(raw.sum(-1), 1.0, atol=2e-2):
+        return OutputKind.PROBABILITIES
+    return OutputKind.LOGITS
+
+
+def to_probabilities(raw: np.ndarray, kind: OutputKind) -> np.ndarray:
+    """Class probabilities [N, classes] from raw outputs of the given kind."""
+    raw = raw.reshape(len(raw), -1).astype(np.float64)
+    if kind is OutputKind.SIGMOID:
+        p = np.clip(raw[:, :1], 0.0, 1.0)
+        return np.concatenate([1.0 - p, p], axis=1)
+    if kind is OutputKind.LOGITS:
+        shifted = raw - raw.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=1, keepdims=True)
+    return np.clip(raw, 0.0, None)
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of rows whose arg-max matches."""
+    return float(np.mean(a.argmax(1) == b.argmax(1))) if len(a) else float("nan")
+
+
+def accuracy(probs: np.ndarray, labels: list[int]) -> float:
+    """Top-1 accuracy against integer labels."""
+    return float(np.mean(probs.argmax(1) == np.asarray(labels))) if labels else float("nan")
+
+
+def mean_abs_diff(p: np.ndarray, ref: np.ndarray) -> float:
+    """Mean over images of the largest |Δp| across classes."""
+    return float(np.mean(np.abs(p - ref).max(axis=1))) if len(p) else float("nan")
+
+
+def kl_divergence(p: np.ndarray, ref: np.ndarray) -> float:
+    """Mean KL(ref || p) in nats."""
+    if not len(p):
+        return float("nan")
+    p = np.clip(p, _EPS, 1.0)
+    r = np.clip(ref, _EPS, 1.0)
+    return float(np.mean(np.sum(r * (np.log(r) - np.log(p)), axis=1)))
+
+
+def collapse_reason(probs: np.ndarray, ref: np.ndarray) -> str | None:
+    """Why a variant's outputs are unusable (NaN, or the same for every image), else None."""
+    if not np.all(np.isfinite(probs)):
+        return "outputs contain NaN or infinity"
+    if len(probs) >= 2 and np.ptp(ref, axis=0).max() > 1e-3 and np.ptp(probs, axis=0).max() < 1e-6:
+        return "outputs collapsed: the same scores for every image"
+    return None

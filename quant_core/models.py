@@ -1,0 +1,369 @@
+"""Loading user models safely, describing them, and converting them to float .tflite."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quant_core import _quiet, savedmodel_guard
+from quant_core.archives import extract_zip
+from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
+from quant_core.ops import op_inventory
+from quant_core.runner import TFLiteRunner
+from quant_core.tflite_info import float_param_count, input_scale_factor
+
+log = logging.getLogger(__name__)
+
+SCOPE = "image classifiers with one image input [N, H, W, 1 or 3] and one class-score output [N, classes]"
+_PREPROCESSING_LAYERS = {"Rescaling", "Normalization", "Resizing", "CenterCrop"}
+_PREDICT_BATCH = 64
+
+
+class ModelFormat(enum.StrEnum):
+    """Supported model file formats."""
+
+    KERAS = "keras"
+    H5 = "h5"
+    SAVED_MODEL = "saved_model"
+    TFLITE = "tflite"
+
+
+class OutputKind(enum.StrEnum):
+    """What the model's output values are."""
+
+    PROBABILITIES = "probabilities"  # softmax already applied
+    LOGITS = "logits"  # softmax applied by the workbench
+    SIGMOID = "sigmoid"  # one unit: probability of class 1 of 2
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the workbench understood about a model."""
+
+    name: str
+    format: ModelFormat
+    sha256: str
+    size_bytes: int
+    input_shape: tuple[int | None, ...]
+    input_dtype: str
+    output_shape: tuple[int | None, ...]
+    num_classes: int
+    param_count: int
+    preprocessing_layers: tuple[str, ...]
+    input_scale: float | None  # first constant the input is multiplied by, if any
+
+    @property
+    def has_preprocessing_layer(self) -> bool:
+        """True when the model rescales or normalizes its input itself."""
+        return bool(self.preprocessing_layers)
+
+    @property
+    def height(self) -> int:
+        """Input height."""
+        return int(self.input_shape[1])
+
+    @property
+    def width(self) -> int:
+        """Input width."""
+        return int(self.input_shape[2])
+
+    @property
+    def channels(self) -> int:
+        """Input channels (1 or 3)."""
+        return int(self.input_shape[3])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["format"] = self.format.value
+        data["has_preprocessing_layer"] = self.has_preprocessing_layer
+        return data
+
+
+class SourceModel:
+    """A loaded user model: its description, predictions and float .tflite."""
+
+    def __init__(self, info: ModelInfo, *, float_tflite: bytes, predict: Callable[[np.ndarray], np.ndarray],
+                 converter_factory: Callable[[], Any] | None, keepalive: Any = None) -> None:
+        self.info = info
+        self.float_tflite = float_tflite
+        self._predict = predict
+        self._converter_factory = converter_factory
+        self._keepalive = keepalive  # e.g. the temporary folder of an extracted SavedModel
+
+    @property
+    def is_tflite(self) -> bool:
+        """True when the source is already a .tflite (no TensorFlow graph available)."""
+        return self._converter_factory is None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs of the source model on a float32 batch."""
+        return self._predict(x)
+
+    def new_converter(self) -> Any:
+        """A fresh `tf.lite.TFLiteConverter` for this model (not for .tflite sources)."""
+        if self._converter_factory is None:
+            raise InputError("this mode needs the original Keras or SavedModel model, not a .tflite")
+        return self._converter_factory()
+
+
+def detect_format(path: Path) -> ModelFormat:
+    """Returns the format from the path; raises InputError for anything else."""
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return ModelFormat.SAVED_MODEL
+        raise InputError(f"{path.name}: folder has no saved_model.pb; expected a SavedModel folder")
+    suffix = path.suffix.lower()
+    formats = {".keras": ModelFormat.KERAS, ".h5": ModelFormat.H5, ".hdf5": ModelFormat.H5,
+               ".tflite": ModelFormat.TFLITE, ".zip": ModelFormat.SAVED_MODEL}
+    if suffix not in formats:
+        raise InputError(
+            f"{path.name}: unsupported model file; expected .keras, .h5, .tflite, a SavedModel folder or a .zip of one"
+        )
+    return formats[suffix]
+
+
+def load_model(path: str | Path, *, work_dir: Path | None = None) -> SourceModel:
+    """Loads and checks a model file without ever running code it contains.
+
+    Raises:
+        InputError: missing or unreadable file.
+        UnsafeModelError: Lambda layers, custom objects or unsafe graph ops.
+        UnsupportedModelError: not a single-input image classifier.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    fmt = detect_format(path)
+    digest = _sha256(path)
+    if fmt is ModelFormat.TFLITE:
+        return _load_tflite(path, digest)
+    if fmt is ModelFormat.SAVED_MODEL:
+        return _load_saved_model(path, digest, work_dir)
+    return _load_keras(path, fmt, digest)
+
+
+def _sha256(path: Path) -> str:
+    """Content hash of a file, or of a folder's files and relative names."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_io(name: str, input_shape: tuple, output_shape: tuple, n_inputs: int, n_outputs: int) -> int:
+    """Validates the interface; returns the number of classes."""
+    if n_inputs != 1:
+        raise UnsupportedModelError(f"{name}: the model has {n_inputs} inputs; the workbench supports {SCOPE}")
+    if n_outputs != 1:
+        raise UnsupportedModelError(f"{name}: the model has {n_outputs} outputs; the workbench supports {SCOPE}")
+    if len(input_shape) != 4 or input_shape[3] not in (1, 3) or None in input_shape[1:]:
+        raise UnsupportedModelError(
+            f"{name}: input shape {_shape(input_shape)} is not an image; the workbench supports {SCOPE}"
+        )
+    if len(output_shape) != 2 or not output_shape[1]:
+        raise UnsupportedModelError(
+            f"{name}: output shape {_shape(output_shape)} is not class scores; the workbench supports {SCOPE}"
+        )
+    return 2 if output_shape[1] == 1 else int(output_shape[1])
+
+
+def _shape(shape: tuple) -> str:
+    """Formats a shape with None as '?'."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _batched(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """Wraps a predict function to run in batches and return float32 numpy."""
+    def predict(x: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(fn(x[i : i + _PREDICT_BATCH]), np.float32) for i in range(0, len(x), _PREDICT_BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+    return predict
+
+
+def _load_tflite(path: Path, digest: str) -> SourceModel:
+    """A float .tflite: predictions through LiteRT; quantized ones are refused."""
+    data = path.read_bytes()
+    runner = TFLiteRunner(data)
+    num_classes = _check_io(path.name, runner.input_shape, runner.output_shape, 1, 1)
+    if runner.input_dtype != np.float32:
+        raise UnsupportedModelError(
+            f"{path.name}: input is {runner.input_dtype}, so the model is already quantized; "
+            "upload the float32 .tflite (or the Keras model) instead"
+        )
+    ops = op_inventory(data)
+    if ops.int8 or ops.int16 or ops.hybrid or ops.dequantize:
+        raise UnsupportedModelError(
+            f"{path.name}: the model is already quantized ({ops.int8 + ops.int16 + ops.hybrid} integer ops, "
+            f"{ops.dequantize} DEQUANTIZE); upload the float32 .tflite (or the Keras model) instead"
+        )
+    info = ModelInfo(
+        name=path.stem, format=ModelFormat.TFLITE, sha256=digest, size_bytes=len(data),
+        input_shape=runner.input_shape, input_dtype="float32", output_shape=runner.output_shape,
+        num_classes=num_classes, param_count=float_param_count(data), preprocessing_layers=(),
+        input_scale=input_scale_factor(data),
+    )
+    return SourceModel(info, float_tflite=data, predict=runner.predict, converter_factory=None)
+
+
+def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
+    """A .keras or legacy .h5 file, loaded with safe_mode on and compile off."""
+    _quiet.silence_tf_logging()
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if fmt is ModelFormat.KERAS and not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name}: not a valid .keras file (a .keras file is a zip archive)")
+    try:
+        with _quiet.stdout_to_stderr():
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises many types for bad files; classify by message.
+        raise _keras_load_error(path.name, err) from None
+    if not isinstance(model, keras.Model):
+        raise UnsupportedModelError(f"{path.name}: the file holds a {type(model).__name__}, not a model")
+    input_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else ()
+    output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else ()
+    num_classes = _check_io(path.name, input_shape, output_shape, len(model.inputs), len(model.outputs))
+    if model.inputs[0].dtype not in ("float32", "float16", "float64"):
+        raise UnsupportedModelError(f"{path.name}: input dtype {model.inputs[0].dtype}; expected float32 images")
+
+    def converter() -> Any:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.exclude_conversion_metadata = True  # bytes then depend on the model only
+        return conv
+
+    float_tflite = _convert(path.name, converter)
+    info = ModelInfo(
+        name=path.stem, format=fmt, sha256=digest, size_bytes=path.stat().st_size,
+        input_shape=tuple(None if d is None else int(d) for d in input_shape), input_dtype="float32",
+        output_shape=tuple(None if d is None else int(d) for d in output_shape), num_classes=num_classes,
+        param_count=int(model.count_params()), preprocessing_layers=_preprocessing_layers(model),
+        input_scale=_keras_input_scale(model) or input_scale_factor(float_tflite),
+    )
+    predict = _batched(lambda b: model(b, training=False))
+    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter)
+
+
+def _keras_load_error(name: str, err: Exception) -> Exception:
+    """Turns a Keras loading failure into a user-facing error."""
+    text = str(err)
+    if "Lambda" in text or "safe_mode" in text or "lambda" in text:
+        return UnsafeModelError(
+            f"{name}: the model contains a Lambda layer (arbitrary Python code), which the workbench never runs; "
+            "rebuild it with built-in layers"
+        )
+    if "Could not locate" in text or "Unknown layer" in text or "custom" in text.lower():
+        detail = text.split("'")[1] if text.count("'") >= 2 else "a custom object"
+        return UnsafeModelError(
+            f"{name}: the model needs custom code ({detail}), which the workbench never runs; "
+            "use built-in Keras layers only"
+        )
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return InputError(f"{name}: cannot load the model ({first})")
+
+
+def _preprocessing_layers(model: Any) -> tuple[str, ...]:
+    """Class names of rescaling/normalization layers anywhere in the model."""
+    found: list[str] = []
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if type(layer).__name__ in _PREPROCESSING_LAYERS:
+            found.append(f"{type(layer).__name__} ({layer.name})")
+        stack.extend(getattr(layer, "layers", []))
+    return tuple(found)
+
+
+def _keras_input_scale(model: Any) -> float | None:
+    """The factor of the first Rescaling/Normalization layer (the converter may fold it away)."""
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        kind = type(layer).__name__
+        if kind == "Rescaling":
+            return float(np.median(np.abs(np.asarray(layer.scale, dtype=np.float64))))
+        if kind == "Normalization" and getattr(layer, "variance", None) is not None:
+            return float(1.0 / np.sqrt(np.median(np.asarray(layer.variance, dtype=np.float64)) + 1e-12))
+        stack[:0] = list(getattr(layer, "layers", []))
+    return None
+
+
+def _convert(name: str, make_converter: Callable[[], Any]) -> bytes:
+    """Runs a float conversion, turning converter failures into InputError."""
+    try:
+        with _quiet.stdout_to_stderr():
+            return bytes(make_converter().convert())
+    except Exception as err:  # The converter raises ConverterError and others.
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise UnsupportedModelError(f"{name}: the TFLite converter cannot convert this model ({first})") from None
+
+
+def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceModel:
+    """A SavedModel folder or .zip of one: graph ops checked before anything runs."""
+    keepalive = None
+    if path.is_file():
+        keepalive = tempfile.TemporaryDirectory(dir=work_dir, prefix="savedmodel-")
+        root = extract_zip(path, Path(keepalive.name) / "model")
+        candidates = [p.parent for p in root.rglob("saved_model.pb")]
+        if len(candidates) != 1:
+            raise InputError(f"{path.name}: expected a .zip holding one SavedModel folder, found {len(candidates)}")
+        folder = candidates[0]
+    else:
+        folder = path
+    savedmodel_guard.check_saved_model(folder, name=path.name)
+    _quiet.silence_tf_logging()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    try:
+        with _quiet.stdout_to_stderr():
+            loaded = tf.saved_model.load(str(folder))
+    except Exception as err:  # TF raises many types for broken SavedModels.
+        raise InputError(f"{path.name}: cannot load the SavedModel ({str(err).strip()[:200]})") from None
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise UnsupportedModelError(f"{path.name}: the SavedModel has no 'serving_default' signature")
+    specs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    in_spec = next(iter(specs.values())) if len(specs) == 1 else None
+    out_spec = next(iter(outputs.values())) if len(outputs) == 1 else None
+    num_classes = _check_io(
+        path.name, tuple(in_spec.shape) if in_spec is not None else (),
+        tuple(out_spec.shape) if out_spec is not None else (), len(specs), len(outputs),
+    )
+    in_name, out_name = next(iter(specs)), next(iter(outputs))
+
+    def converter() -> Any:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+        conv.exclude_conversion_metadata = True
+        return conv
+
+    float_tflite = _convert(path.name, converter)
+    info = ModelInfo(
+        name=path.stem, format=ModelFormat.SAVED_MODEL, sha256=digest, size_bytes=_tree_size(path),
+        input_shape=tuple(None if d is None else int(d) for d in in_spec.shape), input_dtype="float32",
+        output_shape=tuple(None if d is None else int(d) for d in out_spec.shape), num_classes=num_classes,
+        param_count=int(sum(np.prod(v.shape) for v in loaded.variables)) or float_param_count(float_tflite),
+        preprocessing_layers=(), input_scale=input_scale_factor(float_tflite),
+    )
+    predict = _batched(lambda b: signature(**{in_name: tf.constant(b)})[out_name])
+    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter,
+                       keepalive=(keepalive, loaded))
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of a file, or of all files under a folder."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,121 @@
+"""Quantization modes and backends: the single source of truth for names and help text.
+
+The CLI, the JSON report and the web app all use the `Mode` values as identifiers and
+`MODE_INFO[mode].help` as the one-line explanation shown to users.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from quant_core.errors import InputError
+
+
+class Mode(enum.StrEnum):
+    """A post-training quantization variant."""
+
+    FLOAT32 = "float32"
+    WEIGHT_ONLY = "weight_only"
+    DYNAMIC_RANGE = "dynamic_range"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    INT8_FLOAT_IO = "int8_float_io"
+    INT16X8 = "int16x8"
+
+
+class Backend(enum.StrEnum):
+    """The engine that produces a variant."""
+
+    TF_CONVERTER = "tf_converter"
+    LITERT_QUANTIZER = "litert_quantizer"
+
+
+class IOType(enum.StrEnum):
+    """The dtype of a model's input and output tensors."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+    INT16 = "int16"
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """What a mode is, when to use it and which engines can build it."""
+
+    title: str
+    help: str  # one line, shown next to the toggle in the UI and in `--help`
+    needs_calibration: bool
+    # Engines able to build the mode, preferred first. The second tuple lists the engines
+    # that work from a float .tflite alone (no TensorFlow graph).
+    backends: tuple[Backend, ...]
+    tflite_backends: tuple[Backend, ...]
+    io_types: tuple[IOType, ...]  # allowed I/O types, default first
+
+
+_TF, _LQ = Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER
+_F, _I8, _U8, _I16 = IOType.FLOAT32, IOType.INT8, IOType.UINT8, IOType.INT16
+
+MODE_INFO: dict[Mode, ModeInfo] = {
+    Mode.FLOAT32: ModeInfo(
+        "Float32 baseline",
+        "The unquantized model converted to .tflite: the reference every variant is "
+        "compared against.",
+        False, (_TF,), (_TF,), (_F,),
+    ),
+    Mode.WEIGHT_ONLY: ModeInfo(
+        "Weight-only int8",
+        "Int8 weights dequantized to float at load; float compute. ~4x smaller, "
+        "accuracy closest to float, no speed-up: use when size matters most.",
+        False, (_LQ,), (_LQ,), (_F,),
+    ),
+    Mode.DYNAMIC_RANGE: ModeInfo(
+        "Dynamic range",
+        "Int8 weights; activations quantized on the fly by hybrid kernels. ~4x smaller, "
+        "no calibration data needed; speed depends heavily on the runtime and CPU.",
+        False, (_TF, _LQ), (_LQ,), (_F,),
+    ),
+    Mode.FLOAT16: ModeInfo(
+        "Float16 weights",
+        "Float16 weights, float compute (or native fp16 on GPUs). ~2x smaller with "
+        "almost no accuracy loss: a safe first step, or for GPU delegates.",
+        False, (_TF, _LQ), (_LQ,), (_F,),
+    ),
+    Mode.INT8: ModeInfo(
+        "Full integer int8",
+        "Int8 weights and activations, int8 input and output, integer-only ops. "
+        "Required by NPUs, DSPs and Edge TPUs; needs representative calibration images.",
+        True, (_TF, _LQ), (_TF, _LQ), (_I8, _U8),
+    ),
+    Mode.INT8_FLOAT_IO: ModeInfo(
+        "Int8 with float I/O",
+        "Int8 weights and activations inside, float input and output with "
+        "quantize/dequantize at the edges: int8 speed on CPUs without changing your "
+        "pre- and post-processing code.",
+        True, (_TF,), (_TF,), (_F,),
+    ),
+    Mode.INT16X8: ModeInfo(
+        "16x8 (int16 activations)",
+        "Int8 weights, int16 activations: more accurate than int8 when activations have "
+        "a wide range, but runs on slow reference kernels on most CPUs today.",
+        True, (_TF, _LQ), (_TF, _LQ), (_F, _I16),
+    ),
+}
+
+
+def parse_mode(name: str) -> Mode:
+    """Returns the Mode named `name`; raises InputError listing valid names otherwise."""
+    try:
+        return Mode(name.strip())
+    except ValueError:
+        valid = ", ".join(m.value for m in Mode)
+        raise InputError(f"unknown mode {name!r}; expected one of: {valid}") from None
+
+
+def parse_modes(text: str) -> tuple[Mode, ...]:
+    """Parses a comma-separated list of modes, keeping order and dropping repeats."""
+    names = [part for part in text.split(",") if part.strip()]
+    if not names:
+        raise InputError("no modes given; expected a comma-separated list such as float32,int8")
+    return tuple(dict.fromkeys(parse_mode(n) for n in names))

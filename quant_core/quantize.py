@@ -1,0 +1,68 @@
+"""Single-variant helpers behind `quantize` and `inspect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from quant_core.cache import ArtifactCache
+from quant_core.compare import CompareOptions, Workbench
+from quant_core.errors import InputError
+from quant_core.images import load_images
+from quant_core.models import load_model
+from quant_core.modes import MODE_INFO, Mode
+from quant_core.preprocess import PreprocessingOverride
+from quant_core.recipe import CalibrationSource, Recipe
+
+
+def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...], output: Path,
+                  preprocessing: PreprocessingOverride | None = None, cache: ArtifactCache | None = None) -> str:
+    """Builds one variant, checks it against the source on the images, writes it and its recipe.
+
+    Returns:
+        A one-line summary.
+
+    Raises:
+        InputError: calibrated mode without images, or a failed variant.
+    """
+    if output.suffix != ".tflite":
+        raise InputError(f"{output}: the output file must end in .tflite")
+    needs_images = recipe.needs_calibration and recipe.calibration_source is CalibrationSource.IMAGES
+    if not images:
+        if needs_images:
+            raise InputError(f"{recipe.mode} needs calibration images; pass --images (or --calibration-source random)")
+        raise InputError("pass --images: every variant is checked against the source model before it is written")
+    options = CompareOptions(recipes=(recipe,), preprocessing=preprocessing or PreprocessingOverride(),
+                             measure_latency=False)
+    bench = Workbench.open(model, load_images(images), options=options, cache=cache)
+    baseline = bench.evaluate(Recipe(Mode.FLOAT32))
+    variant = bench.evaluate(recipe) if recipe.mode is not Mode.FLOAT32 else baseline
+    if not variant.ok:
+        raise InputError(f"{recipe.mode} failed: {variant.error}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(variant.tflite_bytes())
+    recipe_path = output.with_suffix(".recipe.json")
+    recipe_path.write_text(json.dumps({
+        "model": bench.source.info.name, "model_sha256": bench.source.info.sha256, "variant": variant.name,
+        "recipe": variant.recipe.to_dict(), "engine_settings": variant.engine_settings,
+        "preprocessing": bench.preprocessing.to_dict(), "calibration_samples": variant.calibration_samples,
+        "tflite_sha256": variant.tflite_sha256}, indent=2, sort_keys=True) + "\n")
+    return (f"wrote {output} ({variant.size_bytes:,} bytes, {variant.size_ratio:.2f}x float32; "
+            f"top-1 agreement with float32 {variant.top1_agreement:.3f} on {len(bench.x)} images) "
+            f"and {recipe_path.name}")
+
+
+def describe_model(model: str | Path) -> dict[str, Any]:
+    """What the workbench understands about a model, as a JSON-ready dict."""
+    source = load_model(model)
+    info = source.info
+    data = info.to_dict()
+    data["modes"] = {
+        m.value: [b.value for b in (MODE_INFO[m].tflite_backends if source.is_tflite else MODE_INFO[m].backends)]
+        for m in Mode
+    }
+    if source.is_tflite:
+        data["note"] = ("float .tflite input: every mode applies; dynamic_range and float16 come from the "
+                        "LiteRT Quantizer, calibrated modes from the converter's calibrator or the LiteRT Quantizer")
+    return data

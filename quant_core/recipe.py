@@ -1,0 +1,125 @@
+"""Recipes: the complete, typed description of how one variant is built.
+
+A recipe validates itself on construction and round-trips to JSON, so what is written
+beside each .tflite is exactly what produced it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from quant_core.errors import InputError
+from quant_core.modes import MODE_INFO, Backend, IOType, Mode
+
+# The I/O types each engine can give a mode; the converter can do everything the
+# mode allows, the LiteRT Quantizer's static recipes always quantize the interface.
+_LITERT_IO: dict[Mode, tuple[IOType, ...]] = {
+    Mode.INT8: (IOType.INT8,),
+    Mode.INT16X8: (IOType.INT16,),
+}
+
+
+class CalibrationSource(enum.StrEnum):
+    """Where calibration samples come from."""
+
+    IMAGES = "images"  # the user's own images, preprocessed as for evaluation
+    RANDOM = "random"  # uniform noise in the input range: a what-if that misleads
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build one variant.
+
+    Attributes:
+        mode: the quantization mode.
+        backend: the engine; None picks the mode's preferred engine for the source.
+        calibration_count: images used to calibrate activation ranges (calibrated
+            modes only); more images give more robust ranges at a higher build cost.
+        calibration_source: the user's images, or random data as an explicit what-if.
+        per_channel: one scale per output channel for conv/dense weights (more
+            accurate) instead of one per tensor (needed by some older accelerators).
+        io_type: dtype of the model interface; None is the mode's default.
+    """
+
+    mode: Mode
+    backend: Backend | None = None
+    calibration_count: int = 100
+    calibration_source: CalibrationSource = CalibrationSource.IMAGES
+    per_channel: bool = True
+    io_type: IOType | None = None
+
+    def __post_init__(self) -> None:
+        _coerce(self, "mode", Mode)
+        _coerce(self, "backend", Backend)
+        _coerce(self, "calibration_source", CalibrationSource)
+        _coerce(self, "io_type", IOType)
+        info = MODE_INFO[self.mode]
+        if not isinstance(self.calibration_count, int) or not 1 <= self.calibration_count <= 10_000:
+            raise InputError(
+                f"calibration count must be an integer from 1 to 10000, got {self.calibration_count!r}"
+            )
+        if self.backend is not None and self.backend not in info.backends:
+            raise InputError(
+                f"{self.mode} cannot be built by {self.backend}; "
+                f"expected one of: {', '.join(info.backends)}"
+            )
+        if self.io_type is not None:
+            allowed = info.io_types
+            if self.backend is Backend.LITERT_QUANTIZER and self.mode in _LITERT_IO:
+                allowed = _LITERT_IO[self.mode]
+            if self.io_type not in allowed:
+                raise InputError(
+                    f"{self.mode} with {self.backend or 'the default backend'} supports I/O "
+                    f"types {', '.join(allowed)}, got {self.io_type}"
+                )
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether building this variant needs calibration samples."""
+        return MODE_INFO[self.mode].needs_calibration
+
+    def resolve(self, *, source_is_tflite: bool) -> Recipe:
+        """Returns the recipe with backend and I/O type made explicit for a source.
+
+        Raises:
+            InputError: if the chosen backend cannot start from a float .tflite.
+        """
+        info = MODE_INFO[self.mode]
+        choices = info.tflite_backends if source_is_tflite else info.backends
+        backend = self.backend or choices[0]
+        if backend not in choices:
+            raise InputError(
+                f"{self.mode} from a .tflite file needs {', '.join(choices)}; "
+                f"{backend} needs the original Keras or SavedModel model"
+            )
+        io_type = self.io_type
+        if io_type is None:
+            allowed = _LITERT_IO.get(self.mode) if backend is Backend.LITERT_QUANTIZER else None
+            io_type = (allowed or info.io_types)[0]
+        return replace(self, backend=backend, io_type=io_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (enums as their string values)."""
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Inverse of `to_dict`; unknown keys are an error, not ignored."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def _coerce(obj: Recipe, name: str, enum_type: type[enum.Enum]) -> None:
+    """Converts a string field to its enum (strictly), in place on a frozen dataclass."""
+    value = getattr(obj, name)
+    if value is None or isinstance(value, enum_type):
+        return
+    try:
+        object.__setattr__(obj, name, enum_type(value))
+    except ValueError:
+        valid = ", ".join(e.value for e in enum_type)
+        raise InputError(f"unknown {name} {value!r}; expected one of: {valid}") from None

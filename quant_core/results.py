@@ -1,0 +1,135 @@
+"""Result types: frozen dataclasses that reports, charts and the cache consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.env import Environment
+from quant_core.images import SkippedFile
+from quant_core.models import ModelInfo, OutputKind
+from quant_core.modes import Mode
+from quant_core.ops import OpInventory
+from quant_core.preprocess import Preprocessing
+from quant_core.recipe import Recipe
+from quant_core.runner import Latency
+
+
+class Status:
+    """Variant status values."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a top-k list."""
+
+    index: int
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """Everything measured for one variant.
+
+    Agreement and error figures compare against the float32 .tflite; `*_source`
+    figures against the original model. `topk[i]` belongs to image i.
+    """
+
+    name: str
+    mode: Mode
+    recipe: Recipe
+    status: str
+    error: str | None = None
+    engine_settings: dict[str, Any] = field(default_factory=dict)
+    size_bytes: int | None = None
+    size_ratio: float | None = None
+    input_dtype: str | None = None
+    output_dtype: str | None = None
+    latency: Latency | None = None
+    top1_agreement: float | None = None
+    top1_agreement_source: float | None = None
+    accuracy: float | None = None
+    mean_abs_diff: float | None = None
+    kl_divergence: float | None = None
+    ops: OpInventory | None = None
+    top1: tuple[int, ...] = ()
+    topk: tuple[tuple[Prediction, ...], ...] = ()
+    tflite_sha256: str | None = None
+    tflite_path: str | None = None
+    build_seconds: float | None = None
+    calibration_samples: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the variant was built and passed its checks."""
+        return self.status == Status.OK
+
+    def tflite_bytes(self) -> bytes:
+        """The variant's .tflite model."""
+        if not self.tflite_path:
+            raise FileNotFoundError(f"variant {self.name} has no model ({self.error})")
+        return Path(self.tflite_path).read_bytes()
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One evaluated image."""
+
+    file: str
+    label: str | None
+    label_index: int | None
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """What calibrated the calibrated variants."""
+
+    source: str
+    available_images: int
+    what_if: bool  # True when random data was used: numbers then mislead on purpose
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """A full side-by-side comparison of variants of one model on one image set."""
+
+    model: ModelInfo
+    output_kind: OutputKind
+    environment: Environment
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...]
+    labels_source: str
+    images: tuple[ImageRecord, ...]
+    skipped: tuple[SkippedFile, ...]
+    variants: tuple[VariantResult, ...]
+    calibration: CalibrationInfo
+    source_accuracy: float | None
+    request_key: str
+    seconds: float
+
+    @property
+    def labelled(self) -> bool:
+        """True when accuracy could be computed."""
+        return bool(self.images) and all(i.label_index is not None for i in self.images)
+
+    def variant(self, name: str) -> VariantResult:
+        """The variant called `name` (a mode value for CLI requests)."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant {name!r}; have {', '.join(v.name for v in self.variants)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless JSON-ready dict (see `report.report_dict` for the published report)."""
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareResult:
+        """Inverse of `to_dict`."""
+        return from_jsonable(cls, data)

@@ -1,0 +1,152 @@
+"""Running .tflite models with the LiteRT interpreter: float in, float out, honest timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from quant_core.errors import InputError
+
+_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Single-image latency of `invoke()` only (no preprocessing), after warm-up."""
+
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    runs: int
+    warmup: int
+    threads: int
+
+
+class TFLiteRunner:
+    """Owns one interpreter; quantizes inputs and dequantizes outputs from scale/zero point.
+
+    Callers always pass float32 model input and receive float32 outputs, whatever the
+    model's interface dtype.
+    """
+
+    def __init__(self, model: bytes, *, num_threads: int = 1) -> None:
+        try:
+            self._interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as err:
+            raise InputError(f"the LiteRT interpreter cannot load this model: {_first_line(err)}") from None
+        self.num_threads = num_threads
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1:
+            raise InputError(f"expected a model with one input, got {len(inputs)}")
+        self._input, self._output = inputs[0], outputs[0]
+        self._batch = 0
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """dtype of the model's input tensor."""
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        """dtype of the model's first output tensor."""
+        return np.dtype(self._output["dtype"])
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """Input shape with None for dynamic dimensions."""
+        sig = self._input.get("shape_signature", self._input["shape"])
+        return tuple(None if d < 0 else int(d) for d in sig)
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        """First output's shape with None for dynamic dimensions."""
+        sig = self._output.get("shape_signature", self._output["shape"])
+        return tuple(None if d < 0 else int(d) for d in sig)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Runs a float32 batch [N, ...] and returns float32 outputs [N, ...]."""
+        if len(x) == 0:
+            return np.zeros((0, *self._output["shape"][1:]), np.float32)
+        results = [self._run(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)]
+        return np.concatenate(results).astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Invokes on one batch, resizing the input (or falling back to one by one)."""
+        if self._batch != len(batch):
+            try:
+                self._resize(len(batch))
+            except (RuntimeError, ValueError):
+                self._resize(1)
+                return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        self._set_input(batch)
+        self._interpreter.invoke()
+        return self._get_output()
+
+    def _resize(self, n: int) -> None:
+        """Resizes the batch dimension and reallocates tensors."""
+        if self._batch == n:
+            return
+        shape = list(self._input["shape"])
+        shape[0] = n
+        self._interpreter.resize_tensor_input(self._input["index"], shape, strict=False)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch = n
+
+    def _set_input(self, batch: np.ndarray) -> None:
+        """Quantizes float input with the tensor's scale and zero point when needed."""
+        dtype = self.input_dtype
+        if dtype.kind in "iu":
+            scale, zero_point = self._input["quantization"]
+            info = np.iinfo(dtype)
+            batch = np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(dtype)
+        else:
+            batch = batch.astype(dtype)
+        self._interpreter.set_tensor(self._input["index"], batch)
+
+    def _get_output(self) -> np.ndarray:
+        """Reads the output, dequantized to float32."""
+        out = self._interpreter.get_tensor(self._output["index"])
+        if out.dtype.kind in "iu":
+            scale, zero_point = self._output["quantization"]
+            return ((out.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return out.astype(np.float32)
+
+    def measure_latency(
+        self, sample: np.ndarray, *, warmup: int = 5, min_runs: int = 15, max_runs: int = 200, budget_s: float = 2.0
+    ) -> Latency:
+        """Times `invoke()` on one image: warm-up, then runs until max_runs or the time budget.
+
+        At least `min_runs` runs are timed whatever the budget, so slow variants get a
+        median over a real sample too.
+        """
+        self._resize(1)
+        self._set_input(sample[:1])
+        for _ in range(warmup):
+            self._interpreter.invoke()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget_s):
+            t0 = time.perf_counter()
+            self._interpreter.invoke()
+            times.append((time.perf_counter() - t0) * 1000.0)
+        times.sort()
+        p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+        return Latency(
+            median_ms=statistics.median(times), p90_ms=p90, mean_ms=statistics.fmean(times),
+            min_ms=times[0], runs=len(times), warmup=warmup, threads=self.num_threads,
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception message."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
