@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from quant_core.errors import InputError
@@ -34,7 +35,8 @@ def extract_zip(archive: Path, dest: Path) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(target, "wb") as out:
                         _copy_capped(src, out, info.file_size, name)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError,
+            zlib.error) as err:
         raise InputError(f"{name}: not a readable .zip archive ({err})") from None
     return dest
 
@@ -53,8 +55,11 @@ def _check_entries(name: str, infos: list[zipfile.ZipInfo]) -> None:
         path = PurePosixPath(info.filename.replace("\\", "/"))
         if info.filename.startswith(("/", "\\")) or ".." in path.parts or ":" in info.filename:
             raise InputError(f"{name}: entry {info.filename!r} points outside the archive")
+        if info.flag_bits & 0x1:
+            raise InputError(f"{name}: entry {info.filename!r} is encrypted; password-protected archives are "
+                             "not supported")
         mode = info.external_attr >> 16
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise InputError(f"{name}: entry {info.filename!r} is a link or special file")
 
 

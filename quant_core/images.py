@@ -97,8 +97,9 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
                 return _to_rgb(image)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: too many pixels, over the {MAX_PIXELS // 1_000_000} MP limit") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise ImageError(f"{name}: not a readable image ({type(err).__name__})") from None
 
 
@@ -109,7 +110,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         peak = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         gray = np.clip(np.round(values * (255.0 / peak)), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode == "P" or image.mode == "PA":
+    if image.mode in ("P", "PA") or (image.mode in ("L", "RGB") and "transparency" in image.info):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "RGBa", "La"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -160,7 +161,9 @@ def _scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[t
     """Lists image files under root: (display name, path, class folder or None)."""
     found = []
     children = _children(root)
-    wrapped = len(children) == 1 and (root / children[0]).is_dir()
+    # A single top-level folder holding subfolders is a wrapper (e.g. a zipped folder), not a class.
+    wrapper = root / children[0] if len(children) == 1 else None
+    wrapped = wrapper is not None and wrapper.is_dir() and bool(_children(wrapper, dirs_only=True))
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
@@ -168,8 +171,7 @@ def _scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[t
         if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
             continue
         parts = rel.parts
-        # A single top-level folder inside an archive is a wrapper, not a class.
-        if wrapped and len(parts) >= 3:
+        if wrapped and len(parts) >= 2:
             parts = parts[1:]
         label = parts[-2] if len(parts) >= 2 else None
         name = f"{display}/{rel.as_posix()}"
@@ -180,9 +182,10 @@ def _scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[t
     return found
 
 
-def _children(root: Path) -> list[Path]:
-    """Relative paths of the entries directly under root."""
-    return [p.relative_to(root) for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+def _children(root: Path, *, dirs_only: bool = False) -> list[Path]:
+    """Relative paths of the entries (or only the folders) directly under root."""
+    return [p.relative_to(root) for p in root.iterdir()
+            if not p.name.startswith(".") and p.name != "__MACOSX" and (not dirs_only or p.is_dir())]
 
 
 def read_labels_file(path: str | Path) -> tuple[str, ...]:
@@ -217,7 +220,7 @@ def _labels_from_json(name: str, text: str) -> tuple[str, ...]:
             mapping = {int(k): str(v) for k, v in data.items()}
         except ValueError:
             mapping = {}
-        if sorted(mapping) == list(range(len(mapping))):
+        if len(mapping) == len(data) and sorted(mapping) == list(range(len(mapping))):
             return tuple(mapping[i] for i in range(len(mapping)))
     raise InputError(f"{name}: expected a JSON list of class names or an object {{\"0\": \"name\", ...}}")
 
@@ -241,9 +244,9 @@ def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str
     if not folders:
         return Labels(names or _default_names(num_classes), (None,) * len(images.items), "no labels")
     if names is not None:
-        lookup = {n: k for k, n in enumerate(names)} | {str(k): k for k in range(num_classes)}
+        lookup = {str(k): k for k in range(num_classes)} | {n: k for k, n in enumerate(names)}
         source = "folder names matched to the labels file"
-    elif all(f.isdigit() for f in folders):
+    elif all(f.isdecimal() for f in folders):
         lookup, source = {f: int(f) for f in folders}, "folder names read as class indices"
     else:
         lookup = {f: k for k, f in enumerate(folders)}

@@ -1,0 +1,120 @@
+"""Shared fixtures: a tiny, really trained colour classifier in every format, and its images.
+
+The model is built and trained in code (deterministically, in about a second) so that
+its outputs are meaningful: quantization errors and agreements are real numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("red", "green", "blue")
+SIZE = 16
+
+
+def colour_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n noisy RGB uint8 images whose dominant channel is the class (0 red, 1 green, 2 blue)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 90, size=(n, SIZE, SIZE, 3))
+    images[np.arange(n), :, :, labels] += rng.integers(80, 160, size=(n, 1, 1))
+    return images.astype(np.uint8), labels
+
+
+def build_tiny_model():
+    """A small conv net with a Rescaling layer, batch norm, a depthwise conv and a >1024-weight dense."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(96, activation="relu")(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    images, labels = colour_images(240, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(images.astype("float32"), labels, epochs=12, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The trained Keras model (shared; do not modify)."""
+    return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def model_files(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """The tiny model saved as .keras, .h5, SavedModel folder, SavedModel .zip and float .tflite."""
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("models")
+    files = {"keras": root / "tiny.keras", "h5": root / "tiny.h5", "saved_model": root / "tiny_savedmodel"}
+    tiny_model.save(files["keras"])
+    tiny_model.save(files["h5"])
+    tiny_model.export(files["saved_model"], verbose=False)
+    files["zip"] = root / "tiny_savedmodel.zip"
+    with zipfile.ZipFile(files["zip"], "w") as zf:
+        for path in sorted(files["saved_model"].rglob("*")):
+            zf.write(path, Path("tiny_savedmodel") / path.relative_to(files["saved_model"]))
+    files["tflite"] = root / "tiny.tflite"
+    files["tflite"].write_bytes(tf.lite.TFLiteConverter.from_keras_model(tiny_model).convert())
+    return files
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    """24 labelled PNGs in class subfolders named after CLASSES."""
+    root = tmp_path_factory.mktemp("images") / "colours"
+    images, labels = colour_images(24, seed=7)
+    for k, (image, label) in enumerate(zip(images, labels)):
+        folder = root / CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{k:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def labels_file(tmp_path_factory) -> Path:
+    """Class names in model order, one per line."""
+    path = tmp_path_factory.mktemp("labels") / "labels.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return path
+
+
+@pytest.fixture()
+def cache(tmp_path):
+    """A fresh, empty artifact cache."""
+    from quant_core.cache import ArtifactCache
+
+    return ArtifactCache(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """An artifact cache shared by tests that may reuse each other's builds."""
+    from quant_core.cache import ArtifactCache
+
+    return ArtifactCache(tmp_path_factory.mktemp("shared-cache"))
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """Copies a folder (for tests that modify files)."""
+    shutil.copytree(src, dst)
+    return dst
