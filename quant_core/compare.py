@@ -311,11 +311,13 @@ class Workbench:
 
 def infer_preprocessing(source: SourceModel, images: ImageSet, labels: Labels,
                         override: PreprocessingOverride) -> Preprocessing:
-    """Chooses the input value range from the model, else from predictions on the images.
+    """Chooses the input value range, saying how, in this order of evidence.
 
-    A model that scales its own input (Rescaling/Normalization) takes raw 0..255 pixels.
-    Otherwise each candidate range is tried with the float model: the one giving the
-    best accuracy (when labels are known) or the most confident predictions wins.
+    1. the user's choice; 2. a model that scales its own input (Rescaling/Normalization)
+    takes raw 0..255 pixels; 3. a Keras model with batch norm: the range whose
+    activations best match the first BatchNormalization layer's training statistics;
+    4. labelled images: the range with the best accuracy (ties: [0,1], [-1,1], [0,255]);
+    5. otherwise [0,1], flagged as an assumption to check.
     """
     info = source.info
     base = override.apply(Preprocessing(info.height, info.width, info.channels))
@@ -326,17 +328,27 @@ def infer_preprocessing(source: SourceModel, images: ImageSet, labels: Labels,
         return replace(base, value_range=ValueRange.RAW,
                        source=f"the model scales its input itself ({layer}), so it takes raw 0..255 pixels")
     sample = [i.pixels for i in images.items[:64]]
+    candidates = list(ValueRange)
+    if source.statistics_mismatch is not None:
+        scores = {c: source.statistics_mismatch(to_model_input(sample, replace(base, value_range=c)))
+                  for c in candidates}
+        best = min(candidates, key=lambda c: scores[c])
+        detail = ", ".join(f"[{c.value}]: {scores[c]:.2g}" for c in candidates)
+        return replace(base, value_range=best, source=(
+            f"no rescaling layer; the range whose activations best match the first BatchNormalization "
+            f"layer's training statistics (mismatch {detail})"))
     known = [(k, i) for k, i in enumerate(labels.indices[:64]) if i is not None]
+    if not known:
+        return replace(base, value_range=ValueRange.ZERO_ONE, source=(
+            "could not be inferred (no rescaling or batch-norm layer, no labels): assumed [0,1]; "
+            "override it if predictions look wrong"))
     runner = TFLiteRunner(source.float_tflite)
-    scores = {}
-    for candidate in ValueRange:
+    accuracy = {}
+    for candidate in candidates:
         raw = runner.predict(to_model_input(sample, replace(base, value_range=candidate)))
         probs = metrics.to_probabilities(raw, metrics.detect_output_kind(raw))
-        confidence = float(np.nanmean(probs.max(1)))
-        acc = float(np.mean([probs[k].argmax() == i for k, i in known])) if known else 0.0
-        scores[candidate] = (acc, confidence)
-    best = max(ValueRange, key=lambda c: scores[c])
-    how = "accuracy on your labelled images" if known else "prediction confidence on your images"
-    detail = ", ".join(f"[{c.value}]: {scores[c][0 if known else 1]:.2f}" for c in ValueRange)
+        accuracy[candidate] = float(np.mean([probs[k].argmax() == i for k, i in known]))
+    best = max(candidates, key=lambda c: (accuracy[c], -candidates.index(c)))
+    detail = ", ".join(f"[{c.value}]: {accuracy[c]:.2f}" for c in candidates)
     return replace(base, value_range=best,
-                   source=f"no rescaling layer in the model; chosen by {how} ({detail})")
+                   source=f"no rescaling layer; the range with the best accuracy on your labelled images ({detail})")

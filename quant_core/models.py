@@ -93,8 +93,12 @@ class SourceModel:
     """A loaded user model: its description, predictions and float .tflite."""
 
     def __init__(self, info: ModelInfo, *, float_tflite: bytes, predict: Callable[[np.ndarray], np.ndarray],
-                 converter_factory: Callable[[], Any] | None, keepalive: Any = None) -> None:
+                 converter_factory: Callable[[], Any] | None, keepalive: Any = None,
+                 statistics_mismatch: Callable[[np.ndarray], float] | None = None) -> None:
         self.info = info
+        # For Keras models with batch norm: how far the first BN layer's input statistics on
+        # a batch are from those seen in training (used to infer the input value range).
+        self.statistics_mismatch = statistics_mismatch
         self.float_tflite = float_tflite
         self._predict = predict
         self._converter_factory = converter_factory
@@ -255,7 +259,8 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         input_scale=_keras_input_scale(model) or input_scale_factor(float_tflite),
     )
     predict = _batched(lambda b: model(b, training=False))
-    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter)
+    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter,
+                       statistics_mismatch=_bn_mismatch(model))
 
 
 def _keras_load_error(name: str, err: Exception) -> Exception:
@@ -300,6 +305,32 @@ def _keras_input_scale(model: Any) -> float | None:
             return float(1.0 / np.sqrt(np.median(np.asarray(layer.variance, dtype=np.float64)) + 1e-12))
         stack[:0] = list(getattr(layer, "layers", []))
     return None
+
+
+def _bn_mismatch(model: Any) -> Callable[[np.ndarray], float] | None:
+    """A function scoring how unlike training data a batch looks to the first BatchNormalization.
+
+    The score is the mean over channels of KL(batch statistics || BN moving statistics)
+    for Gaussians; None when the model has no BatchNormalization layer reachable from the input.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    bn = next((layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"), None)
+    if bn is None:
+        return None
+    try:
+        probe = keras.Model(model.inputs, bn.input)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    mean_bn = np.asarray(bn.moving_mean, np.float64)
+    var_bn = np.asarray(bn.moving_variance, np.float64) + 1e-6
+
+    def mismatch(x: np.ndarray) -> float:
+        acts = np.asarray(probe(x[:32], training=False), np.float64).reshape(-1, mean_bn.size)
+        mean, var = acts.mean(0), acts.var(0) + 1e-6
+        return float(np.mean(0.5 * (np.log(var_bn / var) + (var + (mean - mean_bn) ** 2) / var_bn - 1.0)))
+
+    return mismatch
 
 
 def _convert(name: str, make_converter: Callable[[], Any]) -> bytes:

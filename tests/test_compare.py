@@ -1,0 +1,234 @@
+"""The whole comparison: result contents, checks, progress, and the content-addressed cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import CLASSES
+from quant_core import builders, metrics
+from quant_core.compare import CompareOptions, CompareRequest, Progress, run_compare
+from quant_core.errors import ImageError
+from quant_core.modes import Mode
+from quant_core.preprocess import PreprocessingOverride, ValueRange
+from quant_core.recipe import Recipe
+from quant_core.report import report_dict, save_variants, variants_csv
+from quant_core.results import CompareResult
+
+
+def _request(model_files, image_dir, labels_file=None, **options):
+    options.setdefault("measure_latency", False)
+    return CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file) if labels_file else None,
+                          CompareOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def full_result(model_files, image_dir, labels_file, tmp_path_factory):
+    from quant_core.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path_factory.mktemp("compare-cache"))
+    events: list[Progress] = []
+    result = run_compare(_request(model_files, image_dir, labels_file, measure_latency=True, threads=2),
+                         cache=cache, on_progress=events.append)
+    return result, events, cache
+
+
+def test_full_comparison_has_every_variant_with_measurements(full_result):
+    result, _, _ = full_result
+    assert [v.name for v in result.variants] == [m.value for m in Mode]
+    assert all(v.ok for v in result.variants), [(v.name, v.error) for v in result.variants if not v.ok]
+    assert result.labelled and result.class_names == CLASSES
+    assert result.source_accuracy >= 0.9
+    assert result.preprocessing.value_range is ValueRange.RAW
+    assert "Rescaling" in result.preprocessing.source
+    for v in result.variants:
+        assert v.latency.threads == 2 and v.latency.runs >= 15 and v.latency.warmup > 0
+        assert 0 < v.latency.median_ms <= v.latency.p90_ms
+        assert v.size_bytes > 0 and v.tflite_path
+    sizes = {v.name: v.size_ratio for v in result.variants}
+    assert sizes["float32"] == 1.0 and sizes["int8"] < 0.75 and sizes["float16"] < 0.9
+    assert result.environment.threads == 2
+    assert any(name.startswith("tensorflow") for name, _ in result.environment.packages)
+    assert any("ARM" in note or "phones" in note for note in result.environment.notes)
+
+
+def test_progress_is_reported_monotonically(full_result):
+    _, events, _ = full_result
+    fractions = [e.fraction for e in events]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert {e.variant for e in events if e.variant} == {m.value for m in Mode}
+
+
+def test_report_json_contract(full_result, tmp_path):
+    result, _, _ = full_result
+    paths = save_variants(result, tmp_path / "out")
+    report = json.loads(json.dumps(report_dict(result, tflite_paths=paths)))
+    assert {"name", "input_shape", "num_classes", "sha256"} <= set(report["model"])
+    assert report["model"]["num_classes"] == 3
+    assert report["environment"]["packages"]
+    for v in report["variants"]:
+        assert {"mode", "status", "error", "size_bytes", "size_ratio", "latency_ms", "top1_agreement", "accuracy",
+                "ops", "integer_only", "tflite"} <= set(v)
+        assert {"median", "p90"} <= set(v["latency_ms"])
+        assert {"total", "float", "int8", "int16"} <= set(v["ops"])
+        assert v["tflite"].endswith(f"tiny_{v['mode']}.tflite")
+        recipe = json.loads((tmp_path / "out" / f"tiny_{v['mode']}.recipe.json").read_text())
+        assert recipe["recipe"]["mode"] == v["mode"] and recipe["engine_settings"]
+    assert len(report["images"]) == 24
+    first = report["images"][0]
+    assert first["label"] in CLASSES
+    assert set(first["predictions"]) == {m.value for m in Mode}
+    assert all({"label", "prob"} <= set(p) for p in first["predictions"]["int8"])
+    csv = variants_csv(result).splitlines()
+    assert csv[0].startswith("mode,status,size_bytes") and len(csv) == 1 + len(Mode)
+
+
+def test_result_round_trips_through_json(full_result):
+    result, _, _ = full_result
+    again = CompareResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+
+
+def test_identical_request_is_served_from_cache_without_building(full_result, model_files, image_dir, labels_file,
+                                                                monkeypatch):
+    result, _, cache = full_result
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached request must not build anything")
+
+    monkeypatch.setattr("quant_core.compare.load_model", refuse)
+    monkeypatch.setattr(builders, "build_variant", refuse)
+    again = run_compare(_request(model_files, image_dir, labels_file, measure_latency=True, threads=2), cache=cache)
+    assert again == result
+
+
+def test_a_changed_option_never_returns_a_stale_model(model_files, image_dir, cache):
+    base = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8, calibration_count=4),)),
+                       cache=cache)
+    changed = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8, calibration_count=8),)),
+                          cache=cache)
+    per_tensor = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8, calibration_count=4,
+                                                                             per_channel=False),)), cache=cache)
+    shas = {r.variant("int8").tflite_sha256 for r in (base, changed, per_tensor)}
+    assert len(shas) == 3
+    assert changed.variant("int8").calibration_samples == 8
+    # variant files are content-addressed: rebuilding the first recipe reuses its file
+    again = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8, calibration_count=4),),
+                                 top_k=2), cache=cache)
+    assert again.variant("int8").tflite_sha256 == base.variant("int8").tflite_sha256
+    assert again.variant("int8").build_seconds == 0.0
+
+
+def test_changed_model_bytes_invalidate_the_cache(model_files, image_dir, cache, tmp_path, tiny_model):
+    first = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.FLOAT32),)), cache=cache)
+    import keras
+
+    other = keras.models.clone_model(tiny_model)
+    other.set_weights([w * 0.5 for w in tiny_model.get_weights()])
+    path = tmp_path / "tiny.keras"
+    other.save(path)
+    second = run_compare(CompareRequest(str(path), (str(image_dir),), options=CompareOptions(
+        recipes=(Recipe(Mode.FLOAT32),), measure_latency=False)), cache=cache)
+    assert first.model.sha256 != second.model.sha256
+    assert first.variant("float32").tflite_sha256 != second.variant("float32").tflite_sha256
+
+
+def test_float32_is_always_the_baseline(model_files, image_dir, cache):
+    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8),)), cache=cache)
+    assert [v.name for v in result.variants] == ["float32", "int8"]
+
+
+def test_random_calibration_is_labelled_as_a_what_if(model_files, image_dir, cache):
+    from quant_core.recipe import CalibrationSource
+
+    result = run_compare(_request(model_files, image_dir, recipes=(
+        Recipe(Mode.INT8, calibration_source=CalibrationSource.RANDOM),)), cache=cache)
+    assert result.calibration.what_if and "what-if" in result.calibration.source
+
+
+def test_value_range_override_is_used_and_recorded(model_files, image_dir, cache):
+    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.FLOAT32),),
+                                  preprocessing=PreprocessingOverride(value_range=ValueRange.ZERO_ONE)), cache=cache)
+    assert result.preprocessing.value_range is ValueRange.ZERO_ONE
+    assert result.preprocessing.source == "chosen by the user"
+    assert result.source_accuracy < 0.7  # feeding [0,1] to a model that rescales itself ruins it: shown, not hidden
+
+
+def test_range_is_inferred_from_labels_without_a_rescaling_layer(tmp_path, image_dir, labels_file, cache):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    from conftest import colour_images
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 1, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    images, labels = colour_images(240, seed=2)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(images / 127.5 - 1.0, labels, epochs=40, verbose=0)  # trained on [-1, 1]
+    path = tmp_path / "norescale.keras"
+    model.save(path)
+    result = run_compare(CompareRequest(str(path), (str(image_dir),), str(labels_file), options=CompareOptions(
+        recipes=(Recipe(Mode.FLOAT32),), measure_latency=False)), cache=cache)
+    assert result.preprocessing.value_range is ValueRange.MINUS_ONE_ONE
+    assert "best accuracy on your labelled images" in result.preprocessing.source
+    assert result.source_accuracy == 1.0
+
+
+def test_unlabelled_images_give_no_accuracy(model_files, image_dir, cache, tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for path in sorted(image_dir.rglob("*.png"))[:5]:
+        shutil.copy(path, loose / f"{path.parent.name}_{path.name}")
+    result = run_compare(_request(model_files, loose, recipes=(Recipe(Mode.INT8),)), cache=cache)
+    assert not result.labelled and result.source_accuracy is None
+    assert all(v.accuracy is None for v in result.variants)
+    assert result.variant("int8").top1_agreement is not None
+
+
+def test_class_folders_that_do_not_match_the_model_are_refused(model_files, tmp_path, image_dir, cache):
+    bad = tmp_path / "bad"
+    for k, name in enumerate(["a", "b", "c", "d"]):
+        (bad / name).mkdir(parents=True)
+        shutil.copy(next(image_dir.rglob("*.png")), bad / name / f"{k}.png")
+    with pytest.raises(ImageError, match="do not match any of the model's 3 classes"):
+        run_compare(_request(model_files, bad), cache=cache)
+
+
+def test_collapsed_and_nan_outputs_are_detected():
+    ref = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert metrics.collapse_reason(np.array([[0.5, 0.5], [0.5, 0.5]]), ref).startswith("outputs collapsed")
+    assert "NaN" in metrics.collapse_reason(np.array([[np.nan, 0.5], [0.5, 0.5]]), ref)
+    assert metrics.collapse_reason(ref * 0.99 + 0.005, ref) is None
+
+
+def test_a_failing_variant_is_reported_while_others_succeed(model_files, image_dir, cache, monkeypatch):
+    real = builders._REGISTRY[(Mode.INT16X8, builders.Backend.TF_CONVERTER)]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tflite/kernels/kernel_util.cc:349 check failed")
+
+    monkeypatch.setitem(builders._REGISTRY, (Mode.INT16X8, builders.Backend.TF_CONVERTER), broken)
+    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8), Recipe(Mode.INT16X8))),
+                         cache=cache)
+    assert result.variant("int8").ok
+    failed = result.variant("int16x8")
+    assert not failed.ok and "kernel_util.cc:349" in failed.error and failed.size_bytes is None
+    assert real is not broken
+
+
+def test_nan_variant_is_failed_not_shown(model_files, image_dir, cache, monkeypatch):
+    from quant_core.compare import Workbench
+    from quant_core.images import load_images
+
+    bench = Workbench.open(model_files["keras"], load_images([image_dir]),
+                           options=CompareOptions(measure_latency=False), cache=cache)
+    original = metrics.to_probabilities
+    monkeypatch.setattr("quant_core.compare.metrics.to_probabilities", lambda raw, kind: original(raw, kind) * np.nan)
+    v = bench.evaluate(Recipe(Mode.INT8))
+    assert not v.ok and v.error == "outputs contain NaN or infinity"
+    assert v.size_bytes is None and not v.topk
