@@ -189,21 +189,31 @@ _COMMANDS = {"compare": cmd_compare, "quantize": cmd_quantize, "inspect": cmd_in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    err = os.fdopen(os.dup(2), "w", buffering=1)
-    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
-    log_file = tempfile.TemporaryFile(mode="w+")
+    """Entry point; returns the exit code.
+
+    While a command runs, file descriptors 1 and 2 point at a log file (or stderr with
+    --verbose) so that engine output cannot reach stdout; the tool writes its own output
+    to saved copies of the real descriptors, which are restored on return.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args_list or "--verbose" in args_list
     _quiet.silence_tf_logging()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.dup2(2 if verbose else log_file.fileno(), 1)
-    if not verbose:
-        os.dup2(log_file.fileno(), 2)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    out = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    err = os.fdopen(os.dup(saved_err), "w", buffering=1)
+    log_file = tempfile.TemporaryFile(mode="w+")
+    os.dup2(saved_err if verbose else log_file.fileno(), 1)
+    os.dup2(saved_err if verbose else log_file.fileno(), 2)
+    diagnostics = err if verbose else log_file
+    handler = logging.StreamHandler(diagnostics)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
     try:
-        args = _parse(argv, out)
+        args = _parse(args_list, out)
         if isinstance(args, int):
             return args
         return _COMMANDS[args.command](args, out, err)
@@ -214,12 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write("error: interrupted\n")
         return 130
     except Exception as e:  # the last line of defence: one line, details in the log
-        traceback.print_exc()
-        err.write(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                  "(run with --verbose for details)\n")
+        traceback.print_exc(file=diagnostics)
+        first = str(e).splitlines()[0] if str(e) else ""
+        err.write(f"internal error: {type(e).__name__}: {first} (run with --verbose for details)\n")
         return 1
     finally:
+        root.removeHandler(handler)
         sys.stdout.flush()
         sys.stderr.flush()
-        out.flush()
-        err.flush()
+        out.close()
+        err.close()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        log_file.close()

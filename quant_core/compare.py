@@ -101,6 +101,8 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     """
     cache = cache or ArtifactCache()
     report = on_progress or (lambda p: None)
+    if not Path(request.model).exists():
+        raise InputError(f"{request.model}: no such file or folder")
     report(Progress(0.0, "Reading images"))
     images = load_images(request.images, work_dir=work_dir)
     class_names = read_labels_file(request.labels_file) if request.labels_file else None

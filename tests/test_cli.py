@@ -1,0 +1,154 @@
+"""The CLI contract: exit codes, one-line errors on stderr, clean stdout, and the report JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from quant_core.modes import Mode
+
+
+def run_cli(*args: str, cache_dir) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QUANT_CACHE_DIR=str(cache_dir), PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "quant_core", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=600)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_compare_writes_report_models_and_a_clean_table(model_files, image_dir, labels_file, tmp_path):
+    report, out_dir = tmp_path / "report.json", tmp_path / "out"
+    proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--labels", labels_file,
+                   "--modes", "float32,dynamic_range,int8,int16x8", "--calibration-count", "10",
+                   "--report-json", report, "--out-dir", out_dir, cache_dir=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("model: tiny (keras)")
+    rows = [line.split()[0] for line in lines[lines.index("") + 2:]]
+    assert rows == ["float32", "dynamic_range", "int8", "int16x8"]
+    for chatter in ("Saved artifact", "fully_quantize", "Endpoint", "TensorSpec", "W0000", "INFO:"):
+        assert chatter not in proc.stdout
+    data = json.loads(report.read_text())
+    assert data["model"]["name"] == "tiny" and data["model"]["num_classes"] == 3
+    assert data["model"]["input_shape"] == [None, 16, 16, 3] and len(data["model"]["sha256"]) == 64
+    assert data["environment"]["threads"] == 1
+    variants = {v["mode"]: v for v in data["variants"]}
+    assert list(variants) == ["float32", "dynamic_range", "int8", "int16x8"]
+    for mode, v in variants.items():
+        assert v["status"] == "ok" and v["error"] is None
+        assert v["latency_ms"]["median"] > 0 and v["latency_ms"]["p90"] >= v["latency_ms"]["median"]
+        assert 0 <= v["top1_agreement"] <= 1 and v["accuracy"] >= 0.9
+        assert (out_dir / f"tiny_{mode}.tflite").read_bytes()[4:8] == b"TFL3"
+        assert json.loads((out_dir / f"tiny_{mode}.recipe.json").read_text())["recipe"]["mode"] == mode
+        assert v["tflite"] == str(out_dir / f"tiny_{mode}.tflite")
+    assert variants["int8"]["integer_only"] is True and variants["int8"]["ops"]["float"] == 0
+    assert variants["int8"]["calibration_samples"] == 10
+    assert variants["int8"]["size_ratio"] < 0.75
+    image = data["images"][0]
+    assert image["label"] in ("red", "green", "blue")
+    assert len(image["predictions"]["int8"]) == 3 and {"label", "prob"} <= set(image["predictions"]["int8"][0])
+
+
+def test_compare_on_unlabelled_files_reports_null_accuracy(model_files, image_dir, tmp_path):
+    files = sorted(image_dir.rglob("*.png"))[:4]
+    report = tmp_path / "r.json"
+    proc = run_cli("compare", model_files["tflite"], "--images", *files, "--modes", "int8", "--no-latency",
+                   "--report-json", report, cache_dir=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert [v["mode"] for v in data["variants"]] == ["float32", "int8"]
+    assert all(v["accuracy"] is None for v in data["variants"])
+    assert all(img["label"] is None for img in data["images"])
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["compare", "missing.keras", "--images", "x"], r"missing\.keras: no such file"),
+    (["compare", "{keras}", "--images", "{images}", "--modes", "int9"], r"unknown mode 'int9'; expected one of"),
+    (["compare", "{keras}", "--images", "/nonexistent/dir"], r"/nonexistent/dir: no such file"),
+    (["compare", "{keras}"], r"required: --images"),
+    (["compare", "{keras}", "--images", "{images}", "--calibration-count", "0"], r"calibration count must be"),
+    (["compare", "{keras}", "--images", "{images}", "--threads", "0"], r"threads must be"),
+    (["frobnicate"], r"invalid choice"),
+    (["inspect", "{garbage}"], r"not a valid \.keras file"),
+    (["inspect", "{text}"], r"unsupported model file"),
+    (["quantize", "{keras}", "--mode", "int8", "-o", "{out}"], r"int8 needs calibration images"),
+    (["quantize", "{keras}", "--mode", "int8", "--images", "{images}", "-o", "{bad_out}"], r"must end in \.tflite"),
+    (["compare", "{keras}", "--images", "{text}"], r"no usable images found"),
+])
+def test_bad_input_exits_2_with_one_line(args, pattern, model_files, image_dir, tmp_path):
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"nope")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    values = {"keras": model_files["keras"], "images": image_dir, "garbage": garbage, "text": text,
+              "out": tmp_path / "o.tflite", "bad_out": tmp_path / "o.bin"}
+    proc = run_cli(*[a.format(**values) for a in args], cache_dir=tmp_path / "cache")
+    assert_one_line_error(proc, pattern)
+
+
+def test_lambda_model_is_refused_by_the_cli(tmp_path, image_dir):
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Flatten()(keras.layers.Lambda(lambda t: t + 1.0)(inputs))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(path)
+    assert_one_line_error(run_cli("compare", path, "--images", image_dir, cache_dir=tmp_path / "c"), "Lambda layer")
+
+
+def test_quantize_writes_model_and_recipe(model_files, image_dir, tmp_path):
+    out = tmp_path / "q" / "tiny_int8.tflite"
+    proc = run_cli("quantize", model_files["keras"], "--mode", "int8", "--images", image_dir,
+                   "--calibration-count", "12", "--int8-io", "uint8", "-o", out, cache_dir=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"wrote {out}") and len(proc.stdout.splitlines()) == 1
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=out.read_bytes())
+    assert interp.get_input_details()[0]["dtype"].__name__ == "uint8"
+    recipe = json.loads(out.with_suffix(".recipe.json").read_text())
+    assert recipe["recipe"] == {"mode": "int8", "backend": "tf_converter", "calibration_count": 12,
+                                "calibration_source": "images", "per_channel": True, "io_type": "uint8"}
+    assert recipe["calibration_samples"] == 12
+
+
+def test_inspect_json(model_files, tmp_path):
+    proc = run_cli("inspect", model_files["tflite"], "--json", cache_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["num_classes"] == 3 and data["format"] == "tflite" and data["input_shape"] == [None, 16, 16, 3]
+    assert set(data["modes"]) == {m.value for m in Mode}
+    assert data["modes"]["dynamic_range"] == ["litert_quantizer"]
+
+
+def test_help_goes_to_stdout(tmp_path):
+    proc = run_cli("compare", "--help", cache_dir=tmp_path)
+    assert proc.returncode == 0 and "--calibration-count" in proc.stdout and "int16x8" in proc.stdout
+
+
+def test_internal_errors_exit_1_with_one_line(monkeypatch, capfd, model_files, image_dir):
+    from quant_core import cli
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("quant_core.compare.run_compare", crash)
+    code = cli.main(["compare", str(model_files["keras"]), "--images", str(image_dir)])
+    captured = capfd.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.splitlines() == ["internal error: RuntimeError: boom (run with --verbose for details)"]
