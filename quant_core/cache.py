@@ -18,6 +18,20 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def content_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files with their relative names."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def default_cache_dir() -> Path:
     """$QUANT_CACHE_DIR, else ~/.cache/quant-workbench."""
     env = os.environ.get(DEFAULT_DIR_ENV)

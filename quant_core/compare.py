@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant
-from quant_core.cache import ArtifactCache, cache_key
+from quant_core.cache import ArtifactCache, cache_key, content_sha256
 from quant_core.env import describe_environment
 from quant_core.errors import ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
@@ -33,9 +34,20 @@ from quant_core.runner import TFLiteRunner
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 1  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 2  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels
+_LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
+
+
+class BuiltVariant(NamedTuple):
+    """A variant's model bytes and where they came from."""
+
+    model: bytes
+    settings: dict[str, Any]
+    path: Path
+    seconds: float  # build time; 0.0 when served from the artifact cache
+    calibration_samples: int | None
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,15 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     return result
 
 
+def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
+    """A plain-language warning when a variant changes many predictions."""
+    if not agreement < _LOW_AGREEMENT:
+        return None
+    hint = ("try more or more representative calibration images, per-channel weights, or int16x8"
+            if recipe.needs_calibration else "try weight_only or float16")
+    return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32; {hint}"
+
+
 def _variant_name(recipe: Recipe, recipes: tuple[Recipe, ...]) -> str:
     """The mode's name, numbered when a mode appears more than once."""
     same = [r for r in recipes if r.mode is recipe.mode]
@@ -146,10 +167,9 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
     model_path = Path(request.model)
     if not model_path.exists():
         raise InputError(f"{model_path}: no such file or folder")
-    from quant_core.models import _sha256  # pylint: disable=import-outside-toplevel
     opts = request.options
     return cache_key(
-        RESULT_SCHEMA, _sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,
+        RESULT_SCHEMA, content_sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
         opts.measure_latency, describe_environment(threads=opts.threads).packages,
     )
@@ -201,8 +221,8 @@ class Workbench:
         index = np.unique(np.linspace(0, len(self.x) - 1, n).round().astype(int))
         return np.ascontiguousarray(self.x[index])
 
-    def build(self, recipe: Recipe) -> tuple[bytes, dict, Path, float, int | None]:
-        """Builds (or fetches from cache) one variant: bytes, settings, path, seconds, samples."""
+    def build(self, recipe: Recipe) -> BuiltVariant:
+        """Builds one variant from a resolved recipe, or fetches it from the artifact cache."""
         data = self.calibration_data(recipe) if recipe.needs_calibration else None
         digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
         key = cache_key(self.source.info.sha256, recipe.to_dict(), digest,
@@ -217,7 +237,8 @@ class Workbench:
             model, settings = built.model, built.settings
             self.cache.put_json("variants", key, settings)
             self.cache.put_bytes("variants", key, model, ".tflite")
-        return model, settings, self.cache.path("variants", key, ".tflite"), seconds, None if data is None else len(data)
+        return BuiltVariant(model, settings, self.cache.path("variants", key, ".tflite"), seconds,
+                            None if data is None else len(data))
 
     def evaluate(self, recipe: Recipe, *, name: str | None = None,
                  on_progress: ProgressCallback | None = None) -> VariantResult:
@@ -227,9 +248,9 @@ class Workbench:
         try:
             recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
             report(Progress(0.0, f"Building {name}", name))
-            model, settings, path, seconds, samples = self.build(recipe)
+            built = self.build(recipe)
             report(Progress(0.5, f"Evaluating {name}", name))
-            return self._measure(name, recipe, model, settings, path, seconds, samples, report)
+            return self._measure(name, recipe, built, report)
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
         except Exception as err:  # an engine bug must not take the other variants down
@@ -237,9 +258,9 @@ class Workbench:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED,
                                  error=f"internal error: {type(err).__name__}: {str(err)[:200]}")
 
-    def _measure(self, name: str, recipe: Recipe, model: bytes, settings: dict, path: Path, seconds: float,
-                 samples: int | None, report: ProgressCallback) -> VariantResult:
+    def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback) -> VariantResult:
         """Evaluation, checks, latency and op inventory of a built variant."""
+        model = built.model
         runner = TFLiteRunner(model, num_threads=self.options.threads)
         probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
         ops = op_inventory(model)
@@ -249,18 +270,20 @@ class Workbench:
             report(Progress(0.7, f"Timing {name}", name))
             latency = runner.measure_latency(self.x[:1])
         labels = [i for i in self.labels.indices if i is not None]
+        agreement = metrics.top1_agreement(probs, self.reference_probs)
         return VariantResult(
-            name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, engine_settings=settings,
+            name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, engine_settings=built.settings,
+            warning=_agreement_warning(recipe, agreement),
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
-            top1_agreement=metrics.top1_agreement(probs, self.reference_probs),
+            top1_agreement=agreement,
             top1_agreement_source=metrics.top1_agreement(probs, self.source_probs),
             accuracy=metrics.accuracy(probs, labels) if self.labels.known else None,
             mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
             kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
             top1=tuple(int(i) for i in probs.argmax(1)), topk=self._topk(probs),
-            tflite_sha256=hashlib.sha256(model).hexdigest(), tflite_path=str(path), build_seconds=seconds,
-            calibration_samples=samples,
+            tflite_sha256=hashlib.sha256(model).hexdigest(), tflite_path=str(built.path),
+            build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
 
     def _check(self, recipe: Recipe, probs: np.ndarray, ops) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import tempfile
 import zipfile
@@ -16,6 +15,7 @@ import numpy as np
 
 from quant_core import _quiet, savedmodel_guard
 from quant_core.archives import extract_zip
+from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner
@@ -148,25 +148,12 @@ def load_model(path: str | Path, *, work_dir: Path | None = None) -> SourceModel
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     fmt = detect_format(path)
-    digest = _sha256(path)
+    digest = content_sha256(path)
     if fmt is ModelFormat.TFLITE:
         return _load_tflite(path, digest)
     if fmt is ModelFormat.SAVED_MODEL:
         return _load_saved_model(path, digest, work_dir)
     return _load_keras(path, fmt, digest)
-
-
-def _sha256(path: Path) -> str:
-    """Content hash of a file, or of a folder's files and relative names."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_io(name: str, input_shape: tuple, output_shape: tuple, n_inputs: int, n_outputs: int) -> int:

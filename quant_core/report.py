@@ -26,7 +26,7 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     ops = to_jsonable(v.ops) if v.ops else None
     return {
         "mode": v.mode.value, "name": v.name, "title": MODE_INFO[v.mode].title, "status": v.status,
-        "error": v.error, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
+        "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
         "size_bytes": v.size_bytes, "size_ratio": _round(v.size_ratio),
         "latency_ms": None if v.latency is None else {
             "median": _round(v.latency.median_ms), "p90": _round(v.latency.p90_ms), "mean": _round(v.latency.mean_ms),

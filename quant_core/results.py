@@ -46,6 +46,7 @@ class VariantResult:
     recipe: Recipe
     status: str
     error: str | None = None
+    warning: str | None = None  # set on usable variants whose predictions differ a lot from float32
     engine_settings: dict[str, Any] = field(default_factory=dict)
     size_bytes: int | None = None
     size_ratio: float | None = None

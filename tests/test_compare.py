@@ -232,3 +232,12 @@ def test_nan_variant_is_failed_not_shown(model_files, image_dir, cache, monkeypa
     v = bench.evaluate(Recipe(Mode.INT8))
     assert not v.ok and v.error == "outputs contain NaN or infinity"
     assert v.size_bytes is None and not v.topk
+
+
+def test_low_agreement_gets_a_plain_language_warning():
+    from quant_core.compare import _agreement_warning
+
+    assert _agreement_warning(Recipe(Mode.INT8), 0.95) is None
+    text = _agreement_warning(Recipe(Mode.INT8), 0.5)
+    assert text.startswith("changes the top-1 prediction on 50% of images") and "calibration" in text
+    assert "weight_only" in _agreement_warning(Recipe(Mode.DYNAMIC_RANGE), 0.1)
