@@ -86,6 +86,7 @@ def test_compare_on_unlabelled_files_reports_null_accuracy(model_files, image_di
     (["inspect", "{garbage}"], r"not a valid \.keras file"),
     (["inspect", "{text}"], r"unsupported model file"),
     (["quantize", "{keras}", "--mode", "int8", "-o", "{out}"], r"int8 needs calibration images"),
+    (["quantize", "{keras}", "--mode", "int4", "-o", "{out}"], r"unknown mode 'int4'"),
     (["quantize", "{keras}", "--mode", "int8", "--images", "{images}", "-o", "{bad_out}"], r"must end in \.tflite"),
     (["compare", "{keras}", "--images", "{text}"], r"no usable images found"),
 ])
@@ -152,3 +153,11 @@ def test_internal_errors_exit_1_with_one_line(monkeypatch, capfd, model_files, i
     assert code == 1
     assert captured.out == ""
     assert captured.err.splitlines() == ["internal error: RuntimeError: boom (run with --verbose for details)"]
+
+
+def test_quantize_without_images_checks_on_noise(model_files, tmp_path):
+    out = tmp_path / "tiny_fp16.tflite"
+    proc = run_cli("quantize", model_files["keras"], "--mode", "float16", "-o", out, cache_dir=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "random inputs only" in proc.stdout
+    assert 0.4 < out.stat().st_size / model_files["tflite"].stat().st_size < 0.9

@@ -188,3 +188,13 @@ def test_calibration_samples_are_spread_over_the_images(bench):
     data = bench.calibration_data(Recipe(Mode.INT8, calibration_count=3))
     assert len(bench.x) == 24
     np.testing.assert_array_equal(data, bench.x[[0, 12, 23]])
+
+
+@pytest.mark.parametrize("mode", [Mode.DYNAMIC_RANGE, Mode.FLOAT16, Mode.INT8])
+def test_saved_model_source_builds_converter_modes(model_files, image_dir, session_cache, mode):
+    bench = Workbench.open(model_files["zip"], load_images([image_dir]),
+                           options=CompareOptions(measure_latency=False), cache=session_cache)
+    v = bench.evaluate(Recipe(mode))
+    assert v.ok, v.error
+    assert v.recipe.backend is Backend.TF_CONVERTER
+    assert v.top1_agreement >= 0.9 and v.size_ratio < 0.9

@@ -1,0 +1,35 @@
+"""Output interpretation and error figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quant_core import metrics
+from quant_core.models import OutputKind
+
+
+def test_output_kinds_are_detected():
+    assert metrics.detect_output_kind(np.array([[0.2, 0.8], [0.5, 0.5]])) is OutputKind.PROBABILITIES
+    assert metrics.detect_output_kind(np.array([[2.0, -1.0], [0.1, 3.0]])) is OutputKind.LOGITS
+    assert metrics.detect_output_kind(np.array([[0.9], [0.1]])) is OutputKind.SIGMOID
+
+
+def test_sigmoid_head_is_a_binary_classifier():
+    probs = metrics.to_probabilities(np.array([[0.9], [0.25]]), OutputKind.SIGMOID)
+    np.testing.assert_allclose(probs, [[0.1, 0.9], [0.75, 0.25]])
+
+
+def test_logits_get_a_stable_softmax():
+    probs = metrics.to_probabilities(np.array([[1000.0, 0.0], [0.0, 0.0]]), OutputKind.LOGITS)
+    np.testing.assert_allclose(probs, [[1.0, 0.0], [0.5, 0.5]], atol=1e-12)
+
+
+def test_agreement_accuracy_and_errors():
+    ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    var = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    assert metrics.top1_agreement(var, ref) == pytest.approx(2 / 3)
+    assert metrics.accuracy(var, [0, 1, 1]) == 1.0
+    assert metrics.mean_abs_diff(var, ref) == pytest.approx((0.1 + 0.1 + 0.2) / 3)
+    assert metrics.kl_divergence(ref, ref) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.kl_divergence(var, ref) > 0
