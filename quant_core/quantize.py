@@ -16,6 +16,7 @@ from quant_core.models import load_model
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.report import recipe_record
 
 
 def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...], output: Path,
@@ -44,11 +45,8 @@ def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...],
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(variant.tflite_bytes())
     recipe_path = output.with_suffix(".recipe.json")
-    recipe_path.write_text(json.dumps({
-        "model": bench.source.info.name, "model_sha256": bench.source.info.sha256, "variant": variant.name,
-        "recipe": variant.recipe.to_dict(), "engine_settings": variant.engine_settings,
-        "preprocessing": bench.preprocessing.to_dict(), "calibration_samples": variant.calibration_samples,
-        "tflite_sha256": variant.tflite_sha256}, indent=2, sort_keys=True) + "\n")
+    record = recipe_record(bench.source.info, variant, bench.preprocessing)
+    recipe_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     checked = f"on {len(bench.x)} images" if images else "on random inputs only (pass --images for a real check)"
     return (f"wrote {output} ({variant.size_bytes:,} bytes, {variant.size_ratio:.2f}x float32; "
             f"top-1 agreement with float32 {variant.top1_agreement:.3f} {checked}) and {recipe_path.name}")

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from quant_core._serde import to_jsonable
+from quant_core.models import ModelInfo
 from quant_core.modes import MODE_INFO
+from quant_core.preprocess import Preprocessing
 from quant_core.results import CompareResult, VariantResult
 
 REPORT_VERSION = 1
@@ -80,6 +82,14 @@ def variants_csv(result: CompareResult) -> str:
     return out.getvalue()
 
 
+def recipe_record(model: ModelInfo, variant: VariantResult, preprocessing: Preprocessing) -> dict[str, Any]:
+    """What is written beside a variant's .tflite: enough to rebuild it exactly."""
+    return {"model": model.name, "model_sha256": model.sha256, "variant": variant.name,
+            "recipe": variant.recipe.to_dict(), "engine_settings": variant.engine_settings,
+            "preprocessing": preprocessing.to_dict(), "calibration_samples": variant.calibration_samples,
+            "tflite_sha256": variant.tflite_sha256}
+
+
 def save_variants(result: CompareResult, out_dir: Path) -> dict[str, str]:
     """Writes each built variant's .tflite and its recipe JSON side by side; returns paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,10 +100,7 @@ def save_variants(result: CompareResult, out_dir: Path) -> dict[str, str]:
         stem = f"{result.model.name}_{v.name}"
         target = out_dir / f"{stem}.tflite"
         shutil.copyfile(v.tflite_path, target)
-        recipe = {"model": result.model.name, "model_sha256": result.model.sha256, "variant": v.name,
-                  "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
-                  "preprocessing": result.preprocessing.to_dict(), "calibration_samples": v.calibration_samples,
-                  "tflite_sha256": v.tflite_sha256}
+        recipe = recipe_record(result.model, v, result.preprocessing)
         (out_dir / f"{stem}.recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         paths[v.name] = str(target)
     return paths
