@@ -1,0 +1,109 @@
+"""Step 1: choose a model and images, and see what the workbench understood."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod, ValueRange
+from ui import engine, run, state
+from ui.inputs import MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
+from ui.widgets import current_inputs, show_error
+
+st.title("Model & data")
+st.markdown(
+    "Compare every post-training quantization of a TensorFlow/Keras image classifier, side by side: "
+    "size, measured latency, accuracy and agreement with the float model. "
+    "Start with a bundled sample in one click, or upload your own model and images."
+)
+
+source = st.radio("Source", ["Bundled sample", "Upload my own"], horizontal=True, key="w.source",
+                  index=0 if current_inputs().sample else 1)
+if source == "Bundled sample":
+    names = [s.name for s in samples()]
+    current = current_inputs().sample or names[0]
+    name = st.selectbox("Sample", names, index=names.index(current) if current in names else 0, key="w.sample",
+                        format_func=lambda n: f"{n} — {next(s.description for s in samples() if s.name == n)[:90]}…")
+    if current_inputs().sample != name:
+        state.put(state.INPUTS, sample_inputs(name))
+        state.put(state.OVERRIDE, PreprocessingOverride())
+        state.put(state.RESULT, None)
+else:
+    with st.form("upload"):
+        model_file = st.file_uploader("Model: .keras, .h5, float .tflite or a .zip of a SavedModel",
+                                      type=["keras", "h5", "tflite", "zip"], max_upload_size=MAX_UPLOAD_MB)
+        image_files = st.file_uploader(
+            "Images: several files, or a .zip with one subfolder per class (labels come from folder names)",
+            type=["png", "jpg", "jpeg", "bmp", "webp", "gif", "tif", "tiff", "zip"], accept_multiple_files=True,
+            max_upload_size=MAX_UPLOAD_MB)
+        labels_file = st.file_uploader("Optional class names: .txt (one per line) or .json", type=["txt", "json"])
+        submitted = st.form_submit_button("Use these files", type="primary")
+    st.caption(f"Each file may be up to {MAX_UPLOAD_MB} MB. Files stay in this session's private folder.")
+    if submitted:
+        if model_file is None or not image_files:
+            st.error("Choose a model file and at least one image (or a .zip of images).")
+            st.stop()
+        inputs = save_uploads(state.reset_workdir(), (model_file.name, model_file.getvalue()),
+                              [(f.name, f.getvalue()) for f in image_files],
+                              (labels_file.name, labels_file.getvalue()) if labels_file else None)
+        state.put(state.INPUTS, inputs)
+        state.put(state.OVERRIDE, PreprocessingOverride())
+        state.put(state.RESULT, None)
+
+inputs = current_inputs()
+override = state.get(state.OVERRIDE) or PreprocessingOverride()
+try:
+    description = engine.describe(inputs, override)
+except QuantError as err:
+    show_error(err)
+    st.stop()
+
+info = description.info
+st.subheader(f"What we understood: {info.name}")
+cols = st.columns(4)
+cols[0].metric("Input", "×".join(str(d) for d in info.input_shape[1:]), help="height × width × channels")
+cols[1].metric("Classes", info.num_classes)
+cols[2].metric("Parameters", f"{info.param_count:,}")
+cols[3].metric("Format", info.format.value)
+st.caption(
+    ("Contains its own preprocessing: " + ", ".join(info.preprocessing_layers) + ". ")
+    if info.has_preprocessing_layer else "No rescaling or normalization layer inside the model. "
+)
+
+pre = description.preprocessing
+with st.expander(f"Preprocessing: pixels in [{pre.value_range.value}], {pre.resize.value} resize", expanded=False):
+    st.caption(f"How this was chosen: {pre.source}")
+    c1, c2, c3, c4 = st.columns(4)
+    ranges = list(ValueRange)
+    value_range = c1.selectbox("Value range", ranges, index=ranges.index(pre.value_range), key="w.range")
+    resizes = list(ResizeMethod)
+    resize = c2.selectbox("Resize", resizes, index=resizes.index(pre.resize), key="w.resize")
+    orders = list(ChannelOrder)
+    order = c3.selectbox("Channels", orders, index=orders.index(pre.channel_order), key="w.order",
+                         disabled=info.channels != 3)
+    crop = c4.checkbox("Center crop", value=pre.center_crop, key="w.crop")
+    chosen = PreprocessingOverride(
+        value_range=value_range if value_range is not pre.value_range or override.value_range else None,
+        resize=resize if resize is not pre.resize or override.resize else None,
+        channel_order=order if order is not pre.channel_order or override.channel_order else None,
+        center_crop=crop if crop != pre.center_crop or override.center_crop is not None else None)
+    if chosen != override:
+        state.put(state.OVERRIDE, chosen)
+        state.put(state.RESULT, None)
+        st.rerun()
+
+st.subheader(f"Images: {description.image_count}")
+st.caption(f"Labels: {description.labels_source}.")
+st.dataframe({"class": [c for c, _ in description.class_counts], "images": [n for _, n in description.class_counts]},
+             hide_index=True, width="content")
+if description.skipped:
+    st.warning(f"{len(description.skipped)} file(s) skipped: " +
+               "; ".join(f"{s.name} ({s.reason})" for s in description.skipped[:8]), icon=":material/warning:")
+grid = st.columns(8)
+for k, (name, pixels) in enumerate(description.thumbnails[:16]):
+    grid[k % 8].image(pixels, caption=name.split("/")[-1], width="stretch")
+
+st.divider()
+if st.button("Run the full comparison", type="primary", icon=":material/play_arrow:"):
+    if run.run_comparison():
+        st.switch_page("pages/compare.py")
+st.caption("Builds every variant with default settings; adjust them on **Quantize**.")

@@ -1,0 +1,33 @@
+"""Step 4: which ops run in integer and which stayed float."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts
+from ui.widgets import mode_title, need_result
+
+st.title("Ops")
+result = need_result()
+st.markdown(
+    "NPUs, DSPs and the Edge TPU run only integer ops. A model is **integer-only** when no op reads or writes a "
+    "float tensor; anything else falls back to the CPU at every float op, and each QUANTIZE/DEQUANTIZE at the "
+    "boundary costs a pass over the tensor. *Hybrid* ops (dynamic range) keep float activations with int8 weights."
+)
+st.plotly_chart(charts.ops_chart(result), key="ops_chart")
+for v in charts.ok_variants(result):
+    ops = v.ops
+    verdict = "integer-only: runs entirely on an integer accelerator" if ops.integer_only else (
+        f"not integer-only: {ops.float + ops.hybrid} float/hybrid ops" if ops.float + ops.hybrid else
+        "integer compute with float input/output (QUANTIZE/DEQUANTIZE at the edges)")
+    with st.expander(f"{mode_title(v.name)} (`{v.name}`): {ops.total} ops — {verdict}",
+                     expanded=v.name in ("int8", "int8_float_io")):
+        c = st.columns(6)
+        for col, (label, n) in zip(c, [("int8", ops.int8), ("int16", ops.int16), ("hybrid", ops.hybrid),
+                                       ("float", ops.float), ("QUANTIZE", ops.quantize),
+                                       ("DEQUANTIZE", ops.dequantize)]):
+            col.metric(label, n)
+        st.dataframe(pd.DataFrame([{"op": o.op, "runs as": o.kind, "count": o.count} for o in ops.by_op]),
+                     hide_index=True, width="content")
+        st.caption(f"Interface: {v.input_dtype} in, {v.output_dtype} out.")

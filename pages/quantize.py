@@ -1,0 +1,66 @@
+"""Step 2: choose the variants and options, and run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from quant_core import MODE_INFO, Backend, CalibrationSource, IOType, Mode, QuantError
+from ui import run, state
+from ui.settings import Settings
+from ui.widgets import current_inputs, mode_title, show_error
+
+st.title("Quantize")
+st.caption(f"Working on {current_inputs().title}.")
+settings: Settings = state.get(state.SETTINGS) or Settings()
+
+st.subheader("Variants")
+chosen = []
+for mode in Mode:
+    info = MODE_INFO[mode]
+    if st.checkbox(info.title, value=mode in settings.modes, key=f"w.mode.{mode.value}", help=info.help,
+                   disabled=mode is Mode.FLOAT32):
+        chosen.append(mode)
+    st.caption(f"`{mode.value}` · {info.help}")
+
+st.subheader("Options")
+c1, c2 = st.columns(2)
+source = c1.radio("Calibration data", list(CalibrationSource), key="w.cal_src",
+                  index=list(CalibrationSource).index(settings.calibration_source),
+                  format_func=lambda s: "Your images" if s is CalibrationSource.IMAGES else "Random noise (what-if)",
+                  help="Calibration sets the int8/int16 activation ranges of int8, int8_float_io and int16x8.")
+if source is CalibrationSource.RANDOM:
+    c1.warning("Random noise does not look like your data, so the ranges it calibrates are wrong for real "
+               "images: use it only to see how much representative calibration matters.", icon=":material/warning:")
+count = c2.slider("Calibration images", 1, 500, settings.calibration_count, key="w.cal_count",
+                  help="Up to this many of your images, evenly spread; more gives more robust ranges.")
+c3, c4, c5 = st.columns(3)
+io_types = [IOType.INT8, IOType.UINT8]
+int8_io = c3.selectbox("int8 input/output type", io_types, index=io_types.index(settings.int8_io), key="w.io",
+                       help="uint8 suits older accelerators and camera pipelines; the LiteRT Quantizer gives int8.")
+per_channel = c4.toggle("Per-channel weights", value=settings.per_channel, key="w.per_channel",
+                        help="One scale per output channel (more accurate). Off: one per tensor, as some older "
+                             "accelerators require.")
+backends = [None, Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER]
+backend = c5.selectbox("Engine", backends, index=backends.index(settings.backend), key="w.backend",
+                       format_func=lambda b: "Best per mode" if b is None else str(b),
+                       help="Where a mode can be built by both the TF converter and the LiteRT Quantizer.")
+threads = st.select_slider("Interpreter threads for latency", [1, 2, 4], value=settings.threads, key="w.threads")
+
+new = replace(settings, modes=tuple([Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]]),
+              calibration_count=count, calibration_source=source, per_channel=per_channel, int8_io=int8_io,
+              backend=backend, threads=threads)
+try:
+    new.recipes()
+except QuantError as err:
+    show_error(err)
+    st.stop()
+state.put(state.SETTINGS, new)
+
+st.divider()
+st.caption("Will build: " + ", ".join(mode_title(m.value) for m in new.modes))
+if st.button("Run", type="primary", icon=":material/play_arrow:", key="w.run"):
+    if run.run_comparison():
+        st.success("Done. See the side-by-side comparison.", icon=":material/check:")
+        st.page_link("pages/compare.py", label="Open Compare", icon=":material/compare:")

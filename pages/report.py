@@ -1,0 +1,56 @@
+"""Step 5: download the models and a report, share a link."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from quant_core import PreprocessingOverride
+from quant_core.report import recipe_record
+from ui import engine, share, state
+from ui.html_report import render_report
+from ui.settings import Settings
+from ui.widgets import current_inputs, need_result
+
+st.title("Report & share")
+result = need_result()
+inputs = current_inputs()
+name = result.model.name
+
+st.subheader("Report")
+st.caption("A single HTML file with the table, charts and per-image results inline: it opens offline and reads "
+           "on its own for someone who never saw the app.")
+thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+c1, c2, c3 = st.columns(3)
+c1.download_button("HTML report", render_report(result, thumbnails=thumbs), f"{name}_quantization_report.html",
+                   "text/html", type="primary", icon=":material/description:", on_click="ignore", key="dl.html")
+c2.download_button("Numbers (JSON)", share.report_json(result), f"{name}_report.json", "application/json",
+                   icon=":material/data_object:", on_click="ignore", key="dl.json")
+c3.download_button("Numbers (CSV)", share.report_csv(result), f"{name}_variants.csv", "text/csv",
+                   icon=":material/table:", on_click="ignore", key="dl.csv")
+
+st.subheader("Models")
+st.download_button("All models + recipes (.zip)", share.models_zip(result), f"{name}_variants.zip",
+                   "application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl.zip")
+for v in result.variants:
+    if not v.ok:
+        continue
+    cols = st.columns([3, 2, 2])
+    cols[0].markdown(f"**{v.name}** · {v.size_bytes / 1024:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
+    cols[1].download_button(".tflite", v.tflite_bytes(), f"{name}_{v.name}.tflite", "application/octet-stream",
+                            on_click="ignore", key=f"dl.tflite.{v.name}")
+    cols[2].download_button("recipe .json", json.dumps(recipe_record(result.model, v, result.preprocessing), indent=2),
+                            f"{name}_{v.name}.recipe.json", "application/json", on_click="ignore",
+                            key=f"dl.recipe.{v.name}")
+
+st.subheader("Share")
+if inputs.sample:
+    query = share.share_query(inputs.sample, state.get(state.SETTINGS) or Settings(),
+                              state.get(state.OVERRIDE) or PreprocessingOverride())
+    base = (st.context.url or "").split("?")[0]
+    st.caption("This link reopens the workbench on the same bundled sample with the same options selected.")
+    st.code(base + query, language=None)
+else:
+    st.caption("Links can reopen bundled samples only: your uploads stay in your session. "
+               "Share the HTML report and the models instead.")

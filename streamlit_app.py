@@ -1,0 +1,47 @@
+"""Quantization Workbench: the router. Page config, shared sidebar, navigation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from quant_core import PreprocessingOverride, QuantError, ValueRange
+from ui import state
+from ui.inputs import sample_inputs, samples
+from ui.settings import Settings
+from ui.widgets import sidebar_status
+
+st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
+
+
+def apply_query_params() -> None:
+    """A shared link (?sample=...&modes=...) preselects a bundled sample and options, once per session."""
+    if state.get(state.PARAMS_APPLIED):
+        return
+    state.put(state.PARAMS_APPLIED, True)
+    params = st.query_params.to_dict()
+    if not params:
+        return
+    try:
+        if params.get("sample") in {s.name for s in samples()}:
+            state.put(state.INPUTS, sample_inputs(params["sample"]))
+        state.put(state.SETTINGS, Settings.from_query(params))
+        if "range" in params:
+            state.put(state.OVERRIDE, PreprocessingOverride(value_range=ValueRange(params["range"])))
+    except (QuantError, ValueError) as err:
+        st.toast(f"Ignored the link's settings: {err}")
+
+
+apply_query_params()
+pages = [
+    st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=True),
+    st.Page("pages/quantize.py", title="Quantize", icon=":material/tune:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/ops.py", title="Ops", icon=":material/memory:"),
+    st.Page("pages/report.py", title="Report & share", icon=":material/ios_share:"),
+]
+navigation = st.navigation(pages)
+with st.sidebar:
+    st.markdown("### Quantization Workbench")
+    st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")
+sidebar_status()
+navigation.run()

@@ -1,0 +1,144 @@
+"""Plotly figures and tables built from a CompareResult (used by the pages and the HTML report)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from quant_core import CompareResult
+
+_FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
+
+
+def ok_variants(result: CompareResult):
+    """The variants that were built and passed their checks."""
+    return [v for v in result.variants if v.ok]
+
+
+def summary_frame(result: CompareResult) -> pd.DataFrame:
+    """One row per variant with the headline numbers (failed variants keep their reason)."""
+    rows = []
+    for v in result.variants:
+        lat = v.latency
+        rows.append({
+            "variant": v.name,
+            "status": "ok" if v.ok else f"failed: {v.error}",
+            "size (KB)": None if v.size_bytes is None else v.size_bytes / 1024,
+            "x smaller": None if not v.size_ratio else 1 / v.size_ratio,
+            "median ms": lat.median_ms if lat else None,
+            "p90 ms": lat.p90_ms if lat else None,
+            "agreement": v.top1_agreement,
+            "accuracy": v.accuracy,
+            "mean |Δp|": v.mean_abs_diff,
+            "integer-only": None if v.ops is None else ("yes" if v.ops.integer_only else "no"),
+            "note": v.warning or "",
+        })
+    frame = pd.DataFrame(rows)
+    if not result.labelled:
+        frame = frame.drop(columns=["accuracy"])
+    return frame
+
+
+def styled_summary(frame: pd.DataFrame):
+    """The summary with the best value of each numeric column highlighted."""
+    best = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
+    styler = frame.style.format(precision=3, na_rep="–").format(
+        {"size (KB)": "{:,.1f}", "x smaller": "{:.2f}x", "median ms": "{:.3f}", "p90 ms": "{:.3f}"}, na_rep="–")
+    lower = [c for c in ("size (KB)", "median ms", "p90 ms", "mean |Δp|") if c in frame]
+    higher = [c for c in ("x smaller", "agreement", "accuracy") if c in frame]
+    styler = styler.highlight_min(subset=lower, props=best).highlight_max(subset=higher, props=best)
+    return styler
+
+
+def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
+    kwargs.setdefault("height", 360)
+    kwargs.setdefault("showlegend", False)
+    fig.update_layout(title=title, font=_FONT, margin={"l": 40, "r": 20, "t": 50, "b": 40}, **kwargs)
+    return fig
+
+
+def size_chart(result: CompareResult) -> go.Figure:
+    """File size per variant."""
+    vs = ok_variants(result)
+    fig = go.Figure(go.Bar(x=[v.name for v in vs], y=[v.size_bytes / 1024 for v in vs],
+                           text=[f"{1 / v.size_ratio:.1f}x smaller" if v.size_ratio < 1 else "" for v in vs],
+                           marker_color="#4C78A8"))
+    return _layout(fig, "Model size (KB)", yaxis_title="KB")
+
+
+def latency_chart(result: CompareResult) -> go.Figure:
+    """Median latency with the p90 as error bar."""
+    vs = [v for v in ok_variants(result) if v.latency]
+    fig = go.Figure(go.Bar(
+        x=[v.name for v in vs], y=[v.latency.median_ms for v in vs], marker_color="#F58518",
+        error_y={"type": "data", "symmetric": False, "array": [v.latency.p90_ms - v.latency.median_ms for v in vs],
+                 "arrayminus": [0] * len(vs)}))
+    threads = result.environment.threads
+    return _layout(fig, f"Latency per image, median and p90 (ms, {threads} thread{'s' * (threads > 1)}, this CPU)",
+                   yaxis_title="ms", yaxis_type="log" if _spread(vs) else "linear")
+
+
+def _spread(vs) -> bool:
+    values = [v.latency.median_ms for v in vs if v.latency.median_ms > 0]
+    return bool(values) and max(values) / min(values) > 20
+
+
+def quality_chart(result: CompareResult) -> go.Figure:
+    """Top-1 agreement with float32 and, with labels, accuracy."""
+    vs = ok_variants(result)
+    fig = go.Figure(go.Bar(name="agreement with float32", x=[v.name for v in vs], y=[v.top1_agreement for v in vs],
+                           marker_color="#54A24B"))
+    if result.labelled:
+        fig.add_bar(name="accuracy", x=[v.name for v in vs], y=[v.accuracy for v in vs], marker_color="#B279A2")
+    low = min([v.top1_agreement for v in vs] + ([v.accuracy for v in vs] if result.labelled else []), default=0)
+    return _layout(fig, "Top-1 agreement and accuracy", barmode="group", showlegend=True,
+                   yaxis_range=[max(0.0, low - 0.05), 1.0])
+
+
+def tradeoff_chart(result: CompareResult) -> go.Figure:
+    """Size against accuracy (or agreement), marker area by latency."""
+    vs = [v for v in ok_variants(result) if v.latency]
+    quality = [v.accuracy if result.labelled else v.top1_agreement for v in vs]
+    lat = np.array([v.latency.median_ms for v in vs]) if vs else np.zeros(0)
+    sizes = 14 + 36 * (np.log1p(lat) / max(np.log1p(lat).max(), 1e-9)) if len(lat) else []
+    fig = go.Figure(go.Scatter(
+        x=[v.size_bytes / 1024 for v in vs], y=quality, mode="markers+text", text=[v.name for v in vs],
+        textposition="top center", marker={"size": sizes, "color": "#E45756", "opacity": 0.7},
+        customdata=lat, hovertemplate="%{text}<br>%{x:.1f} KB<br>%{y:.3f}<br>%{customdata:.3f} ms<extra></extra>"))
+    ylabel = "accuracy" if result.labelled else "agreement with float32"
+    return _layout(fig, f"Size vs {ylabel} (marker size: latency)", xaxis_title="KB", yaxis_title=ylabel)
+
+
+def confusion_chart(result: CompareResult, name: str) -> go.Figure:
+    """Confusion matrix of one variant on the labelled images."""
+    v = result.variant(name)
+    n = len(result.class_names)
+    matrix = np.zeros((n, n), dtype=int)
+    for image, pred in zip(result.images, v.top1):
+        matrix[image.label_index, pred] += 1
+    names = list(result.class_names)
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", text=matrix,
+                               texttemplate="%{text}", showscale=False))
+    return _layout(fig, f"Confusion matrix: {name}", xaxis_title="predicted", yaxis_title="true",
+                   yaxis_autorange="reversed", height=420)
+
+
+def ops_chart(result: CompareResult) -> go.Figure:
+    """Ops per compute kind, stacked, per variant."""
+    vs = [v for v in ok_variants(result) if v.ops]
+    kinds = [("int8", "#54A24B"), ("int16", "#72B7B2"), ("hybrid", "#EECA3B"), ("float", "#E45756"),
+             ("quantize", "#9D755D"), ("dequantize", "#BAB0AC")]
+    fig = go.Figure()
+    for kind, colour in kinds:
+        fig.add_bar(name=kind, x=[v.name for v in vs], y=[getattr(v.ops, kind) for v in vs], marker_color=colour)
+    return _layout(fig, "Ops by compute type", barmode="stack", showlegend=True, yaxis_title="ops")
+
+
+def disagreement(result: CompareResult) -> list[bool]:
+    """Per image: True when any variant's top-1 differs from float32's."""
+    vs = ok_variants(result)
+    base = next((v for v in vs if v.name == "float32"), None)
+    if base is None:
+        return [False] * len(result.images)
+    return [any(v.top1[k] != base.top1[k] for v in vs) for k in range(len(result.images))]

@@ -1,0 +1,92 @@
+"""Cached wrappers around quant_core: the only place the app calls the engine."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, ModelInfo, Preprocessing,
+                        PreprocessingOverride, Progress, Workbench, load_images, read_labels_file, run_compare)
+from quant_core.images import SkippedFile
+from ui.inputs import Inputs
+from ui.settings import Settings
+
+THUMBNAILS = 24
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the Model & data page shows about the inputs."""
+
+    info: ModelInfo
+    preprocessing: Preprocessing
+    class_counts: tuple[tuple[str, int], ...]  # (class name or "unlabelled", image count)
+    labels_source: str
+    skipped: tuple[SkippedFile, ...]
+    image_count: int
+    thumbnails: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels) for the first images
+
+
+def inputs_key(inputs: Inputs) -> str:
+    """Content hash of every input file (so a changed upload is never served stale)."""
+    h = hashlib.sha256()
+    paths = [inputs.model, *inputs.images, *([inputs.labels] if inputs.labels else [])]
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+@st.cache_resource(show_spinner=False)
+def artifact_cache() -> ArtifactCache:
+    """The server's content-addressed cache of built variants and results."""
+    return ArtifactCache()
+
+
+def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
+    """Model facts, inferred preprocessing and image summary (cached by content)."""
+    return _describe(inputs, inputs_key(inputs), override)
+
+
+@st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
+def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
+    images = load_images(_inputs.images)
+    names = read_labels_file(_inputs.labels) if _inputs.labels else None
+    bench = Workbench.open(_inputs.model, images, class_names=names,
+                           options=CompareOptions(preprocessing=override, measure_latency=False))
+    counts = Counter(bench.labels.class_names[i] if i is not None else "unlabelled" for i in bench.labels.indices)
+    return Description(
+        info=bench.source.info, preprocessing=bench.preprocessing, class_counts=tuple(sorted(counts.items())),
+        labels_source=bench.labels.source, skipped=images.skipped, image_count=len(images.items),
+        thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
+    )
+
+
+def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
+            on_progress: Callable[[Progress], None], work_dir: Path) -> CompareResult:
+    """Runs (or fetches from the content-addressed cache) the full comparison."""
+    request = CompareRequest(
+        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
+        CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
+    return run_compare(request, cache=artifact_cache(), on_progress=on_progress, work_dir=work_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnails(paths: tuple[str, ...], key: str, size: int = 96) -> dict[str, np.ndarray]:
+    """Small RGB thumbnails of every image, by the display name the engine uses."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    images = load_images([Path(p) for p in paths])
+    out = {}
+    for item in images.items:
+        image = Image.fromarray(item.pixels)
+        image.thumbnail((size, size))
+        out[item.name] = np.asarray(image)
+    return out

@@ -1,0 +1,121 @@
+"""A self-contained HTML report: charts inline with plotly.js embedded, opens offline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+from PIL import Image
+
+from quant_core import MODE_INFO, CompareResult
+from ui import charts
+
+_CSS = """
+body{font-family:Inter,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem} .sub{color:#666;margin-top:0} table{border-collapse:collapse;width:100%;margin:1rem 0}
+th,td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:right;font-size:.9rem}
+th:first-child,td:first-child{text-align:left} .best{background:#dff5e3;font-weight:600}
+.failed{color:#b00020} .grid{display:grid;grid-template-columns:repeat(2,1fr);gap:1rem}
+.note{background:#fff8e1;border-left:4px solid #f2b705;padding:.5rem .8rem;margin:.5rem 0}
+.img td{vertical-align:top;text-align:left} .img img{width:56px;image-rendering:pixelated} .diff{color:#b00020}
+code{background:#f4f4f4;padding:0 .25rem}
+"""
+
+
+def _figure(fig) -> str:
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def _thumb(pixels: np.ndarray | None) -> str:
+    if pixels is None:
+        return ""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _summary_table(result: CompareResult) -> str:
+    frame = charts.summary_frame(result)
+    best_low = {c: frame[c].min() for c in ("size (KB)", "median ms", "p90 ms") if c in frame}
+    best_high = {c: frame[c].max() for c in ("x smaller", "agreement", "accuracy") if c in frame}
+    cols = [c for c in frame.columns if c != "note"]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
+    for _, row in frame.iterrows():
+        cells = []
+        for c in cols:
+            value = row[c]
+            best = (c in best_low and value == best_low[c]) or (c in best_high and value == best_high[c])
+            text = "–" if value is None or (isinstance(value, float) and np.isnan(value)) else (
+                f"{value:,.3f}" if isinstance(value, float) else str(value))
+            klass = ' class="failed"' if c == "status" and text != "ok" else (' class="best"' if best else "")
+            cells.append(f"<td{klass}>{html.escape(text)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = 60) -> str:
+    vs = charts.ok_variants(result)
+    flags = charts.disagreement(result)
+    order = sorted(range(len(result.images)), key=lambda k: not flags[k])[:limit]
+    base = next((v for v in vs if v.name == "float32"), None)
+    head = "<tr><th>image</th>" + "".join(f"<th>{html.escape(v.name)}</th>" for v in vs) + "</tr>"
+    rows = []
+    for k in order:
+        img = result.images[k]
+        cells = [f"<td>{_thumb(thumbs.get(img.file))}<br>{html.escape(img.file.split('/')[-1])}"
+                 + (f"<br><b>{html.escape(img.label)}</b>" if img.label else "") + "</td>"]
+        for v in vs:
+            top = v.topk[k][0]
+            differs = base is not None and v.top1[k] != base.top1[k]
+            cells.append(f'<td class="{"diff" if differs else ""}">{html.escape(top.label)} {top.prob:.3f}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="img">{head}{"".join(rows)}</table>'
+
+
+def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | None = None,
+                  title: str | None = None) -> str:
+    """The report as one HTML document with everything inline."""
+    env = result.environment
+    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
+    figures = [charts.size_chart(result), charts.latency_chart(result), charts.quality_chart(result),
+               charts.tradeoff_chart(result), charts.ops_chart(result)]
+    if result.labelled:
+        figures += [charts.confusion_chart(result, v.name) for v in charts.ok_variants(result)
+                    if v.name in ("float32", "int8")]
+    warnings = [f'<div class="note">{html.escape(v.name)} {html.escape(v.warning)}</div>'
+                for v in result.variants if v.ok and v.warning]
+    failures = [f'<div class="note failed">{html.escape(v.name)} failed: {html.escape(v.error or "")}</div>'
+                for v in result.variants if not v.ok]
+    modes = "".join(f"<li><code>{v.name}</code> — {html.escape(MODE_INFO[v.mode].help)}</li>" for v in result.variants)
+    m = result.model
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title or f"Quantization report: {m.name}")}</title><style>{_CSS}</style>
+<script type="text/javascript">{plotly_js}</script></head>
+<body><h1>Quantization report: {html.escape(m.name)}</h1>
+<p class="sub">{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(result.images)} images ·
+{m.format.value} model, input {"×".join(str(d) for d in m.input_shape[1:])}, {m.num_classes} classes,
+{m.param_count:,} parameters · sha256 {m.sha256[:12]}</p>
+<h2>Summary</h2>
+<p>Each variant of the model was built with the TensorFlow Lite converter or the LiteRT Quantizer, checked
+against the original model and measured on the same images. <b>Agreement</b> is the share of images whose top
+prediction matches the float32 model; <b>accuracy</b> uses the true labels
+{"(" + html.escape(result.labels_source) + ")" if result.labelled else "(not available: images were unlabelled)"}.
+Best values are highlighted.</p>
+{_summary_table(result)}{"".join(failures)}{"".join(warnings)}
+<div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
+<h2>What the variants are</h2><ul>{modes}</ul>
+<h2>Per image</h2><p>Top-1 prediction and probability per variant; red where it differs from float32
+(images with disagreements first).</p>{_images_table(result, thumbnails or {})}
+<h2>How this was measured</h2>
+<p>Preprocessing: pixels scaled to [{result.preprocessing.value_range.value}], {result.preprocessing.resize.value}
+resize to {m.height}×{m.width} ({html.escape(result.preprocessing.source)}). Calibration: {html.escape(result.calibration.source)}.
+Latency: one image, <code>invoke()</code> only, after warm-up; median and 90th percentile of repeated runs with
+{env.threads} thread(s) on {html.escape(env.cpu)} ({html.escape(env.machine)}).</p>
+<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in env.notes)}</ul>
+<p class="sub">{html.escape(", ".join(f"{n} {v}" for n, v in env.packages))}; Python {html.escape(env.python)}.</p>
+</body></html>"""

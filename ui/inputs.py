@@ -1,0 +1,78 @@
+"""What the user works on: a bundled sample or their uploads, as files on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = REPO / "sample_models"
+MAX_UPLOAD_MB = 200  # per file; also server.maxUploadSize in .streamlit/config.toml
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A bundled model with its images and labels."""
+
+    name: str
+    description: str
+    model: Path
+    images: Path
+    labels: Path
+    float_accuracy: float
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The files one comparison runs on."""
+
+    title: str
+    model: Path
+    images: tuple[Path, ...]
+    labels: Path | None
+    sample: str | None = None  # the sample's name, for shareable links
+
+
+def samples() -> tuple[Sample, ...]:
+    """The bundled samples, MobileNetV2-style first (the default)."""
+    entries = json.loads((SAMPLES_DIR / "samples.json").read_text())
+    found = [Sample(e["name"], e["description"], SAMPLES_DIR / e["file"], SAMPLES_DIR / e["images_dir"],
+                    SAMPLES_DIR / e["classes_file"], e["float_test_accuracy"]) for e in entries]
+    return tuple(sorted(found, key=lambda s: "mobilenet" not in s.name))
+
+
+def sample_inputs(name: str | None = None) -> Inputs:
+    """Inputs for the named sample (the default one when None or unknown)."""
+    chosen = next((s for s in samples() if s.name == name), samples()[0])
+    return Inputs(f"bundled sample {chosen.name}", chosen.model, (chosen.images,), chosen.labels, chosen.name)
+
+
+def safe_name(name: str) -> str:
+    """A file name that cannot leave its folder."""
+    base = Path(name.replace("\\", "/")).name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".")
+    return cleaned or "upload"
+
+
+def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str, bytes]],
+                 labels: tuple[str, bytes] | None) -> Inputs:
+    """Writes uploaded files into a fresh private folder and describes them as Inputs."""
+    model_path = folder / "model" / safe_name(model[0])
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(model[1])
+    image_dir = folder / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, (name, data) in enumerate(images):
+        path = image_dir / f"{k:04d}" / safe_name(name)  # one folder each: names stay as uploaded
+        path.parent.mkdir()
+        path.write_bytes(data)
+        paths.append(path)
+    labels_path = None
+    if labels is not None:
+        labels_path = folder / "labels" / safe_name(labels[0])
+        labels_path.parent.mkdir(parents=True, exist_ok=True)
+        labels_path.write_bytes(labels[1])
+    return Inputs(f"your model {model_path.name}", model_path, tuple(paths), labels_path)

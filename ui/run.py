@@ -1,0 +1,41 @@
+"""Running a comparison from a page: progress bar, per-variant status, result into session state."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from quant_core import PreprocessingOverride, Progress, QuantError
+from ui import engine, state
+from ui.settings import Settings
+from ui.widgets import current_inputs, mode_title, show_error
+
+
+def run_comparison() -> bool:
+    """Runs the comparison for the current inputs and settings; True when a result was stored."""
+    inputs = current_inputs()
+    override = state.get(state.OVERRIDE) or PreprocessingOverride()
+    settings = state.get(state.SETTINGS) or Settings()
+    bar = st.progress(0.0, text="Starting…")
+    seen: list[str] = []
+
+    def on_progress(p: Progress) -> None:
+        bar.progress(min(max(p.fraction, 0.0), 1.0), text=p.message)
+        if p.variant and p.variant not in seen:
+            seen.append(p.variant)
+
+    try:
+        with st.status("Building and measuring variants…", expanded=False) as status:
+            result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir())
+            for v in result.variants:
+                icon = ":material/check_circle:" if v.ok else ":material/cancel:"
+                st.write(f"{icon} **{mode_title(v.name)}** — " + ("ok" if v.ok else f"failed: {v.error}"))
+            failed = [v for v in result.variants if not v.ok]
+            status.update(label=f"{len(result.variants) - len(failed)} of {len(result.variants)} variants built"
+                          + (f", {len(failed)} failed" if failed else ""), state="error" if failed else "complete")
+    except QuantError as err:
+        bar.empty()
+        show_error(err)
+        return False
+    bar.progress(1.0, text="Done")
+    state.put(state.RESULT, result)
+    return True

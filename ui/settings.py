@@ -1,0 +1,72 @@
+"""The quantization choices of the Quantize page, and their round-trip through a share link."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from quant_core import MODE_INFO, Backend, CalibrationSource, IOType, Mode, Recipe
+from quant_core.errors import InputError
+from quant_core.modes import parse_modes
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to build. Each field maps to one control on the Quantize page."""
+
+    modes: tuple[Mode, ...] = tuple(Mode)
+    calibration_count: int = 100
+    calibration_source: CalibrationSource = CalibrationSource.IMAGES
+    per_channel: bool = True
+    int8_io: IOType = IOType.INT8
+    backend: Backend | None = None  # None: each mode's preferred engine
+    threads: int = 1
+
+    def recipes(self) -> tuple[Recipe, ...]:
+        """One recipe per selected mode, the backend preference applied where the mode allows it."""
+        recipes = []
+        for mode in self.modes:
+            backend = self.backend if self.backend in MODE_INFO[mode].backends else None
+            io = self.int8_io if mode is Mode.INT8 and backend is not Backend.LITERT_QUANTIZER else None
+            recipes.append(Recipe(mode, backend=backend, calibration_count=self.calibration_count,
+                                  calibration_source=self.calibration_source, per_channel=self.per_channel,
+                                  io_type=io))
+        return tuple(recipes)
+
+    def to_query(self) -> dict[str, str]:
+        """Query parameters for the settings that differ from the defaults."""
+        default = Settings().to_all()
+        return {k: v for k, v in self.to_all().items() if v != default[k]}
+
+    def to_all(self) -> dict[str, str]:
+        """All settings as query parameters."""
+        return {
+            "modes": ",".join(m.value for m in self.modes), "cal": str(self.calibration_count),
+            "cal_src": self.calibration_source.value, "per_channel": "1" if self.per_channel else "0",
+            "io": self.int8_io.value, "backend": self.backend.value if self.backend else "auto",
+            "threads": str(self.threads),
+        }
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> Settings:
+        """Settings from query parameters; unknown or invalid values raise InputError."""
+        s = cls()
+        try:
+            if "modes" in params:
+                s = replace(s, modes=parse_modes(params["modes"]))
+            if "cal" in params:
+                s = replace(s, calibration_count=int(params["cal"]))
+            if "cal_src" in params:
+                s = replace(s, calibration_source=CalibrationSource(params["cal_src"]))
+            if "per_channel" in params:
+                s = replace(s, per_channel=params["per_channel"] != "0")
+            if "io" in params:
+                s = replace(s, int8_io=IOType(params["io"]))
+            if "backend" in params:
+                s = replace(s, backend=None if params["backend"] == "auto" else Backend(params["backend"]))
+            if "threads" in params:
+                s = replace(s, threads=int(params["threads"]))
+        except ValueError as err:
+            raise InputError(f"the link's settings are not valid ({err})") from None
+        s.recipes()  # validates
+        return s

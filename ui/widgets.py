@@ -1,0 +1,56 @@
+"""Reusable widget groups shared by several pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from quant_core import MODE_INFO, QuantError
+from ui import state
+from ui.inputs import Inputs, sample_inputs
+
+
+def current_inputs() -> Inputs:
+    """The inputs in use; the default bundled sample until the user picks something else."""
+    inputs = state.get(state.INPUTS)
+    if inputs is None:
+        inputs = sample_inputs()
+        state.put(state.INPUTS, inputs)
+    return inputs
+
+
+def show_error(err: QuantError) -> None:
+    """A user-facing error: one line, no traceback."""
+    st.error(str(err), icon=":material/error:")
+
+
+def need_result():
+    """The last comparison, or an explanation and a stop when there is none yet."""
+    result = state.get(state.RESULT)
+    if result is None:
+        st.info("No comparison yet. Choose variants on **Quantize** and press **Run**, "
+                "or use the one-click run on **Model & data**.", icon=":material/info:")
+        st.page_link("pages/quantize.py", label="Go to Quantize", icon=":material/tune:")
+        st.stop()
+    return result
+
+
+def mode_title(name: str) -> str:
+    """Human title of a variant name such as 'int8' or 'int8-2'."""
+    base = name.split("-")[0]
+    for mode, info in MODE_INFO.items():
+        if mode.value == base:
+            return info.title
+    return name
+
+
+def sidebar_status() -> None:
+    """What is loaded and whether results exist, on every page."""
+    inputs = current_inputs()
+    with st.sidebar:
+        st.caption(f"**Working on:** {inputs.title}")
+        result = state.get(state.RESULT)
+        if result is None:
+            st.caption("No comparison yet.")
+        else:
+            ok = sum(v.ok for v in result.variants)
+            st.caption(f"**Last run:** {ok}/{len(result.variants)} variants on {len(result.images)} images.")
