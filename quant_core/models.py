@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -245,7 +246,12 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         param_count=int(model.count_params()), preprocessing_layers=_preprocessing_layers(model),
         input_scale=_keras_input_scale(model) or input_scale_factor(float_tflite),
     )
-    predict = _batched(lambda b: model(b, training=False))
+    def call(batch: np.ndarray) -> Any:
+        with warnings.catch_warnings():  # models saved with list inputs warn about the structure
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            return model(batch, training=False)
+
+    predict = _batched(call)
     return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter,
                        statistics_mismatch=_bn_mismatch(model))
 

@@ -1,0 +1,169 @@
+"""The web app through Streamlit's AppTest: every page, the sample journey, uploads, refusals, persistence."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(REPO / "streamlit_app.py")
+PAGES = ["pages/model_data.py", "pages/quantize.py", "pages/compare.py", "pages/ops.py", "pages/report.py"]
+ALL_MODES = ["float32", "weight_only", "dynamic_range", "float16", "int8", "int8_float_io", "int16x8"]
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def no_failures(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture(scope="module")
+def sample_run() -> AppTest:
+    """The one-click journey on the default bundled sample."""
+    at = new_app()
+    assert at.title[0].value == "Model & data"
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=900)
+    no_failures(at)
+    return at
+
+
+def test_first_screen_explains_and_offers_the_sample():
+    at = new_app()
+    assert "Compare every post-training quantization" in at.markdown[0].value
+    assert {m.label: m.value for m in at.metric} == {"Input": "32×32×3", "Classes": "10", "Parameters": "99,354",
+                                                      "Format": "keras"}
+    assert any(b.label == "Run the full comparison" for b in at.button)
+    assert not at.error
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_from_the_entry_point(page):
+    at = new_app()
+    at.switch_page(page).run()
+    no_failures(at)
+    assert at.title[0].value in {"Model & data", "Quantize", "Compare", "Ops", "Report & share"}
+    if page in ("pages/compare.py", "pages/ops.py", "pages/report.py"):
+        assert "No comparison yet" in at.info[0].value  # a helpful empty state, not an error
+
+
+def test_sample_journey_compares_every_variant(sample_run):
+    at = sample_run
+    assert at.title[0].value == "Compare"
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ALL_MODES
+    assert (table["status"] == "ok").all()
+    assert table.set_index("variant").loc["int8", "integer-only"] == "yes"
+    assert table.set_index("variant").loc["int8", "x smaller"] > 1.5
+    assert len(at.get("plotly_chart")) >= 5  # size, latency, quality, trade-off, confusion
+
+
+def test_results_survive_page_changes_and_feed_every_page(sample_run):
+    at = sample_run
+    at.switch_page("pages/ops.py").run()
+    no_failures(at)
+    assert any("integer-only" in e.label for e in at.expander)
+    at.switch_page("pages/report.py").run()
+    no_failures(at)
+    labels = [d.label for d in at.get("download_button")]
+    assert {"HTML report", "Numbers (JSON)", "Numbers (CSV)", "All models + recipes (.zip)"} <= set(labels)
+    assert labels.count(".tflite") == len(ALL_MODES)
+    assert "sample=digits_mobilenet" in at.code[0].value
+    at.switch_page("pages/model_data.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert list(at.dataframe[0].value["variant"]) == ALL_MODES
+
+
+def test_quantize_page_runs_selected_variants(model_files, image_dir):
+    at = new_app()
+    at.switch_page("pages/quantize.py").run()
+    for mode in ALL_MODES[1:]:
+        at.checkbox(key=f"w.mode.{mode}").set_value(mode in ("int8", "float16"))
+    at.slider(key="w.cal_count").set_value(20)
+    at.run()
+    at.button(key="w.run").click().run(timeout=600)
+    no_failures(at)
+    assert "Done" in at.success[0].value
+    assert any("3 of 3 variants built" in getattr(e, "label", "") for e in list(at.expander) + list(at.get("status")))
+    at.switch_page("pages/compare.py").run()
+    assert list(at.dataframe[0].value["variant"]) == ["float32", "float16", "int8"]
+
+
+def _png(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload(at: AppTest, model: tuple[str, bytes], images: list[tuple[str, bytes]]) -> AppTest:
+    at.radio(key="w.source").set_value("Upload my own").run()
+    uploaders = at.file_uploader
+    uploaders[0].set_value((model[0], model[1], "application/octet-stream"))
+    uploaders[1].set_value([(n, b, "image/png") for n, b in images])
+    next(b for b in at.button if b.label == "Use these files").click().run(timeout=300)
+    return at
+
+
+def test_upload_of_a_model_and_class_zip(model_files, image_dir):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(image_dir.rglob("*.png")):
+            zf.write(path, path.relative_to(image_dir.parent))
+    at = _upload(new_app(), ("tiny.keras", model_files["keras"].read_bytes()), [("colours.zip", buf.getvalue())])
+    no_failures(at)
+    assert not at.error, [e.value for e in at.error]
+    assert {m.label: m.value for m in at.metric}["Classes"] == "3"
+    assert "Images: 24" in [s.value for s in at.subheader]
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=600)
+    no_failures(at)
+    assert list(at.dataframe[0].value["variant"]) == ALL_MODES
+
+
+@pytest.mark.parametrize("model,images,message", [
+    (("broken.keras", b"not a model"), [("a.png", _png("red"))], "not a valid .keras file"),
+    (("model.tflite", b"\x00" * 32), [("a.png", _png("red"))], "cannot load"),
+    ("tiny", [("a.png", b"not an image")], "no usable images found"),
+])
+def test_bad_uploads_are_refused_with_one_line(model, images, message, model_files):
+    if model == "tiny":
+        model = ("tiny.keras", model_files["keras"].read_bytes())
+    at = _upload(new_app(), model, images)
+    no_failures(at)
+    assert len(at.error) == 1 and message in at.error[0].value
+    assert "\n" not in at.error[0].value and "Traceback" not in at.error[0].value
+
+
+def test_lambda_upload_is_refused(tmp_path):
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Flatten()(keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Dense(3)(x)).save(path)
+    at = _upload(new_app(), ("lambda.keras", path.read_bytes()), [("a.png", _png("red"))])
+    assert len(at.error) == 1 and "Lambda layer" in at.error[0].value
+
+
+def test_share_link_preselects_sample_and_options():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8", "cal": "40", "per_channel": "0"})
+    at.run()
+    no_failures(at)
+    assert {m.label: m.value for m in at.metric}["Input"] == "32×32×1"
+    at.switch_page("pages/quantize.py").run()
+    assert at.checkbox(key="w.mode.int8").value and not at.checkbox(key="w.mode.float16").value
+    assert at.slider(key="w.cal_count").value == 40
+    assert at.toggle(key="w.per_channel").value is False
