@@ -43,5 +43,8 @@ navigation = st.navigation(pages)
 with st.sidebar:
     st.markdown("### Quantization Workbench")
     st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")
-sidebar_status()
-navigation.run()
+status_slot = st.sidebar.empty()
+try:
+    navigation.run()
+finally:  # after the page, so it reflects what the page just changed (also when the page stops early)
+    sidebar_status(status_slot)

@@ -20,7 +20,7 @@ for v in result.variants:
     elif v.warning:
         st.warning(f"{v.name} {v.warning}", icon=":material/warning:")
 
-st.dataframe(charts.styled_summary(charts.summary_frame(result)), hide_index=True, key="summary")
+st.table(charts.styled_summary(charts.summary_frame(result)).hide(axis="index"))
 
 left, right = st.columns(2)
 left.plotly_chart(charts.size_chart(result), key="size")

@@ -70,17 +70,18 @@ st.caption(
 )
 
 pre = description.preprocessing
+ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing widgets for each new model
 with st.expander(f"Preprocessing: pixels in [{pre.value_range.value}], {pre.resize.value} resize", expanded=False):
     st.caption(f"How this was chosen: {pre.source}")
     c1, c2, c3, c4 = st.columns(4)
     ranges = list(ValueRange)
-    value_range = c1.selectbox("Value range", ranges, index=ranges.index(pre.value_range), key="w.range")
+    value_range = c1.selectbox("Value range", ranges, index=ranges.index(pre.value_range), key=f"w.range.{ident}")
     resizes = list(ResizeMethod)
-    resize = c2.selectbox("Resize", resizes, index=resizes.index(pre.resize), key="w.resize")
+    resize = c2.selectbox("Resize", resizes, index=resizes.index(pre.resize), key=f"w.resize.{ident}")
     orders = list(ChannelOrder)
-    order = c3.selectbox("Channels", orders, index=orders.index(pre.channel_order), key="w.order",
+    order = c3.selectbox("Channels", orders, index=orders.index(pre.channel_order), key=f"w.order.{ident}",
                          disabled=info.channels != 3)
-    crop = c4.checkbox("Center crop", value=pre.center_crop, key="w.crop")
+    crop = c4.checkbox("Center crop", value=pre.center_crop, key=f"w.crop.{ident}")
     chosen = PreprocessingOverride(
         value_range=value_range if value_range is not pre.value_range or override.value_range else None,
         resize=resize if resize is not pre.resize or override.resize else None,

@@ -63,7 +63,7 @@ def test_every_page_renders_from_the_entry_point(page):
 def test_sample_journey_compares_every_variant(sample_run):
     at = sample_run
     assert at.title[0].value == "Compare"
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["variant"]) == ALL_MODES
     assert (table["status"] == "ok").all()
     assert table.set_index("variant").loc["int8", "integer-only"] == "yes"
@@ -84,7 +84,7 @@ def test_results_survive_page_changes_and_feed_every_page(sample_run):
     assert "sample=digits_mobilenet" in at.code[0].value
     at.switch_page("pages/model_data.py").run()
     at.switch_page("pages/compare.py").run()
-    assert list(at.dataframe[0].value["variant"]) == ALL_MODES
+    assert list(at.table[0].value["variant"]) == ALL_MODES
 
 
 def test_quantize_page_runs_selected_variants(model_files, image_dir):
@@ -99,7 +99,7 @@ def test_quantize_page_runs_selected_variants(model_files, image_dir):
     assert "Done" in at.success[0].value
     assert any("3 of 3 variants built" in getattr(e, "label", "") for e in list(at.expander) + list(at.get("status")))
     at.switch_page("pages/compare.py").run()
-    assert list(at.dataframe[0].value["variant"]) == ["float32", "float16", "int8"]
+    assert list(at.table[0].value["variant"]) == ["float32", "float16", "int8"]
 
 
 def _png(colour) -> bytes:
@@ -129,7 +129,7 @@ def test_upload_of_a_model_and_class_zip(model_files, image_dir):
     assert "Images: 24" in [s.value for s in at.subheader]
     next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=600)
     no_failures(at)
-    assert list(at.dataframe[0].value["variant"]) == ALL_MODES
+    assert list(at.table[0].value["variant"]) == ALL_MODES
 
 
 @pytest.mark.parametrize("model,images,message", [

@@ -37,14 +37,17 @@ def summary_frame(result: CompareResult) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if not result.labelled:
         frame = frame.drop(columns=["accuracy"])
+    if not frame["note"].any():
+        frame = frame.drop(columns=["note"])
     return frame
 
 
 def styled_summary(frame: pd.DataFrame):
     """The summary with the best value of each numeric column highlighted."""
     best = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
-    styler = frame.style.format(precision=3, na_rep="–").format(
-        {"size (KB)": "{:,.1f}", "x smaller": "{:.2f}x", "median ms": "{:.3f}", "p90 ms": "{:.3f}"}, na_rep="–")
+    formats = {"size (KB)": "{:,.1f}", "x smaller": "{:.2f}x", "median ms": "{:.3f}", "p90 ms": "{:.3f}",
+               "agreement": "{:.1%}", "accuracy": "{:.1%}", "mean |Δp|": "{:.4f}"}
+    styler = frame.style.format({k: v for k, v in formats.items() if k in frame}, na_rep="–")
     lower = [c for c in ("size (KB)", "median ms", "p90 ms", "mean |Δp|") if c in frame]
     higher = [c for c in ("x smaller", "agreement", "accuracy") if c in frame]
     styler = styler.highlight_min(subset=lower, props=best).highlight_max(subset=higher, props=best)

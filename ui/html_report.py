@@ -43,19 +43,29 @@ def _summary_table(result: CompareResult) -> str:
     frame = charts.summary_frame(result)
     best_low = {c: frame[c].min() for c in ("size (KB)", "median ms", "p90 ms") if c in frame}
     best_high = {c: frame[c].max() for c in ("x smaller", "agreement", "accuracy") if c in frame}
-    cols = [c for c in frame.columns if c != "note"]
+    cols = list(frame.columns)
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     for _, row in frame.iterrows():
         cells = []
         for c in cols:
             value = row[c]
             best = (c in best_low and value == best_low[c]) or (c in best_high and value == best_high[c])
-            text = "–" if value is None or (isinstance(value, float) and np.isnan(value)) else (
-                f"{value:,.3f}" if isinstance(value, float) else str(value))
+            text = _cell(c, value)
             klass = ' class="failed"' if c == "status" and text != "ok" else (' class="best"' if best else "")
             cells.append(f"<td{klass}>{html.escape(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
+
+
+def _cell(column: str, value) -> str:
+    """A summary value formatted as in the app."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if column in ("agreement", "accuracy"):
+        return f"{value:.1%}"
+    if column == "x smaller":
+        return f"{value:.2f}x"
+    return f"{value:,.3f}" if isinstance(value, float) else str(value)
 
 
 def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = 60) -> str:

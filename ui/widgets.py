@@ -43,10 +43,10 @@ def mode_title(name: str) -> str:
     return name
 
 
-def sidebar_status() -> None:
-    """What is loaded and whether results exist, on every page."""
+def sidebar_status(slot) -> None:
+    """What is loaded and whether results exist, on every page (drawn into a sidebar slot)."""
     inputs = current_inputs()
-    with st.sidebar:
+    with slot.container():
         st.caption(f"**Working on:** {inputs.title}")
         result = state.get(state.RESULT)
         if result is None:

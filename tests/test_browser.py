@@ -1,0 +1,162 @@
+"""A real browser (Playwright driving Debian's chromium) against `streamlit run` on a free port.
+
+Screenshots of every page are saved to artifacts/screenshots/ (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`streamlit run` on loopback with a private cache; stopped after the module."""
+    port = _free_port()
+    env = dict(os.environ, QUANT_CACHE_DIR=tempfile.mkdtemp(prefix="qw-browser-cache-"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not become healthy within 60 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (done by .ci/run)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
+        pg = context.new_page()
+        pg.set_default_timeout(120_000)
+        yield pg
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_selector(IDLE)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_timeout(300)  # let charts and tables finish their first paint
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def goto(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+    page.wait_for_selector(f'h1:has-text("{title}")')
+    page.wait_for_selector(IDLE)
+
+
+def test_upload_quantize_compare_and_download(page, server, model_files, image_dir, labels_file, tmp_path):
+    page.goto(server)
+    page.wait_for_selector('text=What we understood: digits_mobilenet')
+    shot(page, "01_model_data_sample")
+
+    # Upload a model and a .zip of class folders through the real file inputs.
+    archive = tmp_path / "colours.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(image_dir.rglob("*.png")):
+            zf.write(path, path.relative_to(image_dir.parent))
+    page.get_by_text("Upload my own").click()
+    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(0).set_input_files(str(model_files["keras"]))
+    inputs.nth(1).set_input_files(str(archive))
+    inputs.nth(2).set_input_files(str(labels_file))
+    page.get_by_role("button", name="Use these files").click()
+    page.wait_for_selector("text=What we understood: tiny")
+    page.wait_for_selector("text=your model tiny.keras")  # the sidebar follows the upload
+    page.wait_for_selector("text=Images: 24")
+    page.wait_for_selector("text=pixels in [0,255]")  # the model's own Rescaling layer, not the sample's range
+    shot(page, "02_model_data_upload")
+
+    # Select variants: drop 16x8 and dynamic range, keep the rest.
+    goto(page, "Quantize")
+    for title in ("16x8 (int16 activations)", "Dynamic range"):
+        page.locator('[data-testid="stCheckbox"]', has_text=title).locator("label").click()
+        page.wait_for_selector(IDLE)
+    shot(page, "03_quantize")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector("text=Done. See the side-by-side comparison.", timeout=300_000)
+
+    goto(page, "Compare")
+    table = page.locator('[data-testid="stTable"] table').first
+    table.wait_for()
+    rows = {}
+    header = [c.strip() for c in table.locator("thead th").all_inner_texts()]
+    for row in table.locator("tbody tr").all():
+        cells = [c.strip() for c in row.locator("td, th").all_inner_texts()]
+        rows[cells[0]] = dict(zip(header[-len(cells):], cells))
+    expected = ["float32", "weight_only", "float16", "int8", "int8_float_io"]
+    assert list(rows) == expected
+    size = {name: float(r["size (KB)"].replace(",", "")) for name, r in rows.items()}
+    for name in ("weight_only", "float16", "int8", "int8_float_io"):
+        assert size[name] < size["float32"], (name, size)
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert all(float(r["accuracy"].rstrip("%")) >= 90 for r in rows.values())  # labels file mapped the class folders
+    assert page.get_by_text("Per image").count() >= 1
+    assert page.locator("text=/red: 0\\.\\d{3}/").count() > 0  # top-k predictions shown per image
+    page.wait_for_selector('[data-testid="stPlotlyChart"]')
+    shot(page, "04_compare")
+
+    goto(page, "Ops")
+    page.wait_for_selector("text=integer-only: runs entirely on an integer accelerator")
+    shot(page, "05_ops")
+
+    goto(page, "Report & share")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="HTML report").click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+    text = report.read_text()
+    assert "Quantization report: tiny" in text and "<script" in text and "Plotly" in text
+    for name in expected:
+        assert f"<td>{name}</td>" in text
+    kb = re.findall(r"<td[^>]*>([\d,]+\.\d{3})</td>", text)
+    assert f"{size['int8']:,.3f}" in kb or any(abs(float(k.replace(',', '')) - size["int8"]) < 0.06 for k in kb)
+    shot(page, "06_report")
