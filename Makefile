@@ -1,5 +1,5 @@
 # One command to set up and run the workbench, one to set up and run every test.
-#   make run    - create .venv, install, compare the bundled sample (the web app arrives with issue #3)
+#   make run    - create .venv, install, start the web app on the bundled sample (http://localhost:8501)
 #   make test   - create .venv, install, run the whole test suite
 #   make bench  - engine benchmarks (writes bench/RESULTS.md)
 PYTHON ?= python3
@@ -7,7 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench samples clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser run test bench samples clean
 
 setup: $(STAMP)
 
@@ -17,12 +19,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-run: setup
-	$(PY) -m quant_core compare sample_models/digits_mobilenet.keras \
-		--images sample_models/digits_images --labels sample_models/digits_labels.txt \
-		--out-dir artifacts/digits_mobilenet --report-json artifacts/digits_mobilenet/report.json
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads browsers).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: setup
+run: setup
+	$(PY) -m streamlit run streamlit_app.py
+
+test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup
