@@ -1,0 +1,66 @@
+"""Pure parts of the app: settings <-> share links, upload names, the HTML report."""
+
+from __future__ import annotations
+
+import pytest
+
+from quant_core import Backend, CalibrationSource, IOType, Mode, PreprocessingOverride, ValueRange
+from quant_core.errors import InputError
+from ui.inputs import safe_name
+from ui.settings import Settings
+from ui.share import share_query
+
+
+def test_settings_round_trip_through_a_link():
+    s = Settings(modes=(Mode.FLOAT32, Mode.INT8, Mode.INT16X8), calibration_count=33,
+                 calibration_source=CalibrationSource.RANDOM, per_channel=False, int8_io=IOType.UINT8,
+                 backend=Backend.LITERT_QUANTIZER, threads=2)
+    query = share_query("digits_cnn", s, PreprocessingOverride(value_range=ValueRange.ZERO_ONE))
+    assert query.startswith("?sample=digits_cnn&") and "range=0%2C1" in query
+    from urllib.parse import parse_qsl
+
+    params = dict(parse_qsl(query[1:]))
+    assert Settings.from_query(params) == s
+
+
+def test_default_settings_give_a_short_link():
+    assert share_query("digits_cnn", Settings(), PreprocessingOverride()) == "?sample=digits_cnn"
+
+
+@pytest.mark.parametrize("params", [{"modes": "int9"}, {"cal": "many"}, {"cal": "0"}, {"backend": "gpu"}])
+def test_bad_links_are_refused(params):
+    with pytest.raises(InputError):
+        Settings.from_query(params)
+
+
+def test_backend_preference_only_where_a_mode_allows_it():
+    recipes = {r.mode: r for r in Settings(backend=Backend.LITERT_QUANTIZER).recipes()}
+    assert recipes[Mode.INT8].backend is Backend.LITERT_QUANTIZER and recipes[Mode.INT8].io_type is None
+    assert recipes[Mode.INT8_FLOAT_IO].backend is None  # converter only: the default engine
+    assert recipes[Mode.FLOAT32].backend is None
+
+
+@pytest.mark.parametrize("name,expected", [("../../etc/passwd", "passwd"), ("a b.png", "a_b.png"),
+                                           ("..", "upload"), ("C:\\x\\y.keras", "y.keras"), (".hidden", "hidden")])
+def test_upload_names_cannot_leave_their_folder(name, expected):
+    assert safe_name(name) == expected
+
+
+def test_html_report_is_self_contained_and_readable(model_files, image_dir, labels_file, cache):
+    import re
+
+    from quant_core import CompareOptions, CompareRequest, Recipe, run_compare
+    from ui.html_report import render_report
+
+    result = run_compare(CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file),
+                                        CompareOptions(recipes=(Recipe(Mode.INT8), Recipe(Mode.FLOAT16)))),
+                         cache=cache)
+    text = render_report(result)
+    assert text.startswith("<!DOCTYPE html>") and "Quantization report: tiny" in text
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:", text)  # nothing fetched: opens offline
+    assert "Plotly.newPlot" in text and len(re.findall(r"class=\"plotly-graph-div\"", text)) >= 5
+    for name in ("float32", "int8", "float16"):
+        assert f"<td>{name}</td>" in text
+    assert f"{result.variant('int8').size_bytes / 1024:,.3f}" in text
+    assert "Confusion matrix" in text or "confusion" in text.lower()
+    assert "x86" in text or "ARM" in text  # the portability notes travel with the numbers
