@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, engine, state
+from ui import charts, engine
 from ui.widgets import current_inputs, need_result
 
 st.title("Compare")
@@ -33,35 +33,48 @@ with st.expander("Why latency here may not match your phone"):
     st.caption(f"Measured on {result.environment.cpu} ({result.environment.machine}), "
                f"{result.environment.threads} thread(s).")
 
-st.subheader("Per image")
-ok = charts.ok_variants(result)
-shown = st.multiselect("Variants", [v.name for v in ok], default=[v.name for v in ok][:4], key="w.grid_variants")
-only = st.toggle("Only images where variants disagree", key="w.only_disagree")
-flags = charts.disagreement(result)
-rows = [k for k in range(len(result.images)) if flags[k] or not only]
-st.caption(f"{sum(flags)} of {len(result.images)} images have at least one variant disagreeing with float32.")
-inputs = current_inputs()
-thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
-page_size = 12
-pages = max(1, (len(rows) + page_size - 1) // page_size)
-page = st.number_input("Page", 1, pages, 1, key="w.grid_page") if pages > 1 else 1
-base = result.variant("float32") if any(v.name == "float32" for v in ok) else None
-for k in rows[(page - 1) * page_size: page * page_size]:
-    image = result.images[k]
-    cols = st.columns([1] + [2] * len(shown))
-    if image.file in thumbs:
-        cols[0].image(thumbs[image.file], width="stretch")
-    cols[0].caption(image.file.split("/")[-1] + (f" · **{image.label}**" if image.label else ""))
-    for col, name in zip(cols[1:], shown):
-        v = result.variant(name)
-        differs = base is not None and v.top1[k] != base.top1[k]
-        lines = [f"**{name}**" + (" :red[≠ float32]" if differs else "")]
-        for p in v.topk[k]:
-            mark = " ✓" if image.label_index is not None and p.index == image.label_index else ""
-            lines.append(f"{p.label}: {p.prob:.3f}{mark}")
-        col.markdown("  \n".join(lines))
 
-if result.labelled:
+
+@st.fragment
+def per_image_grid() -> None:
+    """Thumbnails with each variant's top-k; its controls rerun only this fragment."""
+    st.subheader("Per image")
+    ok = charts.ok_variants(result)
+    shown = st.multiselect("Variants", [v.name for v in ok], default=[v.name for v in ok][:4], key="w.grid_variants")
+    only = st.toggle("Only images where variants disagree", key="w.only_disagree")
+    flags = charts.disagreement(result)
+    rows = [k for k in range(len(result.images)) if flags[k] or not only]
+    st.caption(f"{sum(flags)} of {len(result.images)} images have at least one variant disagreeing with float32.")
+    inputs = current_inputs()
+    thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    page_size = 12
+    pages = max(1, (len(rows) + page_size - 1) // page_size)
+    page = st.number_input("Page", 1, pages, 1, key="w.grid_page") if pages > 1 else 1
+    base = result.variant("float32") if any(v.name == "float32" for v in ok) else None
+    for k in rows[(page - 1) * page_size: page * page_size]:
+        image = result.images[k]
+        cols = st.columns([1] + [2] * len(shown))
+        if image.file in thumbs:
+            cols[0].image(thumbs[image.file], width="stretch")
+        cols[0].caption(image.file.split("/")[-1] + (f" · **{image.label}**" if image.label else ""))
+        for col, name in zip(cols[1:], shown):
+            v = result.variant(name)
+            differs = base is not None and v.top1[k] != base.top1[k]
+            lines = [f"**{name}**" + (" :red[≠ float32]" if differs else "")]
+            for p in v.topk[k]:
+                mark = " ✓" if image.label_index is not None and p.index == image.label_index else ""
+                lines.append(f"{p.label}: {p.prob:.3f}{mark}")
+            col.markdown("  \n".join(lines))
+
+
+@st.fragment
+def confusion_matrix() -> None:
+    """One variant's confusion matrix; choosing another reruns only this fragment."""
     st.subheader("Confusion matrix")
-    name = st.selectbox("Variant", [v.name for v in ok], key="w.cm_variant")
+    name = st.selectbox("Variant", [v.name for v in charts.ok_variants(result)], key="w.cm_variant")
     st.plotly_chart(charts.confusion_chart(result, name), key="confusion")
+
+
+per_image_grid()
+if result.labelled:
+    confusion_matrix()

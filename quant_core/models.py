@@ -93,17 +93,28 @@ class ModelInfo:
 class SourceModel:
     """A loaded user model: its description, predictions and float .tflite."""
 
-    def __init__(self, info: ModelInfo, *, float_tflite: bytes, predict: Callable[[np.ndarray], np.ndarray],
-                 converter_factory: Callable[[], Any] | None, keepalive: Any = None,
-                 statistics_mismatch: Callable[[np.ndarray], float] | None = None) -> None:
+    def __init__(self, info: ModelInfo, *, float_tflite: bytes | Callable[[], bytes],
+                 predict: Callable[[np.ndarray], np.ndarray], converter_factory: Callable[[], Any] | None,
+                 keepalive: Any = None, statistics_mismatch: Callable[[np.ndarray], float] | None = None) -> None:
         self.info = info
         # For Keras models with batch norm: how far the first BN layer's input statistics on
         # a batch are from those seen in training (used to infer the input value range).
         self.statistics_mismatch = statistics_mismatch
-        self.float_tflite = float_tflite
+        self._float_tflite = float_tflite  # bytes, or a conversion run on first use
         self._predict = predict
         self._converter_factory = converter_factory
         self._keepalive = keepalive  # e.g. the temporary folder of an extracted SavedModel
+
+    @property
+    def float_tflite(self) -> bytes:
+        """The float32 .tflite (converted on first use for Keras models).
+
+        Raises:
+            UnsupportedModelError: the TFLite converter cannot convert the model.
+        """
+        if callable(self._float_tflite):
+            self._float_tflite = self._float_tflite()
+        return self._float_tflite
 
     @property
     def is_tflite(self) -> bool:
@@ -238,13 +249,12 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         conv.exclude_conversion_metadata = True  # bytes then depend on the model only
         return conv
 
-    float_tflite = _convert(path.name, converter)
     info = ModelInfo(
         name=path.stem, format=fmt, sha256=digest, size_bytes=path.stat().st_size,
         input_shape=tuple(None if d is None else int(d) for d in input_shape), input_dtype="float32",
         output_shape=tuple(None if d is None else int(d) for d in output_shape), num_classes=num_classes,
         param_count=int(model.count_params()), preprocessing_layers=_preprocessing_layers(model),
-        input_scale=_keras_input_scale(model) or input_scale_factor(float_tflite),
+        input_scale=_keras_input_scale(model),
     )
     def call(batch: np.ndarray) -> Any:
         with warnings.catch_warnings():  # models saved with list inputs warn about the structure
@@ -252,8 +262,8 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
             return model(batch, training=False)
 
     predict = _batched(call)
-    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter,
-                       statistics_mismatch=_bn_mismatch(model))
+    return SourceModel(info, float_tflite=lambda: _convert(path.name, converter), predict=predict,
+                       converter_factory=converter, statistics_mismatch=_bn_mismatch(model))
 
 
 def _keras_load_error(name: str, err: Exception) -> Exception:

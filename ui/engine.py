@@ -12,7 +12,9 @@ import numpy as np
 import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, ModelInfo, Preprocessing,
-                        PreprocessingOverride, Progress, Workbench, load_images, read_labels_file, run_compare)
+                        PreprocessingOverride, Progress, load_images, load_model, read_labels_file, run_compare)
+from quant_core.compare import infer_preprocessing
+from quant_core.images import resolve_labels
 from quant_core.images import SkippedFile
 from ui.inputs import Inputs
 from ui.settings import Settings
@@ -59,12 +61,13 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
     images = load_images(_inputs.images)
     names = read_labels_file(_inputs.labels) if _inputs.labels else None
-    bench = Workbench.open(_inputs.model, images, class_names=names,
-                           options=CompareOptions(preprocessing=override, measure_latency=False))
-    counts = Counter(bench.labels.class_names[i] if i is not None else "unlabelled" for i in bench.labels.indices)
+    source = load_model(_inputs.model)
+    labels = resolve_labels(images, source.info.num_classes, names)
+    preprocessing = infer_preprocessing(source, images, labels, override)
+    counts = Counter(labels.class_names[i] if i is not None else "unlabelled" for i in labels.indices)
     return Description(
-        info=bench.source.info, preprocessing=bench.preprocessing, class_counts=tuple(sorted(counts.items())),
-        labels_source=bench.labels.source, skipped=images.skipped, image_count=len(images.items),
+        info=source.info, preprocessing=preprocessing, class_counts=tuple(sorted(counts.items())),
+        labels_source=labels.source, skipped=images.skipped, image_count=len(images.items),
         thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
     )
 
