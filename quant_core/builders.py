@@ -33,19 +33,34 @@ class Built:
 
 
 class CalibratedModels:
-    """Per-source memo of calibrated float models, keyed by calibration data digest."""
+    """Per-source memo of the converter's calibrator, fed once per calibration data digest.
+
+    One fed calibrator serves every calibrated converter mode: `Calibrate()` gives the
+    float model with activation statistics (quantized per mode by `mlir_quantize`) and
+    `QuantizeModel()` gives the 16x8 model, with no second pass over the data.
+    """
 
     def __init__(self) -> None:
-        self._models: dict[str, bytes] = {}
+        self._fed: dict[str, Any] = {}
+        self._calibrated: dict[str, bytes] = {}
+
+    def calibrator(self, source: SourceModel, data: np.ndarray, digest: str) -> Any:
+        """The converter's Calibrator with `data` already fed through the float model."""
+        if digest not in self._fed:
+            module = _tf_calibrator()
+            with _quiet.stdout_to_stderr():
+                fed = module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
+                fed._feed_tensors(_rep_dataset(data), resize_input=True)  # pylint: disable=protected-access
+            self._fed[digest] = fed
+        return self._fed[digest]
 
     def get(self, source: SourceModel, data: np.ndarray, digest: str) -> bytes:
         """The float model with activation statistics recorded from `data`."""
-        if digest not in self._models:
-            calibrator = _tf_calibrator()
+        if digest not in self._calibrated:
+            fed = self.calibrator(source, data, digest)
             with _quiet.stdout_to_stderr():
-                model = calibrator.add_intermediate_tensors(source.float_tflite)
-                self._models[digest] = bytes(calibrator.Calibrator(model).calibrate(_rep_dataset(data)))
-        return self._models[digest]
+                self._calibrated[digest] = bytes(fed._calibrator.Calibrate())  # pylint: disable=protected-access
+        return self._calibrated[digest]
 
 
 Builder = Callable[[SourceModel, Recipe, "np.ndarray | None", str, CalibratedModels], Built]
@@ -148,19 +163,22 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
         "(the converter's own post-training steps)", **equivalent))
 
 
-def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, *_: Any) -> Built:
+def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, digest: str,
+                calibrated: CalibratedModels) -> Built:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tensorflow.lite.python import lite  # pylint: disable=import-outside-toplevel
 
     assert data is not None
-    calibrator = _tf_calibrator()
-    io = tf.int16 if recipe.io_type is IOType.INT16 else tf.float32
+    io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
+    fed = calibrated.calibrator(source, data, digest)
     with _quiet.stdout_to_stderr():
-        model = calibrator.Calibrator(calibrator.add_intermediate_tensors(source.float_tflite)).calibrate_and_quantize(
-            _rep_dataset(data), io, io, False, tf.int16, tf.int64, disable_per_channel=not recipe.per_channel)
+        # What Calibrator.calibrate_and_quantize does after feeding the data.
+        model = fed._calibrator.QuantizeModel(  # pylint: disable=protected-access
+            io, io, False, np.dtype(np.int16).num, np.dtype(np.int64).num, not recipe.per_channel, False)
         model = bytes(lite._deduplicate_readonly_buffers(model))  # pylint: disable=protected-access
     return Built(model, _tf_settings(
-        "float .tflite -> calibrator.calibrate_and_quantize (the converter's own 16x8 step)",
+        "float .tflite -> calibrator fed once with the representative data -> QuantizeModel "
+        "(the converter's own 16x8 step, calibrate_and_quantize)",
         optimizations=["DEFAULT"], representative_dataset=f"{len(data)} samples",
         **{"target_spec.supported_ops": ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"],
            "inference_input_type": recipe.io_type.value, "inference_output_type": recipe.io_type.value,

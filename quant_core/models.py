@@ -19,14 +19,13 @@ from quant_core.archives import extract_zip
 from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
 from quant_core.ops import op_inventory
-from quant_core.runner import TFLiteRunner
+from quant_core.runner import TFLiteRunner, batch_size
 from quant_core.tflite_info import float_param_count, input_scale_factor
 
 log = logging.getLogger(__name__)
 
 SCOPE = "image classifiers with one image input [N, H, W, 1 or 3] and one class-score output [N, classes]"
 _PREPROCESSING_LAYERS = {"Rescaling", "Normalization", "Resizing", "CenterCrop"}
-_PREDICT_BATCH = 64
 
 
 class ModelFormat(enum.StrEnum):
@@ -193,7 +192,8 @@ def _shape(shape: tuple) -> str:
 def _batched(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """Wraps a predict function to run in batches and return float32 numpy."""
     def predict(x: np.ndarray) -> np.ndarray:
-        parts = [np.asarray(fn(x[i : i + _PREDICT_BATCH]), np.float32) for i in range(0, len(x), _PREDICT_BATCH)]
+        step = batch_size(x.shape[1:])
+        parts = [np.asarray(fn(x[i : i + step]), np.float32) for i in range(0, len(x), step)]
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     return predict
 
@@ -329,7 +329,7 @@ def _bn_mismatch(model: Any) -> Callable[[np.ndarray], float] | None:
     var_bn = np.asarray(bn.moving_variance, np.float64) + 1e-6
 
     def mismatch(x: np.ndarray) -> float:
-        acts = np.asarray(probe(x[:32], training=False), np.float64).reshape(-1, mean_bn.size)
+        acts = np.asarray(probe(x[:16], training=False), np.float64).reshape(-1, mean_bn.size)
         mean, var = acts.mean(0), acts.var(0) + 1e-6
         return float(np.mean(0.5 * (np.log(var_bn / var) + (var + (mean - mean_bn) ** 2) / var_bn - 1.0)))
 

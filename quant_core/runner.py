@@ -11,7 +11,13 @@ from ai_edge_litert.interpreter import Interpreter
 
 from quant_core.errors import InputError
 
-_BATCH = 64
+_MAX_BATCH = 64
+_BATCH_ELEMENTS = 2_000_000  # input elements per batch: 64 small images, ~13 at 224x224x3
+
+
+def batch_size(sample_shape: tuple[int, ...]) -> int:
+    """Images per batch for one input shape: large inputs get small batches to bound memory."""
+    return int(max(1, min(_MAX_BATCH, _BATCH_ELEMENTS // max(1, int(np.prod(sample_shape))))))
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,8 @@ class TFLiteRunner:
         """Runs a float32 batch [N, ...] and returns float32 outputs [N, ...]."""
         if len(x) == 0:
             return np.zeros((0, *self._output["shape"][1:]), np.float32)
-        results = [self._run(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)]
+        step = batch_size(x.shape[1:])
+        results = [self._run(x[i : i + step]) for i in range(0, len(x), step)]
         return np.concatenate(results).astype(np.float32)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

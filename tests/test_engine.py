@@ -198,3 +198,23 @@ def test_saved_model_source_builds_converter_modes(model_files, image_dir, sessi
     assert v.ok, v.error
     assert v.recipe.backend is Backend.TF_CONVERTER
     assert v.top1_agreement >= 0.9 and v.size_ratio < 0.9
+
+
+def test_calibrated_modes_do_not_depend_on_build_order(model_files, image_dir, bench, tmp_path):
+    """One fed calibrator serves int16x8 and int8 alike, whichever is built first."""
+    from quant_core.cache import ArtifactCache
+
+    fresh = Workbench.open(model_files["keras"], load_images([image_dir]),
+                           options=CompareOptions(measure_latency=False), cache=ArtifactCache(tmp_path))
+    int16_first = fresh.build(Recipe(Mode.INT16X8).resolve(source_is_tflite=False)).model
+    int8_second = fresh.build(Recipe(Mode.INT8).resolve(source_is_tflite=False)).model
+    assert int16_first == bench.build(Recipe(Mode.INT16X8).resolve(source_is_tflite=False)).model
+    assert int8_second == bench.build(Recipe(Mode.INT8).resolve(source_is_tflite=False)).model
+
+
+def test_large_inputs_are_evaluated_in_small_batches():
+    from quant_core.runner import batch_size
+
+    assert batch_size((32, 32, 3)) == 64
+    assert batch_size((224, 224, 3)) == 13
+    assert batch_size((4096, 4096, 3)) == 1
