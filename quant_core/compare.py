@@ -20,7 +20,7 @@ import numpy as np
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant
 from quant_core.cache import ArtifactCache, cache_key, content_sha256
-from quant_core.env import describe_environment
+from quant_core.env import describe_environment, engine_versions
 from quant_core.errors import ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.models import SourceModel, load_model
@@ -171,7 +171,7 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
     return cache_key(
         RESULT_SCHEMA, content_sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
-        opts.measure_latency, describe_environment(threads=opts.threads).packages,
+        opts.measure_latency, engine_versions(),
     )
 
 
@@ -225,8 +225,7 @@ class Workbench:
         """Builds one variant from a resolved recipe, or fetches it from the artifact cache."""
         data = self.calibration_data(recipe) if recipe.needs_calibration else None
         digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
-        key = cache_key(self.source.info.sha256, recipe.to_dict(), digest,
-                        describe_environment(threads=1).packages)
+        key = cache_key(self.source.info.sha256, recipe.to_dict(), digest, engine_versions())
         model = self.cache.get_bytes("variants", key, ".tflite")
         settings = self.cache.get_json("variants", key)
         seconds = 0.0

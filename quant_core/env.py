@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -37,18 +38,30 @@ class Environment:
 
 def describe_environment(*, threads: int) -> Environment:
     """Collects versions (without importing TensorFlow) and the CPU model."""
+    python, system, machine = _platform()
+    return Environment(python=python, platform=system, machine=machine, cpu=_cpu_model(),
+                       cpu_count=os.cpu_count() or 1, threads=threads, packages=engine_versions())
+
+
+@functools.cache
+def _platform() -> tuple[str, str, str]:
+    """Python version, OS description and machine (slow to compute; fixed for a process)."""
+    return platform.python_version(), platform.platform(), platform.machine()
+
+
+@functools.cache
+def engine_versions() -> tuple[tuple[str, str], ...]:
+    """(package, version) of the engines; part of every cache key (looked up once per process)."""
     packages = []
     for name in _PACKAGES:
         try:
             packages.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return Environment(
-        python=platform.python_version(), platform=platform.platform(), machine=platform.machine(),
-        cpu=_cpu_model(), cpu_count=os.cpu_count() or 1, threads=threads, packages=tuple(packages),
-    )
+    return tuple(packages)
 
 
+@functools.cache
 def _cpu_model() -> str:
     """CPU model name from /proc/cpuinfo, else platform.processor()."""
     try:
