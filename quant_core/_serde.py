@@ -38,7 +38,9 @@ def from_jsonable(cls: Any, data: Any) -> Any:
         return from_jsonable(options[0], data) if len(options) == 1 else data
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
-        return cls(**{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.init})
+        # Missing fields take their defaults (a dataclass without a default still raises).
+        return cls(**{f.name: from_jsonable(hints[f.name], data[f.name])
+                      for f in dataclasses.fields(cls) if f.init and f.name in data})
     if origin is tuple:
         args = typing.get_args(cls)
         if len(args) == 2 and args[1] is Ellipsis:

@@ -1,0 +1,49 @@
+"""The jobs a worker process can run (see quant_core.worker): plain JSON in, JSON out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.cache import ArtifactCache
+from quant_core.errors import InputError
+from quant_core.compare import CompareRequest, Progress, infer_preprocessing, run_compare
+from quant_core.images import load_images, read_labels_file, resolve_labels
+from quant_core.models import load_model
+from quant_core.preprocess import PreprocessingOverride
+from quant_core.worker import job
+
+
+@job("compare")
+def compare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """run_compare on a serialized CompareRequest; returns CompareResult.to_dict()."""
+    request = from_jsonable(CompareRequest, payload["request"])
+    cache = ArtifactCache(Path(payload["cache_dir"])) if payload.get("cache_dir") else ArtifactCache()
+    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
+
+    def relay(p: Progress) -> None:
+        progress(to_jsonable(p))
+
+    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir).to_dict()
+
+
+@job("describe")
+def describe_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """Model facts, inferred preprocessing and an image summary, without evaluating anything."""
+    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
+    if not Path(payload["model"]).exists():
+        raise InputError(f"{payload['model']}: no such file or folder")
+    images = load_images(payload["images"], work_dir=work_dir)
+    names = read_labels_file(payload["labels"]) if payload.get("labels") else None
+    source = load_model(payload["model"], work_dir=work_dir)
+    labels = resolve_labels(images, source.info.num_classes, names)
+    override = from_jsonable(PreprocessingOverride, payload.get("override") or {})
+    preprocessing = infer_preprocessing(source, images, labels, override)
+    counts = Counter(labels.class_names[i] if i is not None else "unlabelled" for i in labels.indices)
+    return {
+        "info": to_jsonable(source.info), "preprocessing": to_jsonable(preprocessing),
+        "class_counts": sorted(counts.items()), "labels_source": labels.source,
+        "skipped": to_jsonable(images.skipped), "image_count": len(images.items),
+    }

@@ -1,0 +1,198 @@
+"""Running engine jobs in worker processes with a time limit and a memory limit.
+
+TensorFlow's converter can abort the whole process (C++ check failures) or run for a very
+long time on odd graphs, and a model file is untrusted input. Jobs therefore run in a
+child process (`python -m quant_core.worker`): a crash, a timeout or a memory overrun ends
+that child and becomes a one-line `WorkerError` for that request, while the caller (the web
+server) keeps serving everyone else and never imports TensorFlow itself. A bounded pool
+limits how many jobs run at once.
+
+Protocol: the parent writes one JSON job to the child's stdin; the child answers with JSON
+lines on a private descriptor: {"progress": ...} while it works, then {"result": ...} or
+{"error": ..., "user": bool}. Engine output goes to the child's stderr (a log file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quant_core.errors import QuantError
+
+_POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
+_POOL = threading.BoundedSemaphore(_POOL_SIZE)
+_POLL_S = 0.1
+
+
+class WorkerError(QuantError):
+    """A job's worker crashed, ran out of time or memory, or failed unexpectedly."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one job.
+
+    Attributes:
+        timeout_s: wall-clock seconds before the worker is killed.
+        memory_mb: resident memory (RSS) above which the worker is killed.
+    """
+
+    timeout_s: float = float(os.environ.get("QW_JOB_TIMEOUT_S", "1800"))
+    memory_mb: int = int(os.environ.get("QW_JOB_MEMORY_MB", "6144"))
+
+
+JOBS: dict[str, Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Any]] = {}
+
+
+def job(name: str):
+    """Registers a function as a worker job: (payload, progress) -> JSON-ready result."""
+    def register(fn):
+        JOBS[name] = fn
+        return fn
+    return register
+
+
+def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
+            on_progress: Callable[[dict[str, Any]], None] | None = None,
+            on_wait: Callable[[], None] | None = None) -> Any:
+    """Runs a registered job in a fresh worker process and returns its result.
+
+    Raises:
+        QuantError: the job rejected its input (the engine's own one-line message).
+        WorkerError: the worker crashed, timed out, used too much memory or failed.
+    """
+    limits = limits or Limits()
+    if not _POOL.acquire(blocking=False):
+        if on_wait:
+            on_wait()
+        _POOL.acquire()
+    try:
+        return _run(name, payload, limits, on_progress or (lambda p: None))
+    finally:
+        _POOL.release()
+
+
+def _run(name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any:
+    """Starts the child, relays progress, enforces limits and decodes the answer."""
+    read_fd, write_fd = os.pipe()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quant_core.worker", str(write_fd)], stdin=subprocess.PIPE,
+            stdout=log, stderr=log, pass_fds=(write_fd,), cwd=os.getcwd(), start_new_session=True)
+        os.close(write_fd)
+        proc.stdin.write(json.dumps({"job": name, "payload": payload}).encode())
+        proc.stdin.close()
+        answer: dict[str, Any] | None = None
+        with os.fdopen(read_fd, "rb", buffering=0) as channel:
+            lines = _LineReader(channel)
+            deadline = time.monotonic() + limits.timeout_s
+            while answer is None:
+                for message in lines.read(timeout=_POLL_S):
+                    if "progress" in message:
+                        on_progress(message["progress"])
+                    else:
+                        answer = message
+                if answer is not None:
+                    break
+                if proc.poll() is not None and lines.closed:
+                    break
+                if time.monotonic() > deadline:
+                    _kill(proc)
+                    raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
+                rss = _rss_mb(proc.pid)
+                if rss > limits.memory_mb:
+                    _kill(proc)
+                    raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
+        code = proc.wait()
+    if answer is None:
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
+    if "error" in answer:
+        raise (QuantError if answer.get("user") else WorkerError)(answer["error"])
+    return answer["result"]
+
+
+class _LineReader:
+    """Non-blocking reader of JSON lines from a pipe."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self.closed = False
+
+    def read(self, *, timeout: float) -> list[dict[str, Any]]:
+        import select  # pylint: disable=import-outside-toplevel
+
+        ready, _, _ = select.select([self._stream], [], [], timeout)
+        if ready:
+            chunk = self._stream.read(1 << 16)
+            if not chunk:
+                self.closed = True
+            self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        return [json.loads(line) for line in complete if line.strip()]
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kills the worker and anything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
+def _child(channel_fd: int) -> int:
+    """Worker side: run the job from stdin, answer on the channel."""
+    channel = os.fdopen(channel_fd, "w", buffering=1)
+    os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message) + "\n")
+
+    try:
+        request = json.loads(sys.stdin.read())
+        import importlib  # pylint: disable=import-outside-toplevel
+
+        for module in ["quant_core.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
+            importlib.import_module(module)  # registers the jobs
+
+        registry = importlib.import_module("quant_core.worker").JOBS  # not __main__'s copy
+        result = registry[request["job"]](request["payload"], lambda p: send({"progress": p}))
+        send({"result": result})
+    except QuantError as err:
+        send({"error": str(err), "user": True})
+    except Exception as err:  # reported to the parent as one line; the traceback goes to the log
+        import traceback  # pylint: disable=import-outside-toplevel
+
+        traceback.print_exc()
+        first = str(err).splitlines()[0] if str(err) else ""
+        send({"error": f"internal error: {type(err).__name__}: {first}"[:300], "user": False})
+    channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(int(sys.argv[1])))

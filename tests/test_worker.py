@@ -1,0 +1,68 @@
+"""Worker processes: results identical to in-process runs; crashes, hangs and memory overruns contained."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import REPO
+from quant_core import CompareOptions, CompareRequest, Mode, QuantError, Recipe, run_compare
+from quant_core._serde import to_jsonable
+from quant_core.results import CompareResult
+from quant_core.worker import Limits, WorkerError, run_job
+
+
+@pytest.fixture(autouse=True)
+def test_jobs(monkeypatch):
+    monkeypatch.setenv("QW_JOB_MODULES", "tests.worker_jobs")
+    monkeypatch.chdir(REPO)
+
+
+def test_progress_and_result_cross_the_process_boundary():
+    seen = []
+    assert run_job("test.echo", {"a": [1, 2]}, on_progress=seen.append) == {"a": [1, 2]}
+    assert seen == [{"fraction": 0.5}]
+
+
+def test_an_aborting_job_is_a_clear_error_and_the_next_job_succeeds():
+    with pytest.raises(WorkerError, match=r"crashed \(signal SIGABRT\)"):
+        run_job("test.abort", {})
+    assert run_job("test.echo", {"ok": True}) == {"ok": True}
+
+
+def test_a_hanging_job_is_stopped_at_its_time_limit():
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match="longer than 2 s"):
+        run_job("test.sleep", {"seconds": 60}, limits=Limits(timeout_s=2, memory_mb=4096))
+    assert time.monotonic() - start < 20
+
+
+def test_a_job_over_its_memory_limit_is_stopped():
+    with pytest.raises(WorkerError, match="more than 300 MB"):
+        run_job("test.allocate", {"mb": 800}, limits=Limits(timeout_s=60, memory_mb=300))
+
+
+def test_user_errors_keep_their_one_line_message(tmp_path):
+    with pytest.raises(QuantError, match="missing.keras: no such file") as err:
+        run_job("describe", {"model": str(tmp_path / "missing.keras"), "images": [str(tmp_path)]})
+    assert not isinstance(err.value, WorkerError)
+
+
+def test_describe_in_a_worker(model_files, image_dir, labels_file):
+    answer = run_job("describe", {"model": str(model_files["keras"]), "images": [str(image_dir)],
+                                  "labels": str(labels_file)})
+    assert answer["info"]["num_classes"] == 3 and answer["image_count"] == 24
+    assert answer["preprocessing"]["value_range"] == "0,255"
+    assert answer["class_counts"] == [["blue", 8], ["green", 8], ["red", 8]]
+
+
+def test_compare_in_a_worker_matches_in_process(model_files, image_dir, labels_file, tmp_path):
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file),
+                             CompareOptions(recipes=(Recipe(Mode.INT8), Recipe(Mode.FLOAT16)), measure_latency=False))
+    here = run_compare(request, cache=__import__("quant_core").ArtifactCache(tmp_path / "a"))
+    there = CompareResult.from_dict(run_job("compare", {"request": to_jsonable(request),
+                                                        "cache_dir": str(tmp_path / "b")}))
+    for a, b in zip(here.variants, there.variants):
+        assert (a.name, a.tflite_sha256, a.top1, a.topk, a.accuracy) == (b.name, b.tflite_sha256, b.top1, b.topk,
+                                                                         b.accuracy)

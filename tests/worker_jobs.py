@@ -1,0 +1,40 @@
+"""Misbehaving jobs for the worker tests (loaded into workers through QW_JOB_MODULES)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from quant_core.worker import job
+
+
+@job("test.abort")
+def abort_job(payload, progress):
+    """Dies the way a C++ check failure in the converter does."""
+    progress({"message": "about to abort"})
+    os.kill(os.getpid(), signal.SIGABRT)
+
+
+@job("test.sleep")
+def sleep_job(payload, progress):
+    """Never finishes in time."""
+    time.sleep(payload["seconds"])
+    return "woke up"
+
+
+@job("test.allocate")
+def allocate_job(payload, progress):
+    """Holds more memory than allowed."""
+    block = bytearray(payload["mb"] * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(5)
+    return len(block)
+
+
+@job("test.echo")
+def echo_job(payload, progress):
+    """Answers with its payload after a progress message."""
+    progress({"fraction": 0.5})
+    return payload
