@@ -6,10 +6,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR_ENV = "QUANT_CACHE_DIR"
+MAX_MB_ENV = "QUANT_CACHE_MAX_MB"
+_DEFAULT_MAX_MB = 2048
+_MIN_AGE_S = 600  # entries used in the last 10 minutes are kept even over the cap
 
 
 def cache_key(*parts: Any) -> str:
@@ -39,10 +43,17 @@ def default_cache_dir() -> Path:
 
 
 class ArtifactCache:
-    """Bytes and JSON stored under `root/<kind>/<key[:2]>/<key>`; writes are atomic."""
+    """Bytes and JSON stored under `root/<kind>/<key[:2]>/<key>`; writes are atomic.
 
-    def __init__(self, root: Path | None = None) -> None:
+    The cache holds at most `max_bytes`: after each write the least recently used entries
+    (by modification time, refreshed on every read) are removed, sparing those used in the
+    last ten minutes. Entries are named by content hashes only, never by who asked.
+    """
+
+    def __init__(self, root: Path | None = None, *, max_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        limit_mb = int(os.environ.get(MAX_MB_ENV, _DEFAULT_MAX_MB))
+        self.max_bytes = max_bytes if max_bytes is not None else limit_mb * 1024 * 1024
 
     def path(self, kind: str, key: str, suffix: str = "") -> Path:
         """Where an entry lives (whether or not it exists)."""
@@ -70,7 +81,37 @@ class ArtifactCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self.evict()
         return path
+
+    def size_bytes(self) -> int:
+        """Total size of the stored entries."""
+        return sum(p.stat().st_size for p in self._entries())
+
+    def evict(self, *, min_age_s: float = _MIN_AGE_S) -> int:
+        """Removes least recently used entries until under max_bytes; returns bytes freed."""
+        entries = []
+        for path in self._entries():
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        freed = 0
+        now = time.time()
+        for mtime, size, path in sorted(entries, key=lambda e: e[0]):
+            if total - freed <= self.max_bytes or now - mtime < min_age_s:
+                break
+            path.unlink(missing_ok=True)
+            freed += size
+        return freed
+
+    def _entries(self):
+        """Every stored file (temporary files of unfinished writes excluded)."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
 
     def get_json(self, kind: str, key: str) -> Any | None:
         """The stored JSON value, or None (also for a corrupt entry)."""
