@@ -1,0 +1,36 @@
+"""Same model, images and options give byte-identical models and identical numbers, across processes."""
+
+from __future__ import annotations
+
+from conftest import REPO
+from quant_core import ArtifactCache, CompareOptions, CompareRequest, run_compare
+from quant_core._serde import to_jsonable
+from quant_core.results import CompareResult
+from quant_core.worker import run_job
+
+_TIMINGS = {"latency", "build_seconds", "seconds", "tflite_path", "request_key"}
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in _TIMINGS}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_two_processes_and_this_one_agree_exactly(model_files, image_dir, labels_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file),
+                             CompareOptions(measure_latency=False))
+    results = [run_compare(request, cache=ArtifactCache(tmp_path / "here"))]
+    for name in ("one", "two"):
+        answer = run_job("compare", {"request": to_jsonable(request), "cache_dir": str(tmp_path / name)})
+        results.append(CompareResult.from_dict(answer))
+    assert all(v.ok for v in results[0].variants)
+    shas = [[v.tflite_sha256 for v in r.variants] for r in results]
+    assert shas[0] == shas[1] == shas[2] and len(set(shas[0])) == len(shas[0])
+    for a, b in zip(results[0].variants, results[2].variants):
+        assert a.tflite_path != b.tflite_path and a.tflite_bytes() == b.tflite_bytes()
+    numbers = [_without_timings(r.to_dict()) for r in results]
+    assert numbers[0] == numbers[1] == numbers[2]
