@@ -38,3 +38,23 @@ def test_importing_the_engine_does_not_import_tensorflow():
     code = "import sys, quant_core, quant_core.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_web_server_never_imports_tensorflow():
+    """The sample journey runs every engine call in worker processes; the server stays light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, tempfile\n"
+        "os.environ['QUANT_CACHE_DIR'] = tempfile.mkdtemp()\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file('streamlit_app.py', default_timeout=600)\n"
+        "at.run()\n"
+        "next(b for b in at.button if b.label == 'Run the full comparison').click().run()\n"
+        "assert not at.exception and at.title[0].value == 'Compare', [e.value for e in at.exception]\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules, len(at.table[0].value))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "7"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +11,9 @@ import numpy as np
 import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, ModelInfo, Preprocessing,
-                        PreprocessingOverride, Progress, load_images, load_model, read_labels_file, run_compare)
-from quant_core.compare import infer_preprocessing
-from quant_core.images import resolve_labels
+                        PreprocessingOverride, Progress, load_images)
+from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.worker import run_job
 from quant_core.images import SkippedFile
 from ui.inputs import Inputs
 from ui.settings import Settings
@@ -59,26 +58,31 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 
 @st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
-    images = load_images(_inputs.images)
-    names = read_labels_file(_inputs.labels) if _inputs.labels else None
-    source = load_model(_inputs.model)
-    labels = resolve_labels(images, source.info.num_classes, names)
-    preprocessing = infer_preprocessing(source, images, labels, override)
-    counts = Counter(labels.class_names[i] if i is not None else "unlabelled" for i in labels.indices)
+    answer = run_job("describe", {
+        "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
+        "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
+        "work_dir": str(_inputs.folder) if _inputs.folder else None})
+    images = load_images(_inputs.images, work_dir=_inputs.folder)  # thumbnails: Pillow only, no TensorFlow in the server
     return Description(
-        info=source.info, preprocessing=preprocessing, class_counts=tuple(sorted(counts.items())),
-        labels_source=labels.source, skipped=images.skipped, image_count=len(images.items),
-        thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
+        info=from_jsonable(ModelInfo, answer["info"]),
+        preprocessing=from_jsonable(Preprocessing, answer["preprocessing"]),
+        class_counts=tuple((name, int(n)) for name, n in answer["class_counts"]),
+        labels_source=answer["labels_source"], skipped=from_jsonable(tuple[SkippedFile, ...], answer["skipped"]),
+        image_count=answer["image_count"], thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
     )
 
 
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
             on_progress: Callable[[Progress], None], work_dir: Path) -> CompareResult:
-    """Runs (or fetches from the content-addressed cache) the full comparison."""
+    """Runs (or fetches from the content-addressed cache) the full comparison in a worker process."""
     request = CompareRequest(
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
-    return run_compare(request, cache=artifact_cache(), on_progress=on_progress, work_dir=work_dir)
+    answer = run_job(
+        "compare", {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir)},
+        on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
+        on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))
+    return CompareResult.from_dict(answer)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

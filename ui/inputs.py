@@ -33,6 +33,7 @@ class Inputs:
     images: tuple[Path, ...]
     labels: Path | None
     sample: str | None = None  # the sample's name, for shareable links
+    folder: Path | None = None  # the session's private folder holding uploads (archives unpack here)
 
 
 def samples() -> tuple[Sample, ...]:
@@ -75,4 +76,4 @@ def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str,
         labels_path = folder / "labels" / safe_name(labels[0])
         labels_path.parent.mkdir(parents=True, exist_ok=True)
         labels_path.write_bytes(labels[1])
-    return Inputs(f"your model {model_path.name}", model_path, tuple(paths), labels_path)
+    return Inputs(f"your model {model_path.name}", model_path, tuple(paths), labels_path, folder=folder)
