@@ -47,8 +47,10 @@ class ModeInfo:
     title: str
     help: str  # one line, shown next to the toggle in the UI and in `--help`
     needs_calibration: bool
-    # Engines able to build the mode, preferred first. The second tuple lists the engines
-    # that work from a float .tflite alone (no TensorFlow graph).
+    # Engines able to build the mode, preferred first. The LiteRT Quantizer is preferred
+    # where it can build a mode: it works on the float .tflite in well under a second and a
+    # few hundred MB, where the converter re-converts the whole graph (seconds, ~1 GB).
+    # The second tuple lists the engines that work from a float .tflite alone.
     backends: tuple[Backend, ...]
     tflite_backends: tuple[Backend, ...]
     io_types: tuple[IOType, ...]  # allowed I/O types, default first
@@ -74,13 +76,13 @@ MODE_INFO: dict[Mode, ModeInfo] = {
         "Dynamic range",
         "Int8 weights; activations quantized on the fly by hybrid kernels. ~4x smaller, "
         "no calibration data needed; speed depends heavily on the runtime and CPU.",
-        False, (_TF, _LQ), (_LQ,), (_F,),
+        False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.FLOAT16: ModeInfo(
         "Float16 weights",
         "Float16 weights, float compute (or native fp16 on GPUs). ~2x smaller with "
         "almost no accuracy loss: a safe first step, or for GPU delegates.",
-        False, (_TF, _LQ), (_LQ,), (_F,),
+        False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.INT8: ModeInfo(
         "Full integer int8",

@@ -153,6 +153,7 @@ def test_per_tensor_gives_one_scale_per_weight_tensor(bench, backend):
 @pytest.mark.parametrize("mode,io", [(Mode.INT8, "int8"), (Mode.INT16X8, "int16"), (Mode.DYNAMIC_RANGE, "float32"),
                                      (Mode.FLOAT16, "float32"), (Mode.WEIGHT_ONLY, "float32")])
 def test_litert_quantizer_backend(bench, mode, io):
+    """The LiteRT Quantizer builds five modes from the float .tflite."""
     v = bench.evaluate(Recipe(mode, backend=Backend.LITERT_QUANTIZER))
     assert v.ok, v.error
     assert v.input_dtype == io
@@ -169,6 +170,14 @@ def test_every_mode_applies_to_a_float_tflite(tflite_bench, model_files, mode):
     assert v.top1_agreement >= 0.9
     if mode is Mode.FLOAT32:
         assert v.tflite_bytes() == model_files["tflite"].read_bytes()
+
+
+@pytest.mark.parametrize("mode", [Mode.DYNAMIC_RANGE, Mode.FLOAT16])
+def test_converter_backend_for_weight_modes(bench, mode):
+    v = bench.evaluate(Recipe(mode, backend=Backend.TF_CONVERTER))
+    assert v.ok, v.error
+    assert v.input_dtype == "float32" and v.top1_agreement >= 0.9
+    assert {c.kind for c in v.ops.by_op} >= EXPECTED[mode][2]
 
 
 def test_converter_only_route_is_refused_for_tflite_source(tflite_bench):
@@ -194,9 +203,10 @@ def test_calibration_samples_are_spread_over_the_images(bench):
 def test_saved_model_source_builds_converter_modes(model_files, image_dir, session_cache, mode):
     bench = Workbench.open(model_files["zip"], load_images([image_dir]),
                            options=CompareOptions(measure_latency=False), cache=session_cache)
-    v = bench.evaluate(Recipe(mode))
+    v = bench.evaluate(Recipe(mode, backend=Backend.TF_CONVERTER))
     assert v.ok, v.error
     assert v.recipe.backend is Backend.TF_CONVERTER
+    assert "TFLiteConverter" in v.engine_settings["engine"]
     assert v.top1_agreement >= 0.9 and v.size_ratio < 0.9
 
 

@@ -73,6 +73,7 @@ def test_resolve_fills_backend_and_io_type_per_source():
         Mode.INT8, backend=Backend.TF_CONVERTER, io_type=IOType.INT8)
     assert Recipe(Mode.INT16X8, backend=Backend.LITERT_QUANTIZER).resolve(source_is_tflite=False).io_type is IOType.INT16
     assert Recipe(Mode.DYNAMIC_RANGE).resolve(source_is_tflite=True).backend is Backend.LITERT_QUANTIZER
-    assert Recipe(Mode.FLOAT16).resolve(source_is_tflite=False).backend is Backend.TF_CONVERTER
+    assert Recipe(Mode.FLOAT16).resolve(source_is_tflite=False).backend is Backend.LITERT_QUANTIZER
+    assert Recipe(Mode.DYNAMIC_RANGE).resolve(source_is_tflite=False).backend is Backend.LITERT_QUANTIZER
     with pytest.raises(InputError, match="needs litert_quantizer"):
         Recipe(Mode.FLOAT16, backend=Backend.TF_CONVERTER).resolve(source_is_tflite=True)
