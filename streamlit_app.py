@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import PreprocessingOverride, QuantError, ValueRange
-from ui import state
+from ui import sessions, state
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
 from ui.widgets import sidebar_status
@@ -32,6 +32,7 @@ def apply_query_params() -> None:
 
 
 apply_query_params()
+sessions.sweep()  # removes the folders of sessions that ended (at most once a minute)
 pages = [
     st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=True),
     st.Page("pages/quantize.py", title="Quantize", icon=":material/tune:"),

@@ -6,12 +6,14 @@ prefixed `w.` and may be dropped by Streamlit when their page is not shown.
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
+from ui import sessions
 
 INPUTS = "qw.inputs"  # ui.inputs.Inputs: the model, images and labels in use
 OVERRIDE = "qw.override"  # quant_core.PreprocessingOverride chosen on the Model & data page
@@ -33,11 +35,12 @@ def put(key: str, value: Any) -> None:
 
 
 def workdir() -> Path:
-    """This session's private folder, created on first use."""
+    """This session's private folder, created on first use (see ui.sessions for its removal)."""
     path = get(WORKDIR)
     if path is None or not Path(path).is_dir():
-        path = Path(tempfile.mkdtemp(prefix="qw-session-"))
+        path = sessions.new_session_dir(sessions.current_session_id())
         put(WORKDIR, path)
+    os.utime(path)  # activity keeps the folder from expiring
     return Path(path)
 
 
