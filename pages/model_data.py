@@ -6,7 +6,7 @@ import streamlit as st
 
 from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod, ValueRange
 from ui import engine, run, state
-from ui.inputs import MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
+from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
 from ui.widgets import current_inputs, show_error
 
 st.title("Model & data")
@@ -37,14 +37,19 @@ else:
             max_upload_size=MAX_UPLOAD_MB)
         labels_file = st.file_uploader("Optional class names: .txt (one per line) or .json", type=["txt", "json"])
         submitted = st.form_submit_button("Use these files", type="primary")
-    st.caption(f"Each file may be up to {MAX_UPLOAD_MB} MB. Files stay in this session's private folder.")
+    st.caption(f"Each file may be up to {MAX_UPLOAD_MB} MB, {MAX_TOTAL_UPLOAD_MB} MB in all. Files stay in this "
+               "session's private folder, which is deleted when the session ends.")
     if submitted:
         if model_file is None or not image_files:
             st.error("Choose a model file and at least one image (or a .zip of images).")
             st.stop()
-        inputs = save_uploads(state.reset_workdir(), (model_file.name, model_file.getvalue()),
-                              [(f.name, f.getvalue()) for f in image_files],
-                              (labels_file.name, labels_file.getvalue()) if labels_file else None)
+        try:
+            inputs = save_uploads(state.reset_workdir(), (model_file.name, model_file.getvalue()),
+                                  [(f.name, f.getvalue()) for f in image_files],
+                                  (labels_file.name, labels_file.getvalue()) if labels_file else None)
+        except QuantError as err:
+            show_error(err)
+            st.stop()
         state.put(state.INPUTS, inputs)
         state.put(state.OVERRIDE, PreprocessingOverride())
         state.put(state.RESULT, None)

@@ -64,3 +64,15 @@ def test_html_report_is_self_contained_and_readable(model_files, image_dir, labe
     assert f"{result.variant('int8').size_bytes / 1024:,.3f}" in text
     assert "Confusion matrix" in text or "confusion" in text.lower()
     assert "x86" in text or "ARM" in text  # the portability notes travel with the numbers
+
+
+def test_total_upload_size_is_capped(tmp_path, monkeypatch):
+    from ui import inputs
+
+    monkeypatch.setattr(inputs, "MAX_TOTAL_UPLOAD_MB", 1)
+    with pytest.raises(InputError, match="add up to 2 MB; the limit for one upload is 1 MB"):
+        inputs.save_uploads(tmp_path, ("m.keras", bytes(1024 * 1024)), [("a.png", bytes(1024 * 1024))], None)
+    assert not list(tmp_path.iterdir())
+    saved = inputs.save_uploads(tmp_path, ("../m.keras", b"k"), [("x/a.png", b"p")], ("labels.txt", b"a"))
+    assert saved.model == tmp_path / "model" / "m.keras" and saved.folder == tmp_path
+    assert all(tmp_path in p.parents for p in (*saved.images, saved.labels))

@@ -7,9 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant_core.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "sample_models"
 MAX_UPLOAD_MB = 200  # per file; also server.maxUploadSize in .streamlit/config.toml
+MAX_TOTAL_UPLOAD_MB = 500  # all files of one upload together
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,15 @@ def safe_name(name: str) -> str:
 
 def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str, bytes]],
                  labels: tuple[str, bytes] | None) -> Inputs:
-    """Writes uploaded files into a fresh private folder and describes them as Inputs."""
+    """Writes uploaded files into a fresh private folder and describes them as Inputs.
+
+    Raises:
+        InputError: the files together exceed MAX_TOTAL_UPLOAD_MB (nothing is written).
+    """
+    total = len(model[1]) + sum(len(d) for _, d in images) + (len(labels[1]) if labels else 0)
+    if total > MAX_TOTAL_UPLOAD_MB * 1024 * 1024:
+        raise InputError(f"the files add up to {total / 1024 / 1024:.0f} MB; the limit for one upload is "
+                         f"{MAX_TOTAL_UPLOAD_MB} MB in all (each file up to {MAX_UPLOAD_MB} MB)")
     model_path = folder / "model" / safe_name(model[0])
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(model[1])
