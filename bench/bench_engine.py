@@ -321,6 +321,35 @@ def bare_litert(float_tflite: bytes, mode: str, data: np.ndarray | None) -> byte
         return bytes(q.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
+MODES = ("float32", "weight_only", "dynamic_range", "float16", "int8", "int8_float_io", "int16x8")
+
+
+def default_name(mode: str) -> str:
+    """The bench's name for a mode built with quant_core's default backend for a Keras source."""
+    from quant_core import Mode, Recipe
+
+    if mode == "float32":
+        return mode
+    return f"{mode} ({Recipe(Mode(mode)).resolve(source_is_tflite=False).backend})"
+
+
+def foreign_cpu(seconds: float = 1.0) -> float:
+    """Cores used by other processes over `seconds` while this process sleeps (shared machines)."""
+    def busy() -> tuple[float, float]:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        own = [float(v) for v in Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[11:15]]
+        return sum(fields[:8]) - fields[3] - fields[4], sum(own)  # all but idle/iowait; own incl. children
+
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        (b0, o0), t0 = busy(), time.perf_counter()
+        time.sleep(seconds)
+        (b1, o1), t1 = busy(), time.perf_counter()
+        return max(0.0, (b1 - b0 - (o1 - o0)) / tick / (t1 - t0))
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -350,6 +379,16 @@ class Run:
         self.bare_built: dict[str, bytes] = {}
         self._counter = 0
         self.n_images = 0
+        self.contention: list[tuple[str, float]] = []  # other processes' CPU use, sampled before each benchmark
+
+    def sample_contention(self, label: str) -> None:
+        self.contention.append((label, foreign_cpu(1.0)))
+        log(f"other processes used {self.contention[-1][1]:.2f} cores just before benchmark {label}")
+
+    def contention_line(self) -> str:
+        values = ", ".join(f"{label}: {cores:.2f}" for label, cores in self.contention)
+        return (f"- CPU used by other processes, sampled for 1 s before each benchmark (cores of "
+                f"{os.cpu_count()}): {values}")
 
     def fresh_cache(self):
         from quant_core import ArtifactCache
@@ -418,7 +457,7 @@ class Run:
         ]
         for mode in ("int8", "int16x8"):
             for origin, store in (("bare converter", self.bare_built), ("quant_core", self.built)):
-                model = store.get(mode)
+                model = store.get(f"{mode} (tf_converter)")
                 if model is None:
                     t.rows.append([f"{mode} conversion ({origin})", "not built in --quick" if self.quick
                                    else "failed or not built", "" if self.quick else "MISS"])
@@ -542,11 +581,8 @@ class Run:
                            "`from_keras_model(...).convert()`.")
         self.add(t)
         if label.startswith("MobileNetV2"):
-            for store, target in ((qc_bytes, self.built), (bare_bytes, self.bare_built)):
-                for name, model in store.items():
-                    mode, _, backend = name.partition(" ")
-                    key = mode if backend in ("", "(tf_converter)") or mode == "weight_only" else name
-                    target[key] = model
+            self.built.update(qc_bytes)
+            self.bare_built.update(bare_bytes)
 
     # -- 2 ------------------------------------------------------------------------------------
     def bench2(self, bench: Any) -> None:
@@ -609,7 +645,7 @@ class Run:
                   f"({EVAL_IMAGES} images; target >= {TARGET_THROUGHPUT:.2f}x vs the bare loop at batch {EVAL_BATCH})",
                   header)
         for mode in ("float32", "int8"):
-            model = self.built[mode]
+            model = self.built[mode if mode == "float32" else f"{mode} (tf_converter)"]
             for threads in threads_list:
                 log(f"bench 2: {mode}, {threads} thread(s)")
                 runner = TFLiteRunner(model, num_threads=threads)
@@ -646,16 +682,17 @@ class Run:
         lt = Table("2b. Per-image latency: TFLiteRunner.measure_latency (invoke only, batch 1)",
                    ["variant", "threads", "median ms", "p90 ms", "min ms", "runs"])
         budget = 0.5 if self.quick else 1.0
-        for name, model in self.built.items():
-            if "(" in name:  # the seven default variants only
+        for name in (default_name(m) for m in MODES):  # each mode with quant_core's default backend
+            if name not in self.built:
                 continue
+            model = self.built[name]
             for threads in threads_list:
                 log(f"bench 2: latency {name}, {threads} thread(s)")
                 lat = TFLiteRunner(model, num_threads=threads).measure_latency(bench.x[:1], budget_s=budget)
                 lt.rows.append([name, str(lat.threads), f"{lat.median_ms:.2f}", f"{lat.p90_ms:.2f}",
                                 f"{lat.min_ms:.2f}", str(lat.runs)])
         lt.notes.append(f"5 warm-up runs, then at least 15 runs within a {budget:g} s budget (max 200); x86 with "
-                        "XNNPACK, not a phone.")
+                        "XNNPACK, not a phone. Each mode with quant_core's default backend.")
         self.add(lt)
 
     # -- 3 ------------------------------------------------------------------------------------
@@ -744,7 +781,7 @@ class Run:
             detail = (f"ok: {v['size_ratio']:.3f}x size, top-1 agreement {v['top1_agreement']:.3f}, accuracy "
                       f"{v['accuracy']:.3f}, build {v['build_seconds']:.2f} s, latency {v['latency_ms']:.2f} ms"
                       if v["status"] == "ok" else f"FAILED: {v['error']}")
-            t.rows.append([f"variant {v['name']}", detail, ""])
+            t.rows.append([f"variant {v['name']} ({v.get('backend')})", detail, ""])
         jumps, last, previous = [], 0.0, "start"
         for message, at, current, peak in child["trace"]:
             if peak - last >= 200:
@@ -764,26 +801,35 @@ class Run:
 
     # -- 5 ------------------------------------------------------------------------------------
     def bench5(self, bench: Any, child: dict[str, Any]) -> None:
-        from quant_core import Mode, Recipe
+        from quant_core import Backend, Mode, Recipe
 
         base = len(self.built["float32"])
-        child_ratio = {v["name"]: v.get("size_ratio") for v in child.get("variants", [])}
+        child_ratio = {(v["name"] if v["name"] == "float32" else f"{v['name']} ({v.get('backend')})"): v.get("size_ratio")
+                       for v in child.get("variants", [])}
         log("bench 5: sizes (and an int8 per-tensor build for comparison)")
-        _, per_tensor = self.qc_build(bench, Recipe(Mode.INT8, per_channel=False).resolve(source_is_tflite=False),
-                                      reset_calibration=False)
+        recipe = Recipe(Mode.INT8, backend=Backend.TF_CONVERTER, per_channel=False).resolve(source_is_tflite=False)
+        _, per_tensor = self.qc_build(bench, recipe, reset_calibration=False)
         t = Table("5. .tflite sizes relative to float32 (targets: int8 <= 0.28x, float16 <= 0.51x)",
-                  ["variant", "bytes", "ratio", "run_compare ratio", "target"])
-        for name, model in [*self.built.items(), ("int8 per-tensor (per_channel=False)", per_tensor)]:
+                  ["variant", "default backend", "bytes", "ratio", "run_compare ratio", "target"])
+        defaults = {default_name(m) for m in MODES}
+        for name, model in [*self.built.items(), ("int8 (tf_converter) per-tensor", per_tensor)]:
             ratio = len(model) / base
-            target = TARGET_SIZE.get(name)
+            target = TARGET_SIZE.get(name.split(" ")[0])
             cr = child_ratio.get(name)
-            t.rows.append([name, f"{len(model):,}", f"{ratio:.3f}x", f"{cr:.3f}x" if cr else "-",
-                           f"{verdict(ratio <= target)} (<= {target})" if target else "-"])
-        t.notes.append("bytes from bench 1's quant_core builds (default backends, per-channel, default recipe: "
+            if target is None:
+                check = "-"
+            elif name in defaults:
+                check = f"{verdict(ratio <= target)} (<= {target})"
+            else:
+                check = f"(would {verdict(ratio <= target)}; not the default)"
+            t.rows.append([name, "yes" if name in defaults else "", f"{len(model):,}", f"{ratio:.3f}x",
+                           f"{cr:.3f}x" if cr else "-", check])
+        t.notes.append("bytes from bench 1's quant_core builds (per-channel, default recipe: "
                        f"{min(100, self.n_images)} calibration samples); run_compare column from bench 4. The bare "
                        "engines give byte-identical files (bench 1).")
-        for name in ("int8", "int8 per-tensor (per_channel=False)"):
-            model = self.built["int8"] if name == "int8" else per_tensor
+        t.notes.append("The target is judged on the row built with quant_core's default backend for the mode.")
+        for name in ("int8 (tf_converter)", "int8 (tf_converter) per-tensor"):
+            model = self.built[name] if name in self.built else per_tensor
             parts = size_breakdown(model)
             t.notes.append(f"{name} file of {len(model):,} bytes: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()))
         self.add(t)
@@ -842,7 +888,8 @@ def child_compare(model: str, images: str, cache: str, out: str, modes: str | No
                              cache=ArtifactCache(Path(cache)), on_progress=progress)
     seconds = time.perf_counter() - start
     variants = [{
-        "name": v.name, "status": v.status, "error": v.error, "size_ratio": v.size_ratio,
+        "name": v.name, "backend": str(v.recipe.backend), "status": v.status, "error": v.error,
+        "size_ratio": v.size_ratio,
         "top1_agreement": v.top1_agreement, "accuracy": v.accuracy, "build_seconds": v.build_seconds,
         "latency_ms": v.latency.median_ms if v.latency else None} for v in result.variants]
     Path(out).write_text(json.dumps({
@@ -945,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args, prepared, tmp)
         from quant_core import ValueRange
 
+        run.sample_contention("0")
         log("opening the workbench on the MobileNetV2-size model")
         bench, open_seconds = run.open_workbench(prepared.model, run.images_dir, ValueRange.MINUS_ONE_ONE)
         if args.quick:
@@ -952,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tf_modes = ["dynamic_range", "float16", "int8", "int8_float_io", "int16x8"]
             lq_modes = ["weight_only", "dynamic_range", "float16", "int8"]
+        run.sample_contention("1")
         run.bench1(bench, prepared.model, "MobileNetV2-size, 224x224", tf_modes=tf_modes, lq_modes=lq_modes,
                    float_row=not args.quick, repeats=run.repeats)
         run.bench0(bench, open_seconds)
@@ -966,14 +1015,19 @@ def main(argv: list[str] | None = None) -> int:
                                lq_modes=["weight_only"], float_row=True, repeats=run.repeats)
                     del small
         run.n_images = len(bench.x)
+        run.sample_contention("2")
         run.bench2(bench)
+        run.sample_contention("3")
         run.bench3(bench)
+        run.sample_contention("4")
         child = run.bench4()
         if code_state() != code_at_start and run.tables[-1].title.startswith("4."):
             run.tables[-1].notes.append(f"quant_core changed during this run ({code_at_start} -> {code_state()}): "
                                         "this child imported the newer code.")
         run.bench5(bench, child)
         del bench
+        run.sample_contention("end")
+        env_lines.append(run.contention_line())
         elapsed = time.perf_counter() - t_start
         if not args.no_write:
             write_results(command, "quick" if args.quick else "full", run.tables, started, elapsed, env_lines)

@@ -222,7 +222,13 @@ class Workbench:
         return np.ascontiguousarray(self.x[index])
 
     def build(self, recipe: Recipe) -> BuiltVariant:
-        """Builds one variant from a resolved recipe, or fetches it from the artifact cache."""
+        """Builds one variant, or fetches it from the artifact cache (the recipe is resolved first).
+
+        Raises:
+            InputError: the recipe's engine cannot build it from this source.
+            ConversionError: the engine failed.
+        """
+        recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
         data = self.calibration_data(recipe) if recipe.needs_calibration else None
         digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
         key = cache_key(self.source.info.sha256, recipe.to_dict(), digest, engine_versions())

@@ -228,3 +228,8 @@ def test_large_inputs_are_evaluated_in_small_batches():
     assert batch_size((32, 32, 3)) == 64
     assert batch_size((224, 224, 3)) == 13
     assert batch_size((4096, 4096, 3)) == 1
+
+
+def test_build_accepts_an_unresolved_recipe(bench):
+    """build() resolves the engine itself (it used to hit the registry with backend None)."""
+    assert bench.build(Recipe(Mode.INT8)).model == bench.build(Recipe(Mode.INT8).resolve(source_is_tflite=False)).model
