@@ -164,9 +164,7 @@ def _variant_name(recipe: Recipe, recipes: tuple[Recipe, ...]) -> str:
 
 def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[str, ...] | None) -> str:
     """Content hash of everything that determines the result."""
-    model_path = Path(request.model)
-    if not model_path.exists():
-        raise InputError(f"{model_path}: no such file or folder")
+    model_path = Path(request.model)  # run_compare has checked that it exists
     opts = request.options
     return cache_key(
         RESULT_SCHEMA, content_sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,

@@ -207,8 +207,6 @@ def test_collapsed_and_nan_outputs_are_detected():
 
 
 def test_a_failing_variant_is_reported_while_others_succeed(model_files, image_dir, cache, monkeypatch):
-    real = builders._REGISTRY[(Mode.INT16X8, builders.Backend.TF_CONVERTER)]
-
     def broken(*args, **kwargs):
         raise RuntimeError("tflite/kernels/kernel_util.cc:349 check failed")
 
@@ -218,7 +216,6 @@ def test_a_failing_variant_is_reported_while_others_succeed(model_files, image_d
     assert result.variant("int8").ok
     failed = result.variant("int16x8")
     assert not failed.ok and "kernel_util.cc:349" in failed.error and failed.size_bytes is None
-    assert real is not broken
 
 
 def test_nan_variant_is_failed_not_shown(model_files, image_dir, cache, monkeypatch):
