@@ -166,8 +166,10 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
     """Content hash of everything that determines the result."""
     model_path = Path(request.model)  # run_compare has checked that it exists
     opts = request.options
+    # Every name the result shows is part of the key: a hit then reveals nothing the requester did not send.
     return cache_key(
-        RESULT_SCHEMA, content_sha256(model_path), model_path.suffix.lower(), images.digest(), class_names,
+        RESULT_SCHEMA, content_sha256(model_path), model_path.name, images.digest(),
+        [(s.name, s.reason) for s in images.skipped], class_names,
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
         opts.measure_latency, engine_versions(),
     )

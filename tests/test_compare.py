@@ -238,3 +238,25 @@ def test_low_agreement_gets_a_plain_language_warning():
     text = _agreement_warning(Recipe(Mode.INT8), 0.5)
     assert text.startswith("changes the top-1 prediction on 50% of images") and "calibration" in text
     assert "weight_only" in _agreement_warning(Recipe(Mode.DYNAMIC_RANGE), 0.1)
+
+
+def test_a_shared_cached_result_never_reveals_another_users_names_or_folders(model_files, image_dir, cache, tmp_path):
+    """Two users upload identical bytes under different names from their own folders."""
+    def user(name: str, model_name: str, junk_name: str):
+        folder = tmp_path / name
+        shutil.copytree(image_dir, folder / "images")
+        (folder / "images" / "red" / junk_name).write_bytes(b"not an image")  # skipped, and named in the result
+        model = folder / model_name
+        shutil.copy(model_files["keras"], model)
+        request = CompareRequest(str(model), (str(folder / "images"),), options=CompareOptions(
+            recipes=(Recipe(Mode.FLOAT32),), measure_latency=False))
+        return folder, run_compare(request, cache=cache, work_dir=folder)
+
+    alice_dir, alice = user("alice", "alice_secret_model.keras", "alice_notes.png")
+    bob_dir, bob = user("bob", "bob_model.keras", "bob_notes.png")
+    text = json.dumps(bob.to_dict())
+    assert "alice" not in text and str(alice_dir) not in text
+    assert bob.model.name == "bob_model" and [s.name for s in bob.skipped] == ["images/red/bob_notes.png"]
+    assert str(bob_dir) not in json.dumps(alice.to_dict())
+    # the built variant itself is shared: same content, same cached file
+    assert bob.variant("float32").tflite_sha256 == alice.variant("float32").tflite_sha256
