@@ -7,6 +7,10 @@ that child and becomes a one-line `WorkerError` for that request, while the call
 server) keeps serving everyone else and never imports TensorFlow itself. A bounded pool
 limits how many jobs run at once.
 
+Each job gets a private temporary folder (its TMPDIR), removed when the job ends however it
+ends, so converter scratch files never accumulate; folders left by a server that was itself
+killed are removed by the next job.
+
 Protocol: the parent writes one JSON job to the child's stdin; the child answers with JSON
 lines on a private descriptor: {"progress": ...} while it works, then {"result": ...} or
 {"error": ..., "user": bool}. Engine output goes to the child's stderr (a log file).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +37,7 @@ from quant_core.errors import QuantError
 _POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
 _POOL = threading.BoundedSemaphore(_POOL_SIZE)
 _POLL_S = 0.1
+_TMP_PREFIX = "qw-job-"
 
 
 class WorkerError(QuantError):
@@ -83,36 +89,44 @@ def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
 
 
 def _run(name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any:
-    """Starts the child, relays progress, enforces limits and decodes the answer."""
+    """Runs one job in a fresh private temporary folder, removed afterwards."""
+    _remove_orphaned_job_dirs()
+    scratch = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}.")
+    try:
+        return _run_in(scratch, name, payload, limits, on_progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_orphaned_job_dirs() -> None:
+    """Removes job folders whose server process is gone (it was killed before cleaning up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_TMP_PREFIX}*"):
+        owner = folder.name[len(_TMP_PREFIX):].split(".", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_in(scratch: str, name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any:
+    """Starts the child, relays progress, enforces limits and decodes the answer.
+
+    If the caller is interrupted (a progress callback raises, e.g. Streamlit stopping a
+    rerun), the child is killed too: no job outlives its request.
+    """
     read_fd, write_fd = os.pipe()
+    env = dict(os.environ, TMPDIR=scratch, TEMP=scratch, TMP=scratch)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "quant_core.worker", str(write_fd)], stdin=subprocess.PIPE,
-            stdout=log, stderr=log, pass_fds=(write_fd,), cwd=os.getcwd(), start_new_session=True)
+            stdout=log, stderr=log, pass_fds=(write_fd,), cwd=os.getcwd(), env=env, start_new_session=True)
         os.close(write_fd)
         proc.stdin.write(json.dumps({"job": name, "payload": payload}).encode())
         proc.stdin.close()
-        answer: dict[str, Any] | None = None
-        with os.fdopen(read_fd, "rb", buffering=0) as channel:
-            lines = _LineReader(channel)
-            deadline = time.monotonic() + limits.timeout_s
-            while answer is None:
-                for message in lines.read(timeout=_POLL_S):
-                    if "progress" in message:
-                        on_progress(message["progress"])
-                    else:
-                        answer = message
-                if answer is not None:
-                    break
-                if proc.poll() is not None and lines.closed:
-                    break
-                if time.monotonic() > deadline:
-                    _kill(proc)
-                    raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
-                rss = _rss_mb(proc.pid)
-                if rss > limits.memory_mb:
-                    _kill(proc)
-                    raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
+        try:
+            answer = _await_answer(proc, read_fd, limits, on_progress)
+        except BaseException:
+            if proc.poll() is None:
+                _kill(proc)
+            raise
         code = proc.wait()
     if answer is None:
         reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
@@ -120,6 +134,26 @@ def _run(name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any
     if "error" in answer:
         raise (QuantError if answer.get("user") else WorkerError)(answer["error"])
     return answer["result"]
+
+
+def _await_answer(proc: subprocess.Popen, read_fd: int, limits: Limits, on_progress) -> dict[str, Any] | None:
+    """Relays progress until the child answers or ends; kills it at its time or memory limit."""
+    deadline = time.monotonic() + limits.timeout_s
+    with os.fdopen(read_fd, "rb", buffering=0) as channel:
+        lines = _LineReader(channel)
+        while True:
+            for message in lines.read(timeout=_POLL_S):
+                if "progress" not in message:
+                    return message
+                on_progress(message["progress"])
+            if proc.poll() is not None and lines.closed:
+                return None
+            if time.monotonic() > deadline:
+                _kill(proc)
+                raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
+            if _rss_mb(proc.pid) > limits.memory_mb:
+                _kill(proc)
+                raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
 
 
 class _LineReader:

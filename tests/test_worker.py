@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +45,46 @@ def test_a_hanging_job_is_stopped_at_its_time_limit():
 def test_a_job_over_its_memory_limit_is_stopped():
     with pytest.raises(WorkerError, match="more than 300 MB"):
         run_job("test.allocate", {"mb": 800}, limits=Limits(timeout_s=60, memory_mb=300))
+
+
+@pytest.mark.parametrize("how, limits", [("abort", None), ("hang", Limits(timeout_s=3, memory_mb=4096))])
+def test_a_dead_jobs_temporary_files_are_removed(how, limits):
+    seen = []
+    with pytest.raises(WorkerError):
+        run_job("test.scratch_then_die", {"how": how}, limits=limits, on_progress=seen.append)
+    scratch = Path(seen[0]["path"])
+    assert scratch.suffix == ".scratch" and scratch.parent.name.startswith(f"qw-job-{os.getpid()}.")
+    assert not scratch.exists() and not scratch.parent.exists()
+
+
+def test_an_interrupted_request_kills_its_worker():
+    """Streamlit stops a rerun by raising inside the script thread (here: in the progress callback)."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(progress):
+        seen.append(progress)
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_job("test.scratch_then_die", {"how": "hang"}, on_progress=interrupt)
+    pid = seen[0]["pid"]
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not Path(seen[0]["path"]).parent.exists()
+    assert run_job("test.echo", {"ok": 1}) == {"ok": 1}  # the pool slot was given back
+
+
+def test_job_folders_of_a_dead_server_are_removed_by_the_next_job():
+    orphan = Path(tempfile.mkdtemp(prefix="qw-job-999999999."))  # no such process
+    mine = Path(tempfile.mkdtemp(prefix=f"qw-job-{os.getpid()}."))  # a live server's job in progress
+    try:
+        run_job("test.echo", {})
+        assert not orphan.exists() and mine.exists()
+    finally:
+        shutil.rmtree(orphan, ignore_errors=True)
+        shutil.rmtree(mine, ignore_errors=True)
 
 
 def test_user_errors_keep_their_one_line_message(tmp_path):

@@ -38,3 +38,19 @@ def echo_job(payload, progress):
     """Answers with its payload after a progress message."""
     progress({"fraction": 0.5})
     return payload
+
+
+@job("test.scratch_then_die")
+def scratch_then_die_job(payload, progress):
+    """Writes a temporary file, reports where, then dies (abort) or hangs."""
+    import tempfile  # noqa: PLC0415
+
+    fd, path = tempfile.mkstemp(suffix=".scratch")
+    os.write(fd, b"x" * 1024)
+    os.close(fd)
+    progress({"path": path, "pid": os.getpid()})
+    if payload["how"] == "abort":
+        os.kill(os.getpid(), signal.SIGABRT)
+    while True:
+        time.sleep(0.1)
+        progress({"path": path, "pid": os.getpid()})
