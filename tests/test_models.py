@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import SIZE, colour_images
+from quant_core import models
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
 from quant_core.models import ModelFormat, load_model
+from quant_core.runner import batch_size
 
 FORMATS = ["keras", "h5", "saved_model", "zip", "tflite"]
 
@@ -36,6 +39,31 @@ def test_every_format_loads_describes_and_predicts_like_keras(fmt, model_files, 
     from quant_core.runner import TFLiteRunner
 
     np.testing.assert_allclose(TFLiteRunner(source.float_tflite).predict(x), expected, atol=1e-4)
+
+
+def test_keras_predictions_equal_the_model_call_for_full_and_partial_batches(model_files, tiny_model):
+    source = load_model(model_files["keras"])
+    step = batch_size((SIZE, SIZE, 3))
+    for n in (3, step, 2 * step + 5):  # one short batch; one full batch; two full and a short last one
+        x = colour_images(n, seed=n)[0].astype(np.float32)
+        np.testing.assert_allclose(source.predict(x), np.asarray(tiny_model(x, training=False)), rtol=0, atol=1e-5)
+
+
+def test_keras_predictions_are_not_retraced_per_batch_size(model_files, monkeypatch):
+    made = []
+    real = models._traced_call  # pylint: disable=protected-access
+
+    def recording(*args):
+        made.append(real(*args))
+        return made[-1]
+
+    monkeypatch.setattr(models, "_traced_call", recording)
+    source = load_model(model_files["keras"])
+    x = colour_images(2 * batch_size((SIZE, SIZE, 3)) + 5, seed=4)[0].astype(np.float32)
+    for n in (1, 7, len(x), 2, len(x) - 1):
+        assert source.predict(x[:n]).shape == (n, 3)
+    assert len(made) == 1
+    assert 1 <= made[0].experimental_get_tracing_count() <= 2
 
 
 def test_format_detection_from_names(model_files):
@@ -147,3 +175,87 @@ def test_saved_model_that_reads_files_is_refused_before_running(tmp_path):
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     with pytest.raises(UnsafeModelError, match="ReadFile"):
         load_model(folder)
+
+
+# Each case: a serving graph with exactly one unsafe op, and the op the refusal must name.
+UNSAFE_CASES = {
+    "write_file": "WriteFile",
+    "py_function": "EagerPyFunc",
+    "numpy_function": "PyFunc",
+    "matching_files": "MatchingFiles",
+    "nested_function": "WriteFile",  # inside a tf.function that the serving function calls
+    "print": "PrintV2",
+}
+
+
+def _unsafe_body(case: str, evidence: Path, calls: list[str]):
+    """The serving computation of a case; running it leaves `evidence` or appends to `calls`."""
+    import tensorflow as tf
+
+    def scores(x):
+        return tf.reduce_mean(x, axis=[1, 2])
+
+    def callback(t):
+        calls.append(case)
+        return t
+
+    @tf.function
+    def hidden_write(x):
+        tf.io.write_file(str(evidence), "owned")
+        return x
+
+    def write_file(x):
+        tf.io.write_file(str(evidence), "owned")
+        return scores(x)
+
+    def print_to_file(x):
+        tf.print("ran", output_stream=f"file://{evidence}")
+        return scores(x)
+
+    return {
+        "write_file": write_file,
+        "py_function": lambda x: scores(tf.py_function(callback, [x], tf.float32)),
+        "numpy_function": lambda x: scores(tf.numpy_function(callback, [x], tf.float32)),
+        "matching_files": lambda x: scores(x) + tf.cast(tf.size(tf.io.matching_files(f"{evidence.parent}/*")),
+                                                        tf.float32),
+        "nested_function": lambda x: scores(hidden_write(x)),
+        "print": print_to_file,
+    }[case]
+
+
+@pytest.mark.parametrize("case,op", UNSAFE_CASES.items(), ids=list(UNSAFE_CASES))
+def test_saved_model_with_unsafe_op_is_refused_before_tensorflow_loads_it(case, op, tmp_path, monkeypatch, capfd):
+    import tensorflow as tf
+
+    from quant_core.cli import main
+
+    evidence, calls = tmp_path / "evidence.txt", []
+    body = _unsafe_body(case, evidence, calls)
+
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+        def serve(self, x):
+            return {"scores": body(x)}
+
+    module = Hostile()
+    folder = tmp_path / case
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    loads = []
+    real_load = tf.saved_model.load
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+
+    with pytest.raises(UnsafeModelError, match=rf"contains the op {op}\b") as err:
+        load_model(folder)
+    assert "\n" not in str(err.value)
+    capfd.readouterr()
+    assert main(["inspect", str(folder)]) == 2
+    stderr = capfd.readouterr().err.splitlines()
+    assert len(stderr) == 1 and stderr[0].startswith("error: ") and re.search(rf"the op {op}\b", stderr[0]), stderr
+
+    assert loads == []  # refused from the protobuf alone: TensorFlow never loaded the graph
+    assert not evidence.exists() and calls == []
+    module.serve(tf.zeros([1, 8, 8, 3]))  # the same graph run for real does leave evidence
+    if case == "matching_files":  # no side effect to observe; the loader check above is the proof
+        assert not evidence.exists() and calls == []
+    else:
+        assert evidence.exists() or calls == [case]
