@@ -6,14 +6,20 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 DEFAULT_DIR_ENV = "QUANT_CACHE_DIR"
 MAX_MB_ENV = "QUANT_CACHE_MAX_MB"
 _DEFAULT_MAX_MB = 2048
 _MIN_AGE_S = 600  # entries used in the last 10 minutes are kept even over the cap
+# Other processes (worker subprocesses) write to the same folder unseen by this instance's
+# running size estimate, so a full scan also runs after this many writes or seconds.
+_RESCAN_WRITES = 64
+_RESCAN_S = 60.0
 
 
 def cache_key(*parts: Any) -> str:
@@ -45,15 +51,27 @@ def default_cache_dir() -> Path:
 class ArtifactCache:
     """Bytes and JSON stored under `root/<kind>/<key[:2]>/<key>`; writes are atomic.
 
-    The cache holds at most `max_bytes`: after each write the least recently used entries
-    (by modification time, refreshed on every read) are removed, sparing those used in the
-    last ten minutes. Entries are named by content hashes only, never by who asked.
+    The cache holds at most `max_bytes`: least recently used entries (by modification time,
+    refreshed on every read) are removed, sparing those used in the last ten minutes. A write
+    only adds its size to a running estimate; the folder is scanned and evicted when the
+    estimate passes the cap, and at least every `rescan_writes` writes or `rescan_s` seconds,
+    because other processes sharing the folder also write to it. The cap can therefore be
+    exceeded briefly, and is enforced at the next scan. Entries are named by content hashes
+    only, never by who asked.
     """
 
-    def __init__(self, root: Path | None = None, *, max_bytes: int | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, max_bytes: int | None = None,
+                 rescan_writes: int = _RESCAN_WRITES, rescan_s: float = _RESCAN_S) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         limit_mb = int(os.environ.get(MAX_MB_ENV, _DEFAULT_MAX_MB))
         self.max_bytes = max_bytes if max_bytes is not None else limit_mb * 1024 * 1024
+        self.rescan_writes = rescan_writes
+        self.rescan_s = rescan_s
+        self._lock = threading.Lock()  # Streamlit reruns share one instance across threads
+        self._estimate: int | None = None  # bytes at the last scan + bytes written since; None: never scanned
+        self._pinned = False  # the last scan stayed over the cap: everything left was used recently
+        self._writes_since_scan = 0
+        self._last_scan = 0.0  # time.monotonic() of the last scan
 
     def path(self, kind: str, key: str, suffix: str = "") -> Path:
         """Where an entry lives (whether or not it exists)."""
@@ -81,22 +99,17 @@ class ArtifactCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.evict()
+        if self._scan_due(len(data)):
+            self.evict()
         return path
 
     def size_bytes(self) -> int:
         """Total size of the stored entries."""
-        return sum(p.stat().st_size for p in self._entries())
+        return sum(size for _, size, _ in self._scan())
 
     def evict(self, *, min_age_s: float = _MIN_AGE_S) -> int:
-        """Removes least recently used entries until under max_bytes; returns bytes freed."""
-        entries = []
-        for path in self._entries():
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            entries.append((stat.st_mtime, stat.st_size, path))
+        """Scans the folder and removes least recently used entries until under max_bytes; returns bytes freed."""
+        entries = self._scan()
         total = sum(size for _, size, _ in entries)
         freed = 0
         now = time.time()
@@ -105,13 +118,39 @@ class ArtifactCache:
                 break
             path.unlink(missing_ok=True)
             freed += size
+        with self._lock:
+            self._estimate = total - freed
+            self._pinned = total - freed > self.max_bytes
+            self._writes_since_scan = 0
+            self._last_scan = time.monotonic()
         return freed
 
-    def _entries(self):
-        """Every stored file (temporary files of unfinished writes excluded)."""
+    def _scan_due(self, written: int) -> bool:
+        """Adds a write to the running estimate; True when a full scan and eviction are due."""
+        with self._lock:
+            if self._estimate is None:
+                return True
+            self._estimate += written
+            self._writes_since_scan += 1
+            over_cap = self._estimate > self.max_bytes and not self._pinned
+            return (over_cap or self._writes_since_scan >= self.rescan_writes
+                    or time.monotonic() - self._last_scan >= self.rescan_s)
+
+    def _scan(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every stored file (temporary files of unfinished writes excluded)."""
+        found = []
         if not self.root.is_dir():
-            return []
-        return [p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+            return found
+        for path in self.root.rglob("*"):
+            if path.name.startswith(".tmp-"):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:  # removed by another process meanwhile
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((stat.st_mtime, stat.st_size, path))
+        return found
 
     def get_json(self, kind: str, key: str) -> Any | None:
         """The stored JSON value, or None (also for a corrupt entry)."""

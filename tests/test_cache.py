@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 
+import pytest
+
+from quant_core import cache as cache_module
 from quant_core.cache import ArtifactCache, cache_key, content_sha256
 
 
@@ -55,3 +59,76 @@ def test_recent_entries_survive_even_over_the_cap(tmp_path):
         cache.put_bytes("variants", cache_key(i), bytes(2000))
     assert cache.size_bytes() == 6000  # all used within the last ten minutes
     assert cache.evict(min_age_s=0) >= 5000 and cache.size_bytes() <= 1000
+
+
+def count_scans(monkeypatch, cache: ArtifactCache) -> list[int]:
+    """Wraps the cache's folder scan; the returned list grows by one per scan."""
+    calls: list[int] = []
+    scan = cache._scan  # pylint: disable=protected-access
+
+    def counted():
+        calls.append(1)
+        return scan()
+
+    monkeypatch.setattr(cache, "_scan", counted)
+    return calls
+
+
+def put_old(cache: ArtifactCache, key: str, size: int, age_s: float) -> None:
+    """Writes an entry and makes it look last used `age_s` seconds ago."""
+    path = cache.put_bytes("variants", key, bytes(size))
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+
+
+def test_writes_below_the_cap_do_not_scan(tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path, max_bytes=100_000)
+    scans = count_scans(monkeypatch, cache)
+    for i in range(20):
+        cache.put_bytes("variants", cache_key(i), bytes(3000))
+    assert len(scans) == 1  # the first write measures the folder once
+    assert cache.size_bytes() == 60_000
+
+
+def test_crossing_the_cap_evicts_least_recently_used_down_to_the_cap(tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path, max_bytes=10_000)
+    scans = count_scans(monkeypatch, cache)
+    keys = [cache_key(i) for i in range(5)]
+    for i, key in enumerate(keys[:3]):
+        put_old(cache, key, 3000, age_s=3600 - i)  # oldest first
+    assert len(scans) == 1
+    cache.get_bytes("variants", keys[1])  # a read makes it the most recent
+    put_old(cache, keys[3], 3000, age_s=60)  # 12 000 bytes > cap
+    assert len(scans) == 2
+    assert [cache.path("variants", k).exists() for k in keys[:4]] == [False, True, True, True]
+    put_old(cache, keys[4], 3000, age_s=30)
+    assert [cache.path("variants", k).exists() for k in keys] == [False, True, False, True, True]
+    assert cache.size_bytes() <= 10_000
+
+
+def test_recent_entries_over_the_cap_do_not_cause_a_scan_per_write(tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path, max_bytes=1000, rescan_writes=5)
+    scans = count_scans(monkeypatch, cache)
+    for i in range(9):
+        cache.put_bytes("variants", cache_key(i), bytes(2000))
+    assert len(scans) == 2  # the first write, then the periodic rescan at the 5th write after it
+    assert cache.size_bytes() == 18_000  # nothing could go: all used within ten minutes
+
+
+@pytest.mark.parametrize("trigger", ["writes", "seconds"])
+def test_two_instances_on_one_folder_end_under_the_cap(tmp_path, monkeypatch, trigger):
+    clock = [1000.0]
+    monkeypatch.setattr(cache_module, "time", SimpleNamespace(time=time.time, monotonic=lambda: clock[0]))
+    a, b = (ArtifactCache(tmp_path, max_bytes=10_000, rescan_writes=2 if trigger == "writes" else 100)
+            for _ in range(2))
+    keys = [cache_key("shared", i) for i in range(5)]
+    put_old(a, keys[0], 3000, age_s=3600)  # a measures the folder: 3000 bytes
+    put_old(b, keys[1], 3000, age_s=3500)  # b measures 6000
+    put_old(b, keys[2], 3000, age_s=3400)  # b estimates 9000
+    put_old(a, keys[3], 3000, age_s=3300)  # a estimates 6000, but the folder holds 12 000
+    assert a.size_bytes() == 12_000  # over the cap until the next scan
+    if trigger == "seconds":
+        clock[0] += 61.0  # past the periodic rescan
+    put_old(a, keys[4], 100, age_s=60)  # a's periodic scan finds what b wrote
+    assert [a.path("variants", k).exists() for k in keys] == [False, True, True, True, True]
+    assert a.size_bytes() == 9100 and b.size_bytes() <= 10_000

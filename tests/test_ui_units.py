@@ -76,3 +76,45 @@ def test_total_upload_size_is_capped(tmp_path, monkeypatch):
     saved = inputs.save_uploads(tmp_path, ("../m.keras", b"k"), [("x/a.png", b"p")], ("labels.txt", b"a"))
     assert saved.model == tmp_path / "model" / "m.keras" and saved.folder == tmp_path
     assert all(tmp_path in p.parents for p in (*saved.images, saved.labels))
+
+
+def upload(folder, *, image: bytes = b"\x89PNG-1", image_name: str = "a.png"):
+    """Saves a small upload (model, two images, labels) into `folder`."""
+    from ui.inputs import save_uploads
+
+    return save_uploads(folder, ("m.keras", b"model"), [(image_name, image), ("b.png", b"\x89PNG-2")],
+                        ("labels.txt", b"cat\ndog"))
+
+
+def test_input_digest_changes_with_any_byte_or_name(tmp_path):
+    first = upload(tmp_path / "1")
+    assert upload(tmp_path / "2").digest == first.digest  # same files, other folder
+    changed = upload(tmp_path / "3", image=b"\x89PNG-9")
+    renamed = upload(tmp_path / "4", image_name="c.png")
+    assert len({first.digest, changed.digest, renamed.digest}) == 3
+
+
+def test_sample_digest_covers_the_image_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from ui import inputs
+
+    sample = inputs.samples()[0]
+    copy = tmp_path / "samples"
+    shutil.copytree(inputs.SAMPLES_DIR, copy)
+    image = next(p for p in (copy / sample.images.relative_to(inputs.SAMPLES_DIR)).rglob("*") if p.is_file())
+    monkeypatch.setattr(inputs, "SAMPLES_DIR", copy)
+    before = inputs.sample_inputs(sample.name)
+    assert before.digest == inputs.sample_inputs(sample.name).digest and before.model.is_relative_to(copy)
+    image.rename(image.with_name("renamed" + image.suffix))
+    assert inputs.sample_inputs(sample.name).digest != before.digest
+
+
+def test_inputs_key_reads_no_file(tmp_path):
+    import shutil
+
+    from ui.engine import inputs_key
+
+    saved = upload(tmp_path / "up")
+    shutil.rmtree(tmp_path / "up")
+    assert inputs_key(saved) == saved.digest and len(saved.digest) == 64

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +34,8 @@ class Description:
 
 
 def inputs_key(inputs: Inputs) -> str:
-    """Content hash of every input file (so a changed upload is never served stale)."""
-    h = hashlib.sha256()
-    paths = [inputs.model, *inputs.images, *([inputs.labels] if inputs.labels else [])]
-    for root in paths:
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for f in files:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    """Content hash of every input file, taken when the Inputs were made (no file is read here)."""
+    return inputs.digest
 
 
 @st.cache_resource(show_spinner=False)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_core.errors import InputError
@@ -37,6 +38,21 @@ class Inputs:
     labels: Path | None
     sample: str | None = None  # the sample's name, for shareable links
     folder: Path | None = None  # the session's private folder holding uploads (archives unpack here)
+    # files_digest of every file, taken once when made so reruns never re-read them (an upload is a new Inputs)
+    digest: str = field(kw_only=True)
+
+
+def files_digest(model: Path, images: tuple[Path, ...], labels: Path | None) -> str:
+    """sha256 over every input file's role, name and bytes (a folder: each file under it, by relative name)."""
+    h = hashlib.sha256()
+    roots = [("model", model), *(("images", p) for p in images), *([("labels", labels)] if labels else [])]
+    for role, root in roots:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            with open(f, "rb") as stream:
+                content = hashlib.file_digest(stream, "sha256").hexdigest()
+            h.update(f"{role}\0{f.relative_to(root.parent).as_posix()}\0{content}\n".encode())
+    return h.hexdigest()
 
 
 def samples() -> tuple[Sample, ...]:
@@ -50,7 +66,9 @@ def samples() -> tuple[Sample, ...]:
 def sample_inputs(name: str | None = None) -> Inputs:
     """Inputs for the named sample (the default one when None or unknown)."""
     chosen = next((s for s in samples() if s.name == name), samples()[0])
-    return Inputs(f"bundled sample {chosen.name}", chosen.model, (chosen.images,), chosen.labels, chosen.name)
+    images = (chosen.images,)
+    return Inputs(f"bundled sample {chosen.name}", chosen.model, images, chosen.labels, chosen.name,
+                  digest=files_digest(chosen.model, images, chosen.labels))
 
 
 def safe_name(name: str) -> str:
@@ -87,4 +105,6 @@ def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str,
         labels_path = folder / "labels" / safe_name(labels[0])
         labels_path.parent.mkdir(parents=True, exist_ok=True)
         labels_path.write_bytes(labels[1])
-    return Inputs(f"your model {model_path.name}", model_path, tuple(paths), labels_path, folder=folder)
+    images = tuple(paths)
+    return Inputs(f"your model {model_path.name}", model_path, images, labels_path, folder=folder,
+                  digest=files_digest(model_path, images, labels_path))
