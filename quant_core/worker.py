@@ -38,6 +38,7 @@ _POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
 _POOL = threading.BoundedSemaphore(_POOL_SIZE)
 _POLL_S = 0.1
 _TMP_PREFIX = "qw-job-"
+_NICENESS = int(os.environ.get("QW_WORKER_NICE", "10"))
 
 
 class WorkerError(QuantError):
@@ -201,6 +202,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def _child(channel_fd: int) -> int:
     """Worker side: run the job from stdin, answer on the channel."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
+    os.nice(_NICENESS)  # batch work yields the CPU to the web server that shares the machine
     os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
 
     def send(message: dict[str, Any]) -> None:

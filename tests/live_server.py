@@ -1,0 +1,175 @@
+"""A real `streamlit run` on a loopback port, a health prober, and browser helpers.
+
+Shared by the browser tests, the load test and bench/bench_browser.py / bench/bench_load.py.
+Everything binds to 127.0.0.1 and stops by itself (context managers, time limits).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+ERROR = '[data-testid="stAlertContentError"] [data-testid="stMarkdownContainer"]'  # the message, not its icon
+EXCEPTION = '[data-testid="stException"]'
+
+# The Compare page's summary table as {variant: {column: text}} (runs in the page; works for sync and async APIs).
+SUMMARY_JS = """() => {
+  const table = document.querySelector('[data-testid="stTable"] table');
+  if (!table) return null;
+  const header = Array.from(table.querySelectorAll('thead th')).map(c => c.innerText.trim());
+  const rows = {};
+  for (const tr of table.querySelectorAll('tbody tr')) {
+    const cells = Array.from(tr.querySelectorAll('td, th')).map(c => c.innerText.trim());
+    const named = {};
+    header.slice(header.length - cells.length).forEach((h, i) => named[h] = cells[i]);
+    rows[cells[0]] = named;
+  }
+  return rows;
+}"""
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health_seconds(url: str, timeout: float = 5.0) -> float:
+    """Seconds for /_stcore/health to answer ok (inf when it fails or times out)."""
+    start = time.perf_counter()
+    try:
+        ok = urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout).read() == b"ok"
+    except OSError:
+        return float("inf")
+    return time.perf_counter() - start if ok else float("inf")
+
+
+@dataclass
+class Server:
+    """A running app: its URL, the seconds it took to answer health checks, and its process."""
+
+    url: str
+    started_s: float
+    process: subprocess.Popen
+
+
+@contextmanager
+def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: float = 120) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` on a free loopback port; terminated on exit."""
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while health_seconds(url, timeout=1) == float("inf"):
+            if proc.poll() is not None or time.perf_counter() - start > start_timeout_s:
+                raise RuntimeError(f"streamlit did not become healthy within {start_timeout_s:.0f} s")
+            time.sleep(0.05)
+        yield Server(url, time.perf_counter() - start, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class HealthProbe:
+    """Polls /_stcore/health from a background thread and keeps every answer time."""
+
+    def __init__(self, url: str, *, every_s: float = 0.25) -> None:
+        self.url, self.every_s = url, every_s
+        self.seconds: list[float] = []
+        self.times: list[float] = []  # time.time() of each probe's start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.times.append(time.time())
+            self.seconds.append(health_seconds(self.url))
+            self._stop.wait(self.every_s)
+
+    def summary(self) -> dict[str, float]:
+        """Count, median, p99 and max answer time in seconds (inf counts failures)."""
+        s = sorted(self.seconds)
+        return {"count": len(s), "median": statistics.median(s), "p99": s[min(len(s) - 1, int(0.99 * len(s)))],
+                "max": s[-1]}
+
+
+@dataclass(frozen=True)
+class SessionRun:
+    """One browser session's full comparison: its summary table and how long it took."""
+
+    query: str
+    rows: dict[str, dict[str, str]]
+    seconds: float  # from the click on "Run the full comparison" to the rendered table
+    errors: tuple[str, ...]
+
+
+async def full_comparison(browser, url: str, query: str, *, timeout_s: float = 900) -> SessionRun:
+    """A new browser context (a new Streamlit session) runs the one-click comparison on a bundled sample."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        await page.goto(f"{url}/{query}")
+        await page.wait_for_selector("text=What we understood:")
+        await page.wait_for_selector(IDLE)
+        start = time.perf_counter()
+        await page.get_by_role("button", name="Run the full comparison").click()
+        await page.wait_for_selector('h1:has-text("Compare")')
+        await page.wait_for_selector('[data-testid="stTable"] table')
+        await page.wait_for_selector(IDLE)
+        seconds = time.perf_counter() - start
+        rows = await page.evaluate(SUMMARY_JS)
+        errors = tuple(await page.locator(f"{ERROR}, {EXCEPTION}").all_inner_texts())
+        return SessionRun(query, rows or {}, seconds, errors)
+    finally:
+        await context.close()
+
+
+def run_sessions(url: str, queries: list[str], *, timeout_s: float = 900) -> list[SessionRun]:
+    """Runs one full comparison per query, all at once, each in its own browser session."""
+    import asyncio  # pylint: disable=import-outside-toplevel
+
+    from playwright.async_api import async_playwright  # pylint: disable=import-outside-toplevel
+
+    async def main() -> list[SessionRun]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            try:
+                return await asyncio.gather(*(full_comparison(browser, url, q, timeout_s=timeout_s) for q in queries))
+            finally:
+                await browser.close()
+
+    return asyncio.run(asyncio.wait_for(main(), timeout=timeout_s + 60))

@@ -1,0 +1,193 @@
+"""Against a real `streamlit run`: hostile uploads through the browser, and sessions kept apart.
+
+One server (loopback, private cache and session root) for the module; every upload goes
+through the real file inputs and Streamlit's upload endpoint.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from hostile import corpus
+from live_server import CHROMIUM, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, health_seconds, streamlit_server
+
+pytestmark = pytest.mark.browser
+ALLOWED = {".keras", ".h5", ".tflite", ".zip", ".png"}  # what the uploaders accept (Streamlit re-checks server-side)
+
+
+def _repo_state() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ".", ":!artifacts"],
+                          cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sessions")
+    env = {"QUANT_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "QW_SESSION_ROOT": str(root)}
+    with streamlit_server(env) as server:
+        yield server, root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (done by .ci/run)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_session(browser, url: str):
+    """A fresh browser context: a new Streamlit session with its own cookies."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(300_000)
+    page.goto(url)
+    page.wait_for_selector("text=What we understood:")
+    page.wait_for_selector(IDLE)
+    return context, page
+
+
+def upload(page, model: Path, images: list[Path], labels: Path | None = None) -> None:
+    """Uses the Upload form's real file inputs, then waits for the app to settle."""
+    page.get_by_text("Upload my own").click()
+    page.wait_for_selector(IDLE)
+    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(0).set_input_files(str(model))
+    inputs.nth(1).set_input_files([str(p) for p in images])
+    if labels:
+        inputs.nth(2).set_input_files(str(labels))
+    page.get_by_role("button", name="Use these files").click()
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE)
+
+
+def images_zip(image_dir: Path, path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for png in sorted(image_dir.rglob("*.png")):
+            zf.write(png, png.relative_to(image_dir.parent))
+    return path
+
+
+def test_hostile_uploads_through_the_browser_get_one_error_and_the_server_stays_healthy(
+        live, browser, model_files, image_dir, tmp_path):
+    server, root = live
+    before = _repo_state()
+    good_images = sorted(image_dir.rglob("*.png"))[:6]
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    tried = 0
+    for name, data, kind, expected in corpus(tmp_path, model_files["tflite"].read_bytes()):
+        if Path(name).suffix not in ALLOWED:
+            continue
+        path = folder / name
+        path.write_bytes(data)
+        context, page = new_session(browser, server.url)
+        try:
+            upload(page, path if kind == "model" else model_files["keras"], good_images if kind == "model" else [path])
+            errors = page.locator(ERROR).all_inner_texts()
+            assert len(errors) == 1 and expected in errors[0] and "\n" not in errors[0].strip(), (name, errors)
+            assert page.locator(EXCEPTION).count() == 0, name
+            assert "Traceback" not in page.inner_text("body"), name
+        finally:
+            context.close()
+        assert health_seconds(server.url) <= 1.0, name
+        assert server.process.poll() is None, name
+        tried += 1
+    assert tried >= 15
+    # a good upload still works, nothing escaped the session folders, nothing landed in the repository
+    context, page = new_session(browser, server.url)
+    upload(page, model_files["keras"], good_images)
+    page.wait_for_selector("text=What we understood: tiny")
+    context.close()
+    assert not Path("/tmp/evil.txt").exists() and not Path("/evil.txt").exists()
+    assert not [p for p in Path(tempfile.gettempdir()).glob("evil*")]
+    assert not [p for p in root.rglob("evil*")]  # refused archives were never unpacked
+    assert _repo_state() == before
+
+
+def test_one_session_cannot_see_list_or_download_anothers_files(live, browser, model_files, image_dir, labels_file,
+                                                               tmp_path):
+    server, root = live
+    secret = tmp_path / "alice_private_model.keras"
+    secret.write_bytes(model_files["keras"].read_bytes())
+    archive = images_zip(image_dir, tmp_path / "alice_private_images.zip")
+    alice, alice_page = new_session(browser, server.url)
+    upload(alice_page, secret, [archive], labels_file)
+    alice_page.wait_for_selector("text=What we understood: alice_private_model")
+    alice_page.get_by_role("button", name="Run the full comparison").click()
+    alice_page.wait_for_selector('[data-testid="stTable"] table')
+    alice_page.wait_for_selector(IDLE)
+    assert "ok" in str(alice_page.evaluate(SUMMARY_JS))
+    folders = [p for p in root.iterdir() if any(p.rglob("alice_private_model.keras"))]
+    assert len(folders) == 1 and oct(root.stat().st_mode & 0o777) == "0o700"
+    alice_session = folders[0].name.split(".", 1)[0]
+
+    # Bob, in another session, uploads the same bytes under his own names: shared work, none of Alice's names.
+    bob_model = tmp_path / "bob_model.keras"
+    bob_model.write_bytes(secret.read_bytes())
+    bob, page = new_session(browser, server.url)
+    seen = []
+    for title in ("Model & data", "Quantize", "Compare", "Ops", "Report & share"):
+        page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+        page.wait_for_selector(f'h1:has-text("{title}")')
+        page.wait_for_selector(IDLE)
+        seen.append(page.inner_text("body"))
+    assert "No comparison yet" in seen[2]  # Bob has no results until he runs his own
+    page.locator('[data-testid="stSidebarNavLink"]', has_text="Model & data").click()
+    page.wait_for_selector(IDLE)
+    upload(page, bob_model, [images_zip(image_dir, tmp_path / "bob_images.zip")], labels_file)
+    page.get_by_role("button", name="Run the full comparison").click()
+    page.wait_for_selector('[data-testid="stTable"] table')
+    page.wait_for_selector(IDLE)
+    seen.append(page.inner_text("body"))
+    page.locator('[data-testid="stSidebarNavLink"]', has_text="Report & share").click()
+    page.wait_for_selector(IDLE)
+    downloads = []
+    for label in ("HTML report", "All models + recipes (.zip)", "Numbers (JSON)", "Numbers (CSV)"):
+        with page.expect_download() as download:
+            page.get_by_role("button", name=label).first.click()
+        target = tmp_path / f"bob-{len(downloads)}"
+        download.value.save_as(target)
+        downloads.append(target)
+    texts = seen + [_readable(p) for p in downloads]
+    assert not [t for t in texts if "alice_private" in t]  # ("aliceblue" is a Plotly colour name)
+
+    # No URL lists or serves another session's files: uploads are write-only, folders are not served.
+    base = server.url
+    probes = [f"{base}/_stcore/upload_file/{alice_session}/anything", f"{base}/media/", f"{base}/app/static/",
+              f"{base}/{folders[0]}/alice_private_model.keras", f"{base}/..%2f..%2f{folders[0]}",
+              f"{base}/app/static/..%2f..%2f..%2f{folders[0]}/alice_private_model.keras"]
+    for url in probes:
+        status, body = _get(url)
+        assert status != 200 or (b"alice_private" not in body and secret.read_bytes()[:64] not in body), (url, status)
+    alice.close()
+    bob.close()
+    assert health_seconds(server.url) <= 1.0
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def _readable(path: Path) -> str:
+    """A download's text, or every member's text for a zip (names included)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return "\n".join(zf.namelist()) + "\n".join(zf.read(n).decode("latin-1") for n in zf.namelist())
+    return path.read_bytes().decode("latin-1")
