@@ -1,7 +1,7 @@
 # One command to set up and run the workbench, one to set up and run every test.
 #   make run    - create .venv, install, start the web app on the bundled sample (http://localhost:8501)
 #   make test   - create .venv, install, run the whole test suite
-#   make bench  - engine benchmarks (writes bench/RESULTS.md)
+#   make bench  - engine, browser and load benchmarks (write bench/RESULTS.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -30,8 +30,10 @@ run: setup
 test: setup browser
 	$(PY) -m pytest -q
 
-bench: setup
+bench: setup browser
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_browser.py
+	$(PY) bench/bench_load.py
 
 samples: setup
 	$(PY) sample_models/build_samples.py

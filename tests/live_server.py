@@ -12,7 +12,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -95,35 +94,84 @@ def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: f
             proc.wait()
 
 
+_PROBE = """
+import signal, sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    start = time.time()
+    try:
+        ok = urllib.request.urlopen(url + "/_stcore/health", timeout=5).read() == b"ok"
+    except OSError:
+        ok = False
+    took = time.time() - start
+    print(start, took if ok else "inf", flush=True)
+    time.sleep(max(0.0, every - took))
+"""
+
+
 class HealthProbe:
-    """Polls /_stcore/health from a background thread and keeps every answer time."""
+    """Polls /_stcore/health every `every_s` from its own process and keeps every answer time.
+
+    A separate process, so the prober's timings never include waits for the harness's own GIL
+    (the Playwright driver in the test process is busy while sessions run).
+    """
 
     def __init__(self, url: str, *, every_s: float = 0.25) -> None:
         self.url, self.every_s = url, every_s
         self.seconds: list[float] = []
         self.times: list[float] = []  # time.time() of each probe's start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        self._proc = subprocess.Popen([sys.executable, "-c", _PROBE, self.url, str(self.every_s)],
+                                      stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.times.append(time.time())
-            self.seconds.append(health_seconds(self.url))
-            self._stop.wait(self.every_s)
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=20)
+        for line in out.splitlines():
+            start, took = line.split()
+            self.times.append(float(start))
+            self.seconds.append(float(took))
 
     def summary(self) -> dict[str, float]:
         """Count, median, p99 and max answer time in seconds (inf counts failures)."""
-        s = sorted(self.seconds)
-        return {"count": len(s), "median": statistics.median(s), "p99": s[min(len(s) - 1, int(0.99 * len(s)))],
-                "max": s[-1]}
+        s = sorted(self.seconds) or [float("inf")]
+        return {"count": len(self.seconds), "median": statistics.median(s),
+                "p99": s[min(len(s) - 1, int(0.99 * len(s)))], "max": s[-1]}
+
+
+def deprioritize_clients(niceness: int = 10) -> None:
+    """Lowers the CPU priority of the browsers and their driver started by this process.
+
+    On a real deployment the browsers run on the users' machines; here they share the
+    server's two cores, and four tabs drawing charts would otherwise compete with the
+    server on equal terms. Processes the browser forks later (new tabs) inherit the niceness.
+    """
+    me = os.getpid()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if (b"chrom" in cmdline or b"playwright" in cmdline) and _descends_from(int(proc.name), me):
+                os.setpriority(os.PRIO_PROCESS, int(proc.name), niceness)
+        except OSError:
+            continue
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is among the parents of `pid`."""
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -167,6 +215,7 @@ def run_sessions(url: str, queries: list[str], *, timeout_s: float = 900) -> lis
     async def main() -> list[SessionRun]:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            deprioritize_clients()
             try:
                 return await asyncio.gather(*(full_comparison(browser, url, q, timeout_s=timeout_s) for q in queries))
             finally:

@@ -5,63 +5,26 @@ Screenshots of every page are saved to artifacts/screenshots/ (kept by CI as art
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from live_server import CHROMIUM, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server():
     """`streamlit run` on loopback with a private cache; stopped after the module."""
-    port = _free_port()
-    env = dict(os.environ, QUANT_CACHE_DIR=tempfile.mkdtemp(prefix="qw-browser-cache-"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with streamlit_server({"QUANT_CACHE_DIR": tempfile.mkdtemp(prefix="qw-browser-cache-")}) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +88,8 @@ def test_upload_quantize_compare_and_download(page, server, model_files, image_d
     page.wait_for_selector("text=Done. See the side-by-side comparison.", timeout=300_000)
 
     goto(page, "Compare")
-    table = page.locator('[data-testid="stTable"] table').first
-    table.wait_for()
-    rows = {}
-    header = [c.strip() for c in table.locator("thead th").all_inner_texts()]
-    for row in table.locator("tbody tr").all():
-        cells = [c.strip() for c in row.locator("td, th").all_inner_texts()]
-        rows[cells[0]] = dict(zip(header[-len(cells):], cells))
+    page.wait_for_selector('[data-testid="stTable"] table')
+    rows = page.evaluate(SUMMARY_JS)
     expected = ["float32", "weight_only", "float16", "int8", "int8_float_io"]
     assert list(rows) == expected
     size = {name: float(r["size (KB)"].replace(",", "")) for name, r in rows.items()}

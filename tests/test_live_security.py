@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -31,7 +32,8 @@ def _repo_state() -> str:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("sessions")
-    env = {"QUANT_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "QW_SESSION_ROOT": str(root)}
+    env = {"QUANT_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "QW_SESSION_ROOT": str(root),
+           "QW_SESSION_GRACE_S": "0", "QW_SESSION_SWEEP_S": "0"}  # folders of closed sessions go at the next run
     with streamlit_server(env) as server:
         yield server, root
 
@@ -172,7 +174,16 @@ def test_one_session_cannot_see_list_or_download_anothers_files(live, browser, m
     for url in probes:
         status, body = _get(url)
         assert status != 200 or (b"alice_private" not in body and secret.read_bytes()[:64] not in body), (url, status)
+
+    # Alice leaves: her folder is removed at the next script run of anyone; Bob's stays.
+    bob_folders = [p for p in root.iterdir() if any(p.rglob("bob_model.keras"))]
     alice.close()
+    deadline = time.time() + 60
+    while folders[0].exists() and time.time() < deadline:
+        page.locator('[data-testid="stSidebarNavLink"]', has_text="Compare").click()  # any rerun sweeps
+        page.wait_for_selector(IDLE)
+        page.wait_for_timeout(1000)
+    assert not folders[0].exists() and all(f.exists() for f in bob_folders) and bob_folders
     bob.close()
     assert health_seconds(server.url) <= 1.0
 

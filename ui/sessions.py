@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT_ENV = "QW_SESSION_ROOT"
-GRACE_S = 30 * 60  # a disconnected browser may come back within this time
-MAX_AGE_S = 24 * 3600
-_SWEEP_EVERY_S = 60.0
+GRACE_S = float(os.environ.get("QW_SESSION_GRACE_S", 30 * 60))  # a disconnected browser may come back meanwhile
+MAX_AGE_S = float(os.environ.get("QW_SESSION_MAX_AGE_S", 24 * 3600))
+_SWEEP_EVERY_S = float(os.environ.get("QW_SESSION_SWEEP_S", 60))
 _last_sweep = 0.0
 
 
@@ -50,7 +50,7 @@ def is_active(session_id: str) -> bool:
 
 
 def sweep(*, active: Callable[[str], bool] = is_active, now: float | None = None, force: bool = False) -> list[Path]:
-    """Removes folders of ended or expired sessions (at most once a minute unless forced)."""
+    """Removes folders of ended or expired sessions (at most every _SWEEP_EVERY_S seconds unless forced)."""
     global _last_sweep  # pylint: disable=global-statement
     now = time.time() if now is None else now
     if not force and now - _last_sweep < _SWEEP_EVERY_S:
