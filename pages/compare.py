@@ -72,7 +72,9 @@ def confusion_matrix() -> None:
     """One variant's confusion matrix; choosing another reruns only this fragment."""
     st.subheader("Confusion matrix")
     name = st.selectbox("Variant", [v.name for v in charts.ok_variants(result)], key="w.cm_variant")
-    st.plotly_chart(charts.confusion_chart(result, name), key="confusion")
+    st.caption(f"Confusion matrix: {name} · rows: true class, columns: predicted class; off-diagonal cells "
+               "(red) are mistakes.")
+    st.table(charts.confusion_table(result, name))
 
 
 per_image_grid()

@@ -68,7 +68,10 @@ def test_sample_journey_compares_every_variant(sample_run):
     assert (table["status"] == "ok").all()
     assert table.set_index("variant").loc["int8", "integer-only"] == "yes"
     assert table.set_index("variant").loc["int8", "x smaller"] > 1.5
-    assert len(at.get("plotly_chart")) >= 5  # size, latency, quality, trade-off, confusion
+    assert len(at.get("plotly_chart")) >= 4  # size, latency, quality, trade-off
+    confusion = at.table[1].value  # the selected variant's confusion matrix: every labelled image once
+    assert confusion.shape == (10, 10) and int(confusion.to_numpy().sum()) == len(at.session_state["qw.result"].images)
+    assert any("Confusion matrix: float32" in c.value for c in at.caption)
 
 
 def test_results_survive_page_changes_and_feed_every_page(sample_run):

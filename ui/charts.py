@@ -113,18 +113,47 @@ def tradeoff_chart(result: CompareResult) -> go.Figure:
     return _layout(fig, f"Size vs {ylabel} (marker size: latency)", xaxis_title="KB", yaxis_title=ylabel)
 
 
-def confusion_chart(result: CompareResult, name: str) -> go.Figure:
-    """Confusion matrix of one variant on the labelled images."""
-    v = result.variant(name)
+def confusion_counts(result: CompareResult, name: str) -> np.ndarray:
+    """[true class, predicted class] image counts of one variant on the labelled images."""
     n = len(result.class_names)
     matrix = np.zeros((n, n), dtype=int)
-    for image, pred in zip(result.images, v.top1):
+    for image, pred in zip(result.images, result.variant(name).top1):
         matrix[image.label_index, pred] += 1
+    return matrix
+
+
+def confusion_chart(result: CompareResult, name: str) -> go.Figure:
+    """Confusion matrix of one variant as a heatmap (for the HTML report)."""
+    matrix = confusion_counts(result, name)
     names = list(result.class_names)
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", text=matrix,
                                texttemplate="%{text}", showscale=False))
     return _layout(fig, f"Confusion matrix: {name}", xaxis_title="predicted", yaxis_title="true",
                    yaxis_autorange="reversed", height=420)
+
+
+def confusion_table(result: CompareResult, name: str):
+    """Confusion matrix of one variant as a shaded table: rows true class, columns predicted.
+
+    A table, not a chart, on the page: switching variants re-renders it in about two thirds
+    of a Plotly heatmap's time in the browser (bench/README.md).
+    """
+    matrix = confusion_counts(result, name)
+    names = list(result.class_names)
+    frame = pd.DataFrame(matrix, index=pd.Index(names, name="true \\ predicted"), columns=names)
+    top = max(int(matrix.max()), 1)
+
+    def shade(values: pd.DataFrame) -> pd.DataFrame:
+        styles = pd.DataFrame("", index=values.index, columns=values.columns)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                count = int(values.iat[i, j])
+                colour = "46, 111, 216" if i == j else "228, 87, 86"  # right: blue, wrong: red
+                styles.iat[i, j] = f"background-color: rgba({colour}, {0.08 + 0.6 * count / top:.2f})" if count \
+                    else "color: #bbb"
+        return styles
+
+    return frame.style.apply(shade, axis=None)
 
 
 def ops_chart(result: CompareResult) -> go.Figure:
