@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import PreprocessingOverride, QuantError, ValueRange
-from ui import sessions, state
+from ui import charts, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
+# not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
 from ui.widgets import sidebar_status

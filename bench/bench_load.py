@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from live_server import HealthProbe, SessionRun, run_sessions, streamlit_server  # noqa: E402  pylint: disable=wrong-import-position
+from live_server import HealthProbe, SessionRun, run_sessions, streamlit_server, warm_up  # noqa: E402  pylint: disable=wrong-import-position
 from results_md import write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 TIMING_COLUMNS = {"median ms", "p90 ms"}
@@ -98,11 +98,12 @@ def measure(name: str, queries: list[str], workers: int) -> Scenario:
     """Runs the sessions on a fresh server and collects the figures."""
     env = {"QUANT_CACHE_DIR": tempfile.mkdtemp(prefix="qw-loadbench-cache-"), "QW_WORKERS": str(workers),
            "QW_SESSION_ROOT": tempfile.mkdtemp(prefix="qw-loadbench-sessions-")}
-    with streamlit_server(env) as server, HealthProbe(server.url) as health, \
-            ProcessWatch(server.process.pid) as watch:
-        start = time.perf_counter()
-        runs = run_sessions(server.url, queries, timeout_s=1800)
-        wall = time.perf_counter() - start
+    with streamlit_server(env) as server:
+        warm_up(server.url)
+        with HealthProbe(server.url) as health, ProcessWatch(server.process.pid) as watch:
+            start = time.perf_counter()
+            runs = run_sessions(server.url, queries, timeout_s=1800)
+            wall = time.perf_counter() - start
     scenario = Scenario(name, runs, wall, health.summary(), watch.max_workers, watch.max_server_mb, check(runs, 7))
     print(f"{name}: wall {wall:.1f} s, sessions {[round(r.seconds, 1) for r in runs]}, health {scenario.health}, "
           f"workers <= {watch.max_workers}, server <= {watch.max_server_mb:.0f} MB, correct {scenario.correct}",
@@ -138,7 +139,7 @@ def main() -> None:
         f"{args.workers}` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; the browsers run on the same machine). Every session is a Playwright browser "
         f"context pressing \"Run the full comparison\" (7 variants, latency measured) on a fresh server with an empty "
-        f"cache; /_stcore/health probed every 250 ms. \"x alone\" is the slowest session's time over the single "
+        f"cache, after one warm-up page view; /_stcore/health probed every 250 ms. \"x alone\" is the slowest session's time over the single "
         f"session's. With distinct settings the calibrated variants are built per session; variants that do not "
         f"depend on calibration are shared through the content-addressed cache once built. The small version runs "
         f"in CI (tests/test_load.py: 4 sessions on both samples, numbers checked against the engine).\n\n"

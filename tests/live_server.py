@@ -206,6 +206,20 @@ async def full_comparison(browser, url: str, query: str, *, timeout_s: float = 9
         await context.close()
 
 
+def warm_up(url: str) -> None:
+    """One page view before a measurement, as any server gets after start-up (first imports happen here)."""
+    from playwright.sync_api import sync_playwright  # pylint: disable=import-outside-toplevel
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(300_000)
+        page.goto(url)
+        page.wait_for_selector("text=What we understood:")
+        page.wait_for_selector(IDLE)
+        browser.close()
+
+
 def run_sessions(url: str, queries: list[str], *, timeout_s: float = 900) -> list[SessionRun]:
     """Runs one full comparison per query, all at once, each in its own browser session."""
     import asyncio  # pylint: disable=import-outside-toplevel

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from live_server import CHROMIUM, HealthProbe, run_sessions, streamlit_server
+from live_server import CHROMIUM, HealthProbe, run_sessions, streamlit_server, warm_up
 from quant_core import CompareOptions, CompareRequest, run_compare
 from quant_core.cache import ArtifactCache
 from ui.inputs import sample_inputs
@@ -38,8 +38,10 @@ def test_four_sessions_at_once_all_get_correct_results_and_health_stays_fast():
     expected = {s: expected_rows(s) for s in ("digits_cnn", "digits_mobilenet")}
     env = {"QUANT_CACHE_DIR": tempfile.mkdtemp(prefix="qw-load-cache-"), "QW_WORKERS": "2",
            "QW_SESSION_ROOT": tempfile.mkdtemp(prefix="qw-load-sessions-")}
-    with streamlit_server(env) as server, HealthProbe(server.url) as health:
-        runs = run_sessions(server.url, SESSIONS, timeout_s=780)
+    with streamlit_server(env) as server:
+        warm_up(server.url)
+        with HealthProbe(server.url) as health:
+            runs = run_sessions(server.url, SESSIONS, timeout_s=780)
         assert server.process.poll() is None  # the server survived
     for run in runs:
         sample = run.query.split("=", 1)[1]

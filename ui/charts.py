@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 
@@ -132,7 +133,7 @@ def confusion_chart(result: CompareResult, name: str) -> go.Figure:
                    yaxis_autorange="reversed", height=420)
 
 
-def confusion_table(result: CompareResult, name: str):
+def confusion_table(result: CompareResult, name: str) -> Styler:
     """Confusion matrix of one variant as a shaded table: rows true class, columns predicted.
 
     A table, not a chart, on the page: switching variants re-renders it in about two thirds
