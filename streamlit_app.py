@@ -33,7 +33,7 @@ def apply_query_params() -> None:
 
 
 apply_query_params()
-sessions.sweep()  # removes the folders of sessions that ended (at most once a minute)
+sessions.sweep()  # removes the folders of sessions that ended (at most every QW_SESSION_SWEEP_S, 60 s)
 pages = [
     st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=True),
     st.Page("pages/quantize.py", title="Quantize", icon=":material/tune:"),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quant_core.cache import cache_key, content_sha256
 from quant_core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,16 +43,9 @@ class Inputs:
 
 
 def files_digest(model: Path, images: tuple[Path, ...], labels: Path | None) -> str:
-    """sha256 over every input file's role, name and bytes (a folder: each file under it, by relative name)."""
-    h = hashlib.sha256()
+    """Hash of every input file's role, name and bytes (a folder: each file under it, by relative name)."""
     roots = [("model", model), *(("images", p) for p in images), *([("labels", labels)] if labels else [])]
-    for role, root in roots:
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for f in files:
-            with open(f, "rb") as stream:
-                content = hashlib.file_digest(stream, "sha256").hexdigest()
-            h.update(f"{role}\0{f.relative_to(root.parent).as_posix()}\0{content}\n".encode())
-    return h.hexdigest()
+    return cache_key([(role, root.name, content_sha256(root)) for role, root in roots])
 
 
 def samples() -> tuple[Sample, ...]:
