@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import PreprocessingOverride, QuantError, ValueRange
+from quant_core import QuantError
 from ui import charts, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
+from ui.share import override_from_query
 from ui.widgets import sidebar_status
 
 st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
@@ -26,8 +27,9 @@ def apply_query_params() -> None:
         if params.get("sample") in {s.name for s in samples()}:
             state.put(state.INPUTS, sample_inputs(params["sample"]))
         state.put(state.SETTINGS, Settings.from_query(params))
-        if "range" in params:
-            state.put(state.OVERRIDE, PreprocessingOverride(value_range=ValueRange(params["range"])))
+        override = override_from_query(params)
+        if override is not None:
+            state.put(state.OVERRIDE, override)
     except (QuantError, ValueError) as err:
         st.toast(f"Ignored the link's settings: {err}")
 

@@ -31,7 +31,7 @@ def main() -> None:
         with stdout_to_stderr(), tempfile.TemporaryDirectory() as fresh:  # measured now, never cached
             result = run_compare(request, cache=ArtifactCache(Path(fresh)))
         print(f"\n**{sample['name']}** ({sample['params']:,} params, {len(result.images)} images, "
-              f"input range [{result.preprocessing.value_range.value}], {args.threads} thread(s))\n")
+              f"preprocessing {result.preprocessing.normalization.label}, {args.threads} thread(s))\n")
         print("| variant | size (bytes) | x float32 | median ms | p90 ms | agreement | accuracy | integer-only |")
         print("|---|---:|---:|---:|---:|---:|---:|:---:|")
         for v in result.variants:

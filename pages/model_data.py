@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod, ValueRange
+from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
 from ui import engine, run, state
 from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
-from ui.widgets import current_inputs, show_error
+from ui.widgets import current_inputs, normalization_picker, show_error
 
 st.title("Model & data")
 st.markdown(
@@ -76,19 +76,18 @@ st.caption(
 
 pre = description.preprocessing
 ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing widgets for each new model
-with st.expander(f"Preprocessing: pixels in [{pre.value_range.value}], {pre.resize.value} resize", expanded=False):
+with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize", expanded=False):
     st.caption(f"How this was chosen: {pre.source}")
-    c1, c2, c3, c4 = st.columns(4)
-    ranges = list(ValueRange)
-    value_range = c1.selectbox("Value range", ranges, index=ranges.index(pre.value_range), key=f"w.range.{ident}")
+    normalization = normalization_picker(pre.normalization, channels=info.channels, key=f"w.norm.{ident}")
+    c1, c2, c3 = st.columns(3)
     resizes = list(ResizeMethod)
-    resize = c2.selectbox("Resize", resizes, index=resizes.index(pre.resize), key=f"w.resize.{ident}")
+    resize = c1.selectbox("Resize", resizes, index=resizes.index(pre.resize), key=f"w.resize.{ident}")
     orders = list(ChannelOrder)
-    order = c3.selectbox("Channels", orders, index=orders.index(pre.channel_order), key=f"w.order.{ident}",
-                         disabled=info.channels != 3)
-    crop = c4.checkbox("Center crop", value=pre.center_crop, key=f"w.crop.{ident}")
+    order = c2.selectbox("Channels", orders, index=orders.index(pre.channel_order), disabled=info.channels != 3,
+                         key=f"w.order.{ident}.{pre.normalization.preset}")  # a new preset brings its own order
+    crop = c3.checkbox("Center crop", value=pre.center_crop, key=f"w.crop.{ident}")
     chosen = PreprocessingOverride(
-        value_range=value_range if value_range is not pre.value_range or override.value_range else None,
+        normalization=normalization if normalization != pre.normalization or override.normalization else None,
         resize=resize if resize is not pre.resize or override.resize else None,
         channel_order=order if order is not pre.channel_order or override.channel_order else None,
         center_crop=crop if crop != pre.center_crop or override.center_crop is not None else None)

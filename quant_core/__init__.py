@@ -16,7 +16,8 @@ from quant_core.errors import (ConversionError, ImageError, InputError, QuantErr
 from quant_core.images import ImageSet, load_images, read_labels_file
 from quant_core.models import ModelInfo, SourceModel, load_model
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
-from quant_core.preprocess import ChannelOrder, Preprocessing, PreprocessingOverride, ResizeMethod, ValueRange
+from quant_core.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
+                                   ResizeMethod)
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.report import report_dict, save_variants, variants_csv
 from quant_core.results import CompareResult, VariantResult
@@ -24,7 +25,7 @@ from quant_core.results import CompareResult, VariantResult
 __all__ = [
     "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
     "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "MODE_INFO", "Mode",
-    "ModelInfo", "Preprocessing", "PreprocessingOverride", "Progress", "QuantError", "Recipe", "ResizeMethod",
-    "SourceModel", "UnsafeModelError", "UnsupportedModelError", "ValueRange", "VariantResult", "Workbench",
+    "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError", "Recipe", "ResizeMethod",
+    "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench",
     "load_images", "load_model", "read_labels_file", "report_dict", "run_compare", "save_variants", "variants_csv",
 ]

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -21,12 +22,18 @@ from typing import TextIO
 from quant_core import _quiet
 from quant_core.errors import InputError, QuantError
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
-from quant_core.preprocess import ChannelOrder, PreprocessingOverride, ResizeMethod, ValueRange
+from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
+                                   parse_numbers)
 from quant_core.recipe import CalibrationSource, Recipe
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Values such as "-1,1" (a preset) or "-0.5,0,0.5" (a mean) are values, not options.
+        self._negative_number_matcher = re.compile(r"^-[\d.,]+$")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise InputError(message)
@@ -77,7 +84,11 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--value-range", choices=[v.value for v in ValueRange], help="override the inferred input range")
+    presets = "; ".join(f"{n.value}: {n.description}" for n in Preset)
+    p.add_argument("--normalization", "--value-range", dest="normalization", choices=[n.value for n in Preset],
+                   help=f"override the inferred input normalization ({presets})")
+    p.add_argument("--mean", help="custom per-channel mean in units of x/255, e.g. 0.485,0.456,0.406 (with --std)")
+    p.add_argument("--std", help="custom per-channel std in units of x/255, e.g. 0.229,0.224,0.225 (with --mean)")
     p.add_argument("--resize", choices=[r.value for r in ResizeMethod])
     p.add_argument("--channel-order", choices=[c.value for c in ChannelOrder])
     p.add_argument("--center-crop", action="store_true", default=None)
@@ -92,8 +103,21 @@ def _recipe(mode: Mode, args: argparse.Namespace) -> Recipe:
 
 
 def _override(args: argparse.Namespace) -> PreprocessingOverride:
-    return PreprocessingOverride(value_range=args.value_range, resize=args.resize,
+    return PreprocessingOverride(normalization=_normalization(args), resize=args.resize,
                                  channel_order=args.channel_order, center_crop=args.center_crop)
+
+
+def _normalization(args: argparse.Namespace) -> Normalization | None:
+    """--normalization, or --mean/--std (the custom preset); None keeps the inferred one."""
+    custom = args.mean is not None or args.std is not None
+    if custom and args.normalization not in (None, Preset.CUSTOM.value):
+        raise InputError(f"--mean/--std define a custom normalization; drop --normalization {args.normalization}")
+    if custom or args.normalization == Preset.CUSTOM.value:
+        if args.mean is None or args.std is None:
+            raise InputError("a custom normalization needs both --mean and --std, e.g. "
+                             "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+        return Normalization.custom(parse_numbers(args.mean, name="--mean"), parse_numbers(args.std, name="--std"))
+    return None if args.normalization is None else Normalization.of(args.normalization)
 
 
 def _cache(args: argparse.Namespace):
@@ -128,7 +152,7 @@ def format_table(result) -> str:
     lines = [
         f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {m.num_classes} classes, "
         f"{m.param_count:,} params",
-        f"preprocessing: range [{result.preprocessing.value_range.value}], {result.preprocessing.resize.value} "
+        f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
         f"images: {len(result.images)} ({result.labels_source})"
         + (f", source model accuracy {result.source_accuracy:.3f}" if result.source_accuracy is not None else ""),

@@ -330,26 +330,64 @@ def _bn_mismatch(model: Any) -> Callable[[np.ndarray], float] | None:
     """A function scoring how unlike training data a batch looks to the first BatchNormalization.
 
     The score is the mean over channels of KL(batch statistics || BN moving statistics)
-    for Gaussians; None when the model has no BatchNormalization layer reachable from the input.
+    for Gaussians; None when the model has no BatchNormalization layer reachable from the
+    input. Nested models (a keras.applications base inside a transfer-learning model) are
+    searched too.
     """
-    import keras  # pylint: disable=import-outside-toplevel
-
-    bn = next((layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"), None)
-    if bn is None:
-        return None
     try:
-        probe = keras.Model(model.inputs, bn.input)
-    except (ValueError, AttributeError, TypeError):
+        found = _first_bn(model)
+    except UnsupportedModelError:
+        found = None
+    if found is None:
         return None
+    probe, bn = found
     mean_bn = np.asarray(bn.moving_mean, np.float64)
     var_bn = np.asarray(bn.moving_variance, np.float64) + 1e-6
 
     def mismatch(x: np.ndarray) -> float:
-        acts = np.asarray(probe(x[:16], training=False), np.float64).reshape(-1, mean_bn.size)
+        with warnings.catch_warnings():  # models saved with list inputs warn about the structure
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            acts = np.asarray(probe(x[:16]), np.float64).reshape(-1, mean_bn.size)
         mean, var = acts.mean(0), acts.var(0) + 1e-6
         return float(np.mean(0.5 * (np.log(var_bn / var) + (var + (mean - mean_bn) ** 2) / var_bn - 1.0)))
 
     return mismatch
+
+
+def _first_bn(model: Any) -> tuple[Callable[[np.ndarray], Any], Any] | None:
+    """(input -> the first BatchNormalization layer's input, that layer), descending into nested models.
+
+    Layers are visited in the model's (topological) order; a nested model is entered
+    through the part of the outer graph that feeds it.
+    """
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ == "BatchNormalization":
+            return _path_to(model, layer), layer
+        inner = _first_bn(layer) if getattr(layer, "layers", None) else None
+        if inner is not None:
+            outer, (inner_probe, bn) = _path_to(model, layer), inner
+            return (lambda x: inner_probe(outer(x))), bn
+    return None
+
+
+def _path_to(model: Any, layer: Any) -> Callable[[np.ndarray], Any]:
+    """The part of `model` from its input to `layer`'s input, as a function (identity when adjacent).
+
+    Uses the layer's call nodes: `layer.input` of a nested model is its own inner input,
+    not the outer tensor that feeds it.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    for node in layer._inbound_nodes:  # pylint: disable=protected-access
+        feed = node.input_tensors[0] if node.input_tensors else None
+        if feed is model.inputs[0]:
+            return lambda x: x
+        try:
+            prefix = keras.Model(model.inputs, feed)
+        except (ValueError, AttributeError, TypeError):
+            continue  # a call of a shared layer from another graph
+        return lambda x: prefix(x, training=False)
+    raise UnsupportedModelError(f"layer {layer.name} is not connected to the model's input")
 
 
 def _convert(name: str, make_converter: Callable[[], Any]) -> bytes:

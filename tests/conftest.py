@@ -23,6 +23,19 @@ CLASSES = ("red", "green", "blue")
 SIZE = 16
 
 
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
+
+# Each normalization preset as a user would write it by hand in numpy, from RGB uint8 pixels (float64).
+HAND_WRITTEN = {
+    "0,1": lambda rgb: rgb / 255.0,
+    "-1,1": lambda rgb: rgb / 127.5 - 1.0,
+    "0,255": lambda rgb: rgb.astype(np.float64),
+    "imagenet": lambda rgb: (rgb / 255.0 - IMAGENET_MEAN) / IMAGENET_STD,
+    "caffe": lambda rgb: rgb[..., ::-1] - CAFFE_MEAN_BGR,
+}
+
+
 def colour_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n noisy RGB uint8 images whose dominant channel is the class (0 red, 1 green, 2 blue)."""
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -161,3 +162,50 @@ def test_quantize_without_images_checks_on_noise(model_files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "random inputs only" in proc.stdout
     assert 0.4 < out.stat().st_size / model_files["tflite"].stat().st_size < 0.9
+
+
+@pytest.mark.parametrize("flags", [["--normalization", p] for p in ("0,1", "-1,1", "0,255", "imagenet", "caffe")]
+                         + [["--mean", "0.4,0.5,0.6", "--std", "0.2,0.25,0.3"]], ids=lambda f: f[1])
+def test_every_normalization_round_trips_through_the_cli_and_gives_hand_written_numbers(
+        flags, model_files, image_dir, tiny_model, tmp_path):
+    from PIL import Image
+
+    from conftest import HAND_WRITTEN
+
+    report, out_dir = tmp_path / "report.json", tmp_path / "out"
+    proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--modes", "float32", "--no-latency",
+                   "--report-json", report, "--out-dir", out_dir, *flags, cache_dir=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    norm = data["preprocessing"]["normalization"]
+    recipe = json.loads((out_dir / "tiny_float32.recipe.json").read_text())
+    assert recipe["preprocessing"] == data["preprocessing"] and data["preprocessing"]["source"] == "chosen by the user"
+    if flags[0] == "--mean":
+        assert norm == {"preset": "custom", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
+        def by_hand(rgb):
+            return (rgb / 255.0 - [0.4, 0.5, 0.6]) / [0.2, 0.25, 0.3]
+    else:
+        assert norm["preset"] == flags[1]
+        by_hand = HAND_WRITTEN[flags[1]]
+    assert data["preprocessing"]["channel_order"] == ("bgr" if flags[1] == "caffe" else "rgb")
+    # The float32 variant's probabilities are the Keras model's on inputs normalized by hand.
+    pixels = np.stack([np.asarray(Image.open(image_dir.parent / img["file"]).convert("RGB")) for img in data["images"]])
+    expected = np.asarray(tiny_model(by_hand(pixels.astype(np.float64)).astype(np.float32), training=False))
+    for k, img in enumerate(data["images"]):
+        for p in img["predictions"]["float32"]:
+            assert p["prob"] == pytest.approx(float(expected[k, p["index"]]), abs=1e-4)
+    assert len({tuple(row) for row in expected.round(3)}) > 1  # the inputs differ per image: not a constant
+
+
+@pytest.mark.parametrize(("flags", "pattern"), [
+    (["--mean", "0.5"], "needs both --mean and --std"),
+    (["--normalization", "custom"], "needs both --mean and --std"),
+    (["--normalization", "imagenet", "--mean", "0.5", "--std", "0.5"], "drop --normalization imagenet"),
+    (["--mean", "-0.5", "--std", "0"], "std values must be positive"),
+    (["--mean", "a,b,c", "--std", "1"], "comma-separated numbers"),
+    (["--normalization", "0..1"], "invalid choice"),
+])
+def test_bad_normalization_flags_are_one_line_errors(flags, pattern, model_files, image_dir, tmp_path):
+    proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--modes", "float32", "--no-latency",
+                   *flags, cache_dir=tmp_path / "cache")
+    assert_one_line_error(proc, pattern)

@@ -13,7 +13,7 @@ from quant_core import builders, metrics
 from quant_core.compare import CompareOptions, CompareRequest, Progress, run_compare
 from quant_core.errors import ImageError
 from quant_core.modes import Mode
-from quant_core.preprocess import PreprocessingOverride, ValueRange
+from quant_core.preprocess import Normalization, PreprocessingOverride, Preset
 from quant_core.recipe import Recipe
 from quant_core.report import report_dict, save_variants, variants_csv
 from quant_core.results import CompareResult
@@ -42,7 +42,7 @@ def test_full_comparison_has_every_variant_with_measurements(full_result):
     assert all(v.ok for v in result.variants), [(v.name, v.error) for v in result.variants if not v.ok]
     assert result.labelled and result.class_names == CLASSES
     assert result.source_accuracy >= 0.9
-    assert result.preprocessing.value_range is ValueRange.RAW
+    assert result.preprocessing.normalization.preset is Preset.RAW
     assert "Rescaling" in result.preprocessing.source
     for v in result.variants:
         assert v.latency.threads == 2 and v.latency.runs >= 15 and v.latency.warmup > 0
@@ -150,10 +150,11 @@ def test_random_calibration_is_labelled_as_a_what_if(model_files, image_dir, cac
     assert result.calibration.what_if and "what-if" in result.calibration.source
 
 
-def test_value_range_override_is_used_and_recorded(model_files, image_dir, cache):
+def test_normalization_override_is_used_and_recorded(model_files, image_dir, cache):
     result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.FLOAT32),),
-                                  preprocessing=PreprocessingOverride(value_range=ValueRange.ZERO_ONE)), cache=cache)
-    assert result.preprocessing.value_range is ValueRange.ZERO_ONE
+                                  preprocessing=PreprocessingOverride(normalization=Normalization.of("0,1"))),
+                         cache=cache)
+    assert result.preprocessing.normalization == Normalization.of(Preset.ZERO_ONE)
     assert result.preprocessing.source == "chosen by the user"
     assert result.source_accuracy < 0.7  # feeding [0,1] to a model that rescales itself ruins it: shown, not hidden
 
@@ -174,8 +175,8 @@ def test_range_is_inferred_from_labels_without_a_rescaling_layer(tmp_path, image
     model.save(path)
     result = run_compare(CompareRequest(str(path), (str(image_dir),), str(labels_file), options=CompareOptions(
         recipes=(Recipe(Mode.FLOAT32),), measure_latency=False)), cache=cache)
-    assert result.preprocessing.value_range is ValueRange.MINUS_ONE_ONE
-    assert "best accuracy on your labelled images" in result.preprocessing.source
+    assert result.preprocessing.normalization.preset is Preset.MINUS_ONE_ONE
+    assert "best accuracy on your labelled images: [-1,1], 1.00 against" in result.preprocessing.source
     assert result.source_accuracy == 1.0
 
 

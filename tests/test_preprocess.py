@@ -1,14 +1,17 @@
-"""Tests for quant_core.preprocess: value ranges, resizing, cropping, channels and overrides."""
+"""Tests for quant_core.preprocess: normalization presets, resizing, cropping, channels and overrides."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from quant_core.preprocess import (ChannelOrder, Preprocessing, PreprocessingOverride, ResizeMethod, ValueRange,
-                                   resize_pixels, to_model_input)
+from conftest import HAND_WRITTEN
+from quant_core.errors import InputError
+from quant_core.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
+                                   ResizeMethod, parse_numbers, resize_pixels, to_model_input)
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -26,35 +29,72 @@ def checkerboard(side: int, cell: int = 1) -> np.ndarray:
 
 def raw(height: int, width: int, channels: int = 3, **kwargs) -> Preprocessing:
     """Preprocessing that keeps 0..255 values, so outputs can be compared with pixels."""
-    return Preprocessing(height, width, channels, value_range=ValueRange.RAW, **kwargs)
+    return Preprocessing(height, width, channels, normalization=Normalization.of(Preset.RAW), **kwargs)
 
 
-# ----------------------------------------------------------------------------- ValueRange
+# ----------------------------------------------------------------------------- normalization presets
 
-
-@pytest.mark.parametrize(("value_range", "low", "high"), [
-    (ValueRange.ZERO_ONE, 0.0, 1.0),
-    (ValueRange.MINUS_ONE_ONE, -1.0, 1.0),
-    (ValueRange.RAW, 0.0, 255.0),
-])
-def test_scale_maps_0_to_low_and_255_to_high(value_range, low, high):
-    assert value_range.bounds == (low, high)
-    out = value_range.scale(np.array([0, 51, 255], np.uint8))
+@pytest.mark.parametrize("preset", list(HAND_WRITTEN))
+def test_every_preset_gives_the_numbers_of_hand_written_numpy(preset):
+    pixels = rand_rgb(6, 5, seed=3)
+    pixels[0, 0], pixels[0, 1] = 0, 255  # both ends of the range
+    pre = PreprocessingOverride(normalization=preset).apply(Preprocessing(6, 5, 3))
+    out = to_model_input([pixels], pre)[0]
     assert out.dtype == np.float32
-    assert out[0] == pytest.approx(low, abs=1e-6)
-    assert out[2] == pytest.approx(high, abs=1e-6)
-    assert out[1] == pytest.approx(low + (high - low) * 51 / 255, abs=1e-6)
-    assert np.all(np.diff(value_range.scale(np.arange(256, dtype=np.uint8))) > 0)
+    np.testing.assert_allclose(out, HAND_WRITTEN[preset](pixels.astype(np.float64)), rtol=1e-6, atol=2e-5)
+    assert pre.channel_order is (ChannelOrder.BGR if preset == "caffe" else ChannelOrder.RGB)
 
 
-def test_value_ranges_parse_from_strings():
-    assert ValueRange("0,1") is ValueRange.ZERO_ONE
-    assert ValueRange("-1,1") is ValueRange.MINUS_ONE_ONE
-    assert ValueRange("0,255") is ValueRange.RAW
+def test_simple_ranges_are_exactly_the_old_affine_maps():
+    """[0,1], [-1,1] and [0,255] keep bit-identical inputs (cached variants stay valid)."""
+    pixels = np.arange(256, dtype=np.uint8)[:, None]
+    f = pixels.astype(np.float32)
+    np.testing.assert_array_equal(Normalization.of("0,1").apply(pixels), f * np.float32(1 / 255))
+    np.testing.assert_array_equal(Normalization.of("-1,1").apply(pixels), f * np.float32(2 / 255) + np.float32(-1))
+    np.testing.assert_array_equal(Normalization.of("0,255").apply(pixels), f)
+
+
+def test_custom_mean_std_matches_hand_written_numpy_and_broadcasts_one_value():
+    pixels = rand_rgb(4, 4, seed=5)
+    norm = Normalization.custom((0.5, 0.25, 0.75), (0.2, 0.4, 0.1))
+    expected = (pixels / 255.0 - [0.5, 0.25, 0.75]) / [0.2, 0.4, 0.1]
+    np.testing.assert_allclose(norm.apply(pixels), expected, rtol=1e-6, atol=2e-5)
+    single = Normalization.custom((0.5,), (0.25,))
+    np.testing.assert_allclose(single.apply(pixels), (pixels / 255.0 - 0.5) / 0.25, rtol=1e-6, atol=2e-5)
+    assert "custom mean 0.5,0.25,0.75, std 0.2,0.4,0.1" == norm.label
+
+
+def test_presets_parse_from_strings_and_fit_channels():
+    assert [n.preset for n in Normalization.presets(channels=3)] == [
+        Preset.ZERO_ONE, Preset.MINUS_ONE_ONE, Preset.RAW, Preset.IMAGENET, Preset.CAFFE]
+    assert [n.preset for n in Normalization.presets(channels=1)] == [Preset.ZERO_ONE, Preset.MINUS_ONE_ONE, Preset.RAW]
     assert ResizeMethod("area") is ResizeMethod.AREA
     assert ChannelOrder("bgr") is ChannelOrder.BGR
-    with pytest.raises(ValueError):
-        ValueRange("0,2")
+    with pytest.raises(InputError, match="unknown normalization '0,2'"):
+        Normalization.of("0,2")
+    with pytest.raises(InputError, match="needs a mean and a std"):
+        Normalization.of("custom")
+    with pytest.raises(InputError, match="3 channels; the model takes 1"):
+        Normalization.of("imagenet").apply(np.zeros((2, 2, 1), np.uint8))
+
+
+@pytest.mark.parametrize(("mean", "std", "message"), [
+    ((0.5,), (0.0,), "positive"), ((0.5, 0.5), (1.0,), "one number or three"),
+    ((float("nan"),), (1.0,), "one number or three"), ((0.5,), (-1.0,), "positive")])
+def test_invalid_custom_values_are_refused(mean, std, message):
+    with pytest.raises(InputError, match=message):
+        Normalization.custom(mean, std)
+
+
+def test_a_preset_cannot_carry_other_numbers():
+    with pytest.raises(InputError, match="fixed mean/std"):
+        Normalization(Preset.IMAGENET, (0.5,), (0.5,))
+
+
+def test_numbers_parse_or_fail_with_one_line():
+    assert parse_numbers("0.485, 0.456,0.406", name="mean") == (0.485, 0.456, 0.406)
+    with pytest.raises(InputError, match="comma-separated numbers"):
+        parse_numbers("0.4;0.5", name="mean")
 
 
 # ----------------------------------------------------------------------------- to_model_input
@@ -79,7 +119,7 @@ def test_image_already_at_size_is_passed_through_exactly():
     pixels = rand_rgb(5, 7, 3)
     batch = to_model_input([pixels], raw(5, 7))
     np.testing.assert_array_equal(batch[0], pixels.astype(np.float32))
-    scaled = to_model_input([pixels], Preprocessing(5, 7, 3, value_range=ValueRange.MINUS_ONE_ONE))
+    scaled = to_model_input([pixels], Preprocessing(5, 7, 3, normalization=Normalization.of("-1,1")))
     np.testing.assert_allclose(scaled[0], pixels / 127.5 - 1.0, atol=1e-6)
 
 
@@ -163,60 +203,79 @@ def test_resize_keeps_uniform_colour():
 
 def test_preprocessing_defaults_and_to_dict():
     pre = Preprocessing(224, 224, 3)
-    assert (pre.value_range, pre.resize, pre.channel_order, pre.center_crop, pre.source) == (
-        ValueRange.ZERO_ONE, ResizeMethod.BILINEAR, ChannelOrder.RGB, False, "default")
+    assert (pre.normalization, pre.resize, pre.channel_order, pre.center_crop, pre.source) == (
+        Normalization.of("0,1"), ResizeMethod.BILINEAR, ChannelOrder.RGB, False, "default")
     as_dict = pre.to_dict()
-    assert as_dict == {"height": 224, "width": 224, "channels": 3, "value_range": "0,1", "resize": "bilinear",
+    assert as_dict == {"height": 224, "width": 224, "channels": 3,
+                       "normalization": {"preset": "0,1", "mean": [0.0], "std": [1.0]}, "resize": "bilinear",
                        "channel_order": "rgb", "center_crop": False, "source": "default"}
     assert json.loads(json.dumps(as_dict)) == as_dict
 
 
 def test_override_replaces_only_given_fields():
-    pre = Preprocessing(32, 32, 3, ValueRange.MINUS_ONE_ONE, ResizeMethod.BICUBIC, ChannelOrder.BGR, True,
+    pre = Preprocessing(32, 32, 3, Normalization.of("-1,1"), ResizeMethod.BICUBIC, ChannelOrder.BGR, True,
                         source="Rescaling layer")
     assert PreprocessingOverride().apply(pre) == pre
     changed = PreprocessingOverride(resize=ResizeMethod.NEAREST).apply(pre)
     assert changed.resize is ResizeMethod.NEAREST
-    assert changed == Preprocessing(32, 32, 3, ValueRange.MINUS_ONE_ONE, ResizeMethod.NEAREST, ChannelOrder.BGR,
+    assert changed == Preprocessing(32, 32, 3, Normalization.of("-1,1"), ResizeMethod.NEAREST, ChannelOrder.BGR,
                                     True, source="Rescaling layer")
     uncropped = PreprocessingOverride(center_crop=False).apply(pre)
     assert uncropped.center_crop is False and uncropped.channel_order is ChannelOrder.BGR
     assert pre.resize is ResizeMethod.BICUBIC  # the original is untouched
 
 
-def test_override_of_value_range_is_marked_as_chosen_by_the_user():
+def test_override_of_normalization_is_marked_as_chosen_by_the_user():
     pre = Preprocessing(8, 8, 1, source="inferred from the model")
-    out = PreprocessingOverride(value_range=ValueRange.RAW).apply(pre)
-    assert out.value_range is ValueRange.RAW
+    out = PreprocessingOverride(normalization=Normalization.of(Preset.RAW)).apply(pre)
+    assert out.normalization.preset is Preset.RAW
     assert out.source == "chosen by the user"
     assert (out.height, out.width, out.channels, out.resize) == (8, 8, 1, ResizeMethod.BILINEAR)
     assert PreprocessingOverride(channel_order="bgr").apply(pre).source == "inferred from the model"
 
 
 def test_override_coerces_strings_to_enums():
-    override = PreprocessingOverride(value_range="-1,1", resize="nearest", channel_order="bgr", center_crop=True)
-    assert override.value_range is ValueRange.MINUS_ONE_ONE
+    override = PreprocessingOverride(normalization="-1,1", resize="nearest", channel_order="bgr", center_crop=True)
+    assert override.normalization == Normalization.of(Preset.MINUS_ONE_ONE)
     assert override.resize is ResizeMethod.NEAREST
     assert override.channel_order is ChannelOrder.BGR
     out = override.apply(Preprocessing(4, 4, 3))
-    assert (out.value_range, out.resize, out.channel_order, out.center_crop) == (
-        ValueRange.MINUS_ONE_ONE, ResizeMethod.NEAREST, ChannelOrder.BGR, True)
-    assert override.to_dict() == {"value_range": "-1,1", "resize": "nearest", "channel_order": "bgr",
-                                  "center_crop": True}
-    assert PreprocessingOverride().to_dict() == dict.fromkeys(("value_range", "resize", "channel_order",
+    assert (out.normalization.preset, out.resize, out.channel_order, out.center_crop) == (
+        Preset.MINUS_ONE_ONE, ResizeMethod.NEAREST, ChannelOrder.BGR, True)
+    assert override.to_dict() == {"normalization": {"preset": "-1,1", "mean": [0.5], "std": [0.5]},
+                                  "resize": "nearest", "channel_order": "bgr", "center_crop": True}
+    assert PreprocessingOverride().to_dict() == dict.fromkeys(("normalization", "resize", "channel_order",
                                                                "center_crop"))
 
 
+def test_a_chosen_caffe_preset_brings_bgr_unless_an_order_is_chosen_too():
+    pre = Preprocessing(4, 4, 3)
+    assert PreprocessingOverride(normalization="caffe").apply(pre).channel_order is ChannelOrder.BGR
+    assert PreprocessingOverride(normalization="caffe", channel_order="rgb").apply(pre).channel_order is ChannelOrder.RGB
+    bgr = replace(pre, channel_order=ChannelOrder.BGR)
+    assert PreprocessingOverride(normalization="imagenet").apply(bgr).channel_order is ChannelOrder.RGB
+
+
+@pytest.mark.parametrize("norm", [*Normalization.presets(), Normalization.custom((0.1, 0.2, 0.3), (0.9, 0.8, 1 / 3))])
+def test_every_normalization_round_trips_through_json(norm):
+    from quant_core._serde import from_jsonable, to_jsonable
+
+    override = PreprocessingOverride(normalization=norm)
+    assert from_jsonable(PreprocessingOverride, json.loads(json.dumps(to_jsonable(override)))) == override
+    pre = override.apply(Preprocessing(8, 8, 3))
+    assert from_jsonable(Preprocessing, json.loads(json.dumps(pre.to_dict()))) == pre
+
+
 def test_override_rejects_unknown_strings():
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="unknown resize 'lanczos'"):
         PreprocessingOverride(resize="lanczos")
-    with pytest.raises(ValueError):
-        PreprocessingOverride(value_range="0..1")
+    with pytest.raises(InputError, match="unknown normalization"):
+        PreprocessingOverride(normalization="0..1")
 
 
 def test_override_changes_model_input():
     pixels = rand_rgb(6, 6, 9)
     pre = Preprocessing(6, 6, 3)
     base = to_model_input([pixels], pre)
-    flipped = to_model_input([pixels], PreprocessingOverride(value_range="0,255", channel_order="bgr").apply(pre))
+    flipped = to_model_input([pixels], PreprocessingOverride(normalization="0,255", channel_order="bgr").apply(pre))
     np.testing.assert_allclose(flipped[..., ::-1] / 255.0, base, atol=1e-6)

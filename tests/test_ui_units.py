@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import pytest
 
-from quant_core import Backend, CalibrationSource, IOType, Mode, PreprocessingOverride, ValueRange
+from quant_core import Backend, CalibrationSource, IOType, Mode, Normalization, PreprocessingOverride
 from quant_core.errors import InputError
 from ui.inputs import safe_name
 from ui.settings import Settings
-from ui.share import share_query
+from ui.share import override_from_query, share_query
 
 
 def test_settings_round_trip_through_a_link():
     s = Settings(modes=(Mode.FLOAT32, Mode.INT8, Mode.INT16X8), calibration_count=33,
                  calibration_source=CalibrationSource.RANDOM, per_channel=False, int8_io=IOType.UINT8,
                  backend=Backend.LITERT_QUANTIZER, threads=2)
-    query = share_query("digits_cnn", s, PreprocessingOverride(value_range=ValueRange.ZERO_ONE))
-    assert query.startswith("?sample=digits_cnn&") and "range=0%2C1" in query
+    query = share_query("digits_cnn", s, PreprocessingOverride(normalization=Normalization.of("0,1")))
+    assert query.startswith("?sample=digits_cnn&") and "norm=0%2C1" in query
     from urllib.parse import parse_qsl
 
     params = dict(parse_qsl(query[1:]))
     assert Settings.from_query(params) == s
+
+
+@pytest.mark.parametrize("norm", [*Normalization.presets(), Normalization.custom((0.1, 0.2, 0.3), (1 / 3, 0.5, 0.7))])
+def test_every_normalization_round_trips_through_a_link(norm):
+    from urllib.parse import parse_qsl
+
+    query = share_query("mobilenet_v2_imagenet", Settings(), PreprocessingOverride(normalization=norm))
+    assert override_from_query(dict(parse_qsl(query[1:]))) == PreprocessingOverride(normalization=norm)
+
+
+def test_older_links_with_a_range_still_open_and_bad_ones_are_refused():
+    assert override_from_query({"range": "-1,1"}) == PreprocessingOverride(normalization=Normalization.of("-1,1"))
+    assert override_from_query({"sample": "digits_cnn"}) is None
+    for params in ({"norm": "0..1"}, {"norm": "custom", "mean": "0.5"}, {"norm": "custom", "mean": "a", "std": "1"},
+                   {"norm": "custom", "mean": "0.5", "std": "0"}):
+        with pytest.raises(InputError):
+            override_from_query(params)
 
 
 def test_default_settings_give_a_short_link():

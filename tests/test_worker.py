@@ -97,7 +97,7 @@ def test_describe_in_a_worker(model_files, image_dir, labels_file):
     answer = run_job("describe", {"model": str(model_files["keras"]), "images": [str(image_dir)],
                                   "labels": str(labels_file)})
     assert answer["info"]["num_classes"] == 3 and answer["image_count"] == 24
-    assert answer["preprocessing"]["value_range"] == "0,255"
+    assert answer["preprocessing"]["normalization"]["preset"] == "0,255"
     assert answer["class_counts"] == [["blue", 8], ["green", 8], ["red", 8]]
 
 

@@ -122,7 +122,7 @@ Best values are highlighted.</p>
 <h2>Per image</h2><p>Top-1 prediction and probability per variant; red where it differs from float32
 (images with disagreements first).</p>{_images_table(result, thumbnails or {})}
 <h2>How this was measured</h2>
-<p>Preprocessing: pixels scaled to [{result.preprocessing.value_range.value}], {result.preprocessing.resize.value}
+<p>Preprocessing: {html.escape(result.preprocessing.normalization.label)}, {result.preprocessing.resize.value}
 resize to {m.height}×{m.width} ({html.escape(result.preprocessing.source)}). Calibration: {html.escape(result.calibration.source)}.
 Latency: one image, <code>invoke()</code> only, after warm-up; median and 90th percentile of repeated runs with
 {env.threads} thread(s) on {html.escape(env.cpu)} ({html.escape(env.machine)}).</p>

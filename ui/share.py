@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from quant_core import CompareResult, PreprocessingOverride, report_dict, variants_csv
+from quant_core import CompareResult, Normalization, PreprocessingOverride, Preset, report_dict, variants_csv
+from quant_core.errors import InputError
+from quant_core.preprocess import parse_numbers
 from quant_core.report import recipe_record
 from ui.settings import Settings
 
@@ -40,6 +43,31 @@ def report_csv(result: CompareResult) -> str:
 def share_query(sample: str, settings: Settings, override: PreprocessingOverride) -> str:
     """Query string that reopens the app on a bundled sample with the same options."""
     params = {"sample": sample, **settings.to_query()}
-    if override.value_range is not None:
-        params["range"] = override.value_range.value
+    norm = override.normalization
+    if norm is not None:
+        params["norm"] = norm.preset.value
+        if norm.preset is Preset.CUSTOM:
+            params["mean"] = ",".join(repr(v) for v in norm.mean)
+            params["std"] = ",".join(repr(v) for v in norm.std)
     return "?" + urlencode(params)
+
+
+def override_from_query(params: Mapping[str, str]) -> PreprocessingOverride | None:
+    """The normalization a link carries (`norm`, with `mean`/`std` for custom; `range` in older links).
+
+    Raises:
+        InputError: an unknown preset or invalid numbers.
+    """
+    preset = params.get("norm") or params.get("range")
+    if preset is None:
+        return None
+    if preset == Preset.CUSTOM.value:
+        if "mean" not in params or "std" not in params:
+            raise InputError("the link's custom normalization needs both mean and std")
+        norm = Normalization.custom(parse_numbers(params["mean"], name="mean"), parse_numbers(params["std"], name="std"))
+    else:
+        try:
+            norm = Normalization.of(preset)
+        except ValueError:
+            raise InputError(f"unknown normalization {preset!r} in the link") from None
+    return PreprocessingOverride(normalization=norm)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import MODE_INFO, QuantError
+from quant_core import MODE_INFO, Normalization, Preset, QuantError
+from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
 
@@ -54,3 +55,31 @@ def sidebar_status(slot) -> None:
         else:
             ok = sum(v.ok for v in result.variants)
             st.caption(f"**Last run:** {ok}/{len(result.variants)} variants on {len(result.images)} images.")
+
+
+def normalization_picker(current: Normalization, *, channels: int, key: str) -> Normalization:
+    """A preset selector with mean/std fields for a custom normalization; returns the choice.
+
+    Invalid custom numbers show one error line and keep `current`.
+    """
+    presets = [p for p in Preset if p is Preset.CUSTOM or Normalization.of(p).fits(channels)]
+    preset = st.selectbox("Normalization", presets, index=presets.index(current.preset), key=f"{key}.preset",
+                          format_func=lambda p: p.description,
+                          help="How 0..255 pixels become model input. Feeding the wrong one silently ruins accuracy.")
+    if preset is not Preset.CUSTOM:
+        return Normalization.of(preset)
+    left, right = st.columns(2)
+    mean = left.text_input("Mean (units of x/255, one value or one per channel)", format_numbers(current.mean),
+                           key=f"{key}.mean")
+    std = right.text_input("Std (units of x/255)", format_numbers(current.std), key=f"{key}.std")
+    st.caption("Model input = (x/255 − mean) / std per channel. ImageNet: mean 0.485,0.456,0.406, "
+               "std 0.229,0.224,0.225.")
+    try:
+        chosen = Normalization.custom(parse_numbers(mean, name="mean"), parse_numbers(std, name="std"))
+        if not chosen.fits(channels):
+            raise QuantError(f"the model takes {channels} channel(s): give one value or {channels}")
+    except QuantError as err:
+        show_error(err)
+        return current
+    return chosen
+
