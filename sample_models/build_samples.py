@@ -546,15 +546,15 @@ def readme_text(entries: list[dict[str, object]], out_dir: Path) -> str:
     return README_TEMPLATE.format(models=models, rows=rows)
 
 
+README_HEADING = "## Fast secondary samples: digits"
 README_TEMPLATE = """\
-# Sample models
+## Fast secondary samples: digits
 
-Bundled sample models for the TFLite post-training-quantization workbench.
-They are small enough to quantize in seconds and are trained on real data:
-scikit-learn's `load_digits()` (1797 labelled 8x8 handwritten digits that
-ship inside scikit-learn, so nothing is downloaded).
+Two small models trained on scikit-learn's `load_digits()` (1797 labelled
+8x8 handwritten digits that ship inside scikit-learn, so nothing is
+downloaded). They quantize in under a second.
 
-## Models
+### Models
 
 {models}
 
@@ -566,7 +566,7 @@ and no custom objects, so they load with
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-## Data and training
+### Data and training
 
 - Each 8x8 digit (values 0..16) is mapped to uint8 with `round(v*255/16)`
   and upscaled to 32x32 with PIL `Image.resize((32, 32), Image.BILINEAR)` on a
@@ -587,7 +587,7 @@ and no custom objects, so they load with
 - Deterministic: `keras.utils.set_random_seed(0)` before building each model
   and `tf.config.experimental.enable_op_determinism()`.
 
-## Files
+### Files
 
 - `digits_cnn.keras`, `digits_mobilenet.keras`: the models.
 - `digits_images/<class>/<class>_<index>.png`: 120 held-out test images
@@ -598,7 +598,7 @@ and no custom objects, so they load with
   float accuracies, training time).
 - `build_samples.py`: the script that produced all of the above.
 
-## Rebuild
+### Rebuild
 
 ```
 .venv/bin/python sample_models/build_samples.py
@@ -606,8 +606,33 @@ and no custom objects, so they load with
 
 It takes two to three minutes on 2 CPU cores (training times in the table
 above; they vary with machine load, nothing else does) and rewrites every
-file listed here (`--out-dir DIR` writes elsewhere, `-v` logs every epoch).
+file listed here (its own entries of `samples.json` and this section of README.md only) (`--out-dir DIR` writes elsewhere, `-v` logs every epoch).
 """
+
+
+def write_entries(path: Path, entries: list[dict[str, object]]) -> None:
+    """Replace these models' entries in samples.json, keeping every other sample's (e.g. the ImageNet one).
+
+    Args:
+        path: The samples.json file (created if missing).
+        entries: The digits entries.
+    """
+    built = {e["name"] for e in entries}
+    others = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    merged = [e for e in others if e["name"] not in built] + entries
+    path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_readme_section(path: Path, section: str) -> None:
+    """Replace this script's section of README.md (from README_HEADING to the end), keeping what precedes it.
+
+    Args:
+        path: The README.md file (created if missing).
+        section: The rendered section.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Sample models\n\n"
+    head = text.split(README_HEADING, 1)[0]
+    path.write_text(head + section, encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -662,10 +687,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         entries.append(entry)
 
-    (out_dir / "samples.json").write_text(
-        json.dumps(entries, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
-    (out_dir / "README.md").write_text(readme_text(entries, out_dir), encoding="utf-8")
+    write_entries(out_dir / "samples.json", entries)
+    write_readme_section(out_dir / "README.md", readme_text(entries, out_dir))
     LOG.info("wrote %s", out_dir)
 
 
