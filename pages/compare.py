@@ -40,11 +40,14 @@ def per_image_grid() -> None:
     """Thumbnails with each variant's top-k; its controls rerun only this fragment."""
     st.subheader("Per image")
     ok = charts.ok_variants(result)
-    shown = st.multiselect("Variants", [v.name for v in ok], default=[v.name for v in ok][:4], key="w.grid_variants")
+    shown = st.multiselect("Variants", [v.name for v in ok], default=charts.most_disagreeing(result, 3),
+                           key="w.grid_variants", help="By default float32 and the three variants that change "
+                           "its top-1 prediction most often.")
     only = st.toggle("Only images where variants disagree", key="w.only_disagree")
     flags = charts.disagreement(result)
-    rows = [k for k in range(len(result.images)) if flags[k] or not only]
-    st.caption(f"{sum(flags)} of {len(result.images)} images have at least one variant disagreeing with float32.")
+    rows = sorted((k for k in range(len(result.images)) if flags[k] or not only), key=lambda k: not flags[k])
+    st.caption(f"{sum(flags)} of {len(result.images)} images have at least one variant disagreeing with float32 "
+               "(shown first). Each variant lists its top classes with their probabilities; ✓ marks the true class.")
     inputs = current_inputs()
     thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     page_size = 12
@@ -69,12 +72,19 @@ def per_image_grid() -> None:
 
 @st.fragment
 def confusion_matrix() -> None:
-    """One variant's confusion matrix; choosing another reruns only this fragment."""
-    st.subheader("Confusion matrix")
+    """One variant's confusion matrix (or, with many classes, its mistakes); choosing another reruns only this."""
+    st.subheader("Mistakes" if len(result.class_names) > charts.MAX_CONFUSION_CLASSES else "Confusion matrix")
     name = st.selectbox("Variant", [v.name for v in charts.ok_variants(result)], key="w.cm_variant")
-    st.caption(f"Confusion matrix: {name} · rows: true class, columns: predicted class; off-diagonal cells "
-               "(red) are mistakes.")
-    st.table(charts.confusion_table(result, name))
+    if len(charts.confusion_classes(result, name)) <= charts.MAX_CONFUSION_CLASSES:
+        st.caption(f"Confusion matrix: {name} · rows: true class, columns: predicted class; off-diagonal cells "
+                   "(red) are mistakes.")
+        st.table(charts.confusion_table(result, name))
+        return
+    mistakes = charts.mistakes_frame(result, name)
+    st.caption(f"{name} gets {len(mistakes)} of {len(result.images)} images wrong (top-1). With "
+               f"{len(result.class_names)} classes a confusion matrix is unreadable: these are its mistakes.")
+    if len(mistakes):
+        st.dataframe(mistakes, hide_index=True, width="stretch")
 
 
 per_image_grid()

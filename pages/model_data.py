@@ -29,13 +29,13 @@ if source == "Bundled sample":
         state.put(state.RESULT, None)
 else:
     with st.form("upload"):
-        model_file = st.file_uploader("Model: .keras, .h5, float .tflite or a .zip of a SavedModel",
-                                      type=["keras", "h5", "tflite", "zip"], max_upload_size=MAX_UPLOAD_MB)
+        # No `type=` filters: a wrong type gets a one-line message naming the accepted ones (check_types).
+        model_file = st.file_uploader("Model: .keras, .h5/.hdf5, float .tflite or a .zip of a SavedModel",
+                                      max_upload_size=MAX_UPLOAD_MB)
         image_files = st.file_uploader(
             "Images: several files, or a .zip with one subfolder per class (labels come from folder names)",
-            type=["png", "jpg", "jpeg", "bmp", "webp", "gif", "tif", "tiff", "zip"], accept_multiple_files=True,
-            max_upload_size=MAX_UPLOAD_MB)
-        labels_file = st.file_uploader("Optional class names: .txt (one per line) or .json", type=["txt", "json"])
+            accept_multiple_files=True, max_upload_size=MAX_UPLOAD_MB)
+        labels_file = st.file_uploader("Optional class names: .txt (one per line) or .json")
         submitted = st.form_submit_button("Use these files", type="primary")
     st.caption(f"Each file may be up to {MAX_UPLOAD_MB} MB, {MAX_TOTAL_UPLOAD_MB} MB in all. Files stay in this "
                "session's private folder, which is deleted when the session ends.")

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
     cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
     cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    cmp.add_argument("--top-k", type=int, default=3)
+    cmp.add_argument("--top-k", type=int, default=5, help="classes kept per image and variant (default 5)")
     cmp.add_argument("--no-latency", action="store_true", help="skip latency measurement")
     cmp.add_argument("--out-dir", help="write each variant's .tflite and recipe JSON here")
     cmp.add_argument("--report-json", help="write the full report as JSON here")
@@ -155,11 +155,16 @@ def format_table(result) -> str:
         f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
         f"images: {len(result.images)} ({result.labels_source})"
-        + (f", source model accuracy {result.source_accuracy:.3f}" if result.source_accuracy is not None else ""),
+        + (f", source model accuracy {result.source_accuracy:.3f}" if result.source_accuracy is not None else "")
+        + (f" (top-5 {result.source_top5_accuracy:.3f})" if result.has_top5 and result.labelled else ""),
         "",
         f"{'variant':<16}{'status':<8}{'size':>11}{'ratio':>8}{'median ms':>11}{'p90 ms':>9}"
-        f"{'agree':>8}{'acc':>8}{'int-only':>10}",
+        f"{'agree':>8}{'agree5':>8}{'acc':>8}{'acc5':>8}{'mean|dp|':>10}{'int-only':>10}",
     ]
+
+    def num(value: float | None, shown: bool = True) -> str:
+        return f"{value:.3f}" if shown and value is not None else "-"
+
     for v in result.variants:
         if not v.ok:
             lines.append(f"{v.name:<16}{'failed':<8}  {v.error}")
@@ -168,7 +173,8 @@ def format_table(result) -> str:
         lines.append(
             f"{v.name:<16}{'ok':<8}{v.size_bytes:>11,}{v.size_ratio:>7.2f}x"
             f"{(f'{lat.median_ms:.3f}' if lat else '-'):>11}{(f'{lat.p90_ms:.3f}' if lat else '-'):>9}"
-            f"{v.top1_agreement:>8.3f}{(f'{v.accuracy:.3f}' if v.accuracy is not None else '-'):>8}"
+            f"{v.top1_agreement:>8.3f}{num(v.top5_agreement, result.has_top5):>8}{num(v.accuracy):>8}"
+            f"{num(v.top5_accuracy, result.has_top5):>8}{v.mean_abs_diff:>10.4f}"
             f"{('yes' if v.ops.integer_only else 'no'):>10}"
         )
     return "\n".join(lines) + "\n"

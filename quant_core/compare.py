@@ -34,7 +34,7 @@ from quant_core.runner import TFLiteRunner
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 2  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 3  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
@@ -76,7 +76,7 @@ class CompareOptions:
 
     recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
     threads: int = 1
-    top_k: int = 3
+    top_k: int = 5
     preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)
     measure_latency: bool = True
 
@@ -282,7 +282,9 @@ class Workbench:
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
             top1_agreement=agreement,
             top1_agreement_source=metrics.top1_agreement(probs, self.source_probs),
+            top5_agreement=metrics.topk_agreement(probs, self.reference_probs, 5),
             accuracy=metrics.accuracy(probs, labels) if self.labels.known else None,
+            top5_accuracy=metrics.topk_accuracy(probs, labels, 5) if self.labels.known else None,
             mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
             kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
             top1=tuple(int(i) for i in probs.argmax(1)), topk=self._topk(probs),
@@ -334,6 +336,7 @@ class Workbench:
                 source="random uniform noise (what-if)" if random else "your images, evenly spread",
                 available_images=len(self.x), what_if=random),
             source_accuracy=metrics.accuracy(self.source_probs, labels) if self.labels.known else None,
+            source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
             request_key=request_key, seconds=seconds,
         )
 

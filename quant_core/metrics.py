@@ -41,6 +41,23 @@ def accuracy(probs: np.ndarray, labels: list[int]) -> float:
     return float(np.mean(probs.argmax(1) == np.asarray(labels))) if labels else float("nan")
 
 
+def topk_accuracy(probs: np.ndarray, labels: list[int] | np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the k highest scores (ties broken by class order)."""
+    if not len(labels):
+        return float("nan")
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+
+
+def topk_agreement(probs: np.ndarray, ref: np.ndarray, k: int) -> float:
+    """Fraction of rows where the reference's top-1 class is among this output's top k.
+
+    Top-5 agreement is top-5 accuracy with the float model's predictions as labels:
+    1.0 means no image lost the float model's answer from its top five.
+    """
+    return topk_accuracy(probs, ref.argmax(1), k) if len(probs) else float("nan")
+
+
 def mean_abs_diff(p: np.ndarray, ref: np.ndarray) -> float:
     """Mean over images of the largest |Δp| across classes."""
     return float(np.mean(np.abs(p - ref).max(axis=1))) if len(p) else float("nan")

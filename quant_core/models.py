@@ -131,6 +131,11 @@ class SourceModel:
         return self._converter_factory()
 
 
+MODEL_SUFFIXES = {".keras": ModelFormat.KERAS, ".h5": ModelFormat.H5, ".hdf5": ModelFormat.H5,
+                  ".tflite": ModelFormat.TFLITE, ".zip": ModelFormat.SAVED_MODEL}
+MODEL_TYPES = ".keras, .h5 or .hdf5 (legacy Keras), a float .tflite, or a SavedModel folder or .zip of one"
+
+
 def detect_format(path: Path) -> ModelFormat:
     """Returns the format from the path; raises InputError for anything else."""
     if path.is_dir():
@@ -138,13 +143,9 @@ def detect_format(path: Path) -> ModelFormat:
             return ModelFormat.SAVED_MODEL
         raise InputError(f"{path.name}: folder has no saved_model.pb; expected a SavedModel folder")
     suffix = path.suffix.lower()
-    formats = {".keras": ModelFormat.KERAS, ".h5": ModelFormat.H5, ".hdf5": ModelFormat.H5,
-               ".tflite": ModelFormat.TFLITE, ".zip": ModelFormat.SAVED_MODEL}
-    if suffix not in formats:
-        raise InputError(
-            f"{path.name}: unsupported model file; expected .keras, .h5, .tflite, a SavedModel folder or a .zip of one"
-        )
-    return formats[suffix]
+    if suffix not in MODEL_SUFFIXES:
+        raise InputError(f"{path.name}: unsupported model file; expected {MODEL_TYPES}")
+    return MODEL_SUFFIXES[suffix]
 
 
 def load_model(path: str | Path, *, work_dir: Path | None = None) -> SourceModel:

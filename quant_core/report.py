@@ -34,7 +34,8 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
             "median": _round(v.latency.median_ms), "p90": _round(v.latency.p90_ms), "mean": _round(v.latency.mean_ms),
             "runs": v.latency.runs, "warmup": v.latency.warmup, "threads": v.latency.threads},
         "top1_agreement": _round(v.top1_agreement), "top1_agreement_source": _round(v.top1_agreement_source),
-        "accuracy": _round(v.accuracy), "mean_abs_prob_diff": _round(v.mean_abs_diff, 6),
+        "top5_agreement": _round(v.top5_agreement), "accuracy": _round(v.accuracy),
+        "top5_accuracy": _round(v.top5_accuracy), "mean_abs_prob_diff": _round(v.mean_abs_diff, 6),
         "kl_divergence": _round(v.kl_divergence, 6), "ops": ops,
         "integer_only": None if v.ops is None else v.ops.integer_only,
         "input_dtype": v.input_dtype, "output_dtype": v.output_dtype, "tflite": tflite,
@@ -56,6 +57,7 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
                    "labelled": result.labelled},
         "calibration": to_jsonable(result.calibration),
         "source_accuracy": _round(result.source_accuracy),
+        "source_top5_accuracy": _round(result.source_top5_accuracy),
         "variants": [variant_dict(v, paths.get(v.name)) for v in result.variants],
         "images": [
             {"file": img.file, "label": img.label,
@@ -73,11 +75,13 @@ def variants_csv(result: CompareResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["mode", "status", "size_bytes", "size_ratio", "latency_median_ms", "latency_p90_ms",
-                     "top1_agreement", "accuracy", "mean_abs_prob_diff", "integer_only", "error"])
+                     "top1_agreement", "top5_agreement", "accuracy", "top5_accuracy", "mean_abs_prob_diff",
+                     "integer_only", "error"])
     for v in result.variants:
         writer.writerow([v.name, v.status, v.size_bytes, _round(v.size_ratio),
                          _round(v.latency.median_ms) if v.latency else "", _round(v.latency.p90_ms) if v.latency else "",
-                         _round(v.top1_agreement), _round(v.accuracy), _round(v.mean_abs_diff, 6),
+                         _round(v.top1_agreement), _round(v.top5_agreement), _round(v.accuracy),
+                         _round(v.top5_accuracy), _round(v.mean_abs_diff, 6),
                          "" if v.ops is None else v.ops.integer_only, v.error or ""])
     return out.getvalue()
 

@@ -55,7 +55,9 @@ class VariantResult:
     latency: Latency | None = None
     top1_agreement: float | None = None
     top1_agreement_source: float | None = None
+    top5_agreement: float | None = None  # float32's top-1 among this variant's top 5
     accuracy: float | None = None
+    top5_accuracy: float | None = None
     mean_abs_diff: float | None = None
     kl_divergence: float | None = None
     ops: OpInventory | None = None
@@ -111,8 +113,14 @@ class CompareResult:
     variants: tuple[VariantResult, ...]
     calibration: CalibrationInfo
     source_accuracy: float | None
+    source_top5_accuracy: float | None
     request_key: str
     seconds: float
+
+    @property
+    def has_top5(self) -> bool:
+        """True when top-5 figures say something (more than five classes)."""
+        return len(self.class_names) > 5
 
     @property
     def labelled(self) -> bool:

@@ -44,8 +44,10 @@ def sample_run() -> AppTest:
 def test_first_screen_explains_and_offers_the_sample():
     at = new_app()
     assert "Compare every post-training quantization" in at.markdown[0].value
-    assert {m.label: m.value for m in at.metric} == {"Input": "32×32×3", "Classes": "10", "Parameters": "99,354",
-                                                      "Format": "keras"}
+    assert {m.label: m.value for m in at.metric} == {"Input": "224×224×3", "Classes": "1000",
+                                                      "Parameters": "3,538,984", "Format": "keras"}
+    assert "What we understood: mobilenet_v2_imagenet" in [s.value for s in at.subheader]
+    assert any("ImageNet mean/std" in e.label for e in at.expander)  # inferred from its BatchNorm statistics
     assert any(b.label == "Run the full comparison" for b in at.button)
     assert not at.error
 
@@ -69,9 +71,19 @@ def test_sample_journey_compares_every_variant(sample_run):
     assert table.set_index("variant").loc["int8", "integer-only"] == "yes"
     assert table.set_index("variant").loc["int8", "x smaller"] > 1.5
     assert len(at.get("plotly_chart")) >= 4  # size, latency, quality, trade-off
-    confusion = at.table[1].value  # the selected variant's confusion matrix: every labelled image once
-    assert confusion.shape == (10, 10) and int(confusion.to_numpy().sum()) == len(at.session_state["qw.result"].images)
-    assert any("Confusion matrix: float32" in c.value for c in at.caption)
+    assert {"top-5 agreement", "accuracy", "top-5 accuracy", "mean |Δp|"} <= set(table.columns)
+    result = at.session_state["qw.result"]
+    # Where quantization costs accuracy is visible: some variant changes a prediction, and the grid shows it first.
+    assert table["agreement"].min() < 1.0
+    assert any("have at least one variant disagreeing with float32" in c.value for c in at.caption)
+    grid = " ".join(m.value for m in at.markdown)
+    assert "≠ float32" in grid and "espresso" in grid  # top-5 class names per image and variant
+    # 1000 classes: the mistakes of the chosen variant are listed instead of an unreadable confusion matrix.
+    assert "Mistakes" in [s.value for s in at.subheader]
+    mistakes = at.dataframe[-1].value
+    float32 = result.variant("float32")
+    wrong = sum(p != i.label_index for p, i in zip(float32.top1, result.images))
+    assert len(mistakes) == wrong > 0 and set(mistakes["true class"]) <= {i.label for i in result.images}
 
 
 def test_results_survive_page_changes_and_feed_every_page(sample_run):
@@ -84,7 +96,7 @@ def test_results_survive_page_changes_and_feed_every_page(sample_run):
     labels = [d.label for d in at.get("download_button")]
     assert {"HTML report", "Numbers (JSON)", "Numbers (CSV)", "All models + recipes (.zip)"} <= set(labels)
     assert labels.count(".tflite") == len(ALL_MODES)
-    assert "sample=digits_mobilenet" in at.code[0].value
+    assert "sample=mobilenet_v2_imagenet" in at.code[0].value
     at.switch_page("pages/model_data.py").run()
     at.switch_page("pages/compare.py").run()
     assert list(at.table[0].value["variant"]) == ALL_MODES
@@ -160,12 +172,25 @@ def test_lambda_upload_is_refused(tmp_path):
     assert len(at.error) == 1 and "Lambda layer" in at.error[0].value
 
 
+def test_a_ten_class_sample_shows_its_confusion_matrix():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8"})
+    at.run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=600)
+    no_failures(at)
+    confusion = at.table[1].value  # the selected variant's confusion matrix: every labelled image once
+    assert confusion.shape == (10, 10) and int(confusion.to_numpy().sum()) == len(at.session_state["qw.result"].images)
+    assert any("Confusion matrix: float32" in c.value for c in at.caption)
+
+
 def test_share_link_preselects_sample_and_options():
     at = AppTest.from_file(APP, default_timeout=300)
-    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8", "cal": "40", "per_channel": "0"})
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8", "cal": "40", "per_channel": "0",
+                            "norm": "custom", "mean": "0.5", "std": "0.25"})
     at.run()
     no_failures(at)
     assert {m.label: m.value for m in at.metric}["Input"] == "32×32×1"
+    assert any(e.label.startswith("Preprocessing: custom mean 0.5, std 0.25") for e in at.expander)
     at.switch_page("pages/quantize.py").run()
     assert at.checkbox(key="w.mode.int8").value and not at.checkbox(key="w.mode.float16").value
     assert at.slider(key="w.cal_count").value == 40

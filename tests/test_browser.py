@@ -58,7 +58,7 @@ def goto(page, title: str) -> None:
 
 def test_upload_quantize_compare_and_download(page, server, model_files, image_dir, labels_file, tmp_path):
     page.goto(server)
-    page.wait_for_selector('text=What we understood: digits_mobilenet')
+    page.wait_for_selector('text=What we understood: mobilenet_v2_imagenet')
     shot(page, "01_model_data_sample")
 
     # Upload a model and a .zip of class folders through the real file inputs.
@@ -75,7 +75,7 @@ def test_upload_quantize_compare_and_download(page, server, model_files, image_d
     page.wait_for_selector("text=What we understood: tiny")
     page.wait_for_selector("text=your model tiny.keras")  # the sidebar follows the upload
     page.wait_for_selector("text=Images: 24")
-    page.wait_for_selector("text=pixels in [0,255]")  # the model's own Rescaling layer, not the sample's range
+    page.wait_for_selector("text=Preprocessing: [0,255]")  # the model's own Rescaling layer, not the sample's range
     shot(page, "02_model_data_upload")
 
     # Select variants: drop 16x8 and dynamic range, keep the rest.
@@ -118,3 +118,21 @@ def test_upload_quantize_compare_and_download(page, server, model_files, image_d
     kb = re.findall(r"<td[^>]*>([\d,]+\.\d{3})</td>", text)
     assert f"{size['int8']:,.3f}" in kb or any(abs(float(k.replace(',', '')) - size["int8"]) < 0.06 for k in kb)
     shot(page, "06_report")
+
+
+def test_one_click_run_on_the_imagenet_sample(page, server):
+    """The default sample: a real ImageNet MobileNetV2 on real photos, where the variants visibly differ."""
+    page.goto(server)
+    page.wait_for_selector("text=What we understood: mobilenet_v2_imagenet")
+    page.wait_for_selector("text=Preprocessing: ImageNet mean/std")
+    page.get_by_role("button", name="Run the full comparison").click()
+    page.wait_for_selector('h1:has-text("Compare")', timeout=600_000)
+    page.wait_for_selector('[data-testid="stTable"] table')
+    rows = page.evaluate(SUMMARY_JS)
+    assert list(rows) == ["float32", "weight_only", "dynamic_range", "float16", "int8", "int8_float_io", "int16x8"]
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert min(float(r["agreement"].rstrip("%")) for r in rows.values()) < 100  # quantization costs something here
+    page.wait_for_selector("text=Mistakes")
+    page.wait_for_selector("text=≠ float32")  # a disagreeing image is shown first in the per-image grid
+    assert page.locator("text=/espresso: 0\\.\\d{3}/").count() > 0
+    shot(page, "07_compare_imagenet")

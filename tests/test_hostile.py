@@ -57,10 +57,7 @@ def test_corpus_through_the_app(hostile, model_files, image_dir):
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
     at.run()
     at.radio(key="w.source").set_value("Upload my own").run()
-    allowed = {".keras", ".h5", ".tflite", ".zip", ".png"}
-    for name, data, kind, expected in hostile:
-        if Path(name).suffix not in allowed:
-            continue  # the browser's file picker offers only allowed types; Streamlit re-checks on the server
+    for name, data, kind, expected in hostile:  # the uploaders take any type: a wrong one is refused in one line
         model = (name, data, "application/octet-stream") if kind == "model" else good_model
         images = good_images if kind == "model" else [(name, data, "application/octet-stream")]
         at.file_uploader[0].set_value(model)
@@ -74,3 +71,41 @@ def test_corpus_through_the_app(hostile, model_files, image_dir):
     at.file_uploader[1].set_value(good_images)
     next(b for b in at.button if b.label == "Use these files").click().run()
     assert not at.error and {m.label: m.value for m in at.metric}["Classes"] == "3"
+
+
+@pytest.mark.parametrize(("model", "images", "labels", "expected"), [
+    ("weights.pt", ["a.png"], None, "weights.pt: unsupported model file; expected .keras, .h5 or .hdf5"),
+    ("model.keras", ["a.png", "notes.docx"], None, "notes.docx: not an image; expected .bmp, .gif, .jpeg"),
+    ("model.keras", ["a.png"], "classes.csv", "classes.csv: not a labels file; expected .txt"),
+])
+def test_a_file_of_another_type_is_refused_in_one_line_naming_the_accepted_types(
+        model, images, labels, expected, model_files, image_dir):
+    from streamlit.testing.v1 import AppTest
+
+    png = next(image_dir.rglob("*.png")).read_bytes()
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
+    at.run()
+    at.radio(key="w.source").set_value("Upload my own").run()
+    at.file_uploader[0].set_value((model, model_files["keras"].read_bytes(), "application/octet-stream"))
+    at.file_uploader[1].set_value([(name, png, "application/octet-stream") for name in images])
+    if labels:
+        at.file_uploader[2].set_value((labels, b"red\ngreen\nblue\n", "text/csv"))
+    next(b for b in at.button if b.label == "Use these files").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(expected) and "\n" not in errors[0], errors
+
+
+def test_a_legacy_hdf5_model_is_accepted_like_h5(model_files, image_dir):
+    from streamlit.testing.v1 import AppTest
+
+    images = [(p.name, p.read_bytes(), "image/png") for p in sorted(image_dir.rglob("*.png"))[:6]]
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
+    at.run()
+    at.radio(key="w.source").set_value("Upload my own").run()
+    at.file_uploader[0].set_value(("legacy.hdf5", model_files["h5"].read_bytes(), "application/x-hdf5"))
+    at.file_uploader[1].set_value(images)
+    next(b for b in at.button if b.label == "Use these files").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == "3" and metrics["Format"] == "h5"

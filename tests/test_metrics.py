@@ -33,3 +33,14 @@ def test_agreement_accuracy_and_errors():
     assert metrics.mean_abs_diff(var, ref) == pytest.approx((0.1 + 0.1 + 0.2) / 3)
     assert metrics.kl_divergence(ref, ref) == pytest.approx(0.0, abs=1e-12)
     assert metrics.kl_divergence(var, ref) > 0
+
+
+def test_top5_accuracy_and_agreement_count_the_true_or_float_class_among_the_top_five():
+    probs = np.array([[0.1, 0.5, 0.2, 0.15, 0.05, 0.0, 0.0],  # top five: 1, 2, 3, 0, 4
+                      [0.6, 0.1, 0.1, 0.1, 0.05, 0.05, 0.0]])  # top five: 0, 1, 2, 3, 4 (ties by class order)
+    assert metrics.topk_accuracy(probs, [6, 1], 5) == 0.5
+    assert metrics.topk_accuracy(probs, [4, 0], 1) == 0.5
+    assert metrics.topk_accuracy(probs, [4, 5], 5) == 0.5  # 5 ties with 4 at 0.05 and loses on class order
+    reference = np.eye(7)[[0, 6]]  # the float model's top-1: classes 0 and 6
+    assert metrics.topk_agreement(probs, reference, 5) == 0.5
+    assert metrics.topk_agreement(probs, probs, 5) == 1.0 and metrics.topk_agreement(probs, probs, 1) == 1.0

@@ -10,6 +10,8 @@ from pandas.io.formats.style import Styler
 from quant_core import CompareResult
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
+PERCENT_COLUMNS = ("agreement", "top-5 agreement", "accuracy", "top-5 accuracy")
+MAX_CONFUSION_CLASSES = 12  # beyond this a confusion matrix is unreadable; list the mistakes instead
 
 
 def ok_variants(result: CompareResult):
@@ -30,14 +32,18 @@ def summary_frame(result: CompareResult) -> pd.DataFrame:
             "median ms": lat.median_ms if lat else None,
             "p90 ms": lat.p90_ms if lat else None,
             "agreement": v.top1_agreement,
+            "top-5 agreement": v.top5_agreement,
             "accuracy": v.accuracy,
+            "top-5 accuracy": v.top5_accuracy,
             "mean |Δp|": v.mean_abs_diff,
             "integer-only": None if v.ops is None else ("yes" if v.ops.integer_only else "no"),
             "note": v.warning or "",
         })
     frame = pd.DataFrame(rows)
     if not result.labelled:
-        frame = frame.drop(columns=["accuracy"])
+        frame = frame.drop(columns=["accuracy", "top-5 accuracy"])
+    if not result.has_top5:  # with five classes or fewer every top-5 figure is 100 %
+        frame = frame.drop(columns=[c for c in ("top-5 agreement", "top-5 accuracy") if c in frame])
     if not frame["note"].any():
         frame = frame.drop(columns=["note"])
     return frame
@@ -47,10 +53,10 @@ def styled_summary(frame: pd.DataFrame):
     """The summary with the best value of each numeric column highlighted."""
     best = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
     formats = {"size (KB)": "{:,.1f}", "x smaller": "{:.2f}x", "median ms": "{:.3f}", "p90 ms": "{:.3f}",
-               "agreement": "{:.1%}", "accuracy": "{:.1%}", "mean |Δp|": "{:.4f}"}
+               **dict.fromkeys(PERCENT_COLUMNS, "{:.1%}"), "mean |Δp|": "{:.4f}"}
     styler = frame.style.format({k: v for k, v in formats.items() if k in frame}, na_rep="–")
     lower = [c for c in ("size (KB)", "median ms", "p90 ms", "mean |Δp|") if c in frame]
-    higher = [c for c in ("x smaller", "agreement", "accuracy") if c in frame]
+    higher = [c for c in ("x smaller", *PERCENT_COLUMNS) if c in frame]
     styler = styler.highlight_min(subset=lower, props=best).highlight_max(subset=higher, props=best)
     return styler
 
@@ -114,23 +120,47 @@ def tradeoff_chart(result: CompareResult) -> go.Figure:
     return _layout(fig, f"Size vs {ylabel} (marker size: latency)", xaxis_title="KB", yaxis_title=ylabel)
 
 
+def confusion_classes(result: CompareResult, name: str) -> list[int]:
+    """Class indices that occur as a true label or as this variant's prediction (the rest are all zero)."""
+    used = {i.label_index for i in result.images} | set(result.variant(name).top1)
+    return sorted(c for c in used if c is not None)
+
+
 def confusion_counts(result: CompareResult, name: str) -> np.ndarray:
-    """[true class, predicted class] image counts of one variant on the labelled images."""
-    n = len(result.class_names)
-    matrix = np.zeros((n, n), dtype=int)
+    """[true class, predicted class] image counts of one variant, over `confusion_classes` only."""
+    classes = confusion_classes(result, name)
+    position = {c: k for k, c in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=int)
     for image, pred in zip(result.images, result.variant(name).top1):
-        matrix[image.label_index, pred] += 1
+        matrix[position[image.label_index], position[pred]] += 1
     return matrix
 
 
 def confusion_chart(result: CompareResult, name: str) -> go.Figure:
     """Confusion matrix of one variant as a heatmap (for the HTML report)."""
     matrix = confusion_counts(result, name)
-    names = list(result.class_names)
+    names = [result.class_names[c] for c in confusion_classes(result, name)]
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", text=matrix,
                                texttemplate="%{text}", showscale=False))
     return _layout(fig, f"Confusion matrix: {name}", xaxis_title="predicted", yaxis_title="true",
                    yaxis_autorange="reversed", height=420)
+
+
+def mistakes_frame(result: CompareResult, name: str) -> pd.DataFrame:
+    """The images one variant gets wrong: true class, its prediction, and float32's (many-class models)."""
+    v = result.variant(name)
+    base = next((b for b in ok_variants(result) if b.name == "float32"), None)
+    rows = []
+    for k, image in enumerate(result.images):
+        if image.label_index is None or v.top1[k] == image.label_index:
+            continue
+        top = v.topk[k][0]
+        rank = next((r + 1 for r, p in enumerate(v.topk[k]) if p.index == image.label_index), None)
+        rows.append({"image": image.file.split("/")[-1], "true class": image.label,
+                     f"{name} predicts": f"{top.label} ({top.prob:.2f})",
+                     "true class rank": f"#{rank}" if rank else f"not in top {len(v.topk[k])}",
+                     "float32 predicts": "–" if base is None else base.topk[k][0].label})
+    return pd.DataFrame(rows)
 
 
 def confusion_table(result: CompareResult, name: str) -> Styler:
@@ -140,7 +170,7 @@ def confusion_table(result: CompareResult, name: str) -> Styler:
     of 0.67 s with the Plotly heatmap (bench/bench_browser.py, bench/README.md).
     """
     matrix = confusion_counts(result, name)
-    names = list(result.class_names)
+    names = [result.class_names[c] for c in confusion_classes(result, name)]
     frame = pd.DataFrame(matrix, index=pd.Index(names, name="true \\ predicted"), columns=names)
     top = max(int(matrix.max()), 1)
 
@@ -166,6 +196,17 @@ def ops_chart(result: CompareResult) -> go.Figure:
     for kind, colour in kinds:
         fig.add_bar(name=kind, x=[v.name for v in vs], y=[getattr(v.ops, kind) for v in vs], marker_color=colour)
     return _layout(fig, "Ops by compute type", barmode="stack", showlegend=True, yaxis_title="ops")
+
+
+def most_disagreeing(result: CompareResult, count: int) -> list[str]:
+    """float32 and the `count` variants that change float32's top-1 on the most images (ties: build order)."""
+    vs = ok_variants(result)
+    base = next((v for v in vs if v.name == "float32"), None)
+    if base is None:
+        return [v.name for v in vs][: count + 1]
+    others = [v for v in vs if v is not base]
+    ranked = sorted(others, key=lambda v: -sum(a != b for a, b in zip(v.top1, base.top1)))
+    return [base.name] + [v.name for v in ranked[:count]]
 
 
 def disagreement(result: CompareResult) -> list[bool]:

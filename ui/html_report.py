@@ -42,7 +42,7 @@ def _thumb(pixels: np.ndarray | None) -> str:
 def _summary_table(result: CompareResult) -> str:
     frame = charts.summary_frame(result)
     best_low = {c: frame[c].min() for c in ("size (KB)", "median ms", "p90 ms") if c in frame}
-    best_high = {c: frame[c].max() for c in ("x smaller", "agreement", "accuracy") if c in frame}
+    best_high = {c: frame[c].max() for c in ("x smaller", *charts.PERCENT_COLUMNS) if c in frame}
     cols = list(frame.columns)
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     for _, row in frame.iterrows():
@@ -61,7 +61,7 @@ def _cell(column: str, value) -> str:
     """A summary value formatted as in the app."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
-    if column in ("agreement", "accuracy"):
+    if column in charts.PERCENT_COLUMNS:
         return f"{value:.1%}"
     if column == "x smaller":
         return f"{value:.2f}x"
@@ -96,7 +96,8 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
                charts.tradeoff_chart(result), charts.ops_chart(result)]
     if result.labelled:
         figures += [charts.confusion_chart(result, v.name) for v in charts.ok_variants(result)
-                    if v.name in ("float32", "int8")]
+                    if v.name in ("float32", "int8")
+                    and len(charts.confusion_classes(result, v.name)) <= charts.MAX_CONFUSION_CLASSES]
     warnings = [f'<div class="note">{html.escape(v.name)} {html.escape(v.warning)}</div>'
                 for v in result.variants if v.ok and v.warning]
     failures = [f'<div class="note failed">{html.escape(v.name)} failed: {html.escape(v.error or "")}</div>'
@@ -113,9 +114,11 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
 <h2>Summary</h2>
 <p>Each variant of the model was built with the TensorFlow Lite converter or the LiteRT Quantizer, checked
 against the original model and measured on the same images. <b>Agreement</b> is the share of images whose top
-prediction matches the float32 model; <b>accuracy</b> uses the true labels
+prediction matches the float32 model{"; <b>top-5 agreement</b> the share where the float32 model's answer is still among the variant's top five" if result.has_top5 else ""};
+<b>mean |Δp|</b> is the largest change of any class probability, averaged over images (0 = identical outputs);
+<b>accuracy</b> uses the true labels
 {"(" + html.escape(result.labels_source) + ")" if result.labelled else "(not available: images were unlabelled)"}.
-Best values are highlighted.</p>
+{f"With {len(result.images)} images one image is {100 / len(result.images):.0f} points of accuracy: agreement and mean |Δp| are the finer signals. " if len(result.images) < 100 else ""}Best values are highlighted.</p>
 {_summary_table(result)}{"".join(failures)}{"".join(warnings)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
 <h2>What the variants are</h2><ul>{modes}</ul>

@@ -9,6 +9,11 @@ from pathlib import Path
 
 from quant_core.cache import cache_key, content_sha256
 from quant_core.errors import InputError
+from quant_core.images import IMAGE_SUFFIXES
+from quant_core.models import detect_format
+
+IMAGE_TYPES = ", ".join(sorted(IMAGE_SUFFIXES)) + ", or a .zip of them"
+LABEL_SUFFIXES = (".txt", ".json")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "sample_models"
@@ -25,7 +30,6 @@ class Sample:
     model: Path
     images: Path
     labels: Path
-    float_accuracy: float
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,10 @@ def files_digest(model: Path, images: tuple[Path, ...], labels: Path | None) -> 
 
 
 def samples() -> tuple[Sample, ...]:
-    """The bundled samples, MobileNetV2-style first (the default)."""
+    """The bundled samples in samples.json order; the first (the ImageNet MobileNetV2) is the default."""
     entries = json.loads((SAMPLES_DIR / "samples.json").read_text())
-    found = [Sample(e["name"], e["description"], SAMPLES_DIR / e["file"], SAMPLES_DIR / e["images_dir"],
-                    SAMPLES_DIR / e["classes_file"], e["float_test_accuracy"]) for e in entries]
-    return tuple(sorted(found, key=lambda s: "mobilenet" not in s.name))
+    return tuple(Sample(e["name"], e["description"], SAMPLES_DIR / e["file"], SAMPLES_DIR / e["images_dir"],
+                        SAMPLES_DIR / e["classes_file"]) for e in entries)
 
 
 def sample_inputs(name: str | None = None) -> Inputs:
@@ -71,13 +74,29 @@ def safe_name(name: str) -> str:
     return cleaned or "upload"
 
 
+def check_types(model: str, images: list[str], labels: str | None) -> None:
+    """Refuses, in one line naming the accepted types, any file whose type the workbench does not read.
+
+    The uploaders accept any file so that a wrong type gets this message, not a silent red icon.
+    """
+    detect_format(Path(safe_name(model)))
+    bad = [name for name in images if Path(name).suffix.lower() not in IMAGE_SUFFIXES | {".zip"}]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise InputError(f"{', '.join(bad[:3])}{more}: not an image; expected {IMAGE_TYPES}")
+    if labels is not None and Path(labels).suffix.lower() not in LABEL_SUFFIXES:
+        raise InputError(f"{labels}: not a labels file; expected .txt (one class name per line) or .json")
+
+
 def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str, bytes]],
                  labels: tuple[str, bytes] | None) -> Inputs:
     """Writes uploaded files into a fresh private folder and describes them as Inputs.
 
     Raises:
-        InputError: the files together exceed MAX_TOTAL_UPLOAD_MB (nothing is written).
+        InputError: a file of a type the workbench does not read, or the files together exceed
+            MAX_TOTAL_UPLOAD_MB (nothing is written).
     """
+    check_types(model[0], [name for name, _ in images], labels[0] if labels else None)
     total = len(model[1]) + sum(len(d) for _, d in images) + (len(labels[1]) if labels else 0)
     if total > MAX_TOTAL_UPLOAD_MB * 1024 * 1024:
         raise InputError(f"the files add up to {total / 1024 / 1024:.0f} MB; the limit for one upload is "
