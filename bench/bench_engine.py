@@ -1,22 +1,24 @@
-"""Benchmarks of the quant_core engine against the bare engines it wraps.
+"""Benchmarks of the quant_core engine against the bare engines it wraps, on the ImageNet sample.
 
 Usage::
 
-    .venv/bin/python bench/bench_engine.py            # full run (~10-15 min on 2 cores)
-    .venv/bin/python bench/bench_engine.py --quick    # smoke run (~1-2 min once the model is cached)
+    .venv/bin/python bench/bench_engine.py            # full run
+    .venv/bin/python bench/bench_engine.py --quick    # smoke run
 
-Measures, in one process and one run (ratios are never compared across runs):
+Everything runs on the default bundled sample: torchvision's pretrained ImageNet
+MobileNetV2 ported to Keras (sample_models/mobilenet_v2_imagenet.keras) and its 22
+labelled photos. Measures, in one process and one run (ratios are never compared across
+runs):
 
-0. a realistic MobileNetV2-size model built without downloads (digits upscaled to
-   224x224, batch-norm statistics recalibrated, last Dense layer trained), cached;
+0. every mode with quant_core's default engine: size against the targets, agreement
+   with float32, accuracy on the photos, mean |Δp|, latency at 1 and 2 threads, build time;
 1. engine overhead: quant_core's build of each mode vs the bare TFLiteConverter /
    LiteRT Quantizer with the same settings and calibration data;
-2. evaluation throughput: TFLiteRunner.predict vs a bare batched interpreter loop,
-   plus per-image latency of every mode;
+2. evaluation throughput: TFLiteRunner.predict vs a bare batched interpreter loop;
 3. re-quantization: time to a new variant after Workbench.open (new mode, new
    calibration count), with an empty artifact cache;
 4. peak RSS and wall time of run_compare with all 7 modes, in a fresh subprocess;
-5. .tflite sizes of every mode relative to float32.
+5. sizes with the non-default engine and with per-tensor int8, and where int8's bytes go.
 
 Results are printed and written as a section of bench/RESULTS.md (a full and a quick
 section are kept separately; a rerun replaces its own section). Targets are reported as
@@ -55,14 +57,10 @@ _quiet.silence_tf_logging()  # the same TF environment for quant_core and the ba
 
 import numpy as np  # noqa: E402
 
-PREP_VERSION = 2  # bump when the prepared model or image set changes
-IMAGE_SIZE = 224
-NUM_CLASSES = 10
-BN_IMAGES = 200
-BN_BATCH = 25
-HEAD_EPOCHS = 20
-IMAGES_PER_CLASS = 10  # 100 evaluation images
-QUICK_IMAGES_PER_CLASS = 2  # 20 images in --quick
+SAMPLES = REPO / "sample_models"
+MODEL = SAMPLES / "mobilenet_v2_imagenet.keras"
+IMAGES = SAMPLES / "imagenet_images"  # 22 labelled photos, one folder per class name
+LABELS = SAMPLES / "imagenet_labels.txt"
 EVAL_IMAGES = 128
 EVAL_BATCH = 64
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
@@ -101,9 +99,9 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |",
+        lines = [f"### {self.title}", "", "| " + " | ".join(h.replace("|", "\\|") for h in self.header) + " |",
                  "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in self.rows]
         if self.notes:
             lines.append("")
             lines += [f"- {n}" for n in self.notes]
@@ -119,147 +117,6 @@ class Table:
                 out.append("  ".join("-" * w for w in widths))
         out += [f"  * {n}" for n in self.notes]
         return "\n".join(out) + "\n"
-
-
-# --- 0. the MobileNetV2-size model ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class Prepared:
-    model: Path
-    images: Path
-    quick_images: Path
-    info: dict[str, Any]
-    cached: bool
-
-
-def _digits_rgb(images_u8: np.ndarray) -> np.ndarray:
-    """8x8 uint8 digits -> 224x224 RGB uint8, PIL bilinear."""
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(a).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                                .convert("RGB")) for a in images_u8])
-
-
-def _to_input(rgb: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 [-1, 1], as keras.applications.mobilenet_v2 expects."""
-    return (rgb.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
-
-
-def prepare_model(cache_dir: Path) -> Prepared:
-    """Builds (or loads from cache) the realistic MobileNetV2-size digits model and its images."""
-    root = cache_dir / f"mobilenetv2_digits_v{PREP_VERSION}"
-    model_path, info_path = root / "mobilenetv2_digits.keras", root / "prep.json"
-    images, quick = root / "images", root / "images_quick"
-    if model_path.exists() and info_path.exists() and images.is_dir() and quick.is_dir():
-        return Prepared(model_path, images, quick, json.loads(info_path.read_text()), True)
-
-    log(f"preparing the MobileNetV2-size model in {root} (one-time, ~2-3 min)")
-    start = time.perf_counter()
-    import keras
-    import tensorflow as tf
-    from PIL import Image
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    u8 = np.clip(np.round(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    x_tr, x_te, y_tr, y_te = train_test_split(u8, digits.target, test_size=0.2, random_state=0,
-                                              stratify=digits.target)
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-                                           classes=NUM_CLASSES)
-    to_np = keras.ops.convert_to_numpy
-
-    # Batch-norm recalibration: momentum 0 makes each training-mode pass store that batch's
-    # statistics; they are pooled over the batches and written back. Nothing else changes.
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    before = [(to_np(b.moving_mean).copy(), to_np(b.moving_variance).copy()) for b in bns]
-    others_before = [to_np(w).copy() for layer in model.layers if layer not in bns for w in layer.weights]
-    momenta = [b.momentum for b in bns]
-    for b in bns:
-        b.momentum = 0.0
-    step = tf.function(lambda batch: model(batch, training=True))
-    x_bn = _to_input(_digits_rgb(x_tr[:BN_IMAGES]))
-    means: list[list[np.ndarray]] = [[] for _ in bns]
-    variances: list[list[np.ndarray]] = [[] for _ in bns]
-    for i in range(0, len(x_bn), BN_BATCH):
-        step(tf.constant(x_bn[i : i + BN_BATCH]))
-        for k, b in enumerate(bns):
-            means[k].append(to_np(b.moving_mean).copy())
-            variances[k].append(to_np(b.moving_variance).copy())
-    for k, b in enumerate(bns):
-        m, v = np.stack(means[k]), np.stack(variances[k])
-        b.moving_mean.assign(m.mean(0))
-        b.moving_variance.assign(v.mean(0) + m.var(0))  # pooled variance over the batches
-        b.momentum = momenta[k]
-    changed = sum(not (np.allclose(to_np(b.moving_mean), m0) and np.allclose(to_np(b.moving_variance), v0))
-                  for b, (m0, v0) in zip(bns, before))
-    others_after = [to_np(w) for layer in model.layers if layer not in bns for w in layer.weights]
-    others_same = all(np.array_equal(a, b) for a, b in zip(others_before, others_after))
-    if changed != len(bns) or not others_same:
-        raise RuntimeError(f"BN recalibration failed: {changed}/{len(bns)} BN layers changed, "
-                           f"other weights unchanged: {others_same}")
-    bn_seconds = time.perf_counter() - start
-
-    # Train only the final Dense layer, on pooled features of the frozen network.
-    head_layer = model.layers[-1]
-    assert isinstance(head_layer, keras.layers.Dense), head_layer
-    features = keras.Model(model.inputs, head_layer.input)
-
-    def feats(x_u8: np.ndarray) -> np.ndarray:
-        parts = [features.predict(_to_input(_digits_rgb(x_u8[i : i + 128])), batch_size=32, verbose=0)
-                 for i in range(0, len(x_u8), 128)]
-        return np.concatenate(parts)
-
-    f_tr, f_te = feats(x_tr), feats(x_te)
-    # Trained on standardized features (the random-init features have a large common offset),
-    # then the standardization is folded into the Dense layer's kernel and bias.
-    mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-6
-    head = keras.Sequential([keras.Input((f_tr.shape[1],)), keras.layers.Dense(NUM_CLASSES, activation="softmax")])
-    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"])
-    head.fit((f_tr - mu) / sd, y_tr, epochs=HEAD_EPOCHS, batch_size=64, verbose=0, shuffle=True)
-    kernel, bias = head.layers[-1].get_weights()
-    head_layer.set_weights([(kernel / sd[:, None]).astype(np.float32),
-                            (bias - (mu / sd) @ kernel).astype(np.float32)])
-    head_fn = keras.Sequential([keras.Input((f_tr.shape[1],)), keras.layers.Dense(NUM_CLASSES, activation="softmax")])
-    head_fn.layers[-1].set_weights(head_layer.get_weights())
-    train_acc = float(np.mean(head_fn.predict(f_tr, verbose=0).argmax(1) == y_tr))
-    test_probs = head_fn.predict(f_te, verbose=0)
-    test_acc = float(np.mean(test_probs.argmax(1) == y_te))
-
-    # Evaluation images: held-out test digits, 224x224 RGB PNGs in class folders.
-    tmp_root = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".prep-"))
-    picks: dict[int, list[int]] = {c: list(np.flatnonzero(y_te == c)[:IMAGES_PER_CLASS]) for c in range(NUM_CLASSES)}
-    rgb_te = {int(i): a for i, a in zip(np.concatenate(list(picks.values())),
-                                        _digits_rgb(x_te[np.concatenate(list(picks.values()))]))}
-    for folder, per_class in (("images", IMAGES_PER_CLASS), ("images_quick", QUICK_IMAGES_PER_CLASS)):
-        for c, idx in picks.items():
-            (tmp_root / folder / str(c)).mkdir(parents=True, exist_ok=True)
-            for i in idx[:per_class]:
-                Image.fromarray(rgb_te[int(i)]).save(tmp_root / folder / str(c) / f"{c}_{int(i):03d}.png")
-    chosen = np.concatenate(list(picks.values()))
-    full_model_probs = np.asarray(model.predict(_to_input(np.stack([rgb_te[int(i)] for i in chosen])),
-                                                batch_size=25, verbose=0))
-    model.save(tmp_root / model_path.name)
-    info = {
-        "prep_version": PREP_VERSION, "params": int(model.count_params()),
-        "bn_layers": len(bns), "bn_layers_changed": int(changed), "bn_images": BN_IMAGES,
-        "non_bn_weights_unchanged": bool(others_same),
-        "head_epochs": HEAD_EPOCHS, "train_images": len(x_tr), "test_images": len(x_te),
-        "head_train_accuracy": train_acc, "head_test_accuracy": test_acc,
-        "head_test_mean_max_prob": float(test_probs.max(1).mean()),
-        "eval_images": int(len(chosen)), "eval_images_keras_accuracy": float(np.mean(full_model_probs.argmax(1) == y_te[chosen])),
-        "eval_images_keras_mean_max_prob": float(full_model_probs.max(1).mean()),
-        "bn_seconds": round(bn_seconds, 1), "prep_seconds": round(time.perf_counter() - start, 1),
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    (tmp_root / info_path.name).write_text(json.dumps(info, indent=2) + "\n")
-    if root.exists():
-        shutil.rmtree(root)
-    tmp_root.rename(root)
-    log(f"prepared in {info['prep_seconds']} s: head test accuracy {test_acc:.3f}")
-    return Prepared(model_path, images, quick, info, False)
 
 
 # --- bare engines --------------------------------------------------------------------------
@@ -365,20 +222,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 class Run:
     """All benchmarks of one invocation, sharing one loaded model."""
 
-    CALIBRATED = ("int8", "int8_float_io", "int16x8")
-
-    def __init__(self, args: argparse.Namespace, prepared: Prepared, tmp: Path) -> None:
-        self.args = args
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.quick = args.quick
-        self.prepared = prepared
         self.tmp = tmp
         self.repeats = 1 if self.quick else args.repeats
-        self.images_dir = prepared.quick_images if self.quick else prepared.images
         self.tables: list[Table] = []
-        self.built: dict[str, bytes] = {}  # variant name -> quant_core bytes (for sizes, latency)
-        self.bare_built: dict[str, bytes] = {}
+        self.built: dict[str, bytes] = {}  # variant name -> quant_core bytes on the ImageNet model
         self._counter = 0
-        self.n_images = 0
         self.contention: list[tuple[str, float]] = []  # other processes' CPU use, sampled before each benchmark
 
     def sample_contention(self, label: str) -> None:
@@ -402,14 +252,15 @@ class Run:
         self.tables.append(table)
         print(table.text(), flush=True)
 
-    def open_workbench(self, model: Path, images: Path, value_range: Any = None):
-        from quant_core import CompareOptions, PreprocessingOverride, Workbench, load_images
+    def open_workbench(self, model: Path, images: Path, labels: Path | None = None):
+        from quant_core import CompareOptions, Workbench, load_images, read_labels_file
 
-        options = CompareOptions(threads=1, measure_latency=False,
-                                 preprocessing=PreprocessingOverride(value_range=value_range))
+        options = CompareOptions(threads=1, measure_latency=False)  # preprocessing: what quant_core infers
         with _quiet.stdout_to_stderr():
             image_set = load_images([str(images)])
-            seconds, bench = timed(lambda: Workbench.open(model, image_set, options=options, cache=self.fresh_cache()))
+            names = read_labels_file(labels) if labels else None
+            seconds, bench = timed(lambda: Workbench.open(model, image_set, class_names=names, options=options,
+                                                          cache=self.fresh_cache()))
         return bench, seconds
 
     def qc_build(self, bench: Any, recipe: Any, *, reset_calibration: bool) -> tuple[float, bytes]:
@@ -425,56 +276,57 @@ class Run:
 
     # -- 0 ------------------------------------------------------------------------------------
     def bench0(self, bench: Any, open_seconds: float) -> None:
-        from quant_core import metrics
+        """Every mode with its default engine: size, quality on the photos, latency, build time."""
+        from quant_core import Mode, Recipe, metrics
         from quant_core.runner import TFLiteRunner
 
-        info = self.prepared.info
-        probs = bench.reference_probs
-        labels = np.array(bench.labels.indices)
-        entropy = float(np.mean(-np.sum(probs * np.log(np.clip(probs, 1e-12, 1)), axis=1)))
-        uniform = np.allclose(probs, 1.0 / probs.shape[1], atol=1e-3)
-        t = Table("0. MobileNetV2-size model (digits, BN recalibrated, head trained)", ["item", "value", "check"])
-        t.rows += [
-            ["model", f"keras.applications.MobileNetV2(weights=None, 224x224x3, classes=10), "
-                      f"{info['params']:,} params", ""],
-            ["prepared", "from cache" if self.prepared.cached else f"now, in {info['prep_seconds']} s",
-             str(self.prepared.model.parent)],
-            ["BN layers recalibrated", f"{info['bn_layers_changed']}/{info['bn_layers']} moving mean/var changed "
-             f"({info['bn_images']} images); other weights unchanged: {info['non_bn_weights_unchanged']}",
-             verdict(info["bn_layers_changed"] == info["bn_layers"] and info["non_bn_weights_unchanged"])],
-            ["head (Dense) accuracy", f"train {info['head_train_accuracy']:.3f}, "
-             f"test {info['head_test_accuracy']:.3f} on {info['test_images']} held-out digits, mean max prob "
-             f"{info['head_test_mean_max_prob']:.2f} ({info['head_epochs']} epochs, {info['train_images']} train "
-             "images; random-init conv features limit it)", ""],
-            ["image set", f"{len(bench.x)} PNGs 224x224 RGB in class folders ({self.images_dir.name}); "
-             f"preprocessing {bench.preprocessing.value_range.value} ({bench.preprocessing.source})", ""],
-            ["float32 .tflite size", f"{len(bench.source.float_tflite) / 1e6:.2f} MB", ""],
-            ["float32 .tflite softmax", f"mean max prob {probs.max(1).mean():.3f}, mean entropy {entropy:.3f} "
-             f"(uniform = {np.log(probs.shape[1]):.3f}), {len(set(probs.argmax(1)))} distinct top-1 classes",
-             verdict(not uniform and len(set(probs.argmax(1))) > 1)],
-            ["float32 .tflite accuracy", f"{metrics.accuracy(probs, list(labels)):.3f} on {len(labels)} images", ""],
-            ["Workbench.open", fmt_s(open_seconds), ""],
+        budget = 0.5 if self.quick else 1.0
+        t = Table("0. Every mode on the ImageNet MobileNetV2, default engines (size targets: int8 <= 0.28x, "
+                  "float16 <= 0.51x)",
+                  ["variant", "bytes", "x float32", "size target", "top-1 agreement", "top-5 agreement", "accuracy",
+                   "top-5 accuracy", "mean |Δp|", "median ms, 1 thread", "median ms, 2 threads", "build"])
+        bench.cache = self.fresh_cache()
+        for mode in MODES:  # in run_compare's order, on one workbench
+            name = default_name(mode)
+            log(f"bench 0: {name}")
+            with _quiet.stdout_to_stderr():
+                v = bench.evaluate(Recipe(Mode(mode)))
+            target = TARGET_SIZE.get(mode)
+            if not v.ok:
+                t.rows.append([name, f"FAILED: {v.error}", "-", "MISS" if target else "-", *["-"] * 8])
+                continue
+            self.built[name] = v.tflite_bytes()
+            lat = [TFLiteRunner(self.built[name], num_threads=n).measure_latency(bench.x[:1], budget_s=budget)
+                   for n in (1, 2)]
+            t.rows.append([name, f"{v.size_bytes:,}", f"{v.size_ratio:.3f}x",
+                           f"{verdict(v.size_ratio <= target)} (<= {target})" if target else "-",
+                           f"{v.top1_agreement:.3f}", f"{v.top5_agreement:.3f}", f"{v.accuracy:.3f}",
+                           f"{v.top5_accuracy:.3f}", f"{v.mean_abs_diff:.4f}", f"{lat[0].median_ms:.2f}",
+                           f"{lat[1].median_ms:.2f}", fmt_s(v.build_seconds)])
+        labels = [i for i in bench.labels.indices if i is not None]
+        n = len(bench.x)
+        t.notes += [
+            f"Model: `{MODEL.relative_to(REPO)}` ({bench.source.info.param_count:,} params), float32 .tflite "
+            f"{len(bench.source.float_tflite):,} bytes; {n} labelled photos (`{IMAGES.relative_to(REPO)}`); "
+            f"preprocessing {bench.preprocessing.normalization.label}, inferred by quant_core "
+            f"({bench.preprocessing.source}). The Keras model itself: accuracy "
+            f"{metrics.accuracy(bench.source_probs, labels):.3f}, top-5 accuracy "
+            f"{metrics.topk_accuracy(bench.source_probs, labels, 5):.3f}. `Workbench.open`: {fmt_s(open_seconds)}.",
+            f"{n} photos give a coarse accuracy: one image is {100 / n:.1f} points. Top-1 and top-5 agreement with "
+            "the float32 .tflite (top-5: float32's top-1 among the variant's top 5) and mean |Δp| (per image, the "
+            "largest change of any class probability, averaged) are the finer signals.",
+            "`Workbench.evaluate(Recipe(mode))` for each mode in this order on one workbench with an empty artifact "
+            "cache, as run_compare does: build = `Workbench.build`; int8 calibrates the float model "
+            f"({len(bench.calibration_data(Recipe(Mode.INT8)))} samples) and int8_float_io and int16x8 reuse it "
+            "(benchmark 1 times builds from a fresh calibration state); float32 reuses the .tflite made at load.",
+            "Latency: `TFLiteRunner.measure_latency` on the same bytes (invoke only, batch 1, 5 warm-up runs, then at "
+            f"least 15 runs within a {budget:g} s budget, max 200); x86 with XNNPACK, not a phone.",
         ]
-        for mode in ("int8", "int16x8"):
-            for origin, store in (("bare converter", self.bare_built), ("quant_core", self.built)):
-                model = store.get(f"{mode} (tf_converter)")
-                if model is None:
-                    t.rows.append([f"{mode} conversion ({origin})", "not built in --quick" if self.quick
-                                   else "failed or not built", "" if self.quick else "MISS"])
-                    continue
-                runner = TFLiteRunner(model)
-                n = min(16, len(bench.x))  # 16x8 runs on slow reference kernels
-                p = metrics.to_probabilities(runner.predict(bench.x[:n]), bench.output_kind)
-                agree = metrics.top1_agreement(p, probs[:n])
-                ok = bool(np.all(np.isfinite(p))) and not np.allclose(p, 1.0 / p.shape[1], atol=1e-3)
-                t.rows.append([f"{mode} conversion ({origin})",
-                               f"ok, {len(model) / 1e6:.2f} MB, runs; top-1 agreement with float32 {agree:.3f}, "
-                               f"accuracy {metrics.accuracy(p, list(labels[:n])):.3f} (first {n} images)", verdict(ok)])
         self.add(t)
 
     # -- 1 ------------------------------------------------------------------------------------
     def bench1(self, bench: Any, model_path: Path, label: str, *, tf_modes: list[str], lq_modes: list[str],
-               float_row: bool, repeats: int) -> None:
+               float_row: bool, repeats: int, keep: bool = True) -> None:
         import keras
         import litert_quantizer.algorithm_manager  # noqa: F401  (import cost out of the first timed build)
 
@@ -580,25 +432,20 @@ class Run:
                            "load, checks, BN probe, conversion) with `keras.saving.load_model` + "
                            "`from_keras_model(...).convert()`.")
         self.add(t)
-        if label.startswith("MobileNetV2"):
+        if keep:  # the ImageNet model's builds, for benchmarks 2 and 5
             self.built.update(qc_bytes)
-            self.bare_built.update(bare_bytes)
 
     # -- 2 ------------------------------------------------------------------------------------
     def bench2(self, bench: Any) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        from quant_core.runner import TFLiteRunner
+        from quant_core.runner import TFLiteRunner, batch_size
 
         x = np.ascontiguousarray(np.concatenate([bench.x] * (EVAL_IMAGES // len(bench.x) + 1))[:EVAL_IMAGES])
         repeats = 3 if self.quick else 5
         threads_list = (1,) if self.quick else (1, 2)
 
-        try:
-            from quant_core.runner import batch_size as runner_batch_size
-            runner_batch = runner_batch_size(x.shape[1:])
-        except ImportError:  # older quant_core: a fixed batch of 64
-            runner_batch = EVAL_BATCH
+        runner_batch = batch_size(x.shape[1:])
 
         def bare_loop(model: bytes, threads: int, batch: int) -> Callable[[np.ndarray], np.ndarray]:
             """The plain interpreter loop: resize to the batch (and to a shorter tail), set, invoke, get."""
@@ -641,7 +488,7 @@ class Run:
         header += [f"TFLiteRunner img/s (batch {runner_batch})", f"ratio vs bare batch {EVAL_BATCH}"]
         header += [] if same else [f"ratio vs bare batch {runner_batch}"]
         header += ["max abs diff", "target"]
-        t = Table(f"2a. Evaluation throughput: TFLiteRunner.predict vs bare batched Interpreter loop "
+        t = Table(f"2. Evaluation throughput: TFLiteRunner.predict vs bare batched Interpreter loop "
                   f"({EVAL_IMAGES} images; target >= {TARGET_THROUGHPUT:.2f}x vs the bare loop at batch {EVAL_BATCH})",
                   header)
         for mode in ("float32", "int8"):
@@ -668,8 +515,8 @@ class Run:
                 row += [f"{diff:.2g}", verdict(ips["qc"] / ips["bare64"] >= TARGET_THROUGHPUT)]
                 t.rows.append(row)
                 del runner, loops
-        t.notes.append(f"median of {repeats} timed repeats after one warm-up call each; runner and bare loops "
-                       "alternate. The bare loops resize the input once per batch size (and for a shorter last "
+        t.notes.append(f"the {len(bench.x)} photos repeated to {EVAL_IMAGES} images; median of {repeats} timed "
+                       "repeats after one warm-up call each; runner and bare loops alternate. The bare loops resize the input once per batch size (and for a shorter last "
                        "batch), as TFLiteRunner does.")
         if not same:
             t.notes.append(f"TFLiteRunner picks its batch from the input size: {runner_batch} images at "
@@ -679,22 +526,6 @@ class Run:
                            f"{EVAL_BATCH}; the next column compares at the runner's own batch size.")
         self.add(t)
 
-        lt = Table("2b. Per-image latency: TFLiteRunner.measure_latency (invoke only, batch 1)",
-                   ["variant", "threads", "median ms", "p90 ms", "min ms", "runs"])
-        budget = 0.5 if self.quick else 1.0
-        for name in (default_name(m) for m in MODES):  # each mode with quant_core's default backend
-            if name not in self.built:
-                continue
-            model = self.built[name]
-            for threads in threads_list:
-                log(f"bench 2: latency {name}, {threads} thread(s)")
-                lat = TFLiteRunner(model, num_threads=threads).measure_latency(bench.x[:1], budget_s=budget)
-                lt.rows.append([name, str(lat.threads), f"{lat.median_ms:.2f}", f"{lat.p90_ms:.2f}",
-                                f"{lat.min_ms:.2f}", str(lat.runs)])
-        lt.notes.append(f"5 warm-up runs, then at least 15 runs within a {budget:g} s budget (max 200); x86 with "
-                        "XNNPACK, not a phone. Each mode with quant_core's default backend.")
-        self.add(lt)
-
     # -- 3 ------------------------------------------------------------------------------------
     def bench3(self, bench: Any) -> None:
         from quant_core import Backend, Mode, Recipe
@@ -703,7 +534,7 @@ class Run:
             return Recipe(Mode(mode), backend=backend, calibration_count=count).resolve(source_is_tflite=False)
 
         lq = Backend.LITERT_QUANTIZER
-        low, high = (5, 10) if self.quick else (20, 40)
+        low, high = (5, 10) if self.quick else (10, 20)  # of the 22 photos
         # (title, prior, target, memo_reusable): for a new mode the calibration memo of the prior build is
         # the point, so it stays warm across repeats; a new count must calibrate anew each repeat.
         cases = [
@@ -745,11 +576,11 @@ class Run:
         self.add(t)
 
     # -- 4 ------------------------------------------------------------------------------------
-    def bench4(self) -> dict[str, Any]:
+    def bench4(self) -> None:
         out = self.tmp / "child.json"
         cache = self.tmp / "child-cache"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-compare", str(self.prepared.model),
-               str(self.images_dir), str(cache), str(out)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-compare", str(MODEL), str(IMAGES),
+               str(LABELS), str(cache), str(out)]
         if self.quick:
             cmd.append("float32,weight_only,int8")
         modes = "3 modes (quick)" if self.quick else "all 7 modes"
@@ -765,7 +596,7 @@ class Run:
             tail = launch["stderr"].strip().splitlines()
             t.rows.append(["run_compare", f"child failed (exit {launch['rc']}): {tail[-1] if tail else ''}", "MISS"])
             self.add(t)
-            return {}
+            return
         child = json.loads(out.read_text())
         peak_mb = launch["maxrss_kb"] / 1024.0
         t.rows += [
@@ -797,41 +628,33 @@ class Run:
             "The child uses a fresh artifact cache, threads=1 and the preprocessing quant_core infers (no override).",
         ]
         self.add(t)
-        return child
 
     # -- 5 ------------------------------------------------------------------------------------
-    def bench5(self, bench: Any, child: dict[str, Any]) -> None:
-        from quant_core import Backend, Mode, Recipe
+    def bench5(self, bench: Any) -> None:
+        from quant_core import Backend, Mode, Recipe, metrics
+        from quant_core.runner import TFLiteRunner
 
-        base = len(self.built["float32"])
-        child_ratio = {(v["name"] if v["name"] == "float32" else f"{v['name']} ({v.get('backend')})"): v.get("size_ratio")
-                       for v in child.get("variants", [])}
-        log("bench 5: sizes (and an int8 per-tensor build for comparison)")
+        log("bench 5: sizes with the other engine and an int8 per-tensor build")
         recipe = Recipe(Mode.INT8, backend=Backend.TF_CONVERTER, per_channel=False).resolve(source_is_tflite=False)
-        _, per_tensor = self.qc_build(bench, recipe, reset_calibration=False)
-        t = Table("5. .tflite sizes relative to float32 (targets: int8 <= 0.28x, float16 <= 0.51x)",
-                  ["variant", "default backend", "bytes", "ratio", "run_compare ratio", "target"])
         defaults = {default_name(m) for m in MODES}
-        for name, model in [*self.built.items(), ("int8 (tf_converter) per-tensor", per_tensor)]:
-            ratio = len(model) / base
-            target = TARGET_SIZE.get(name.split(" ")[0])
-            cr = child_ratio.get(name)
-            if target is None:
-                check = "-"
-            elif name in defaults:
-                check = f"{verdict(ratio <= target)} (<= {target})"
-            else:
-                check = f"(would {verdict(ratio <= target)}; not the default)"
-            t.rows.append([name, "yes" if name in defaults else "", f"{len(model):,}", f"{ratio:.3f}x",
-                           f"{cr:.3f}x" if cr else "-", check])
-        t.notes.append("bytes from bench 1's quant_core builds (per-channel, default recipe: "
-                       f"{min(100, self.n_images)} calibration samples); run_compare column from bench 4. The bare "
-                       "engines give byte-identical files (bench 1).")
-        t.notes.append("The target is judged on the row built with quant_core's default backend for the mode.")
-        for name in ("int8 (tf_converter)", "int8 (tf_converter) per-tensor"):
-            model = self.built[name] if name in self.built else per_tensor
-            parts = size_breakdown(model)
-            t.notes.append(f"{name} file of {len(model):,} bytes: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()))
+        others = {k: v for k, v in self.built.items() if k not in defaults}
+        others["int8 (tf_converter) per-tensor"] = self.qc_build(bench, recipe, reset_calibration=False)[1]
+        base = len(self.built["float32"])
+        t = Table("5. Sizes with the non-default engine and with per-tensor int8 (default engines: see 0)",
+                  ["variant", "bytes", "x float32", "top-1 agreement", "mean |Δp|", "size target"])
+        for name, model in others.items():
+            ratio, target = len(model) / base, TARGET_SIZE.get(name.split(" ")[0])
+            probs = metrics.to_probabilities(TFLiteRunner(model).predict(bench.x), bench.output_kind)
+            t.rows.append([name, f"{len(model):,}", f"{ratio:.3f}x",
+                           f"{metrics.top1_agreement(probs, bench.reference_probs):.3f}",
+                           f"{metrics.mean_abs_diff(probs, bench.reference_probs):.4f}",
+                           f"(would {verdict(ratio <= target)}; not the default)" if target else "-"])
+        t.notes.append("Builds from benchmark 1 (the same recipes as 0); quant_core's per-channel default vs "
+                       "`Recipe(int8, per_channel=False)` with the same calibration samples.")
+        for name, model in (("int8 (tf_converter)", self.built["int8 (tf_converter)"]),
+                            ("int8 (tf_converter) per-tensor", others["int8 (tf_converter) per-tensor"])):
+            t.notes.append(f"{name}, {len(model):,} bytes: "
+                           + ", ".join(f"{k} {v:,}" for k, v in size_breakdown(model).items()))
         self.add(t)
 
 
@@ -842,7 +665,7 @@ def size_breakdown(model: bytes) -> dict[str, int]:
     names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     root = schema.Model.GetRootAsModel(model, 0)
     out: dict[str, int] = {}
-    params = 0
+    scales = params = 0
     for g in range(root.SubgraphsLength()):
         sg = root.Subgraphs(g)
         for i in range(sg.TensorsLength()):
@@ -853,9 +676,10 @@ def size_breakdown(model: bytes) -> dict[str, int]:
                 out[key] = out.get(key, 0) + size
             q = tensor.Quantization()
             if q is not None:
-                params += q.ScaleLength()
+                scales += q.ScaleLength()
+                params += 4 * (q.ScaleLength() + q.MinLength() + q.MaxLength()) + 8 * q.ZeroPointLength()
     if params:
-        out[f"quantization params ({params:,} scales; float32 scale + int64 zero point each)"] = params * 12
+        out[f"quantization parameters ({scales:,} float32 scales with int64 zero points)"] = params
     out["graph and metadata (rest)"] = len(model) - sum(out.values())
     return out
 
@@ -869,7 +693,7 @@ _LAUNCHER = (
 )
 
 
-def child_compare(model: str, images: str, cache: str, out: str, modes: str | None = None) -> None:
+def child_compare(model: str, images: str, labels: str, cache: str, out: str, modes: str | None = None) -> None:
     """Bench 4's child: one run_compare (all modes unless given), then its own stats as JSON."""
     t0 = time.perf_counter()
     from quant_core import ArtifactCache, CompareOptions, CompareRequest, Mode, Recipe, run_compare
@@ -884,8 +708,8 @@ def child_compare(model: str, images: str, cache: str, out: str, modes: str | No
                       round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
     with _quiet.stdout_to_stderr():
-        result = run_compare(CompareRequest(model, (images,), options=CompareOptions(recipes=recipes, measure_latency=True)),
-                             cache=ArtifactCache(Path(cache)), on_progress=progress)
+        request = CompareRequest(model, (images,), labels, CompareOptions(recipes=recipes, measure_latency=True))
+        result = run_compare(request, cache=ArtifactCache(Path(cache)), on_progress=progress)
     seconds = time.perf_counter() - start
     variants = [{
         "name": v.name, "backend": str(v.recipe.backend), "status": v.status, "error": v.error,
@@ -894,7 +718,7 @@ def child_compare(model: str, images: str, cache: str, out: str, modes: str | No
         "latency_ms": v.latency.median_ms if v.latency else None} for v in result.variants]
     Path(out).write_text(json.dumps({
         "seconds": seconds, "import_seconds": import_seconds, "images": len(result.images),
-        "preprocessing": f"{result.preprocessing.value_range.value} ({result.preprocessing.source})",
+        "preprocessing": result.preprocessing.normalization.label,
         "variants": variants, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "trace": trace}))
 
 
@@ -924,7 +748,7 @@ def environment_lines(code: str) -> list[str]:
     except OSError:
         pass
     packages = dict(env.packages)
-    for extra in ("scikit-learn", "pillow"):
+    for extra in ("pillow",):
         try:
             packages[extra] = metadata.version(extra)
         except metadata.PackageNotFoundError:
@@ -965,15 +789,12 @@ def write_results(command: str, kind: str, tables: list[Table], started: datetim
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 20 images, 1 repeat, int8/weight_only only in benchmarks 1 and 4")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repeat, fewer modes in benchmarks 1 and 4, 1 thread in benchmark 2")
     parser.add_argument("--repeats", type=int, default=2,
                         help="repeats of each timed build in benchmarks 1 and 3 (full run; default 2)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("QUANT_BENCH_CACHE", Path(tempfile.gettempdir()) / "quant-bench")),
-                        help="where the prepared model and images are cached (default $QUANT_BENCH_CACHE or "
-                             "<tmp>/quant-bench)")
     parser.add_argument("--samples", action="store_true",
-                        help="also run benchmark 1 on sample_models/*.keras (with sample_models/digits_images)")
+                        help="also run benchmark 1 on the digits samples of sample_models/samples.json")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--child-compare", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -985,46 +806,40 @@ def main(argv: list[str] | None = None) -> int:
     command = ".venv/bin/python bench/bench_engine.py" + ("".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:])))
     code_at_start = code_state()
     env_lines = environment_lines(code_at_start)
-    args.cache_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_model(args.cache_dir)
     tmp = Path(tempfile.mkdtemp(prefix="quant-bench-run-"))
     try:
-        run = Run(args, prepared, tmp)
-        from quant_core import ValueRange
-
+        run = Run(args, tmp)
         run.sample_contention("0")
-        log("opening the workbench on the MobileNetV2-size model")
-        bench, open_seconds = run.open_workbench(prepared.model, run.images_dir, ValueRange.MINUS_ONE_ONE)
+        log("opening the workbench on the ImageNet MobileNetV2")
+        bench, open_seconds = run.open_workbench(MODEL, IMAGES, LABELS)
+        run.bench0(bench, open_seconds)
         if args.quick:
             tf_modes, lq_modes = ["int8"], ["weight_only", "int8"]
         else:
             tf_modes = ["dynamic_range", "float16", "int8", "int8_float_io", "int16x8"]
             lq_modes = ["weight_only", "dynamic_range", "float16", "int8"]
         run.sample_contention("1")
-        run.bench1(bench, prepared.model, "MobileNetV2-size, 224x224", tf_modes=tf_modes, lq_modes=lq_modes,
+        run.bench1(bench, MODEL, "ImageNet MobileNetV2, 224x224", tf_modes=tf_modes, lq_modes=lq_modes,
                    float_row=not args.quick, repeats=run.repeats)
-        run.bench0(bench, open_seconds)
-        run.tables.insert(0, run.tables.pop())  # model description first
         if args.samples:
-            for sample in sorted((REPO / "sample_models").glob("*.keras")):
-                images = REPO / "sample_models" / "digits_images"
-                if images.is_dir():
-                    log(f"bench 1 on {sample.name}")
-                    small, _ = run.open_workbench(sample, images)
-                    run.bench1(small, sample, f"sample_models/{sample.name}", tf_modes=tf_modes,
-                               lq_modes=["weight_only"], float_row=True, repeats=run.repeats)
+            for sample in json.loads((SAMPLES / "samples.json").read_text()):
+                path = SAMPLES / sample["file"]
+                if path != MODEL:
+                    log(f"bench 1 on {path.name}")
+                    small, _ = run.open_workbench(path, SAMPLES / sample["images_dir"])
+                    run.bench1(small, path, f"sample_models/{path.name}", tf_modes=tf_modes,
+                               lq_modes=["weight_only"], float_row=True, repeats=run.repeats, keep=False)
                     del small
-        run.n_images = len(bench.x)
         run.sample_contention("2")
         run.bench2(bench)
         run.sample_contention("3")
         run.bench3(bench)
         run.sample_contention("4")
-        child = run.bench4()
+        run.bench4()
         if code_state() != code_at_start and run.tables[-1].title.startswith("4."):
             run.tables[-1].notes.append(f"quant_core changed during this run ({code_at_start} -> {code_state()}): "
                                         "this child imported the newer code.")
-        run.bench5(bench, child)
+        run.bench5(bench)
         del bench
         run.sample_contention("end")
         env_lines.append(run.contention_line())
