@@ -25,7 +25,7 @@ from quant_core.results import CompareResult, VariantResult
 __all__ = [
     "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
     "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "MODE_INFO", "Mode",
-    "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError", "Recipe", "ResizeMethod",
-    "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench",
+    "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError",
+    "Recipe", "ResizeMethod", "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench",
     "load_images", "load_model", "read_labels_file", "report_dict", "run_compare", "save_variants", "variants_csv",
 ]
