@@ -61,13 +61,9 @@ def override_from_query(params: Mapping[str, str]) -> PreprocessingOverride | No
     preset = params.get("norm") or params.get("range")
     if preset is None:
         return None
-    if preset == Preset.CUSTOM.value:
-        if "mean" not in params or "std" not in params:
-            raise InputError("the link's custom normalization needs both mean and std")
-        norm = Normalization.custom(parse_numbers(params["mean"], name="mean"), parse_numbers(params["std"], name="std"))
-    else:
-        try:
-            norm = Normalization.of(preset)
-        except ValueError:
-            raise InputError(f"unknown normalization {preset!r} in the link") from None
-    return PreprocessingOverride(normalization=norm)
+    if preset != Preset.CUSTOM.value:
+        return PreprocessingOverride(normalization=Normalization.of(preset))  # InputError for unknown names
+    if "mean" not in params or "std" not in params:
+        raise InputError("the link's custom normalization needs both mean and std")
+    return PreprocessingOverride(normalization=Normalization.custom(parse_numbers(params["mean"], name="mean"),
+                                                                    parse_numbers(params["std"], name="std")))
