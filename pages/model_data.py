@@ -76,7 +76,9 @@ st.caption(
 
 pre = description.preprocessing
 ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing widgets for each new model
-with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize", expanded=False):
+# Open while the user has changed something: a new label re-creates the expander, which would hide the fields.
+with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize",
+                 expanded=override != PreprocessingOverride()):
     st.caption(f"How this was chosen: {pre.source}")
     normalization = normalization_picker(pre.normalization, channels=info.channels, key=f"w.norm.{ident}")
     c1, c2, c3 = st.columns(3)
