@@ -10,7 +10,8 @@ from ui.widgets import current_inputs, need_result
 st.title("Compare")
 result = need_result()
 st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
-           f", calibration from {result.calibration.source}. Highlighted: the best value in each column.")
+           f", calibration from {result.calibration.source}. Highlighted: the best value in each column. "
+           + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 if result.calibration.what_if:
     st.warning("Calibrated with random noise (what-if): int8 and 16x8 numbers show what bad calibration does, "
                "not what your model can reach.", icon=":material/warning:")

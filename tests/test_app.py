@@ -76,6 +76,7 @@ def test_sample_journey_compares_every_variant(sample_run):
     # Where quantization costs accuracy is visible: some variant changes a prediction, and the grid shows it first.
     assert table["agreement"].min() < 1.0
     assert any("have at least one variant disagreeing with float32" in c.value for c in at.caption)
+    assert any("With 22 images one image is 4.5 points of accuracy" in c.value for c in at.caption)
     grid = " ".join(m.value for m in at.markdown)
     assert "≠ float32" in grid and "espresso" in grid  # top-5 class names per image and variant
     # 1000 classes: the mistakes of the chosen variant are listed instead of an unreadable confusion matrix.

@@ -19,6 +19,14 @@ def ok_variants(result: CompareResult):
     return [v for v in result.variants if v.ok]
 
 
+def coarseness_note(images: int) -> str:
+    """A sentence on how coarse accuracy is on few images ('' from 100 images on)."""
+    if not images or images >= 100:
+        return ""
+    return (f"With {images} images one image is {100 / images:.1f} points of accuracy: agreement and mean |Δp| "
+            "are the finer signals. ")
+
+
 def summary_frame(result: CompareResult) -> pd.DataFrame:
     """One row per variant with the headline numbers (failed variants keep their reason)."""
     rows = []

@@ -31,14 +31,6 @@ _TOP5_TEXT = ("; <b>top-5 agreement</b> the share where the float32 model's answ
               "top five")
 
 
-def _coarseness(images: int) -> str:
-    """A sentence on how coarse accuracy is on few images ('' from 100 images on)."""
-    if not images or images >= 100:
-        return ""
-    return (f"With {images} images one image is {100 / images:.1f} points of accuracy: agreement and mean |Δp| "
-            "are the finer signals. ")
-
-
 def _figure(fig) -> str:
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
@@ -130,7 +122,7 @@ prediction matches the float32 model{_TOP5_TEXT if result.has_top5 else ""};
 <b>mean |Δp|</b> is the largest change of any class probability, averaged over images (0 = identical outputs);
 <b>accuracy</b> uses the true labels
 {"(" + html.escape(result.labels_source) + ")" if result.labelled else "(not available: images were unlabelled)"}.
-{_coarseness(len(result.images))}Best values are highlighted.</p>
+{html.escape(charts.coarseness_note(len(result.images)) if result.labelled else '')}Best values are highlighted.</p>
 {_summary_table(result)}{"".join(failures)}{"".join(warnings)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
 <h2>What the variants are</h2><ul>{modes}</ul>
