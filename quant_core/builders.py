@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from quant_core import _quiet
-from quant_core.errors import ConversionError
+from quant_core.errors import ConversionError, first_line
 from quant_core.models import SourceModel
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
@@ -79,8 +79,7 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
     except ConversionError:
         raise
     except Exception as err:  # Engines raise RuntimeError, ConverterError, ValueError...
-        text = str(err).strip().splitlines()
-        raise ConversionError(f"{recipe.backend} failed: {(text[0] if text else type(err).__name__)[:300]}") from err
+        raise ConversionError(f"{recipe.backend} failed: {first_line(err) or type(err).__name__}") from err
 
 
 def _version(package: str) -> str:

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TextIO
 
 from quant_core import _quiet
-from quant_core.errors import InputError, QuantError
+from quant_core.errors import InputError, QuantError, first_line
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
 from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                    parse_numbers)
-from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,12 +94,12 @@ def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--center-crop", action="store_true", default=None)
 
 
-def _recipe(mode: Mode, args: argparse.Namespace) -> Recipe:
-    """The recipe for a mode from the command-line options."""
-    backend = Backend(args.backend) if args.backend and Backend(args.backend) in MODE_INFO[mode].backends else None
-    return Recipe(mode, backend=backend, calibration_count=args.calibration_count,
-                  calibration_source=CalibrationSource(args.calibration_source), per_channel=not args.per_tensor,
-                  io_type=IOType(args.int8_io) if args.int8_io and mode is Mode.INT8 else None)
+def _recipes(modes: list[Mode], args: argparse.Namespace) -> tuple[Recipe, ...]:
+    """The recipes for these modes from the command-line options."""
+    return compile_recipes(modes, backend=Backend(args.backend) if args.backend else None,
+                           calibration_count=args.calibration_count,
+                           calibration_source=CalibrationSource(args.calibration_source),
+                           per_channel=not args.per_tensor, int8_io=IOType(args.int8_io) if args.int8_io else None)
 
 
 def _override(args: argparse.Namespace) -> PreprocessingOverride:
@@ -130,7 +130,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
     from quant_core.report import report_dict, save_variants  # pylint: disable=import-outside-toplevel
 
-    options = CompareOptions(recipes=tuple(_recipe(m, args) for m in parse_modes(args.modes)),
+    options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
     request = CompareRequest(args.model, tuple(args.images), args.labels, options)
@@ -185,7 +185,7 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.quantize import quantize_file  # pylint: disable=import-outside-toplevel
 
     mode = parse_mode(args.mode)
-    summary = quantize_file(args.model, _recipe(mode, args), images=tuple(args.images), output=Path(args.output),
+    summary = quantize_file(args.model, _recipes([mode], args)[0], images=tuple(args.images), output=Path(args.output),
                             preprocessing=_override(args), cache=_cache(args))
     out.write(summary + "\n")
     return 0
@@ -255,8 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as e:  # the last line of defence: one line, details in the log
         traceback.print_exc(file=diagnostics)
-        first = str(e).splitlines()[0] if str(e) else ""
-        err.write(f"internal error: {type(e).__name__}: {first} (run with --verbose for details)\n")
+        err.write(f"internal error: {type(e).__name__}: {first_line(e)} (run with --verbose for details)\n")
         return 1
     finally:
         root.removeHandler(handler)

@@ -33,3 +33,13 @@ class ImageError(InputError):
 
 class ConversionError(QuantError):
     """A variant could not be produced or failed its check against the source model."""
+
+
+def first_line(err: BaseException, *, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message, at most `limit` characters ('' when blank).
+
+    Third-party engines raise multi-line messages (MLIR dumps, stack excerpts); one line is
+    what a user-facing error can carry. Callers add `or type(err).__name__` where needed.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""

@@ -17,7 +17,7 @@ import numpy as np
 from quant_core import _quiet, savedmodel_guard
 from quant_core.archives import extract_zip
 from quant_core.cache import content_sha256
-from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
+from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError, first_line
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner, batch_size
 from quant_core.tflite_info import float_param_count, input_scale_factor
@@ -297,8 +297,7 @@ def _keras_load_error(name: str, err: Exception) -> Exception:
             f"{name}: the model needs custom code ({detail}), which the workbench never runs; "
             "use built-in Keras layers only"
         )
-    first = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
-    return InputError(f"{name}: cannot load the model ({first})")
+    return InputError(f"{name}: cannot load the model ({first_line(err, limit=200) or type(err).__name__})")
 
 
 def _preprocessing_layers(model: Any) -> tuple[str, ...]:
@@ -397,7 +396,7 @@ def _convert(name: str, make_converter: Callable[[], Any]) -> bytes:
         with _quiet.stdout_to_stderr():
             return bytes(make_converter().convert())
     except Exception as err:  # The converter raises ConverterError and others.
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        first = first_line(err) or type(err).__name__
         raise UnsupportedModelError(f"{name}: the TFLite converter cannot convert this model ({first})") from None
 
 
@@ -421,7 +420,7 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
         with _quiet.stdout_to_stderr():
             loaded = tf.saved_model.load(str(folder))
     except Exception as err:  # TF raises many types for broken SavedModels.
-        raise InputError(f"{path.name}: cannot load the SavedModel ({str(err).strip()[:200]})") from None
+        raise InputError(f"{path.name}: cannot load the SavedModel ({first_line(err, limit=200)})") from None
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise UnsupportedModelError(f"{path.name}: the SavedModel has no 'serving_default' signature")

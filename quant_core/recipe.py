@@ -7,6 +7,7 @@ beside each .tflite is exactly what produced it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -111,6 +112,26 @@ class Recipe:
         if unknown:
             raise InputError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def compile_recipes(modes: Sequence[Mode], *, backend: Backend | None = None, calibration_count: int = 100,
+                    calibration_source: CalibrationSource = CalibrationSource.IMAGES, per_channel: bool = True,
+                    int8_io: IOType | None = None) -> tuple[Recipe, ...]:
+    """One recipe per mode from options chosen once for all modes (the CLI's flags, the Quantize page).
+
+    The engine preference applies to the modes that engine can build; the others keep
+    their default engine. `int8_io` applies to the int8 mode only.
+
+    Raises:
+        InputError: an option the chosen engine cannot honour (e.g. uint8 I/O from the
+            LiteRT Quantizer), never silently dropped.
+    """
+    return tuple(
+        Recipe(mode, backend=backend if backend in MODE_INFO[mode].backends else None,
+               calibration_count=calibration_count, calibration_source=calibration_source, per_channel=per_channel,
+               io_type=int8_io if mode is Mode.INT8 else None)
+        for mode in modes
+    )
 
 
 def _coerce(obj: Recipe, name: str, enum_type: type[enum.Enum]) -> None:

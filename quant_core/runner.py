@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from quant_core.errors import InputError
+from quant_core.errors import InputError, first_line
 
 _MAX_BATCH = 64
 _BATCH_ELEMENTS = 2_000_000  # input elements per batch: 64 small images, ~13 at 224x224x3
@@ -45,7 +45,8 @@ class TFLiteRunner:
             self._interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
             self._interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as err:
-            raise InputError(f"the LiteRT interpreter cannot load this model: {_first_line(err)}") from None
+            detail = first_line(err) or type(err).__name__
+            raise InputError(f"the LiteRT interpreter cannot load this model: {detail}") from None
         self.num_threads = num_threads
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
@@ -151,9 +152,3 @@ class TFLiteRunner:
             median_ms=statistics.median(times), p90_ms=p90, mean_ms=statistics.fmean(times),
             min_ms=times[0], runs=len(times), warmup=warmup, threads=self.num_threads,
         )
-
-
-def _first_line(err: BaseException) -> str:
-    """The first line of an exception message."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant_core.errors import QuantError
+from quant_core.errors import QuantError, first_line
 
 _POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
 _POOL = threading.BoundedSemaphore(_POOL_SIZE)
@@ -224,8 +224,7 @@ def _child(channel_fd: int) -> int:
         import traceback  # pylint: disable=import-outside-toplevel
 
         traceback.print_exc()
-        first = str(err).splitlines()[0] if str(err) else ""
-        send({"error": f"internal error: {type(err).__name__}: {first}"[:300], "user": False})
+        send({"error": f"internal error: {type(err).__name__}: {first_line(err)}"[:300], "user": False})
     channel.close()
     return 0
 

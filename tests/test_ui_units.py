@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from quant_core import Backend, CalibrationSource, IOType, Mode, Normalization, PreprocessingOverride
@@ -14,7 +16,7 @@ from ui.share import override_from_query, share_query
 def test_settings_round_trip_through_a_link():
     s = Settings(modes=(Mode.FLOAT32, Mode.INT8, Mode.INT16X8), calibration_count=33,
                  calibration_source=CalibrationSource.RANDOM, per_channel=False, int8_io=IOType.UINT8,
-                 backend=Backend.LITERT_QUANTIZER, threads=2)
+                 backend=Backend.TF_CONVERTER, threads=2)  # uint8 I/O: the converter (the LiteRT Quantizer refuses)
     query = share_query("digits_cnn", s, PreprocessingOverride(normalization=Normalization.of("0,1")))
     assert query.startswith("?sample=digits_cnn&") and "norm=0%2C1" in query
     from urllib.parse import parse_qsl
@@ -52,9 +54,26 @@ def test_bad_links_are_refused(params):
 
 def test_backend_preference_only_where_a_mode_allows_it():
     recipes = {r.mode: r for r in Settings(backend=Backend.LITERT_QUANTIZER).recipes()}
-    assert recipes[Mode.INT8].backend is Backend.LITERT_QUANTIZER and recipes[Mode.INT8].io_type is None
+    assert recipes[Mode.INT8].backend is Backend.LITERT_QUANTIZER and recipes[Mode.INT8].io_type is IOType.INT8
     assert recipes[Mode.INT8_FLOAT_IO].backend is None  # converter only: the default engine
     assert recipes[Mode.FLOAT32].backend is None
+
+
+def test_the_page_and_the_cli_compile_the_same_recipes_and_both_refuse_uint8_from_the_litert_quantizer():
+    """One compiler: the UI no longer drops uint8 I/O silently where the CLI raised."""
+    import argparse
+
+    from quant_core.cli import _recipes
+
+    cli_args = argparse.Namespace(backend="litert_quantizer", calibration_count=40, calibration_source="images",
+                                  per_tensor=True, int8_io="int8")
+    page = Settings(modes=tuple(Mode), backend=Backend.LITERT_QUANTIZER, calibration_count=40, per_channel=False,
+                    int8_io=IOType.INT8)
+    assert page.recipes() == _recipes(list(Mode), cli_args)
+    with pytest.raises(InputError, match="supports I/O types int8, got uint8"):
+        replace(page, int8_io=IOType.UINT8).recipes()
+    with pytest.raises(InputError, match="supports I/O types int8, got uint8"):
+        _recipes(list(Mode), argparse.Namespace(**{**vars(cli_args), "int8_io": "uint8"}))
 
 
 @pytest.mark.parametrize("name,expected", [("../../etc/passwd", "passwd"), ("a b.png", "a_b.png"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from quant_core import MODE_INFO, Backend, CalibrationSource, IOType, Mode, Recipe
+from quant_core import Backend, CalibrationSource, IOType, Mode, Recipe
 from quant_core.errors import InputError
 from quant_core.modes import parse_modes
+from quant_core.recipe import compile_recipes
 
 
 @dataclass(frozen=True)
@@ -23,15 +24,10 @@ class Settings:
     threads: int = 1
 
     def recipes(self) -> tuple[Recipe, ...]:
-        """One recipe per selected mode, the backend preference applied where the mode allows it."""
-        recipes = []
-        for mode in self.modes:
-            backend = self.backend if self.backend in MODE_INFO[mode].backends else None
-            io = self.int8_io if mode is Mode.INT8 and backend is not Backend.LITERT_QUANTIZER else None
-            recipes.append(Recipe(mode, backend=backend, calibration_count=self.calibration_count,
-                                  calibration_source=self.calibration_source, per_channel=self.per_channel,
-                                  io_type=io))
-        return tuple(recipes)
+        """One recipe per selected mode (quant_core's compiler, shared with the CLI; raises InputError)."""
+        return compile_recipes(self.modes, backend=self.backend, calibration_count=self.calibration_count,
+                               calibration_source=self.calibration_source, per_channel=self.per_channel,
+                               int8_io=self.int8_io)
 
     def to_query(self) -> dict[str, str]:
         """Query parameters for the settings that differ from the defaults."""
