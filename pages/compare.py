@@ -54,7 +54,7 @@ def per_image_grid() -> None:
     page_size = 12
     pages = max(1, (len(rows) + page_size - 1) // page_size)
     page = st.number_input("Page", 1, pages, 1, key="w.grid_page") if pages > 1 else 1
-    base = result.variant("float32") if any(v.name == "float32" for v in ok) else None
+    base = result.baseline
     for k in rows[(page - 1) * page_size: page * page_size]:
         image = result.images[k]
         cols = st.columns([1] + [2] * len(shown))

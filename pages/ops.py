@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from quant_core import MODE_INFO
 from ui import charts
-from ui.widgets import mode_title, need_result
+from ui.widgets import need_result
 
 st.title("Ops")
 result = need_result()
@@ -21,7 +22,7 @@ for v in charts.ok_variants(result):
     verdict = "integer-only: runs entirely on an integer accelerator" if ops.integer_only else (
         f"not integer-only: {ops.float + ops.hybrid} float/hybrid ops" if ops.float + ops.hybrid else
         "integer compute with float input/output (QUANTIZE/DEQUANTIZE at the edges)")
-    with st.expander(f"{mode_title(v.name)} (`{v.name}`): {ops.total} ops — {verdict}",
+    with st.expander(f"{MODE_INFO[v.mode].title} (`{v.name}`): {ops.total} ops — {verdict}",
                      expanded=v.name in ("int8", "int8_float_io")):
         c = st.columns(6)
         for col, (label, n) in zip(c, [("int8", ops.int8), ("int16", ops.int16), ("hybrid", ops.hybrid),

@@ -9,7 +9,7 @@ import streamlit as st
 from quant_core import MODE_INFO, Backend, CalibrationSource, IOType, Mode, QuantError
 from ui import run, state
 from ui.settings import Settings
-from ui.widgets import current_inputs, mode_title, show_error
+from ui.widgets import current_inputs, show_error
 
 st.title("Quantize")
 st.caption(f"Working on {current_inputs().title}.")
@@ -59,7 +59,7 @@ except QuantError as err:
 state.put(state.SETTINGS, new)
 
 st.divider()
-st.caption("Will build: " + ", ".join(mode_title(m.value) for m in new.modes))
+st.caption("Will build: " + ", ".join(MODE_INFO[m].title for m in new.modes))
 if st.button("Run", type="primary", icon=":material/play_arrow:", key="w.run"):
     if run.run_comparison():
         st.success("Done. See the side-by-side comparison.", icon=":material/check:")

@@ -27,7 +27,7 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     """One variant as published in the report."""
     ops = to_jsonable(v.ops) if v.ops else None
     return {
-        "mode": v.mode.value, "name": v.name, "title": MODE_INFO[v.mode].title, "status": v.status,
+        "mode": v.mode.value, "name": v.name, "title": MODE_INFO[v.mode].title, "status": v.status.value,
         "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
         "size_bytes": v.size_bytes, "size_ratio": _round(v.size_ratio),
         "latency_ms": None if v.latency is None else {
@@ -78,7 +78,7 @@ def variants_csv(result: CompareResult) -> str:
                      "top1_agreement", "top5_agreement", "accuracy", "top5_accuracy", "mean_abs_prob_diff",
                      "integer_only", "error"])
     for v in result.variants:
-        writer.writerow([v.name, v.status, v.size_bytes, _round(v.size_ratio),
+        writer.writerow([v.name, v.status.value, v.size_bytes, _round(v.size_ratio),
                          _round(v.latency.median_ms) if v.latency else "", _round(v.latency.p90_ms) if v.latency else "",
                          _round(v.top1_agreement), _round(v.top5_agreement), _round(v.accuracy),
                          _round(v.top5_accuracy), _round(v.mean_abs_diff, 6),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from quant_core.recipe import Recipe
 from quant_core.runner import Latency
 
 
-class Status:
-    """Variant status values."""
+class Status(enum.StrEnum):
+    """Whether a variant was built and passed its checks."""
 
     OK = "ok"
     FAILED = "failed"
@@ -44,7 +45,7 @@ class VariantResult:
     name: str
     mode: Mode
     recipe: Recipe
-    status: str
+    status: Status
     error: str | None = None
     warning: str | None = None  # set on usable variants whose predictions differ a lot from float32
     engine_settings: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +127,11 @@ class CompareResult:
     def labelled(self) -> bool:
         """True when accuracy could be computed."""
         return bool(self.images) and all(i.label_index is not None for i in self.images)
+
+    @property
+    def baseline(self) -> VariantResult | None:
+        """The float32 variant every other is compared with (None if it failed)."""
+        return next((v for v in self.variants if v.mode is Mode.FLOAT32 and v.ok), None)
 
     def variant(self, name: str) -> VariantResult:
         """The variant called `name` (a mode value for CLI requests)."""

@@ -16,7 +16,7 @@ from quant_core.modes import Mode
 from quant_core.preprocess import Normalization, PreprocessingOverride, Preset
 from quant_core.recipe import Recipe
 from quant_core.report import report_dict, save_variants, variants_csv
-from quant_core.results import CompareResult
+from quant_core.results import CompareResult, Status
 
 
 def _request(model_files, image_dir, labels_file=None, **options):
@@ -41,6 +41,9 @@ def test_full_comparison_has_every_variant_with_measurements(full_result):
     assert [v.name for v in result.variants] == [m.value for m in Mode]
     assert all(v.ok for v in result.variants), [(v.name, v.error) for v in result.variants if not v.ok]
     assert result.labelled and result.class_names == CLASSES
+    assert result.baseline is result.variant("float32") and result.baseline.mode is Mode.FLOAT32
+    assert all(v.status is Status.OK for v in result.variants)
+    assert CompareResult.from_dict(json.loads(json.dumps(result.to_dict()))).variants[0].status is Status.OK
     assert result.source_accuracy >= 0.9
     assert result.preprocessing.normalization.preset is Preset.RAW
     assert "Rescaling" in result.preprocessing.source

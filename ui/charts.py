@@ -157,7 +157,7 @@ def confusion_chart(result: CompareResult, name: str) -> go.Figure:
 def mistakes_frame(result: CompareResult, name: str) -> pd.DataFrame:
     """The images one variant gets wrong: true class, its prediction, and float32's (many-class models)."""
     v = result.variant(name)
-    base = next((b for b in ok_variants(result) if b.name == "float32"), None)
+    base = result.baseline
     rows = []
     for k, image in enumerate(result.images):
         if image.label_index is None or v.top1[k] == image.label_index:
@@ -209,7 +209,7 @@ def ops_chart(result: CompareResult) -> go.Figure:
 def most_disagreeing(result: CompareResult, count: int) -> list[str]:
     """float32 and the `count` variants that change float32's top-1 on the most images (ties: build order)."""
     vs = ok_variants(result)
-    base = next((v for v in vs if v.name == "float32"), None)
+    base = result.baseline
     if base is None:
         return [v.name for v in vs][: count + 1]
     others = [v for v in vs if v is not base]
@@ -220,7 +220,7 @@ def most_disagreeing(result: CompareResult, count: int) -> list[str]:
 def disagreement(result: CompareResult) -> list[bool]:
     """Per image: True when any variant's top-1 differs from float32's."""
     vs = ok_variants(result)
-    base = next((v for v in vs if v.name == "float32"), None)
+    base = result.baseline
     if base is None:
         return [False] * len(result.images)
     return [any(v.top1[k] != base.top1[k] for v in vs) for k in range(len(result.images))]

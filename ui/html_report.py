@@ -12,7 +12,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from PIL import Image
 
-from quant_core import MODE_INFO, CompareResult
+from quant_core import MODE_INFO, CompareResult, Mode
 from ui import charts
 
 _CSS = """
@@ -76,7 +76,7 @@ def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: i
     vs = charts.ok_variants(result)
     flags = charts.disagreement(result)
     order = sorted(range(len(result.images)), key=lambda k: not flags[k])[:limit]
-    base = next((v for v in vs if v.name == "float32"), None)
+    base = result.baseline
     head = "<tr><th>image</th>" + "".join(f"<th>{html.escape(v.name)}</th>" for v in vs) + "</tr>"
     rows = []
     for k in order:
@@ -100,7 +100,7 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
                charts.tradeoff_chart(result), charts.ops_chart(result)]
     if result.labelled:
         figures += [charts.confusion_chart(result, v.name) for v in charts.ok_variants(result)
-                    if v.name in ("float32", "int8")
+                    if v.mode in (Mode.FLOAT32, Mode.INT8)
                     and len(charts.confusion_classes(result, v.name)) <= charts.MAX_CONFUSION_CLASSES]
     warnings = [f'<div class="note">{html.escape(v.name)} {html.escape(v.warning)}</div>'
                 for v in result.variants if v.ok and v.warning]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import PreprocessingOverride, Progress, QuantError
+from quant_core import MODE_INFO, PreprocessingOverride, Progress, QuantError
 from ui import engine, state
 from ui.settings import Settings
-from ui.widgets import current_inputs, mode_title, show_error
+from ui.widgets import current_inputs, show_error
 
 
 def run_comparison() -> bool:
@@ -28,7 +28,7 @@ def run_comparison() -> bool:
             result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir())
             for v in result.variants:
                 icon = ":material/check_circle:" if v.ok else ":material/cancel:"
-                st.write(f"{icon} **{mode_title(v.name)}** — " + ("ok" if v.ok else f"failed: {v.error}"))
+                st.write(f"{icon} **{MODE_INFO[v.mode].title}** — " + ("ok" if v.ok else f"failed: {v.error}"))
             failed = [v for v in result.variants if not v.ok]
             status.update(label=f"{len(result.variants) - len(failed)} of {len(result.variants)} variants built"
                           + (f", {len(failed)} failed" if failed else ""), state="error" if failed else "complete")

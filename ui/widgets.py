@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import MODE_INFO, Normalization, Preset, QuantError
+from quant_core import Normalization, Preset, QuantError
 from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
@@ -33,15 +33,6 @@ def need_result():
         st.page_link("pages/quantize.py", label="Go to Quantize", icon=":material/tune:")
         st.stop()
     return result
-
-
-def mode_title(name: str) -> str:
-    """Human title of a variant name such as 'int8' or 'int8-2'."""
-    base = name.split("-")[0]
-    for mode, info in MODE_INFO.items():
-        if mode.value == base:
-            return info.title
-    return name
 
 
 def sidebar_status(slot) -> None:
