@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 from quant_core import _quiet
+from quant_core.env import installed_version
 from quant_core.errors import ConversionError, first_line
 from quant_core.models import SourceModel
 from quant_core.modes import Backend, IOType, Mode
@@ -83,13 +83,8 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
 
 
 def _version(package: str) -> str:
-    """Installed version of a package, or '?'."""
-    for name in (package, package.replace("tensorflow", "tensorflow-cpu")):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "?"
+    """Installed version of a package ('tensorflow' also as tensorflow-cpu), or '?'."""
+    return installed_version(package) or installed_version(package.replace("tensorflow", "tensorflow-cpu")) or "?"
 
 
 def _rep_dataset(data: np.ndarray) -> Callable[[], Any]:

@@ -50,15 +50,18 @@ def _platform() -> tuple[str, str, str]:
 
 
 @functools.cache
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution, or None (looked up once per process)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
 def engine_versions() -> tuple[tuple[str, str], ...]:
-    """(package, version) of the engines; part of every cache key (looked up once per process)."""
-    packages = []
-    for name in _PACKAGES:
-        try:
-            packages.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            continue
-    return tuple(packages)
+    """(package, version) of the installed engines; part of every cache key."""
+    return tuple((name, version) for name in _PACKAGES if (version := installed_version(name)))
 
 
 @functools.cache
