@@ -97,12 +97,7 @@ class Normalization:
     std: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.preset, Preset):
-            try:
-                object.__setattr__(self, "preset", Preset(self.preset))
-            except ValueError:
-                raise InputError(f"unknown normalization {self.preset!r}; expected one of: "
-                                 f"{', '.join(p.value for p in Preset)}") from None
+        object.__setattr__(self, "preset", _preset(self.preset))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         for name, values in (("mean", self.mean), ("std", self.std)):
@@ -116,11 +111,7 @@ class Normalization:
     @classmethod
     def of(cls, preset: Preset | str) -> Normalization:
         """The named preset (not CUSTOM, which needs values: use `custom`)."""
-        try:
-            preset = Preset(preset)
-        except ValueError:
-            raise InputError(f"unknown normalization {preset!r}; expected one of: "
-                             f"{', '.join(p.value for p in Preset)}") from None
+        preset = _preset(preset)
         if preset is Preset.CUSTOM:
             raise InputError("the custom normalization needs a mean and a std (CLI: --mean and --std)")
         mean, std = _PRESET_VALUES[preset]
@@ -164,9 +155,13 @@ class Normalization:
         offset = (-mean / std).astype(np.float32)
         return (pixels.astype(np.float32) * scale + offset).astype(np.float32)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"preset": self.preset.value, "mean": list(self.mean), "std": list(self.std)}
+def _preset(value: Preset | str) -> Preset:
+    """A preset from its name; InputError naming the valid ones otherwise."""
+    try:
+        return Preset(value)
+    except ValueError:
+        raise InputError(f"unknown normalization {value!r}; expected one of: "
+                         f"{', '.join(p.value for p in Preset)}") from None
 
 
 def format_numbers(values: Sequence[float]) -> str:
