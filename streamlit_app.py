@@ -5,14 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import QuantError
-from ui import charts, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
+from quant_core.errors import report_internal
+from ui import charts, logs, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
 from ui.share import override_from_query
-from ui.widgets import sidebar_status
+from ui.widgets import show_error, sidebar_status
 
 st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
+logs.configure()
 
 
 def apply_query_params() -> None:
@@ -50,5 +52,7 @@ with st.sidebar:
 status_slot = st.sidebar.empty()
 try:
     navigation.run()
+except Exception as err:  # a bug in a page: logged with its traceback, shown by its incident id
+    show_error(report_internal(err, context=f"the {navigation.title!r} page"))
 finally:  # after the page, so it reflects what the page just changed (also when the page stops early)
     sidebar_status(status_slot)

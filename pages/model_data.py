@@ -7,7 +7,7 @@ import streamlit as st
 from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
 from ui import engine, run, state
 from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
-from ui.widgets import current_inputs, normalization_picker, show_error
+from ui.widgets import ENGINE_ERRORS, current_inputs, normalization_picker, show_error
 
 st.title("Model & data")
 st.markdown(
@@ -58,7 +58,7 @@ inputs = current_inputs()
 override = state.get(state.OVERRIDE) or PreprocessingOverride()
 try:
     description = engine.describe(inputs, override)
-except QuantError as err:
+except ENGINE_ERRORS as err:
     show_error(err)
     st.stop()
 

@@ -11,8 +11,8 @@ Typical use::
 
 from quant_core.cache import ArtifactCache
 from quant_core.compare import CompareOptions, CompareRequest, Progress, Workbench, run_compare
-from quant_core.errors import (ConversionError, ImageError, InputError, QuantError, UnsafeModelError,
-                               UnsupportedModelError)
+from quant_core.errors import (ConversionError, ImageError, InputError, InternalError, QuantError,
+                               UnsafeModelError, UnsupportedModelError)
 from quant_core.images import ImageSet, load_images, read_labels_file
 from quant_core.models import ModelInfo, SourceModel, load_model
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
@@ -24,8 +24,9 @@ from quant_core.results import CompareResult, VariantResult
 
 __all__ = [
     "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
-    "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "MODE_INFO", "Mode",
-    "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError",
+    "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "InternalError",
+    "MODE_INFO", "Mode", "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress",
+    "QuantError",
     "Recipe", "ResizeMethod", "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench",
     "load_images", "load_model", "read_labels_file", "report_dict", "run_compare", "save_variants", "variants_csv",
 ]

@@ -5,12 +5,17 @@ written beside the model. Calibrated converter modes calibrate the float .tflite
 and then quantize it, which is what `TFLiteConverter.convert()` does internally; the
 result is byte-identical to the bare converter with the same data (tested), but a new
 mode costs a quantization pass instead of a full conversion.
+
+Only the engines' own calls are wrapped (`_engine`): what they raise becomes a one-line
+`ConversionError` for that variant. A bug in this module is not an engine failure and
+propagates as itself.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +23,7 @@ import numpy as np
 
 from quant_core import _quiet
 from quant_core.env import installed_version
-from quant_core.errors import ConversionError, first_line
+from quant_core.errors import ConversionError, QuantError, first_line
 from quant_core.models import SourceModel
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
@@ -48,7 +53,7 @@ class CalibratedModels:
         """The converter's Calibrator with `data` already fed through the float model."""
         if digest not in self._fed:
             module = _tf_calibrator()
-            with _quiet.stdout_to_stderr():
+            with _engine(Backend.TF_CONVERTER):
                 fed = module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
                 fed._feed_tensors(_rep_dataset(data), resize_input=True)  # pylint: disable=protected-access
             self._fed[digest] = fed
@@ -58,7 +63,7 @@ class CalibratedModels:
         """The float model with activation statistics recorded from `data`."""
         if digest not in self._calibrated:
             fed = self.calibrator(source, data, digest)
-            with _quiet.stdout_to_stderr():
+            with _engine(Backend.TF_CONVERTER):
                 self._calibrated[digest] = bytes(fed._calibrator.Calibrate())  # pylint: disable=protected-access
         return self._calibrated[digest]
 
@@ -71,15 +76,25 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
     """Builds one variant from a resolved recipe.
 
     Raises:
-        ConversionError: the engine refused or crashed on this model.
+        ConversionError: the engine refused or failed on this model.
     """
-    builder = _REGISTRY[(recipe.mode, recipe.backend)]
+    return _REGISTRY[(recipe.mode, recipe.backend)](source, recipe, calibration, calibration_digest, calibrated)
+
+
+@contextmanager
+def _engine(backend: Backend) -> Iterator[None]:
+    """Around a third-party engine call: its output goes to stderr, its exceptions become ConversionError.
+
+    Engines raise RuntimeError, ConverterError, ValueError and more for models they cannot
+    handle; that is this variant failing, reported in one line. Only engine calls go here.
+    """
     try:
-        return builder(source, recipe, calibration, calibration_digest, calibrated)
-    except ConversionError:
+        with _quiet.stdout_to_stderr():
+            yield
+    except QuantError:
         raise
-    except Exception as err:  # Engines raise RuntimeError, ConverterError, ValueError...
-        raise ConversionError(f"{recipe.backend} failed: {first_line(err) or type(err).__name__}") from err
+    except Exception as err:  # noqa: BLE001 - the engines' exception types are not a stable API
+        raise ConversionError(f"{backend} failed: {first_line(err) or type(err).__name__}") from err
 
 
 def _version(package: str) -> str:
@@ -118,20 +133,21 @@ def _tf_float32(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
         optimizations=[], exclude_conversion_metadata=True))
 
 
-def _tf_full_conversion(extra: dict[str, Any]) -> Builder:
-    """A builder that reruns the converter from the source graph with `extra` settings."""
+def _tf_full_conversion(*, float16: bool) -> Builder:
+    """A builder that reruns the converter from the source graph (dynamic range, or float16 weights)."""
     def build(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        conv = source.new_converter()
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if extra.get("supported_types"):
-            conv.target_spec.supported_types = [tf.float16]
-        conv._experimental_disable_per_channel = not recipe.per_channel  # pylint: disable=protected-access
-        with _quiet.stdout_to_stderr():
+        with _engine(recipe.backend):
+            conv = source.new_converter()
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if float16:
+                conv.target_spec.supported_types = [tf.float16]
+            conv._experimental_disable_per_channel = not recipe.per_channel  # pylint: disable=protected-access
             model = bytes(conv.convert())
+        types = {"supported_types": ["float16"]} if float16 else {}
         return Built(model, _tf_settings(
             "TFLiteConverter.convert() from the source model", optimizations=["DEFAULT"],
-            _experimental_disable_per_channel=not recipe.per_channel, exclude_conversion_metadata=True, **extra))
+            _experimental_disable_per_channel=not recipe.per_channel, exclude_conversion_metadata=True, **types))
     return build
 
 
@@ -142,9 +158,10 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
 
     assert data is not None
     io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io_type]
-    with _quiet.stdout_to_stderr():
+    calibrated_model = calibrated.get(source, data, digest)
+    with _engine(recipe.backend):
         model = convert.mlir_quantize(
-            calibrated.get(source, data, digest), disable_per_channel=not recipe.per_channel,
+            calibrated_model, disable_per_channel=not recipe.per_channel,
             input_data_type=io, output_data_type=io)
         model = bytes(lite._deduplicate_readonly_buffers(model))  # pylint: disable=protected-access
     equivalent: dict[str, Any] = {"optimizations": ["DEFAULT"], "representative_dataset": f"{len(data)} samples",
@@ -165,7 +182,7 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     assert data is not None
     io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
     fed = calibrated.calibrator(source, data, digest)
-    with _quiet.stdout_to_stderr():
+    with _engine(recipe.backend):
         # What Calibrator.calibrate_and_quantize does after feeding the data.
         model = fed._calibrator.QuantizeModel(  # pylint: disable=protected-access
             io, io, False, np.dtype(np.int16).num, np.dtype(np.int64).num, not recipe.per_channel, False)
@@ -187,16 +204,18 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
         from litert_quantizer import Quantizer, qtyping  # pylint: disable=import-outside-toplevel
 
         granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
-        quantizer = Quantizer(bytes(source.float_tflite))
-        configure(quantizer, granularity)
         result = None
-        with _quiet.stdout_to_stderr():
-            if quantizer.need_calibration:
-                assert data is not None
+        with _engine(recipe.backend):
+            quantizer = Quantizer(bytes(source.float_tflite))
+            configure(quantizer, granularity)
+            needs_calibration = quantizer.need_calibration
+        assert data is not None or not needs_calibration, "calibrated LiteRT recipes come with calibration data"
+        with _engine(recipe.backend):
+            if needs_calibration:
                 result = quantizer.calibrate(_litert_samples(source.float_tflite, data), num_threads=os.cpu_count() or 1)
             model = quantizer.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model
-        settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer",
-                    "recipe": quantizer.get_quantization_recipe()}
+            engine_recipe = quantizer.get_quantization_recipe()
+        settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer", "recipe": engine_recipe}
         if data is not None and result is not None:
             settings["calibration_samples"] = len(data)
         return Built(bytes(model), settings)
@@ -244,9 +263,9 @@ _TF, _LQ = Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER
 _REGISTRY: dict[tuple[Mode, Backend], Builder] = {
     (Mode.FLOAT32, _TF): _tf_float32,
     (Mode.WEIGHT_ONLY, _LQ): _litert(_weight_only),
-    (Mode.DYNAMIC_RANGE, _TF): _tf_full_conversion({}),
+    (Mode.DYNAMIC_RANGE, _TF): _tf_full_conversion(float16=False),
     (Mode.DYNAMIC_RANGE, _LQ): _litert(_dynamic),
-    (Mode.FLOAT16, _TF): _tf_full_conversion({"supported_types": ["float16"]}),
+    (Mode.FLOAT16, _TF): _tf_full_conversion(float16=True),
     (Mode.FLOAT16, _LQ): _litert(_float16),
     (Mode.INT8, _TF): _tf_int8,
     (Mode.INT8, _LQ): _litert(_static(8)),

@@ -21,7 +21,7 @@ from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant
 from quant_core.cache import ArtifactCache, cache_key, content_sha256
 from quant_core.env import describe_environment, engine_versions
-from quant_core.errors import ConversionError, InputError, QuantError, first_line
+from quant_core.errors import ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
@@ -246,7 +246,10 @@ class Workbench:
 
     def evaluate(self, recipe: Recipe, *, name: str | None = None,
                  on_progress: ProgressCallback | None = None) -> VariantResult:
-        """Builds, checks and measures one variant; failures become a failed result."""
+        """Builds, checks and measures one variant; user and engine errors become a failed result.
+
+        Anything else is a bug and propagates: it must not pass for a variant the engine refused.
+        """
         report = on_progress or (lambda p: None)
         name = name or recipe.mode.value
         try:
@@ -257,10 +260,6 @@ class Workbench:
             return self._measure(name, recipe, built, report)
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
-        except Exception as err:  # an engine bug must not take the other variants down
-            log.exception("variant %s failed unexpectedly", name)
-            return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED,
-                                 error=f"internal error: {type(err).__name__}: {first_line(err, limit=200)}")
 
     def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback) -> VariantResult:
         """Evaluation, checks, latency and op inventory of a built variant."""

@@ -2,10 +2,18 @@
 
 Every error a user can cause (bad files, unsupported models, invalid options) is a
 `QuantError`; the CLI turns it into exit code 2 and one `error: ...` line, the web app
-into one `st.error` line. Anything else is a bug and surfaces as such.
+into one `st.error` line. Anything else is a bug: it is logged with its traceback under an
+incident id (`report_internal`) and shown as `InternalError` ("internal error, logged as
+<id>"), never dressed up as a user error.
 """
 
 from __future__ import annotations
+
+import logging
+import secrets
+import traceback
+
+INCIDENTS = logging.getLogger("quant_core.incidents")  # one record per internal error, with its traceback
 
 
 class QuantError(Exception):
@@ -43,3 +51,32 @@ def first_line(err: BaseException, *, limit: int = 300) -> str:
     """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0][:limit] if lines else ""
+
+
+class InternalError(Exception):
+    """A bug in the workbench, already logged with its traceback under `incident`.
+
+    Deliberately not a `QuantError`: callers that turn user errors into one-line messages
+    must not swallow it. `str(err)` is what a user may see: "internal error, logged as <id>".
+    """
+
+    def __init__(self, incident: str) -> None:
+        self.incident = incident
+        super().__init__(f"internal error, logged as {incident}")
+
+
+def report_internal(err: BaseException | None = None, *, context: str, details: str = "") -> InternalError:
+    """Logs an unexpected failure under a new incident id; returns the `InternalError` to raise or show.
+
+    Args:
+        err: the exception caught here (its traceback is logged); None when the failure
+            happened elsewhere (a worker process) and `details` carries its traceback.
+        context: where it happened, e.g. "job compare in worker 1234".
+        details: extra text for the log (a remote traceback, a child's output).
+    """
+    if isinstance(err, InternalError):
+        return err  # logged where it was raised
+    incident = secrets.token_hex(4)
+    trace = "".join(traceback.format_exception(err)) if err is not None else ""
+    INCIDENTS.error("internal error %s in %s\n%s%s", incident, context, trace, details)
+    return InternalError(incident)

@@ -94,8 +94,16 @@ class TFLiteRunner:
                 self._resize(1)
                 return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
         self._set_input(batch)
-        self._interpreter.invoke()
+        self._invoke()
         return self._get_output()
+
+    def _invoke(self) -> None:
+        """One `invoke()`; the interpreter's own failures (kernels refusing a model) become InputError."""
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as err:
+            detail = first_line(err) or type(err).__name__
+            raise InputError(f"the LiteRT interpreter failed to run this model: {detail}") from None
 
     def _resize(self, n: int) -> None:
         """Resizes the batch dimension and reallocates tensors."""
@@ -139,7 +147,7 @@ class TFLiteRunner:
         self._resize(1)
         self._set_input(sample[:1])
         for _ in range(warmup):
-            self._interpreter.invoke()
+            self._invoke()
         times: list[float] = []
         start = time.perf_counter()
         while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget_s):

@@ -12,13 +12,18 @@ ends, so converter scratch files never accumulate; folders left by a server that
 killed are removed by the next job.
 
 Protocol: the parent writes one JSON job to the child's stdin; the child answers with JSON
-lines on a private descriptor: {"progress": ...} while it works, then {"result": ...} or
-{"error": ..., "user": bool}. Engine output goes to the child's stderr (a log file).
+lines on a private descriptor: {"progress": ...} while it works, then {"result": ...},
+{"error": <message>, "kind": <QuantError subclass name>} for a user error (re-raised here as
+that class), or {"internal": <traceback>} for a bug (logged here under an incident id and
+raised as `InternalError`). Engine output and the child's logging go to its stderr, a log
+file that is relayed to this process's logging ("quant_core.worker") when the job ends: at
+DEBUG level when it succeeded, as a warning or with the incident when it did not.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,13 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant_core.errors import QuantError, first_line
+from quant_core.errors import QuantError, report_internal
 
 _POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
 _POOL = threading.BoundedSemaphore(_POOL_SIZE)
 _POLL_S = 0.1
 _TMP_PREFIX = "qw-job-"
 _NICENESS = int(os.environ.get("QW_WORKER_NICE", "10"))
+_LOG_TAIL_LINES = 200  # of a failed job's output, logged with the failure
+log = logging.getLogger(__name__)
 
 
 class WorkerError(QuantError):
@@ -75,8 +82,9 @@ def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
     """Runs a registered job in a fresh worker process and returns its result.
 
     Raises:
-        QuantError: the job rejected its input (the engine's own one-line message).
-        WorkerError: the worker crashed, timed out, used too much memory or failed.
+        QuantError: the job rejected its input: the job's own error class and one-line message.
+        WorkerError: the worker crashed, timed out or used too much memory.
+        InternalError: the job hit a bug (logged with the worker's traceback and output).
     """
     limits = limits or Limits()
     if not _POOL.acquire(blocking=False):
@@ -115,26 +123,51 @@ def _run_in(scratch: str, name: str, payload: dict[str, Any], limits: Limits, on
     """
     read_fd, write_fd = os.pipe()
     env = dict(os.environ, TMPDIR=scratch, TEMP=scratch, TMP=scratch)
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(
             [sys.executable, "-m", "quant_core.worker", str(write_fd)], stdin=subprocess.PIPE,
-            stdout=log, stderr=log, pass_fds=(write_fd,), cwd=os.getcwd(), env=env, start_new_session=True)
+            stdout=output, stderr=output, pass_fds=(write_fd,), cwd=os.getcwd(), env=env, start_new_session=True)
         os.close(write_fd)
         proc.stdin.write(json.dumps({"job": name, "payload": payload}).encode())
         proc.stdin.close()
+        where = f"job {name!r} in worker process {proc.pid}"
         try:
             answer = _await_answer(proc, read_fd, limits, on_progress)
-        except BaseException:
+        except BaseException as err:
             if proc.poll() is None:
                 _kill(proc)
+            if isinstance(err, WorkerError):
+                log.warning("%s stopped: %s%s", where, err, _tail(output))
             raise
         code = proc.wait()
-    if answer is None:
-        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
+        if answer is None:
+            reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            log.warning("%s crashed (%s)%s", where, reason, _tail(output))
+            raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
+        if "internal" in answer:
+            raise report_internal(context=where, details=answer["internal"] + _tail(output))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s ended%s", where, _tail(output))
     if "error" in answer:
-        raise (QuantError if answer.get("user") else WorkerError)(answer["error"])
+        raise _user_error(answer.get("kind", ""), answer["error"])
     return answer["result"]
+
+
+def _tail(output) -> str:
+    """The last lines a worker wrote (engine output, its logging), for the server's log."""
+    output.seek(0)
+    lines = output.read().decode("utf-8", errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+    return "\n--- worker output ---\n" + "\n".join(lines) if lines else ""
+
+
+def _user_error(kind: str, message: str) -> QuantError:
+    """The QuantError subclass named `kind` (as raised in the worker), or QuantError itself."""
+    classes, todo = {}, [QuantError]
+    while todo:
+        cls = todo.pop()
+        classes[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return classes.get(kind, QuantError)(message)
 
 
 def _await_answer(proc: subprocess.Popen, read_fd: int, limits: Limits, on_progress) -> dict[str, Any] | None:
@@ -208,6 +241,7 @@ def _child(channel_fd: int) -> int:
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message) + "\n")
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         request = json.loads(sys.stdin.read())
         import importlib  # pylint: disable=import-outside-toplevel
@@ -219,12 +253,11 @@ def _child(channel_fd: int) -> int:
         result = registry[request["job"]](request["payload"], lambda p: send({"progress": p}))
         send({"result": result})
     except QuantError as err:
-        send({"error": str(err), "user": True})
-    except Exception as err:  # reported to the parent as one line; the traceback goes to the log
+        send({"error": str(err), "kind": type(err).__name__})
+    except Exception:  # a bug: the parent logs this traceback under an incident id
         import traceback  # pylint: disable=import-outside-toplevel
 
-        traceback.print_exc()
-        send({"error": f"internal error: {type(err).__name__}: {first_line(err)}"[:300], "user": False})
+        send({"internal": traceback.format_exc()})
     channel.close()
     return 0
 

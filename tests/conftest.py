@@ -6,6 +6,7 @@ its outputs are meaningful: quantization errors and agreements are real numbers.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import zipfile
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from quant_core.errors import INCIDENTS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -64,6 +67,43 @@ def build_tiny_model():
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(images.astype("float32"), labels, epochs=12, batch_size=32, verbose=0)
     return model
+
+
+class IncidentWatch(logging.Handler):
+    """Collects the internal errors (bugs) logged by quant_core or the app while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> IncidentWatch:
+        INCIDENTS.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        INCIDENTS.removeHandler(self)
+
+    def check(self) -> None:
+        """Fails the running test when a bug was logged: an internal error is never an acceptable outcome."""
+        if self.records:
+            pytest.fail(f"{len(self.records)} internal error(s) logged; the first:\n{self.format(self.records[0])}",
+                        pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors(request):
+    """Every test fails when quant_core or the app logged an internal error (unless marked `internal_error`).
+
+    Pages show a bug as "internal error, logged as <id>" instead of a traceback, so a test
+    that looked only at `AppTest.exception` would miss it; this watches the log itself.
+    """
+    with IncidentWatch() as watch:
+        yield watch
+    if not request.node.get_closest_marker("internal_error"):
+        watch.check()
 
 
 @pytest.fixture(scope="session")

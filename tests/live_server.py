@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -60,31 +61,50 @@ def health_seconds(url: str, timeout: float = 5.0) -> float:
     return time.perf_counter() - start if ok else float("inf")
 
 
+INCIDENT = "ERROR quant_core.incidents: internal error"  # how the server logs a bug (ui/logs.py)
+
+
 @dataclass
 class Server:
-    """A running app: its URL, the seconds it took to answer health checks, and its process."""
+    """A running app: its URL, the seconds it took to answer health checks, its process and its log."""
 
     url: str
     started_s: float
     process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
 
 
 @contextmanager
-def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: float = 120) -> Iterator[Server]:
-    """`streamlit run streamlit_app.py` on a free loopback port; terminated on exit."""
+def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: float = 120,
+                     allow_internal_errors: bool = False) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` on a free loopback port; terminated on exit.
+
+    Raises AssertionError on exit when the server logged an internal error (a bug) and
+    `allow_internal_errors` is off: a page that showed "internal error, logged as <id>"
+    fails the test or benchmark that drove it.
+    """
     port = free_port()
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_dir = Path(tempfile.mkdtemp(prefix="qw-server-log-"))
+    log_path = log_dir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    server = Server(url, 0.0, proc, log_path)
     try:
         while health_seconds(url, timeout=1) == float("inf"):
             if proc.poll() is not None or time.perf_counter() - start > start_timeout_s:
                 raise RuntimeError(f"streamlit did not become healthy within {start_timeout_s:.0f} s")
             time.sleep(0.05)
-        yield Server(url, time.perf_counter() - start, proc)
+        server.started_s = time.perf_counter() - start
+        yield server
     finally:
         proc.terminate()
         try:
@@ -92,6 +112,10 @@ def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: f
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        text = server.log()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    if INCIDENT in text and not allow_internal_errors:
+        raise AssertionError("the server logged an internal error:\n" + text[text.index(INCIDENT):][:4000])
 
 
 _PROBE = """

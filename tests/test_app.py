@@ -118,6 +118,25 @@ def test_quantize_page_runs_selected_variants(model_files, image_dir):
     assert list(at.table[0].value["variant"]) == ["float32", "float16", "int8"]
 
 
+@pytest.mark.internal_error
+def test_a_bug_is_shown_as_an_internal_error_with_its_incident_id(monkeypatch, no_internal_errors):
+    monkeypatch.setenv("QW_JOB_MODULES", "tests.broken_builder")  # workers get an int8 builder with a typo
+    monkeypatch.chdir(REPO)
+    at = new_app()
+    at.switch_page("pages/quantize.py").run()
+    for mode in ALL_MODES[1:]:
+        at.checkbox(key=f"w.mode.{mode}").set_value(mode == "int8")
+    at.slider(key="w.cal_count").set_value(13)  # a request no earlier test cached
+    at.run()
+    at.button(key="w.run").click().run(timeout=600)
+    no_failures(at)  # no traceback on the page...
+    (incident,) = [r.args[0] for r in no_internal_errors.records]
+    shown = [e.value for e in at.error]
+    assert shown and shown[0].startswith(f"internal error, logged as {incident}. This is a bug in the workbench")
+    assert "KeyError: 'per_chanel'" in no_internal_errors.format(no_internal_errors.records[0])  # ...the log has it
+    assert not at.success  # and nothing claims the run went well
+
+
 def _png(colour) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), colour).save(buf, format="PNG")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from live_server import CHROMIUM, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
+from live_server import CHROMIUM, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -136,3 +136,26 @@ def test_one_click_run_on_the_imagenet_sample(page, server):
     page.wait_for_selector("text=≠ float32")  # a disagreeing image is shown first in the per-image grid
     assert page.locator("text=/espresso: 0\\.\\d{3}/").count() > 0
     shot(page, "07_compare_imagenet")
+
+
+def test_a_bug_shows_its_incident_id_and_the_server_log_has_the_traceback(tmp_path):
+    """A builder with a typo (tests/broken_builder.py, loaded into the workers) behind a real browser."""
+    from playwright.sync_api import sync_playwright
+
+    env = {"QUANT_CACHE_DIR": str(tmp_path / "cache"), "QW_JOB_MODULES": "tests.broken_builder"}
+    with streamlit_server(env, allow_internal_errors=True) as running, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1200})
+        pg.set_default_timeout(300_000)
+        pg.goto(running.url)
+        pg.wait_for_selector("text=What we understood: mobilenet_v2_imagenet")
+        pg.get_by_role("button", name="Run the full comparison").click()
+        alert = pg.locator(ERROR, has_text="internal error, logged as")
+        alert.wait_for()
+        shot(pg, "90_internal_error")
+        incident = re.search(r"internal error, logged as ([0-9a-f]{8})", alert.inner_text()).group(1)
+        assert pg.locator(EXCEPTION).count() == 0  # no traceback in the page
+        browser.close()
+        log = running.log()
+    entry = log[log.index(f"internal error {incident}"):]
+    assert "Traceback" in entry and "in broken_int8_builder" in entry and "KeyError: 'per_chanel'" in entry

@@ -104,7 +104,7 @@ def test_identical_request_is_served_from_cache_without_building(full_result, mo
         raise AssertionError("a cached request must not build anything")
 
     monkeypatch.setattr("quant_core.compare.load_model", refuse)
-    monkeypatch.setattr(builders, "build_variant", refuse)
+    monkeypatch.setattr("quant_core.compare.build_variant", refuse)
     again = run_compare(_request(model_files, image_dir, labels_file, measure_latency=True, threads=2), cache=cache)
     assert again == result
 
@@ -210,16 +210,28 @@ def test_collapsed_and_nan_outputs_are_detected():
     assert metrics.collapse_reason(ref * 0.99 + 0.005, ref) is None
 
 
-def test_a_failing_variant_is_reported_while_others_succeed(model_files, image_dir, cache, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("tflite/kernels/kernel_util.cc:349 check failed")
+def test_an_engine_failure_fails_that_variant_while_others_succeed(model_files, image_dir, cache, monkeypatch):
+    def engine_refuses(*args, **kwargs):
+        raise RuntimeError("tflite/kernels/kernel_util.cc:349 check failed\n<MLIR dump>")
 
-    monkeypatch.setitem(builders._REGISTRY, (Mode.INT16X8, builders.Backend.TF_CONVERTER), broken)
-    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8), Recipe(Mode.INT16X8))),
+    from tensorflow.lite.python import convert  # the engine call inside the int8 builder
+
+    monkeypatch.setattr(convert, "mlir_quantize", engine_refuses)
+    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT16X8), Recipe(Mode.INT8))),
                          cache=cache)
-    assert result.variant("int8").ok
-    failed = result.variant("int16x8")
-    assert not failed.ok and "kernel_util.cc:349" in failed.error and failed.size_bytes is None
+    assert result.variant("int16x8").ok
+    failed = result.variant("int8")
+    assert not failed.ok and failed.size_bytes is None
+    assert failed.error == "tf_converter failed: tflite/kernels/kernel_util.cc:349 check failed"
+
+
+def test_a_bug_in_a_builder_is_not_passed_off_as_a_failed_variant(model_files, image_dir, cache, monkeypatch):
+    def buggy_builder(source, recipe, *args):
+        return {"per_channel": recipe.per_channel}["per_chanel"]
+
+    monkeypatch.setitem(builders._REGISTRY, (Mode.INT8, builders.Backend.TF_CONVERTER), buggy_builder)
+    with pytest.raises(KeyError, match="per_chanel"):
+        run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8),)), cache=cache)
 
 
 def test_nan_variant_is_failed_not_shown(model_files, image_dir, cache, monkeypatch):

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, IncidentWatch
 from quant_core import CompareOptions, CompareRequest, Mode, QuantError, Recipe, run_compare
 from quant_core._serde import to_jsonable
+from quant_core.errors import ImageError, InternalError, report_internal
 from quant_core.results import CompareResult
 from quant_core.worker import Limits, WorkerError, run_job
 
@@ -110,3 +111,42 @@ def test_compare_in_a_worker_matches_in_process(model_files, image_dir, labels_f
     for a, b in zip(here.variants, there.variants):
         assert (a.name, a.tflite_sha256, a.top1, a.topk, a.accuracy) == (b.name, b.tflite_sha256, b.top1, b.topk,
                                                                          b.accuracy)
+
+
+def test_a_user_errors_class_survives_the_process_boundary():
+    with pytest.raises(ImageError, match="^no usable images in the upload$"):
+        run_job("test.image_error", {})
+
+
+@pytest.mark.internal_error
+def test_a_bug_in_a_job_is_an_internal_error_logged_with_the_workers_traceback_and_output(no_internal_errors):
+    with pytest.raises(InternalError, match=r"^internal error, logged as [0-9a-f]{8}$") as err:
+        run_job("test.bug", {})
+    assert not isinstance(err.value, QuantError)  # never shown as the user's fault
+    (record,) = no_internal_errors.records
+    logged = no_internal_errors.format(record)
+    assert err.value.incident in logged and "job 'test.bug' in worker process" in logged
+    assert "Traceback" in logged and "in bug_job" in logged and "KeyError: 'threshold'" in logged
+    assert "WARNING quant_core.test: about to look up a missing setting" in logged  # the worker's own log
+
+
+@pytest.mark.internal_error
+def test_a_bug_in_a_builder_reaches_the_log_with_its_traceback(model_files, image_dir, tmp_path, monkeypatch,
+                                                                no_internal_errors):
+    monkeypatch.setenv("QW_JOB_MODULES", "tests.broken_builder")
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), None,
+                             CompareOptions(recipes=(Recipe(Mode.FLOAT32), Recipe(Mode.INT8)), measure_latency=False))
+    with pytest.raises(InternalError):
+        run_job("compare", {"request": to_jsonable(request), "cache_dir": str(tmp_path)})
+    (record,) = no_internal_errors.records
+    logged = no_internal_errors.format(record)
+    assert "in broken_int8_builder" in logged and "KeyError: 'per_chanel'" in logged
+
+
+@pytest.mark.internal_error
+def test_an_internal_error_fails_the_test_during_which_it_was_logged():
+    with IncidentWatch() as watch:
+        error = report_internal(KeyError("x"), context="a test")
+    assert str(error) == f"internal error, logged as {error.incident}"
+    with pytest.raises(pytest.fail.Exception, match="1 internal error"):
+        watch.check()

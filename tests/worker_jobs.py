@@ -54,3 +54,20 @@ def scratch_then_die_job(payload, progress):
     while True:
         time.sleep(0.1)
         progress({"path": path, "pid": os.getpid()})
+
+
+@job("test.bug")
+def bug_job(payload, progress):
+    """A bug in our own code: a lookup that was never going to work."""
+    import logging  # noqa: PLC0415
+
+    logging.getLogger("quant_core.test").warning("about to look up a missing setting")
+    return {}["threshold"]
+
+
+@job("test.image_error")
+def image_error_job(payload, progress):
+    """A user error of a specific class."""
+    from quant_core.errors import ImageError  # noqa: PLC0415
+
+    raise ImageError("no usable images in the upload")

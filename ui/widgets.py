@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import Normalization, Preset, QuantError
+from quant_core import InternalError, Normalization, Preset, QuantError
 from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
@@ -19,9 +19,16 @@ def current_inputs() -> Inputs:
     return inputs
 
 
-def show_error(err: QuantError) -> None:
-    """A user-facing error: one line, no traceback."""
-    st.error(str(err), icon=":material/error:")
+ENGINE_ERRORS = (QuantError, InternalError)  # what an engine call raises that a page shows in one line
+
+
+def show_error(err: QuantError | InternalError) -> None:
+    """One line, no traceback: the user's error as is, or a bug's incident id and that it is not their doing."""
+    if isinstance(err, InternalError):
+        st.error(f"{err}. This is a bug in the workbench, not a problem with your files or settings; "
+                 "the server log has the details under that id.", icon=":material/bug_report:")
+    else:
+        st.error(str(err), icon=":material/error:")
 
 
 def need_result():
