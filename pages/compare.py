@@ -10,7 +10,8 @@ from ui.widgets import current_inputs, need_result
 st.title("Compare")
 result = need_result()
 st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
-           f", calibration from {result.calibration.source}. Highlighted: the best value in each column. "
+           f", calibration from {result.calibration.source}. Highlighted: the best value in each column "
+           "(agreement and mean |Δp|: among the variants compared with float32). "
            + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 if result.calibration.what_if:
     st.warning("Calibrated with random noise (what-if): int8 and 16x8 numbers show what bad calibration does, "
@@ -21,7 +22,7 @@ for v in result.variants:
     elif v.warning:
         st.warning(f"{v.name} {v.warning}", icon=":material/warning:")
 
-st.table(charts.styled_summary(charts.summary_frame(result)).hide(axis="index"))
+st.table(charts.styled_summary(result).hide(axis="index"))
 
 left, right = st.columns(2)
 left.plotly_chart(charts.size_chart(result), key="size")

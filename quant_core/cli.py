@@ -25,6 +25,8 @@ from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse
 from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                    parse_numbers)
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
+from quant_core.results import CompareResult
+from quant_core.summary import ACCURACY, TOP5_ACCURACY, Unit, summarize
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,37 +148,29 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def format_table(result) -> str:
-    """A plain-text summary table of a CompareResult."""
+def format_table(result: CompareResult) -> str:
+    """A plain-text summary of a CompareResult: the summary columns (quant_core.summary) as the app shows them."""
     m = result.model
+    source = ""
+    if result.source_accuracy is not None:
+        source = f", source model accuracy {ACCURACY.format_number(result.source_accuracy)}"
+        if result.has_top5 and result.source_top5_accuracy is not None:
+            source += f" (top-5 {TOP5_ACCURACY.format_number(result.source_top5_accuracy)})"
     lines = [
         f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {m.num_classes} classes, "
         f"{m.param_count:,} params",
         f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
-        f"images: {len(result.images)} ({result.labels_source})"
-        + (f", source model accuracy {result.source_accuracy:.3f}" if result.source_accuracy is not None else "")
-        + (f" (top-5 {result.source_top5_accuracy:.3f})" if result.has_top5 and result.labelled else ""),
+        f"images: {len(result.images)} ({result.labels_source}){source}",
         "",
-        f"{'variant':<16}{'status':<8}{'size':>11}{'ratio':>8}{'median ms':>11}{'p90 ms':>9}"
-        f"{'agree':>8}{'agree5':>8}{'acc':>8}{'acc5':>8}{'mean|dp|':>10}{'int-only':>10}",
     ]
-
-    def num(value: float | None, shown: bool = True) -> str:
-        return f"{value:.3f}" if shown and value is not None else "-"
-
-    for v in result.variants:
-        if not v.ok:
-            lines.append(f"{v.name:<16}{'failed':<8}  {v.error}")
-            continue
-        lat = v.latency
-        lines.append(
-            f"{v.name:<16}{'ok':<8}{v.size_bytes:>11,}{v.size_ratio:>7.2f}x"
-            f"{(f'{lat.median_ms:.3f}' if lat else '-'):>11}{(f'{lat.p90_ms:.3f}' if lat else '-'):>9}"
-            f"{v.top1_agreement:>8.3f}{num(v.top5_agreement, result.has_top5):>8}{num(v.accuracy):>8}"
-            f"{num(v.top5_accuracy, result.has_top5):>8}{v.mean_abs_diff:>10.4f}"
-            f"{('yes' if v.ops.integer_only else 'no'):>10}"
-        )
+    table = summarize(result)
+    cells = [[c.title for c in table.columns]] + [[table.text(r, c) for c in table.columns] for r in table.rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(table.columns))]
+    for row in cells:
+        padded = [text.ljust(w) if c.unit is Unit.TEXT else text.rjust(w)
+                  for text, w, c in zip(row, widths, table.columns)]
+        lines.append("  ".join(padded).rstrip())
     return "\n".join(lines) + "\n"
 
 

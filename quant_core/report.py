@@ -14,13 +14,11 @@ from quant_core.models import ModelInfo
 from quant_core.modes import MODE_INFO
 from quant_core.preprocess import Preprocessing
 from quant_core.results import CompareResult, VariantResult
+from quant_core.summary import rounded, summarize
 
 REPORT_VERSION = 1
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    """Rounds for display; keeps None."""
-    return None if value is None else round(float(value), digits)
+_DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, not a view
+_FINE_DIGITS = 6  # probability differences and divergences are small
 
 
 def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
@@ -29,18 +27,21 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     return {
         "mode": v.mode.value, "name": v.name, "title": MODE_INFO[v.mode].title, "status": v.status.value,
         "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
-        "size_bytes": v.size_bytes, "size_ratio": _round(v.size_ratio),
+        "size_bytes": v.size_bytes, "size_ratio": rounded(v.size_ratio, _DIGITS),
         "latency_ms": None if v.latency is None else {
-            "median": _round(v.latency.median_ms), "p90": _round(v.latency.p90_ms), "mean": _round(v.latency.mean_ms),
+            "median": rounded(v.latency.median_ms, _DIGITS), "p90": rounded(v.latency.p90_ms, _DIGITS),
+            "mean": rounded(v.latency.mean_ms, _DIGITS),
             "runs": v.latency.runs, "warmup": v.latency.warmup, "threads": v.latency.threads},
-        "top1_agreement": _round(v.top1_agreement), "top1_agreement_source": _round(v.top1_agreement_source),
-        "top5_agreement": _round(v.top5_agreement), "accuracy": _round(v.accuracy),
-        "top5_accuracy": _round(v.top5_accuracy), "mean_abs_prob_diff": _round(v.mean_abs_diff, 6),
-        "kl_divergence": _round(v.kl_divergence, 6), "ops": ops,
+        "top1_agreement": rounded(v.top1_agreement, _DIGITS),
+        "top1_agreement_source": rounded(v.top1_agreement_source, _DIGITS),
+        "top5_agreement": rounded(v.top5_agreement, _DIGITS), "accuracy": rounded(v.accuracy, _DIGITS),
+        "top5_accuracy": rounded(v.top5_accuracy, _DIGITS),
+        "mean_abs_prob_diff": rounded(v.mean_abs_diff, _FINE_DIGITS),
+        "kl_divergence": rounded(v.kl_divergence, _FINE_DIGITS), "ops": ops,
         "integer_only": None if v.ops is None else v.ops.integer_only,
         "input_dtype": v.input_dtype, "output_dtype": v.output_dtype, "tflite": tflite,
         "tflite_sha256": v.tflite_sha256, "calibration_samples": v.calibration_samples,
-        "build_seconds": _round(v.build_seconds, 3),
+        "build_seconds": rounded(v.build_seconds, 3),
     }
 
 
@@ -56,8 +57,8 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
         "labels": {"source": result.labels_source, "class_names": list(result.class_names),
                    "labelled": result.labelled},
         "calibration": to_jsonable(result.calibration),
-        "source_accuracy": _round(result.source_accuracy),
-        "source_top5_accuracy": _round(result.source_top5_accuracy),
+        "source_accuracy": rounded(result.source_accuracy, _DIGITS),
+        "source_top5_accuracy": rounded(result.source_top5_accuracy, _DIGITS),
         "variants": [variant_dict(v, paths.get(v.name)) for v in result.variants],
         "images": [
             {"file": img.file, "label": img.label,
@@ -66,23 +67,23 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
             for k, img in enumerate(result.images)
         ],
         "skipped": [to_jsonable(s) for s in result.skipped],
-        "seconds": _round(result.seconds, 2),
+        "seconds": rounded(result.seconds, 2),
     }
 
 
 def variants_csv(result: CompareResult) -> str:
-    """One CSV row per variant with the headline numbers."""
+    """One CSV row per variant: every summary column (quant_core.summary), rounded as the tables show it.
+
+    The header is the same for every result (the tables leave out columns that say nothing
+    here; the CSV keeps them, empty where nothing was measured), so scripts can rely on it.
+    Sizes are exact bytes and fractions stay fractions: 0.958 where the tables show 95.8%.
+    """
+    summary = summarize(result, every_column=True)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["mode", "status", "size_bytes", "size_ratio", "latency_median_ms", "latency_p90_ms",
-                     "top1_agreement", "top5_agreement", "accuracy", "top5_accuracy", "mean_abs_prob_diff",
-                     "integer_only", "error"])
-    for v in result.variants:
-        writer.writerow([v.name, v.status.value, v.size_bytes, _round(v.size_ratio),
-                         _round(v.latency.median_ms) if v.latency else "", _round(v.latency.p90_ms) if v.latency else "",
-                         _round(v.top1_agreement), _round(v.top5_agreement), _round(v.accuracy),
-                         _round(v.top5_accuracy), _round(v.mean_abs_diff, 6),
-                         "" if v.ops is None else v.ops.integer_only, v.error or ""])
+    writer.writerow([c.key for c in summary.columns])
+    for row in summary.rows:
+        writer.writerow(["" if value is None else value for value in row.values])
     return out.getvalue()
 
 

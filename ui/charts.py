@@ -8,9 +8,10 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
+from quant_core.summary import Summary, summarize
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
-PERCENT_COLUMNS = ("agreement", "top-5 agreement", "accuracy", "top-5 accuracy")
+BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
 MAX_CONFUSION_CLASSES = 12  # beyond this a confusion matrix is unreadable; list the mistakes instead
 
 
@@ -28,45 +29,26 @@ def coarseness_note(images: int) -> str:
 
 
 def summary_frame(result: CompareResult) -> pd.DataFrame:
-    """One row per variant with the headline numbers (failed variants keep their reason)."""
-    rows = []
-    for v in result.variants:
-        lat = v.latency
-        rows.append({
-            "variant": v.name,
-            "status": "ok" if v.ok else f"failed: {v.error}",
-            "size (KB)": None if v.size_bytes is None else v.size_bytes / 1024,
-            "x smaller": None if not v.size_ratio else 1 / v.size_ratio,
-            "median ms": lat.median_ms if lat else None,
-            "p90 ms": lat.p90_ms if lat else None,
-            "agreement": v.top1_agreement,
-            "top-5 agreement": v.top5_agreement,
-            "accuracy": v.accuracy,
-            "top-5 accuracy": v.top5_accuracy,
-            "mean |Δp|": v.mean_abs_diff,
-            "integer-only": None if v.ops is None else ("yes" if v.ops.integer_only else "no"),
-            "note": v.warning or "",
-        })
-    frame = pd.DataFrame(rows)
-    if not result.labelled:
-        frame = frame.drop(columns=["accuracy", "top-5 accuracy"])
-    if not result.has_top5:  # with five classes or fewer every top-5 figure is 100 %
-        frame = frame.drop(columns=[c for c in ("top-5 agreement", "top-5 accuracy") if c in frame])
-    if not frame["note"].any():
-        frame = frame.drop(columns=["note"])
-    return frame
+    """One row per variant, one column per summary column that applies (failed variants keep their error).
+
+    Numbers are the summary's rounded values in the unit shown (KB for sizes, fractions for
+    percentages); `styled_summary` prints them.
+    """
+    return _frame(summarize(result))
 
 
-def styled_summary(frame: pd.DataFrame):
-    """The summary with the best value of each numeric column highlighted."""
-    best = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
-    formats = {"size (KB)": "{:,.1f}", "x smaller": "{:.2f}x", "median ms": "{:.3f}", "p90 ms": "{:.3f}",
-               **dict.fromkeys(PERCENT_COLUMNS, "{:.1%}"), "mean |Δp|": "{:.4f}"}
-    styler = frame.style.format({k: v for k, v in formats.items() if k in frame}, na_rep="–")
-    lower = [c for c in ("size (KB)", "median ms", "p90 ms", "mean |Δp|") if c in frame]
-    higher = [c for c in ("x smaller", *PERCENT_COLUMNS) if c in frame]
-    styler = styler.highlight_min(subset=lower, props=best).highlight_max(subset=higher, props=best)
-    return styler
+def _frame(table: Summary) -> pd.DataFrame:
+    return pd.DataFrame([[c.shown(table.value(r, c)) for c in table.columns] for r in table.rows],
+                        columns=[c.title for c in table.columns])
+
+
+def styled_summary(result: CompareResult) -> Styler:
+    """The summary table, printed as every other view prints it, with the best value of each column highlighted."""
+    table = summarize(result)
+    frame = _frame(table)
+    best = pd.DataFrame([[BEST_STYLE if table.is_best(r, c) else "" for c in table.columns] for r in table.rows],
+                        index=frame.index, columns=frame.columns)
+    return frame.style.format({c.title: c.text for c in table.columns}).apply(lambda _: best, axis=None)
 
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:

@@ -13,6 +13,7 @@ from plotly.offline import get_plotlyjs
 from PIL import Image
 
 from quant_core import MODE_INFO, CompareResult, Mode
+from quant_core.summary import ERROR, STATUS, summarize
 from ui import charts
 
 _CSS = """
@@ -44,32 +45,17 @@ def _thumb(pixels: np.ndarray | None) -> str:
 
 
 def _summary_table(result: CompareResult) -> str:
-    frame = charts.summary_frame(result)
-    best_low = {c: frame[c].min() for c in ("size (KB)", "median ms", "p90 ms") if c in frame}
-    best_high = {c: frame[c].max() for c in ("x smaller", *charts.PERCENT_COLUMNS) if c in frame}
-    cols = list(frame.columns)
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
-    for _, row in frame.iterrows():
+    """The summary as the app shows it: same columns, same text, the best value of each column highlighted."""
+    table = summarize(result)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c.title)}</th>" for c in table.columns) + "</tr>"]
+    for row in table.rows:
         cells = []
-        for c in cols:
-            value = row[c]
-            best = (c in best_low and value == best_low[c]) or (c in best_high and value == best_high[c])
-            text = _cell(c, value)
-            klass = ' class="failed"' if c == "status" and text != "ok" else (' class="best"' if best else "")
-            cells.append(f"<td{klass}>{html.escape(text)}</td>")
+        for c in table.columns:
+            failed = not row.ok and c in (STATUS, ERROR)
+            klass = ' class="failed"' if failed else (' class="best"' if table.is_best(row, c) else "")
+            cells.append(f"<td{klass}>{html.escape(table.text(row, c))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
-
-
-def _cell(column: str, value) -> str:
-    """A summary value formatted as in the app."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if column in charts.PERCENT_COLUMNS:
-        return f"{value:.1%}"
-    if column == "x smaller":
-        return f"{value:.2f}x"
-    return f"{value:,.3f}" if isinstance(value, float) else str(value)
 
 
 def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = 60) -> str:
@@ -122,7 +108,8 @@ prediction matches the float32 model{_TOP5_TEXT if result.has_top5 else ""};
 <b>mean |Δp|</b> is the largest change of any class probability, averaged over images (0 = identical outputs);
 <b>accuracy</b> uses the true labels
 {"(" + html.escape(result.labels_source) + ")" if result.labelled else "(not available: images were unlabelled)"}.
-{html.escape(charts.coarseness_note(len(result.images)) if result.labelled else '')}Best values are highlighted.</p>
+{html.escape(charts.coarseness_note(len(result.images)) if result.labelled else '')}Best values are highlighted
+(agreement and mean |Δp|: among the variants compared with float32).</p>
 {_summary_table(result)}{"".join(failures)}{"".join(warnings)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
 <h2>What the variants are</h2><ul>{modes}</ul>

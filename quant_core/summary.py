@@ -1,0 +1,217 @@
+"""The per-variant summary: one column spec behind the CSV, the CLI table, the app table and the HTML report.
+
+Every number is rounded once, by `rounded` with its column's `digits`, when the summary is
+built; the CSV writes that number and every table shows it through `Column.text`, so no two
+views can disagree on a value or on which one is best.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from quant_core.results import CompareResult, VariantResult
+
+Value = int | float | str | bool | None
+MISSING = "–"  # a number that was not measured (failed variant, latency off, no labels)
+
+
+def rounded(value: float | None, digits: int) -> float | None:
+    """The one rounding rule: `digits` decimals, None kept (used by the summary and the JSON report)."""
+    return None if value is None else round(float(value), digits)
+
+
+def _rounded_if_fractional(value: Value, digits: int) -> Value:
+    """Rounds floats (numpy's too); leaves counts, flags, text and None alone."""
+    fractional = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+    return rounded(value, digits) if fractional else value
+
+
+class Unit(enum.StrEnum):
+    """What a column's value is, and so how it is shown."""
+
+    TEXT = "text"
+    YES_NO = "yes/no"
+    KB = "KB"  # the value is a byte count (exact in the CSV); tables show KB with `digits` decimals
+    FACTOR = "factor"  # 4.00x
+    PERCENT = "percent"  # the value is a fraction; `digits` counts its decimals, so 3 shows 95.8%
+    NUMBER = "number"
+
+
+class Better(enum.StrEnum):
+    """Which end of a column is highlighted as the best value."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NONE = "none"
+
+
+class Needs(enum.Flag):
+    """When a column says something; tables leave it out otherwise (the CSV always has every column)."""
+
+    NOTHING = 0
+    LABELS = enum.auto()  # accuracy needs every image's true class
+    TOP5 = enum.auto()  # with five classes or fewer every top-5 figure is 100 %
+    A_VALUE = enum.auto()  # free text, shown only when some variant has any
+
+
+_SCALE = {Unit.KB: 1 / 1024}  # from the value to the number a table shows
+
+_FORMAT: dict[Unit, Callable[[float, int], str]] = {  # numbers shown (see Column.shown) -> text
+    Unit.KB: lambda v, d: f"{v:,.{d}f}",
+    Unit.FACTOR: lambda v, d: f"{v:.{d}f}x",
+    Unit.PERCENT: lambda v, d: f"{v:.{max(d - 2, 0)}%}",
+    Unit.NUMBER: lambda v, d: f"{v:,.{d}f}",
+}
+
+
+def _missing(value: Value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the summary.
+
+    `key` names it where machines read it (the CSV header); `title` where people do (app,
+    CLI, HTML). `digits` is the column's one rounding rule: decimals kept of a float value
+    (for KB: decimals of the KB shown; the byte count itself is exact).
+    """
+
+    key: str
+    title: str
+    unit: Unit
+    value: Callable[[VariantResult], Value]
+    digits: int = 0
+    better: Better = Better.NONE
+    needs: Needs = Needs.NOTHING
+    # Agreement and |Δp| compare with float32, which scores perfectly against itself: its row is never "best".
+    against_float32: bool = False
+
+    def cell(self, variant: VariantResult) -> Value:
+        """The variant's value in this column, rounded by the column's rule."""
+        return _rounded_if_fractional(self.value(variant), self.digits)
+
+    def shown(self, value: Value) -> Value:
+        """The value in the unit a table shows (KB for a byte count; text for yes/no and text)."""
+        if _missing(value):
+            return "" if self.unit is Unit.TEXT else None
+        if self.unit is Unit.YES_NO:
+            return "yes" if value else "no"
+        if self.unit is Unit.TEXT:
+            return str(value)
+        return value * _SCALE.get(self.unit, 1)
+
+    def text(self, shown: Value) -> str:
+        """A shown value (see `shown`) as every table prints it."""
+        if _missing(shown):
+            return "" if self.unit is Unit.TEXT else MISSING
+        if self.unit in (Unit.TEXT, Unit.YES_NO):
+            return str(shown)
+        return _FORMAT[self.unit](shown, self.digits)
+
+    def format_number(self, raw: float | None) -> str:
+        """A raw number of this column's kind (e.g. the source model's accuracy) as the tables print it."""
+        return self.text(self.shown(_rounded_if_fractional(raw, self.digits)))
+
+
+def _latency(field: str) -> Callable[[VariantResult], float | None]:
+    return lambda v: None if v.latency is None else getattr(v.latency, field)
+
+
+VARIANT = Column("mode", "variant", Unit.TEXT, lambda v: v.name)
+STATUS = Column("status", "status", Unit.TEXT, lambda v: v.status.value)
+SIZE = Column("size_bytes", "size (KB)", Unit.KB, lambda v: v.size_bytes, digits=1, better=Better.LOWER)
+X_SMALLER = Column("x_smaller", "x smaller", Unit.FACTOR, lambda v: 1 / v.size_ratio if v.size_ratio else None,
+                   digits=2, better=Better.HIGHER)
+MEDIAN_MS = Column("latency_median_ms", "median ms", Unit.NUMBER, _latency("median_ms"), digits=3,
+                   better=Better.LOWER)
+P90_MS = Column("latency_p90_ms", "p90 ms", Unit.NUMBER, _latency("p90_ms"), digits=3, better=Better.LOWER)
+AGREEMENT = Column("top1_agreement", "agreement", Unit.PERCENT, lambda v: v.top1_agreement, digits=3,
+                   better=Better.HIGHER, against_float32=True)
+TOP5_AGREEMENT = Column("top5_agreement", "top-5 agreement", Unit.PERCENT, lambda v: v.top5_agreement, digits=3,
+                        better=Better.HIGHER, needs=Needs.TOP5, against_float32=True)
+ACCURACY = Column("accuracy", "accuracy", Unit.PERCENT, lambda v: v.accuracy, digits=3, better=Better.HIGHER,
+                  needs=Needs.LABELS)
+TOP5_ACCURACY = Column("top5_accuracy", "top-5 accuracy", Unit.PERCENT, lambda v: v.top5_accuracy, digits=3,
+                       better=Better.HIGHER, needs=Needs.LABELS | Needs.TOP5)
+MEAN_ABS_DIFF = Column("mean_abs_prob_diff", "mean |Δp|", Unit.NUMBER, lambda v: v.mean_abs_diff, digits=4,
+                       better=Better.LOWER, against_float32=True)
+INTEGER_ONLY = Column("integer_only", "integer-only", Unit.YES_NO,
+                      lambda v: None if v.ops is None else v.ops.integer_only)
+NOTE = Column("warning", "note", Unit.TEXT, lambda v: v.warning, needs=Needs.A_VALUE)
+ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.A_VALUE)
+
+COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEDIAN_MS, P90_MS, AGREEMENT, TOP5_AGREEMENT,
+                               ACCURACY, TOP5_ACCURACY, MEAN_ABS_DIFF, INTEGER_ONLY, NOTE, ERROR)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant's rounded values, in the order of `Summary.columns`."""
+
+    name: str
+    ok: bool
+    is_float32: bool  # the baseline every `against_float32` column is measured with
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary of one comparison: its columns, one row per variant (failed ones too)."""
+
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+
+    def value(self, row: Row, column: Column) -> Value:
+        """The rounded value of one cell."""
+        return row.values[self.columns.index(column)]
+
+    def text(self, row: Row, column: Column) -> str:
+        """One cell as every table prints it."""
+        return column.text(column.shown(self.value(row, column)))
+
+    def best(self, column: Column) -> Value:
+        """The best value of a column among the variants that compete for it (None when none does)."""
+        values = [self.value(r, column) for r in self.rows
+                  if r.ok and not (column.against_float32 and r.is_float32)]
+        values = [v for v in values if not _missing(v)]
+        if column.better is Better.NONE or not values:
+            return None
+        return max(values) if column.better is Better.HIGHER else min(values)
+
+    def is_best(self, row: Row, column: Column) -> bool:
+        """True when this cell holds its column's best value (ties are all best)."""
+        if not row.ok or (column.against_float32 and row.is_float32):
+            return False
+        best = self.best(column)
+        return best is not None and self.value(row, column) == best
+
+
+def _applies(column: Column, result: CompareResult) -> bool:
+    """True when the column says something for this result."""
+    if Needs.LABELS in column.needs and not result.labelled:
+        return False
+    if Needs.TOP5 in column.needs and not result.has_top5:
+        return False
+    if Needs.A_VALUE in column.needs and not any(column.value(v) for v in result.variants):
+        return False
+    return True
+
+
+def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:
+    """The summary of a comparison.
+
+    Args:
+        result: the comparison.
+        every_column: keep columns that say nothing for this result (the CSV does, so that
+            scripts can rely on its header); tables leave them out.
+    """
+    columns = tuple(c for c in COLUMNS if every_column or _applies(c, result))
+    baseline = result.baseline
+    rows = tuple(Row(name=v.name, ok=v.ok, is_float32=v is baseline, values=tuple(c.cell(v) for c in columns))
+                 for v in result.variants)
+    return Summary(columns=columns, rows=rows)
