@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from quant_core import PreprocessingOverride
-from quant_core.report import recipe_record
 from ui import engine, share, state
 from ui.html_report import render_report
 from ui.settings import Settings
@@ -31,17 +28,18 @@ c3.download_button("Numbers (CSV)", share.report_csv(result), f"{name}_variants.
                    icon=":material/table:", on_click="ignore", key="dl.csv")
 
 st.subheader("Models")
-st.download_button("All models + recipes (.zip)", share.models_zip(result), f"{name}_variants.zip",
+models = state.get(state.MODELS)  # this session's copies: they outlive the shared cache's cleaning
+st.download_button("All models + recipes (.zip)", share.models_zip(result, models), f"{name}_variants.zip",
                    "application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl.zip")
 for v in result.variants:
     if not v.ok:
         continue
     cols = st.columns([3, 2, 2])
     cols[0].markdown(f"**{v.name}** · {v.size_bytes / 1024:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
-    cols[1].download_button(".tflite", v.tflite_bytes(), f"{name}_{v.name}.tflite", "application/octet-stream",
-                            on_click="ignore", key=f"dl.tflite.{v.name}")
-    cols[2].download_button("recipe .json", json.dumps(recipe_record(result.model, v, result.preprocessing), indent=2),
-                            f"{name}_{v.name}.recipe.json", "application/json", on_click="ignore",
+    (model_name, model), (recipe_name, recipe) = result.variant_files(v, models).items()
+    cols[1].download_button(".tflite", model, model_name, "application/octet-stream", on_click="ignore",
+                            key=f"dl.tflite.{v.name}")
+    cols[2].download_button("recipe .json", recipe, recipe_name, "application/json", on_click="ignore",
                             key=f"dl.recipe.{v.name}")
 
 st.subheader("Share")

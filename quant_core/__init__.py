@@ -9,7 +9,7 @@ Typical use::
     result = run_compare(CompareRequest("model.keras", ("images/",)))
 """
 
-from quant_core.cache import ArtifactCache
+from quant_core.cache import ArtifactCache, KeptModels, MissingModelError, ModelStore
 from quant_core.compare import CompareOptions, CompareRequest, Progress, Workbench, run_compare
 from quant_core.errors import (ConversionError, ImageError, InputError, InternalError, QuantError,
                                UnsafeModelError, UnsupportedModelError)
@@ -19,14 +19,14 @@ from quant_core.modes import MODE_INFO, Backend, IOType, Mode
 from quant_core.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
                                    ResizeMethod)
 from quant_core.recipe import CalibrationSource, Recipe
-from quant_core.report import report_dict, save_variants, variants_csv
+from quant_core.report import report_dict, variants_csv
 from quant_core.results import CompareResult, VariantResult
 
 __all__ = [
     "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
     "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "InternalError",
-    "MODE_INFO", "Mode", "ModelInfo", "Normalization", "Preprocessing", "PreprocessingOverride", "Preset", "Progress",
-    "QuantError",
-    "Recipe", "ResizeMethod", "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench",
-    "load_images", "load_model", "read_labels_file", "report_dict", "run_compare", "save_variants", "variants_csv",
+    "KeptModels", "MODE_INFO", "MissingModelError", "Mode", "ModelInfo", "ModelStore", "Normalization",
+    "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError", "Recipe", "ResizeMethod",
+    "SourceModel", "UnsafeModelError", "UnsupportedModelError", "VariantResult", "Workbench", "load_images",
+    "load_model", "read_labels_file", "report_dict", "run_compare", "variants_csv",
 ]

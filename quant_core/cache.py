@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, Protocol
+
+from quant_core.errors import QuantError
 
 DEFAULT_DIR_ENV = "QUANT_CACHE_DIR"
 MAX_MB_ENV = "QUANT_CACHE_MAX_MB"
@@ -20,6 +23,48 @@ _MIN_AGE_S = 600  # entries used in the last 10 minutes are kept even over the c
 # running size estimate, so a full scan also runs after this many writes or seconds.
 _RESCAN_WRITES = 64
 _RESCAN_S = 60.0
+
+
+MODELS = "models"  # .tflite files named by the sha256 of their bytes
+
+
+class MissingModelError(QuantError):
+    """A model file is no longer stored (the cache was cleaned) and nothing kept it."""
+
+
+class ModelStore(Protocol):
+    """Where a result's .tflite files are fetched by their content key (sha256 of the bytes)."""
+
+    def model_bytes(self, sha256: str) -> bytes:
+        """The model whose bytes hash to `sha256`; raises MissingModelError when it is gone."""
+        ...
+
+
+def _read_model(path: Path, sha256: str) -> bytes:
+    """A stored model, checked against its content key."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise MissingModelError(f"the model file {sha256[:12]} is no longer stored; run the comparison again") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise MissingModelError(f"the model file {sha256[:12]} is damaged; run the comparison again")
+    return data
+
+
+class KeptModels:
+    """Models kept for one owner (a web session) in its own folder: hard links to the cache's files.
+
+    A link keeps the file's bytes alive when the cache later removes its own name for it,
+    so what a live session shows stays downloadable; deleting the owner's folder (the
+    session ended) releases them. Links cost no space while the cache still has the file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def model_bytes(self, sha256: str) -> bytes:
+        """The kept model with this content key."""
+        return _read_model(self.folder / f"{sha256}.tflite", sha256)
 
 
 def cache_key(*parts: Any) -> str:
@@ -151,6 +196,57 @@ class ArtifactCache:
             if S_ISREG(stat.st_mode):
                 found.append((stat.st_mtime, stat.st_size, path))
         return found
+
+    def put_model(self, data: bytes) -> str:
+        """Stores a .tflite under its content key; returns the key (sha256 of the bytes)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not self.has_model(sha256):
+            self.put_bytes(MODELS, sha256, data, ".tflite")
+        return sha256
+
+    def has_model(self, sha256: str) -> bool:
+        """True when the model is stored (and marks it as just used)."""
+        path = self.path(MODELS, sha256, ".tflite")
+        try:
+            os.utime(path)
+        except OSError:
+            return False
+        return True
+
+    def model_bytes(self, sha256: str) -> bytes:
+        """The stored model with this content key; MissingModelError when it was removed."""
+        data = _read_model(self.path(MODELS, sha256, ".tflite"), sha256)
+        os.utime(self.path(MODELS, sha256, ".tflite"))
+        return data
+
+    def keep(self, sha256s: list[str], folder: Path) -> KeptModels:
+        """Keeps these models in `folder` (an owner's private folder), whatever the cache removes later.
+
+        The folder then holds exactly these models (earlier ones are let go). Hard links
+        where the filesystem allows, copies elsewhere.
+
+        Raises:
+            MissingModelError: a model was already removed from the cache.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {f"{sha}.tflite" for sha in sha256s}
+        for old in folder.glob("*.tflite"):
+            if old.name not in wanted:
+                old.unlink(missing_ok=True)
+        for sha in sha256s:
+            target = folder / f"{sha}.tflite"
+            if target.exists():
+                continue
+            source = self.path(MODELS, sha, ".tflite")
+            try:
+                os.link(source, target)
+            except FileNotFoundError:
+                raise MissingModelError(f"the model file {sha[:12]} was removed before it could be kept; "
+                                        "run the comparison again") from None
+            except OSError:  # another filesystem, or links not allowed
+                shutil.copyfile(source, target)
+        return KeptModels(folder)
 
     def get_json(self, kind: str, key: str) -> Any | None:
         """The stored JSON value, or None (also for a corrupt entry)."""

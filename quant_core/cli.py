@@ -130,15 +130,16 @@ def _cache(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the comparison and prints a table."""
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
-    from quant_core.report import report_dict, save_variants  # pylint: disable=import-outside-toplevel
+    from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
 
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
     request = CompareRequest(args.model, tuple(args.images), args.labels, options)
-    result = run_compare(request, cache=_cache(args),
+    cache = _cache(args)
+    result = run_compare(request, cache=cache,
                          on_progress=lambda p: logging.getLogger("quant_core.progress").info("%3.0f%% %s", 100 * p.fraction, p.message))
-    paths = save_variants(result, Path(args.out_dir)) if args.out_dir else None
+    paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(report_dict(result, tflite_paths=paths), indent=2) + "\n")

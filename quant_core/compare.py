@@ -19,7 +19,7 @@ import numpy as np
 
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant
-from quant_core.cache import ArtifactCache, cache_key, content_sha256
+from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import describe_environment, engine_versions
 from quant_core.errors import ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
@@ -34,7 +34,7 @@ from quant_core.runner import TFLiteRunner
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 3  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 4  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
@@ -45,7 +45,6 @@ class BuiltVariant(NamedTuple):
 
     model: bytes
     settings: dict[str, Any]
-    path: Path
     seconds: float  # build time; 0.0 when served from the artifact cache
     calibration_samples: int | None
 
@@ -123,7 +122,7 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     if cached is not None:
         try:
             result = CompareResult.from_dict(cached)
-            if all(v.tflite_path is None or Path(v.tflite_path).exists() for v in result.variants):
+            if all(not v.ok or cache.has_model(v.tflite_sha256) for v in result.variants):
                 report(Progress(1.0, "Served from cache"))
                 return result
         except (KeyError, TypeError, ValueError, QuantError):
@@ -231,18 +230,19 @@ class Workbench:
         data = self.calibration_data(recipe) if recipe.needs_calibration else None
         digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
         key = cache_key(self.source.info.sha256, recipe.to_dict(), digest, engine_versions())
-        model = self.cache.get_bytes("variants", key, ".tflite")
-        settings = self.cache.get_json("variants", key)
-        seconds = 0.0
-        if model is None or settings is None:
-            start = time.perf_counter()
-            built = build_variant(self.source, recipe, data, digest or "", self._calibrated)
-            seconds = time.perf_counter() - start
-            model, settings = built.model, built.settings
-            self.cache.put_json("variants", key, settings)
-            self.cache.put_bytes("variants", key, model, ".tflite")
-        return BuiltVariant(model, settings, self.cache.path("variants", key, ".tflite"), seconds,
-                            None if data is None else len(data))
+        entry = self.cache.get_json("builds", key)  # {"tflite_sha256": content key of the model, "settings": ...}
+        if entry is not None and self.cache.has_model(entry["tflite_sha256"]):
+            try:
+                model = self.cache.model_bytes(entry["tflite_sha256"])
+                return BuiltVariant(model, entry["settings"], 0.0, None if data is None else len(data))
+            except MissingModelError:  # removed meanwhile: build it again
+                pass
+        start = time.perf_counter()
+        built = build_variant(self.source, recipe, data, digest or "", self._calibrated)
+        seconds = time.perf_counter() - start
+        self.cache.put_json("builds", key, {"tflite_sha256": self.cache.put_model(built.model),
+                                            "settings": built.settings})
+        return BuiltVariant(built.model, built.settings, seconds, None if data is None else len(data))
 
     def evaluate(self, recipe: Recipe, *, name: str | None = None,
                  on_progress: ProgressCallback | None = None) -> VariantResult:
@@ -287,7 +287,7 @@ class Workbench:
             mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
             kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
             top1=tuple(int(i) for i in probs.argmax(1)), topk=self._topk(probs),
-            tflite_sha256=hashlib.sha256(model).hexdigest(), tflite_path=str(built.path),
+            tflite_sha256=hashlib.sha256(model).hexdigest(),
             build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
 

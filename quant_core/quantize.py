@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from typing import Any
 
 from quant_core.cache import ArtifactCache
 from quant_core.compare import CompareOptions, Workbench
@@ -16,7 +15,7 @@ from quant_core.models import load_model
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import CalibrationSource, Recipe
-from quant_core.report import recipe_record
+from quant_core.results import write_files
 
 
 def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...], output: Path,
@@ -42,11 +41,8 @@ def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...],
     variant = bench.evaluate(recipe) if recipe.mode is not Mode.FLOAT32 else baseline
     if not variant.ok:
         raise InputError(f"{recipe.mode} failed: {variant.error}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(variant.tflite_bytes())
+    write_files(output.parent, variant.files(output.stem, bench.source.info, bench.preprocessing, bench.cache))
     recipe_path = output.with_suffix(".recipe.json")
-    record = recipe_record(bench.source.info, variant, bench.preprocessing)
-    recipe_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     checked = f"on {len(bench.x)} images" if images else "on random inputs only (pass --images for a real check)"
     return (f"wrote {output} ({variant.size_bytes:,} bytes, {variant.size_ratio:.2f}x float32; "
             f"top-1 agreement with float32 {variant.top1_agreement:.3f} {checked}) and {recipe_path.name}")

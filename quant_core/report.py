@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 from quant_core._serde import to_jsonable
-from quant_core.models import ModelInfo
 from quant_core.modes import MODE_INFO
-from quant_core.preprocess import Preprocessing
 from quant_core.results import CompareResult, VariantResult
 from quant_core.summary import rounded, summarize
 
@@ -47,7 +42,7 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
 
 def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON report: model, environment, variants and per-image predictions."""
-    paths = tflite_paths or {v.name: v.tflite_path for v in result.variants}
+    paths = tflite_paths or {}
     ok = [v for v in result.variants if v.ok]
     return {
         "report_version": REPORT_VERSION,
@@ -85,27 +80,3 @@ def variants_csv(result: CompareResult) -> str:
     for row in summary.rows:
         writer.writerow(["" if value is None else value for value in row.values])
     return out.getvalue()
-
-
-def recipe_record(model: ModelInfo, variant: VariantResult, preprocessing: Preprocessing) -> dict[str, Any]:
-    """What is written beside a variant's .tflite: enough to rebuild it exactly."""
-    return {"model": model.name, "model_sha256": model.sha256, "variant": variant.name,
-            "recipe": variant.recipe.to_dict(), "engine_settings": variant.engine_settings,
-            "preprocessing": preprocessing.to_dict(), "calibration_samples": variant.calibration_samples,
-            "tflite_sha256": variant.tflite_sha256}
-
-
-def save_variants(result: CompareResult, out_dir: Path) -> dict[str, str]:
-    """Writes each built variant's .tflite and its recipe JSON side by side; returns paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for v in result.variants:
-        if not v.ok or not v.tflite_path:
-            continue
-        stem = f"{result.model.name}_{v.name}"
-        target = out_dir / f"{stem}.tflite"
-        shutil.copyfile(v.tflite_path, target)
-        recipe = recipe_record(result.model, v, result.preprocessing)
-        (out_dir / f"{stem}.recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-        paths[v.name] = str(target)
-    return paths

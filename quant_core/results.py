@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.cache import ModelStore
 from quant_core.env import Environment
+from quant_core.errors import InputError
 from quant_core.images import SkippedFile
 from quant_core.models import ModelInfo, OutputKind
 from quant_core.modes import Mode
@@ -64,8 +67,7 @@ class VariantResult:
     ops: OpInventory | None = None
     top1: tuple[int, ...] = ()
     topk: tuple[tuple[Prediction, ...], ...] = ()
-    tflite_sha256: str | None = None
-    tflite_path: str | None = None
+    tflite_sha256: str | None = None  # the model's content key: its bytes come from a ModelStore
     build_seconds: float | None = None
     calibration_samples: int | None = None
 
@@ -74,11 +76,24 @@ class VariantResult:
         """True when the variant was built and passed its checks."""
         return self.status == Status.OK
 
-    def tflite_bytes(self) -> bytes:
-        """The variant's .tflite model."""
-        if not self.tflite_path:
-            raise FileNotFoundError(f"variant {self.name} has no model ({self.error})")
-        return Path(self.tflite_path).read_bytes()
+    def tflite_bytes(self, models: ModelStore) -> bytes:
+        """The variant's .tflite model, fetched by its content key."""
+        if not self.ok or self.tflite_sha256 is None:
+            raise InputError(f"variant {self.name} has no model ({self.error})")
+        return models.model_bytes(self.tflite_sha256)
+
+    def recipe_record(self, model: ModelInfo, preprocessing: Preprocessing) -> dict[str, Any]:
+        """What is written beside the variant's .tflite: enough to rebuild it exactly."""
+        return {"model": model.name, "model_sha256": model.sha256, "variant": self.name,
+                "recipe": self.recipe.to_dict(), "engine_settings": self.engine_settings,
+                "preprocessing": preprocessing.to_dict(), "calibration_samples": self.calibration_samples,
+                "tflite_sha256": self.tflite_sha256}
+
+    def files(self, stem: str, model: ModelInfo, preprocessing: Preprocessing,
+              models: ModelStore) -> dict[str, bytes]:
+        """The variant's files by name: `<stem>.tflite` and, beside it, `<stem>.recipe.json`."""
+        record = json.dumps(self.recipe_record(model, preprocessing), indent=2, sort_keys=True) + "\n"
+        return {f"{stem}.tflite": self.tflite_bytes(models), f"{stem}.recipe.json": record.encode()}
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,27 @@ class CompareResult:
                 return v
         raise KeyError(f"no variant {name!r}; have {', '.join(v.name for v in self.variants)}")
 
+    def file_stem(self, variant: VariantResult) -> str:
+        """The name a variant's files get: `<model>_<variant>`."""
+        return f"{self.model.name}_{variant.name}"
+
+    def variant_files(self, variant: VariantResult, models: ModelStore) -> dict[str, bytes]:
+        """One built variant's .tflite and recipe JSON, by file name."""
+        return variant.files(self.file_stem(variant), self.model, self.preprocessing, models)
+
+    def files(self, models: ModelStore) -> dict[str, bytes]:
+        """Every built variant's .tflite and recipe JSON, by file name (what `save` writes)."""
+        return {name: data for v in self.variants if v.ok for name, data in self.variant_files(v, models).items()}
+
+    def save(self, out_dir: Path, models: ModelStore) -> dict[str, str]:
+        """Writes every built variant's .tflite with its recipe JSON beside it; returns the .tflite paths by variant.
+
+        Raises:
+            MissingModelError: a model is no longer in `models`.
+        """
+        written = write_files(Path(out_dir), self.files(models))
+        return {v.name: str(written[f"{self.file_stem(v)}.tflite"]) for v in self.variants if v.ok}
+
     def to_dict(self) -> dict[str, Any]:
         """Lossless JSON-ready dict (see `report.report_dict` for the published report)."""
         return to_jsonable(self)
@@ -148,3 +184,13 @@ class CompareResult:
     def from_dict(cls, data: dict[str, Any]) -> CompareResult:
         """Inverse of `to_dict`."""
         return from_jsonable(cls, data)
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Writes named files into a folder (created if needed); returns their paths. The one writer of model files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, data in files.items():
+        paths[name] = out_dir / name
+        paths[name].write_bytes(data)
+    return paths

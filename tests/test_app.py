@@ -103,6 +103,27 @@ def test_results_survive_page_changes_and_feed_every_page(sample_run):
     assert list(at.table[0].value["variant"]) == ALL_MODES
 
 
+def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
+    """The shared cache may drop any file; what a live session shows stays downloadable (kept in its folder)."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    from ui.share import models_zip
+
+    at = sample_run
+    shutil.rmtree(Path(os.environ["QUANT_CACHE_DIR"]) / "models")  # evict every model file
+    at.switch_page("pages/report.py").run()
+    no_failures(at)
+    assert [d.label for d in at.get("download_button")].count(".tflite") == len(ALL_MODES)
+    result, models = at.session_state["qw.result"], at.session_state["qw.models"]
+    with zipfile.ZipFile(io.BytesIO(models_zip(result, models))) as zf:
+        for v in result.variants:
+            model = zf.read(f"mobilenet_v2_imagenet_{v.name}.tflite")
+            assert hashlib.sha256(model).hexdigest() == v.tflite_sha256
+            assert '"tflite_sha256": "' + v.tflite_sha256 in zf.read(f"mobilenet_v2_imagenet_{v.name}.recipe.json").decode()
+
+
 def test_quantize_page_runs_selected_variants(model_files, image_dir):
     at = new_app()
     at.switch_page("pages/quantize.py").run()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from quant_core import cache as cache_module
-from quant_core.cache import ArtifactCache, cache_key, content_sha256
+from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 
 
 def test_keys_depend_on_every_part_and_not_on_dict_order():
@@ -132,3 +132,38 @@ def test_two_instances_on_one_folder_end_under_the_cap(tmp_path, monkeypatch, tr
     put_old(a, keys[4], 100, age_s=60)  # a's periodic scan finds what b wrote
     assert [a.path("variants", k).exists() for k in keys] == [False, True, True, True, True]
     assert a.size_bytes() == 9100 and b.size_bytes() <= 10_000
+
+
+def test_models_are_stored_and_fetched_by_content_key(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    sha = cache.put_model(b"model-bytes")
+    assert sha == __import__("hashlib").sha256(b"model-bytes").hexdigest()
+    assert cache.has_model(sha) and cache.model_bytes(sha) == b"model-bytes"
+    assert cache.put_model(b"model-bytes") == sha and len(list((tmp_path / "models").rglob("*.tflite"))) == 1
+    cache.path("models", sha, ".tflite").write_bytes(b"tampered")
+    with pytest.raises(MissingModelError, match="damaged"):
+        cache.model_bytes(sha)
+
+
+def test_kept_models_outlive_eviction_and_unkept_ones_do_not(tmp_path):
+    cache = ArtifactCache(tmp_path / "cache", max_bytes=1000)
+    kept_sha, other_sha = cache.put_model(b"k" * 800), cache.put_model(b"o" * 800)
+    kept = cache.keep([kept_sha], tmp_path / "session" / "models")
+    cache.max_bytes = 0
+    assert cache.evict(min_age_s=0) == 1600  # both of the cache's files go
+    assert not cache.has_model(kept_sha) and not cache.has_model(other_sha)
+    assert kept.model_bytes(kept_sha) == b"k" * 800  # the session's link still holds the bytes
+    with pytest.raises(MissingModelError, match="no longer stored; run the comparison again"):
+        cache.model_bytes(other_sha)
+    with pytest.raises(MissingModelError, match="removed before it could be kept"):
+        cache.keep([other_sha], tmp_path / "late")
+
+
+def test_keeping_links_instead_of_copying_and_lets_earlier_models_go(tmp_path):
+    cache = ArtifactCache(tmp_path / "cache")
+    first, second = cache.put_model(b"first"), cache.put_model(b"second")
+    folder = tmp_path / "session"
+    cache.keep([first], folder)
+    assert os.path.samefile(folder / f"{first}.tflite", cache.path("models", first, ".tflite"))
+    cache.keep([second], folder)  # a new result replaces what the session kept
+    assert sorted(p.name for p in folder.iterdir()) == [f"{second}.tflite"]

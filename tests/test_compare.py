@@ -15,7 +15,7 @@ from quant_core.errors import ImageError
 from quant_core.modes import Mode
 from quant_core.preprocess import Normalization, PreprocessingOverride, Preset
 from quant_core.recipe import Recipe
-from quant_core.report import report_dict, save_variants, variants_csv
+from quant_core.report import report_dict, variants_csv
 from quant_core.results import CompareResult, Status
 
 
@@ -50,7 +50,7 @@ def test_full_comparison_has_every_variant_with_measurements(full_result):
     for v in result.variants:
         assert v.latency.threads == 2 and v.latency.runs >= 15 and v.latency.warmup > 0
         assert 0 < v.latency.median_ms <= v.latency.p90_ms
-        assert v.size_bytes > 0 and v.tflite_path
+        assert v.size_bytes > 0 and len(v.tflite_sha256) == 64
     sizes = {v.name: v.size_ratio for v in result.variants}
     assert sizes["float32"] == 1.0 and sizes["int8"] < 0.75 and sizes["float16"] < 0.9
     assert result.environment.threads == 2
@@ -67,8 +67,8 @@ def test_progress_is_reported_monotonically(full_result):
 
 
 def test_report_json_contract(full_result, tmp_path):
-    result, _, _ = full_result
-    paths = save_variants(result, tmp_path / "out")
+    result, _, cache = full_result
+    paths = result.save(tmp_path / "out", cache)
     report = json.loads(json.dumps(report_dict(result, tflite_paths=paths)))
     assert {"name", "input_shape", "num_classes", "sha256"} <= set(report["model"])
     assert report["model"]["num_classes"] == 3

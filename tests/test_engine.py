@@ -65,7 +65,7 @@ def test_each_mode_has_real_dtypes_ops_and_accuracy(bench, mode):
     if mode is Mode.FLOAT32:
         assert v.size_ratio == 1.0 and v.mean_abs_diff < 1e-5
     if mode is Mode.FLOAT16:
-        assert "float16" in _tensor_dtypes(v.tflite_bytes())
+        assert "float16" in _tensor_dtypes(v.tflite_bytes(bench.cache))
         assert 0.4 < v.size_ratio < 0.9
     if mode in (Mode.WEIGHT_ONLY, Mode.INT8):
         assert v.size_ratio < 0.75
@@ -76,7 +76,7 @@ def test_quantized_variants_differ_from_float_but_stay_close(bench):
     for mode in (Mode.INT8, Mode.INT16X8):
         assert bench.evaluate(Recipe(mode)).mean_abs_diff > 1e-5, mode
     weight_only = bench.evaluate(Recipe(Mode.WEIGHT_ONLY))
-    assert weight_only.mean_abs_diff > 0 and "int8" in _tensor_dtypes(weight_only.tflite_bytes())
+    assert weight_only.mean_abs_diff > 0 and "int8" in _tensor_dtypes(weight_only.tflite_bytes(bench.cache))
     int8, int16 = bench.evaluate(Recipe(Mode.INT8)), bench.evaluate(Recipe(Mode.INT16X8))
     assert int16.mean_abs_diff < int8.mean_abs_diff  # 16-bit activations are more precise
 
@@ -105,7 +105,7 @@ def test_calibrated_modes_are_byte_identical_to_the_bare_converter(bench, tiny_m
 
 def test_int8_io_round_trip_matches_manual_quantization(bench):
     v = bench.evaluate(Recipe(Mode.INT8))
-    model = v.tflite_bytes()
+    model = v.tflite_bytes(bench.cache)
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model)
@@ -145,8 +145,8 @@ def test_per_tensor_gives_one_scale_per_weight_tensor(bench, backend):
     per_channel = bench.evaluate(Recipe(Mode.INT8, backend=backend))
     per_tensor = bench.evaluate(Recipe(Mode.INT8, backend=backend, per_channel=False))
     assert per_tensor.ok and per_channel.ok
-    assert max(_weight_scales(per_channel.tflite_bytes())) > 1
-    assert set(_weight_scales(per_tensor.tflite_bytes())) == {1}
+    assert max(_weight_scales(per_channel.tflite_bytes(bench.cache))) > 1
+    assert set(_weight_scales(per_tensor.tflite_bytes(bench.cache))) == {1}
     assert per_tensor.tflite_sha256 != per_channel.tflite_sha256
 
 
@@ -169,7 +169,7 @@ def test_every_mode_applies_to_a_float_tflite(tflite_bench, model_files, mode):
     assert v.recipe.backend in MODE_INFO[mode].tflite_backends
     assert v.top1_agreement >= 0.9
     if mode is Mode.FLOAT32:
-        assert v.tflite_bytes() == model_files["tflite"].read_bytes()
+        assert v.tflite_bytes(tflite_bench.cache) == model_files["tflite"].read_bytes()
 
 
 @pytest.mark.parametrize("mode", [Mode.DYNAMIC_RANGE, Mode.FLOAT16])

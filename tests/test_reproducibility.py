@@ -8,7 +8,7 @@ from quant_core._serde import to_jsonable
 from quant_core.results import CompareResult
 from quant_core.worker import run_job
 
-_TIMINGS = {"latency", "build_seconds", "seconds", "tflite_path", "request_key"}
+_TIMINGS = {"latency", "build_seconds", "seconds", "request_key"}
 
 
 def _without_timings(value):
@@ -30,7 +30,8 @@ def test_two_processes_and_this_one_agree_exactly(model_files, image_dir, labels
     assert all(v.ok for v in results[0].variants)
     shas = [[v.tflite_sha256 for v in r.variants] for r in results]
     assert shas[0] == shas[1] == shas[2] and len(set(shas[0])) == len(shas[0])
+    caches = [ArtifactCache(tmp_path / name) for name in ("here", "two")]
     for a, b in zip(results[0].variants, results[2].variants):
-        assert a.tflite_path != b.tflite_path and a.tflite_bytes() == b.tflite_bytes()
+        assert a.tflite_bytes(caches[0]) == b.tflite_bytes(caches[1])  # each process stored its own copy
     numbers = [_without_timings(r.to_dict()) for r in results]
     assert numbers[0] == numbers[1] == numbers[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, ModelInfo, Preprocessing,
-                        PreprocessingOverride, Progress, load_images)
+from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, KeptModels, ModelInfo,
+                        Preprocessing, PreprocessingOverride, Progress, load_images)
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.worker import run_job
 from quant_core.images import SkippedFile
@@ -76,6 +76,16 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
         on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))
     return CompareResult.from_dict(answer)
+
+
+def keep_models(result: CompareResult, session_dir: Path) -> KeptModels:
+    """Keeps the result's .tflite files in the session's folder: its downloads survive the cache's cleaning.
+
+    Raises:
+        MissingModelError: a model was removed from the cache before it could be kept.
+    """
+    return artifact_cache().keep([v.tflite_sha256 for v in result.variants if v.ok and v.tflite_sha256],
+                                 session_dir / "models")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

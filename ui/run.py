@@ -23,6 +23,7 @@ def run_comparison() -> bool:
     with st.status("Building and measuring variants…", expanded=False) as status:
         try:
             result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir())
+            models = engine.keep_models(result, state.workdir())
         except ENGINE_ERRORS as err:  # a bug in the engine shows its incident id, like a user error its line
             status.update(label="Stopped: nothing was built", state="error")
             failure = err
@@ -41,4 +42,5 @@ def run_comparison() -> bool:
                       + (f", {len(failed)} failed" if failed else ""), state="error" if failed else "complete")
     bar.progress(1.0, text="Done")
     state.put(state.RESULT, result)
+    state.put(state.MODELS, models)
     return True

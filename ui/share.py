@@ -8,30 +8,27 @@ import zipfile
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from quant_core import CompareResult, Normalization, PreprocessingOverride, Preset, report_dict, variants_csv
+from quant_core import (CompareResult, ModelStore, Normalization, PreprocessingOverride, Preset, report_dict,
+                        variants_csv)
 from quant_core.errors import InputError
 from quant_core.preprocess import parse_numbers
-from quant_core.report import recipe_record
 from ui.settings import Settings
 
 
-def models_zip(result: CompareResult) -> bytes:
-    """Every built variant's .tflite with its recipe JSON beside it, plus the JSON report."""
+def models_zip(result: CompareResult, models: ModelStore) -> bytes:
+    """Every built variant's .tflite with its recipe JSON beside it (as `CompareResult.save` writes them), plus
+    the JSON report."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for v in result.variants:
-            if v.ok:
-                stem = f"{result.model.name}_{v.name}"
-                zf.writestr(f"{stem}.tflite", v.tflite_bytes())
-                zf.writestr(f"{stem}.recipe.json",
-                            json.dumps(recipe_record(result.model, v, result.preprocessing), indent=2))
+        for name, data in result.files(models).items():
+            zf.writestr(name, data)
         zf.writestr("report.json", report_json(result))
     return buf.getvalue()
 
 
 def report_json(result: CompareResult) -> str:
     """The JSON report (same format as the CLI's --report-json), without server paths."""
-    paths = {v.name: f"{result.model.name}_{v.name}.tflite" for v in result.variants if v.ok}
+    paths = {v.name: f"{result.file_stem(v)}.tflite" for v in result.variants if v.ok}
     return json.dumps(report_dict(result, tflite_paths=paths), indent=2)
 
 
