@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from quant_core import MODE_INFO
+from quant_core.ops import OpKind
 from ui import charts
 from ui.widgets import need_result
 
@@ -25,10 +26,9 @@ for v in charts.ok_variants(result):
     with st.expander(f"{MODE_INFO[v.mode].title} (`{v.name}`): {ops.total} ops — {verdict}",
                      expanded=v.name in ("int8", "int8_float_io")):
         c = st.columns(6)
-        for col, (label, n) in zip(c, [("int8", ops.int8), ("int16", ops.int16), ("hybrid", ops.hybrid),
-                                       ("float", ops.float), ("QUANTIZE", ops.quantize),
-                                       ("DEQUANTIZE", ops.dequantize)]):
-            col.metric(label, n)
-        st.dataframe(pd.DataFrame([{"op": o.op, "runs as": o.kind, "count": o.count} for o in ops.by_op]),
+        for col, kind in zip(c, OpKind):
+            col.metric(kind.value.upper() if kind in (OpKind.QUANTIZE, OpKind.DEQUANTIZE) else kind.value,
+                       ops.of(kind))
+        st.dataframe(pd.DataFrame([{"op": o.op, "runs as": o.kind.value, "count": o.count} for o in ops.by_op]),
                      hide_index=True, width="content")
         st.caption(f"Interface: {v.input_dtype} in, {v.output_dtype} out.")

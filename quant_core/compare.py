@@ -304,7 +304,7 @@ class Workbench:
                     "the conversion route is broken for this model"
                 )
         if recipe.mode is Mode.INT8 and not ops.integer_only:
-            floats = sorted({c.op for c in ops.by_op if c.kind in ("float", "hybrid")})
+            floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
             raise ConversionError(
                 f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
             )

@@ -9,9 +9,11 @@ incident id (`report_internal`) and shown as `InternalError` ("internal error, l
 
 from __future__ import annotations
 
+import enum
 import logging
 import secrets
 import traceback
+from typing import TypeVar
 
 INCIDENTS = logging.getLogger("quant_core.incidents")  # one record per internal error, with its traceback
 
@@ -37,6 +39,26 @@ class UnsafeModelError(InputError):
 
 class ImageError(InputError):
     """No usable images, or labels that do not fit the model."""
+
+
+Choice = TypeVar("Choice", bound=enum.Enum)
+
+
+def parse_choice(kind: type[Choice], value: Choice | str, what: str) -> Choice:
+    """The member of an enum named by `value` (a member is returned as is).
+
+    The one coercion of user-given names (CLI, links, recipe files, API strings) into the
+    typed options, with one error for all of them.
+
+    Raises:
+        InputError: "unknown <what> '<value>'; expected one of: <every valid name>".
+    """
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise InputError(f"unknown {what} {value!r}; expected one of: {', '.join(str(k.value) for k in kind)}") from None
 
 
 class ConversionError(QuantError):

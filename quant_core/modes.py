@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from quant_core.errors import InputError
+from quant_core.errors import InputError, parse_choice
 
 
 class Mode(enum.StrEnum):
@@ -108,11 +108,7 @@ MODE_INFO: dict[Mode, ModeInfo] = {
 
 def parse_mode(name: str) -> Mode:
     """Returns the Mode named `name`; raises InputError listing valid names otherwise."""
-    try:
-        return Mode(name.strip())
-    except ValueError:
-        valid = ", ".join(m.value for m in Mode)
-        raise InputError(f"unknown mode {name!r}; expected one of: {valid}") from None
+    return parse_choice(Mode, name, "mode")
 
 
 def parse_modes(text: str) -> tuple[Mode, ...]:

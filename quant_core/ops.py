@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-_BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
+from quant_core.tflite_info import plain_interpreter
+
+
+class OpKind(enum.StrEnum):
+    """How an op computes, from the dtypes of its tensors."""
+
+    INT8 = "int8"
+    INT16 = "int16"  # 16x8: int16 activations
+    HYBRID = "hybrid"  # int8 weights, float activations
+    FLOAT = "float"
+    QUANTIZE = "quantize"  # float -> integer at a boundary
+    DEQUANTIZE = "dequantize"  # integer -> float at a boundary
+
+    @property
+    def uses_float(self) -> bool:
+        """True for kinds whose arithmetic is in float (what integer-only hardware cannot run)."""
+        return self in (OpKind.FLOAT, OpKind.HYBRID)
+
+
+_BOUNDARY = {"QUANTIZE": OpKind.QUANTIZE, "DEQUANTIZE": OpKind.DEQUANTIZE}
 
 
 @dataclass(frozen=True)
@@ -16,7 +35,7 @@ class OpCount:
     """How many ops of one type run with one compute kind."""
 
     op: str
-    kind: str  # "int8", "int16", "hybrid" (int8 weights, float activations), "float", "quantize", "dequantize"
+    kind: OpKind
     count: int
 
 
@@ -38,16 +57,16 @@ class OpInventory:
     integer_only: bool
     by_op: tuple[OpCount, ...]
 
+    def of(self, kind: OpKind) -> int:
+        """How many ops compute with this kind."""
+        return getattr(self, kind.value)
+
 
 def op_inventory(model: bytes) -> OpInventory:
     """Classifies every op of the model by the dtypes of its tensors."""
-    interp = Interpreter(
-        model_content=bytes(model),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    interp.allocate_tensors()
+    interp = plain_interpreter(model)
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: Counter[tuple[str, OpKind]] = Counter()
     touches_float = False
     for op in interp._get_ops_details():  # pylint: disable=protected-access
         name = op["op_name"]
@@ -57,24 +76,24 @@ def op_inventory(model: bytes) -> OpInventory:
         outs = [dtypes[i] for i in op["outputs"] if i in dtypes]
         touches_float |= any(d.kind == "f" for d in ins + outs)
         counts[(name, _kind(name, ins, outs))] += 1
-    by_kind = Counter()
+    by_kind: Counter[OpKind] = Counter()
     for (_, kind), n in counts.items():
         by_kind[kind] += n
     return OpInventory(
-        total=sum(counts.values()), float=by_kind["float"], int8=by_kind["int8"],
-        int16=by_kind["int16"], hybrid=by_kind["hybrid"], quantize=by_kind["quantize"],
-        dequantize=by_kind["dequantize"], integer_only=not touches_float and bool(counts),
+        total=sum(counts.values()), float=by_kind[OpKind.FLOAT], int8=by_kind[OpKind.INT8],
+        int16=by_kind[OpKind.INT16], hybrid=by_kind[OpKind.HYBRID], quantize=by_kind[OpKind.QUANTIZE],
+        dequantize=by_kind[OpKind.DEQUANTIZE], integer_only=not touches_float and bool(counts),
         by_op=tuple(OpCount(op, kind, n) for (op, kind), n in sorted(counts.items())),
     )
 
 
-def _kind(name: str, ins: list[np.dtype], outs: list[np.dtype]) -> str:
+def _kind(name: str, ins: list[np.dtype], outs: list[np.dtype]) -> OpKind:
     """Compute kind of one op from its input and output dtypes."""
     if name in _BOUNDARY:
-        return name.lower()
+        return _BOUNDARY[name]
     out = outs[0] if outs else (ins[0] if ins else np.dtype(np.float32))
     if out.kind == "f":
-        return "hybrid" if any(d in (np.int8, np.uint8) for d in ins) else "float"
+        return OpKind.HYBRID if any(d in (np.int8, np.uint8) for d in ins) else OpKind.FLOAT
     if out == np.int16 or any(d == np.int16 for d in ins):
-        return "int16"
-    return "int8"
+        return OpKind.INT16
+    return OpKind.INT8

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from quant_core._serde import to_jsonable
-from quant_core.errors import InputError
+from quant_core.errors import InputError, parse_choice
 
 
 class ResizeMethod(enum.StrEnum):
@@ -157,11 +157,7 @@ class Normalization:
 
 def _preset(value: Preset | str) -> Preset:
     """A preset from its name; InputError naming the valid ones otherwise."""
-    try:
-        return Preset(value)
-    except ValueError:
-        raise InputError(f"unknown normalization {value!r}; expected one of: "
-                         f"{', '.join(p.value for p in Preset)}") from None
+    return parse_choice(Preset, value, "normalization")
 
 
 def format_numbers(values: Sequence[float]) -> str:
@@ -227,12 +223,8 @@ class PreprocessingOverride:
             object.__setattr__(self, "normalization", Normalization.of(self.normalization))
         for name, kind in (("resize", ResizeMethod), ("channel_order", ChannelOrder)):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, kind):
-                try:
-                    object.__setattr__(self, name, kind(value))
-                except ValueError:
-                    raise InputError(f"unknown {name.replace('_', ' ')} {value!r}; expected one of: "
-                                     f"{', '.join(k.value for k in kind)}") from None
+            if value is not None:
+                object.__setattr__(self, name, parse_choice(kind, value, name.replace("_", " ")))
 
     def apply(self, pre: Preprocessing) -> Preprocessing:
         """Returns `pre` with every non-None choice applied.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from quant_core.errors import InputError
+from quant_core.errors import InputError, parse_choice
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
 
 # The I/O types each engine can give a mode; the converter can do everything the
@@ -137,10 +137,5 @@ def compile_recipes(modes: Sequence[Mode], *, backend: Backend | None = None, ca
 def _coerce(obj: Recipe, name: str, enum_type: type[enum.Enum]) -> None:
     """Converts a string field to its enum (strictly), in place on a frozen dataclass."""
     value = getattr(obj, name)
-    if value is None or isinstance(value, enum_type):
-        return
-    try:
-        object.__setattr__(obj, name, enum_type(value))
-    except ValueError:
-        valid = ", ".join(e.value for e in enum_type)
-        raise InputError(f"unknown {name} {value!r}; expected one of: {valid}") from None
+    if value is not None:
+        object.__setattr__(obj, name, parse_choice(enum_type, value, name))

@@ -8,7 +8,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 _SCALING_OPS = {"MUL", "DIV", "ADD", "SUB"}
 
 
-def _plain_interpreter(model: bytes) -> Interpreter:
+def plain_interpreter(model: bytes) -> Interpreter:
     """An interpreter with builtin kernels only (no delegate hides the ops)."""
     interp = Interpreter(
         model_content=bytes(model),
@@ -28,7 +28,7 @@ def constant_tensors(interp: Interpreter) -> set[int]:
 
 def float_param_count(model: bytes) -> int:
     """Number of float weight elements (the parameter count of a float model)."""
-    interp = _plain_interpreter(model)
+    interp = plain_interpreter(model)
     details = {t["index"]: t for t in interp.get_tensor_details()}
     return int(sum(
         int(np.prod(details[i]["shape"])) for i in constant_tensors(interp)
@@ -42,7 +42,7 @@ def input_scale_factor(model: bytes) -> float | None:
     A Keras Rescaling(1/255) or Normalization layer becomes MUL/SUB/DIV ops on the input;
     a tiny factor means the model expects raw 0..255 pixels.
     """
-    interp = _plain_interpreter(model)
+    interp = plain_interpreter(model)
     constants = constant_tensors(interp)
     current = interp.get_input_details()[0]["index"]
     for _ in range(3):  # follow at most a short chain such as SUB -> MUL

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
+from quant_core.ops import OpKind
 from quant_core.summary import Summary, summarize
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
@@ -180,11 +181,12 @@ def confusion_table(result: CompareResult, name: str) -> Styler:
 def ops_chart(result: CompareResult) -> go.Figure:
     """Ops per compute kind, stacked, per variant."""
     vs = [v for v in ok_variants(result) if v.ops]
-    kinds = [("int8", "#54A24B"), ("int16", "#72B7B2"), ("hybrid", "#EECA3B"), ("float", "#E45756"),
-             ("quantize", "#9D755D"), ("dequantize", "#BAB0AC")]
+    colours = {OpKind.INT8: "#54A24B", OpKind.INT16: "#72B7B2", OpKind.HYBRID: "#EECA3B", OpKind.FLOAT: "#E45756",
+               OpKind.QUANTIZE: "#9D755D", OpKind.DEQUANTIZE: "#BAB0AC"}
     fig = go.Figure()
-    for kind, colour in kinds:
-        fig.add_bar(name=kind, x=[v.name for v in vs], y=[getattr(v.ops, kind) for v in vs], marker_color=colour)
+    for kind in OpKind:
+        fig.add_bar(name=kind.value, x=[v.name for v in vs], y=[v.ops.of(kind) for v in vs],
+                    marker_color=colours[kind])
     return _layout(fig, "Ops by compute type", barmode="stack", showlegend=True, yaxis_title="ops")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from quant_core import Backend, CalibrationSource, IOType, Mode, Recipe
-from quant_core.errors import InputError
+from quant_core.errors import InputError, parse_choice
 from quant_core.modes import parse_modes
 from quant_core.recipe import compile_recipes
 
@@ -53,13 +53,14 @@ class Settings:
             if "cal" in params:
                 s = replace(s, calibration_count=int(params["cal"]))
             if "cal_src" in params:
-                s = replace(s, calibration_source=CalibrationSource(params["cal_src"]))
+                s = replace(s, calibration_source=parse_choice(CalibrationSource, params["cal_src"], "calibration source"))
             if "per_channel" in params:
                 s = replace(s, per_channel=params["per_channel"] != "0")
             if "io" in params:
-                s = replace(s, int8_io=IOType(params["io"]))
+                s = replace(s, int8_io=parse_choice(IOType, params["io"], "io type"))
             if "backend" in params:
-                s = replace(s, backend=None if params["backend"] == "auto" else Backend(params["backend"]))
+                s = replace(s, backend=None if params["backend"] == "auto" else parse_choice(Backend, params["backend"],
+                                                                                          "backend"))
             if "threads" in params:
                 s = replace(s, threads=int(params["threads"]))
         except ValueError as err:
