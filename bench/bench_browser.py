@@ -17,12 +17,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from live_server import CHROMIUM, IDLE, LAUNCH_ARGS, streamlit_server  # noqa: E402  pylint: disable=wrong-import-position
+from quant_core.modes import Mode  # noqa: E402  pylint: disable=wrong-import-position
 from results_md import write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -48,7 +49,7 @@ def main() -> None:
         page.wait_for_selector(IDLE)
         clicks = []
         for k in range(args.repeats):
-            target = "int8" if k % 2 == 0 else "float32"
+            target = (Mode.INT8 if k % 2 == 0 else Mode.FLOAT32).value  # the variants' names on Compare
             page.locator('[data-testid="stSelectbox"]', has_text="Variant").last.click()
             option = page.get_by_role("option", name=target, exact=True)
             option.wait_for()
@@ -59,7 +60,7 @@ def main() -> None:
             clicks.append((time.perf_counter() - t0) * 1000)
         browser.close()
     median = statistics.median(clicks)
-    p90 = sorted(clicks)[int(round(0.9 * (len(clicks) - 1)))]
+    p90 = sorted(clicks)[round(0.9 * (len(clicks) - 1))]
     rows = [
         ("`streamlit run` to /_stcore/health ok", f"{healthy:.2f} s", "-", "-"),
         ("`streamlit run` to a usable first page (sample model described)", f"{first_page:.2f} s", "-", "-"),
@@ -70,7 +71,7 @@ def main() -> None:
     table = "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
     section = write_section("browser-bench", (
         f"## Web app in a real browser\n\nCommand: `.venv/bin/python bench/bench_browser.py "
-        f"--repeats {args.repeats}` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, "
+        f"--repeats {args.repeats}` ({datetime.now(UTC):%Y-%m-%d %H:%M UTC}, "
         f"{platform.processor() or platform.machine()}, Debian chromium via Playwright). The display change is "
         f"choosing another variant for the confusion matrix on Compare: a full Streamlit rerun with every number "
         f"already computed.\n\n| measurement | value | target | |\n|---|---:|---:|:---:|\n{table}"))

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,15 +131,15 @@ def main() -> None:
         rows.append(f"| {s.name} | {s.wall_s:.1f} s | {slowest / alone.runs[0].seconds:.2f}x | "
                     f"{min(r.seconds for r in s.runs):.1f} / {slowest:.1f} s | "
                     f"{s.health['median'] * 1000:.0f} / {s.health['p99'] * 1000:.0f} / {s.health['max'] * 1000:.0f} ms "
-                    f"({s.health['count']}) | {'PASS' if ok else 'MISS'} | {s.max_workers} | {s.max_server_mb:.0f} MB | "
+                    f"({s.health['count']}) | {'PASS' if ok else 'MISS'} | {s.max_workers} | {s.max_server_mb:.0f} MB | "  # noqa: E501 - text of a generated document
                     f"{'yes' if s.correct else 'NO'} |")
     body = (
         f"## Many sessions at once (load test)\n\n"
         f"Command: `.venv/bin/python bench/bench_load.py --sessions {n} --sample {args.sample} --workers "
-        f"{args.workers}` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.processor() or platform.machine()}, "
+        f"{args.workers}` ({datetime.now(UTC):%Y-%m-%d %H:%M UTC}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; the browsers run on the same machine). Every session is a Playwright browser "
         f"context pressing \"Run the full comparison\" (7 variants, latency measured) on a fresh server with an empty "
-        f"cache, after one warm-up page view; /_stcore/health probed every 250 ms. \"x alone\" is the slowest session's time over the single "
+        f"cache, after one warm-up page view; /_stcore/health probed every 250 ms. \"x alone\" is the slowest session's time over the single "  # noqa: E501 - text of a generated document
         f"session's. With distinct settings the calibrated variants are built per session; variants that do not "
         f"depend on calibration are shared through the content-addressed cache once built. The small version runs "
         f"in CI (tests/test_load.py: 4 sessions on both samples, numbers checked against the engine).\n\n"

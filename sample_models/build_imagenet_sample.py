@@ -58,10 +58,16 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from quant_core import Normalization, Preset  # noqa: E402
 
 LOG = logging.getLogger("build_imagenet_sample")
 
@@ -73,9 +79,8 @@ LABELS_FILE = "imagenet_labels.txt"
 SAMPLES_FILE = "samples.json"
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
-# torchvision's ImageNet statistics, in units of x/255, RGB order.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's ImageNet statistics (mean and std in units of x/255, RGB order): the workbench's preset.
+IMAGENET = Normalization.of(Preset.IMAGENET)
 # torchvision's documented ImageNet-val top-1 of these weights (MobileNet_V2_Weights.IMAGENET1K_V1).
 PUBLISHED_TOP1 = 0.71878
 BN_EPSILON = 1e-5  # torch's BatchNorm2d default (Keras: 1e-3)
@@ -695,7 +700,7 @@ def to_model_input(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         rgb = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     x = np.asarray(rgb, dtype=np.float32) / 255.0
-    return (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return (x - np.float32(IMAGENET.mean)) / np.float32(IMAGENET.std)
 
 
 def predict(model: keras.Model, paths: list[Path]) -> np.ndarray:
@@ -761,7 +766,7 @@ def sample_entry(model: keras.Model, bundled: Evaluation) -> dict[str, object]:
         "images_dir": IMAGES_DIR,
         "classes_file": LABELS_FILE,
         "input_shape": [IMAGE_SIZE, IMAGE_SIZE, 3],
-        "value_range": "imagenet",
+        "value_range": IMAGENET.preset.value,
         "params": int(model.count_params()),
         "float_accuracy_bundled_images": round(bundled.top1, 6),
         "float_top5_accuracy_bundled_images": round(bundled.top5, 6),

@@ -31,18 +31,25 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from quant_core import Preset  # noqa: E402
 
 LOG = logging.getLogger("build_samples")
 
@@ -91,7 +98,9 @@ class ModelSpec:
         file: File name of the saved ``.keras`` model.
         description: One-line human description.
         channels: Number of input channels (1 grayscale, 3 RGB).
-        value_range: ``"0,255"`` or ``"-1,1"``: range the model expects.
+        value_range: The input normalization the model expects (``Preset.RAW`` or
+            ``Preset.MINUS_ONE_ONE``), the one the workbench should infer;
+            samples.json records its value.
         build: Function returning the (uncompiled) functional model.
         epochs: Number of training epochs.
         learning_rate: Peak learning rate of the cosine schedule.
@@ -101,7 +110,7 @@ class ModelSpec:
     file: str
     description: str
     channels: int
-    value_range: str
+    value_range: Preset
     build: Callable[[], keras.Model]
     epochs: int
     learning_rate: float
@@ -190,25 +199,33 @@ def augment_dataset(
     )
 
 
-def to_model_input(images: np.ndarray, channels: int, value_range: str) -> np.ndarray:
+# The presets the digits models take, in the float32 arithmetic they were trained with (not
+# Normalization.apply, whose multiply-add can differ in the last bit: a rebuild must match).
+SCALINGS: dict[Preset, Callable[[np.ndarray], np.ndarray]] = {
+    Preset.RAW: lambda x: x,
+    Preset.MINUS_ONE_ONE: lambda x: x / 127.5 - 1.0,
+}
+
+
+def to_model_input(images: np.ndarray, channels: int, value_range: Preset) -> np.ndarray:
     """Turn uint8 grayscale images into a model's float32 input batch.
 
     Args:
         images: uint8 images of shape (N, 32, 32).
         channels: 1 for grayscale, 3 to replicate into RGB.
-        value_range: ``"0,255"`` (raw pixels) or ``"-1,1"`` (x/127.5 - 1).
+        value_range: ``Preset.RAW`` (raw pixels) or ``Preset.MINUS_ONE_ONE``
+            (x/127.5 - 1).
 
     Returns:
         float32 array of shape (N, 32, 32, channels).
 
     Raises:
-        ValueError: If ``value_range`` is unknown.
+        ValueError: If ``value_range`` is another preset.
     """
-    x = images.astype(np.float32)[..., np.newaxis]
-    if value_range == "-1,1":
-        x = x / 127.5 - 1.0
-    elif value_range != "0,255":
-        raise ValueError(f"unknown value range {value_range!r}")
+    if value_range not in SCALINGS:
+        raise ValueError(f"expected one of the presets {', '.join(repr(p.value) for p in SCALINGS)}, "
+                         f"got {str(value_range)!r}")
+    x = SCALINGS[value_range](images.astype(np.float32)[..., np.newaxis])
     return np.repeat(x, channels, axis=-1) if channels > 1 else x
 
 
@@ -342,7 +359,7 @@ MODEL_SPECS = (
             "contains its own Rescaling(1/255) layer."
         ),
         channels=1,
-        value_range="0,255",
+        value_range=Preset.RAW,
         build=build_cnn,
         epochs=6,
         learning_rate=3e-3,
@@ -358,7 +375,7 @@ MODEL_SPECS = (
             "like keras.applications.MobileNetV2; no rescaling layer inside."
         ),
         channels=3,
-        value_range="-1,1",
+        value_range=Preset.MINUS_ONE_ONE,
         build=build_mobilenet,
         epochs=8,
         learning_rate=3e-3,
@@ -514,7 +531,7 @@ def evaluate_and_describe(
         "file": spec.file,
         "description": spec.description,
         "input_shape": [IMAGE_SIZE, IMAGE_SIZE, spec.channels],
-        "value_range": spec.value_range,
+        "value_range": spec.value_range.value,
         "classes_file": LABELS_FILE,
         "images_dir": IMAGES_DIR,
         "params": int(model.count_params()),
