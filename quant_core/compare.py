@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,8 +24,10 @@ from quant_core.images import ImageSet, Labels, load_images, read_labels_file, r
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
 from quant_core.ops import op_inventory
-from quant_core.preprocess import Normalization, Preprocessing, PreprocessingOverride, Preset, to_model_input
+from quant_core.preprocess import Preprocessing, to_model_input
+from quant_core.preprocess_inference import infer_preprocessing
 from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.request import CompareOptions, CompareRequest, Progress, ProgressCallback
 from quant_core.results import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
                                 VariantResult)
 from quant_core.runner import TFLiteRunner
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = 4  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
-_RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 
 
@@ -47,57 +46,6 @@ class BuiltVariant(NamedTuple):
     settings: dict[str, Any]
     seconds: float  # build time; 0.0 when served from the artifact cache
     calibration_samples: int | None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: `fraction` of the whole request done, and what is happening."""
-
-    fraction: float
-    message: str
-    variant: str | None = None
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class CompareOptions:
-    """Everything besides the files that determines a comparison.
-
-    Attributes:
-        recipes: variants to build; a float32 baseline is added first if missing.
-        threads: interpreter threads for latency and evaluation.
-        top_k: classes kept per image and variant.
-        preprocessing: choices that replace the inferred preprocessing.
-        measure_latency: False skips timing (tests, quick looks).
-    """
-
-    recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
-    threads: int = 1
-    top_k: int = 5
-    preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)
-    measure_latency: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.recipes:
-            raise InputError("no variants requested; choose at least one mode")
-        if not 1 <= self.threads <= 64:
-            raise InputError(f"threads must be from 1 to 64, got {self.threads}")
-        if not 1 <= self.top_k <= 20:
-            raise InputError(f"top-k must be from 1 to 20, got {self.top_k}")
-        if not any(r.mode is Mode.FLOAT32 for r in self.recipes):
-            object.__setattr__(self, "recipes", (Recipe(Mode.FLOAT32), *self.recipes))
-
-
-@dataclass(frozen=True)
-class CompareRequest:
-    """A serializable request: file paths plus options (can run in another process)."""
-
-    model: str
-    images: tuple[str, ...]
-    labels_file: str | None = None
-    options: CompareOptions = field(default_factory=CompareOptions)
 
 
 def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
@@ -122,7 +70,7 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     if cached is not None:
         try:
             result = CompareResult.from_dict(cached)
-            if all(not v.ok or cache.has_model(v.tflite_sha256) for v in result.variants):
+            if all(not v.ok or (v.tflite_sha256 and cache.has_model(v.tflite_sha256)) for v in result.variants):
                 report(Progress(1.0, "Served from cache"))
                 return result
         except (KeyError, TypeError, ValueError, QuantError):
@@ -319,7 +267,8 @@ class Workbench:
             for p, row in zip(probs, order)
         )
 
-    def result(self, variants: tuple[VariantResult, ...], *, request_key: str = "", seconds: float = 0.0) -> CompareResult:
+    def result(self, variants: tuple[VariantResult, ...], *, request_key: str = "",
+               seconds: float = 0.0) -> CompareResult:
         """Assembles the comparison from evaluated variants."""
         recipes = [v.recipe for v in variants if v.recipe.needs_calibration]
         random = any(r.calibration_source is CalibrationSource.RANDOM for r in recipes)
@@ -338,62 +287,3 @@ class Workbench:
             source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
             request_key=request_key, seconds=seconds,
         )
-
-
-def infer_preprocessing(source: SourceModel, images: ImageSet, labels: Labels,
-                        override: PreprocessingOverride) -> Preprocessing:
-    """Chooses the input normalization, saying how and by what margin, in this order of evidence.
-
-    1. the user's choice; 2. a model that scales its own input (Rescaling/Normalization)
-    takes raw 0..255 pixels; 3. a Keras model with batch norm (also inside a nested base
-    model): the preset whose activations best match the first BatchNormalization layer's
-    training statistics; 4. labelled images: the preset with the best accuracy (ties: the
-    order of `Preset`); 5. otherwise [0,1], flagged as an assumption to check.
-    """
-    info = source.info
-    base = override.apply(Preprocessing(info.height, info.width, info.channels))
-    if override.normalization is not None:
-        return base
-    if info.input_scale is not None and abs(info.input_scale) < _RAW_SCALE_LIMIT:
-        layer = info.preprocessing_layers[0] if info.preprocessing_layers else "a scaling op at the input"
-        return _with(base, override, Normalization.of(Preset.RAW),
-                     f"the model scales its input itself ({layer}), so it takes raw 0..255 pixels")
-    sample = [i.pixels for i in images.items[:64]]
-    candidates = Normalization.presets(channels=info.channels)
-
-    def inputs(candidate: Normalization) -> np.ndarray:
-        return to_model_input(sample, _with(base, override, candidate, ""))
-
-    if source.statistics_mismatch is not None:
-        scores = {c: source.statistics_mismatch(inputs(c)) for c in candidates}
-        ranked = sorted(candidates, key=lambda c: scores[c])
-        best, second = ranked[0], ranked[1]
-        detail = ", ".join(f"{c.label}: {scores[c]:.2g}" for c in candidates)
-        return _with(base, override, best, (
-            f"no rescaling layer; the normalization whose activations best match the first BatchNormalization "
-            f"layer's training statistics: {best.label}, mismatch {scores[best]:.2g} against {scores[second]:.2g} "
-            f"for the next best, {second.label} (all: {detail})"))
-    known = [(k, i) for k, i in enumerate(labels.indices[:64]) if i is not None]
-    if not known:
-        return _with(base, override, Normalization.of(Preset.ZERO_ONE), (
-            "could not be inferred (no rescaling or batch-norm layer, no labels): assumed [0,1]; "
-            "override it if predictions look wrong"))
-    runner = TFLiteRunner(source.float_tflite)
-    accuracy = {}
-    for candidate in candidates:
-        raw = runner.predict(inputs(candidate))
-        probs = metrics.to_probabilities(raw, metrics.detect_output_kind(raw))
-        accuracy[candidate] = float(np.mean([probs[k].argmax() == i for k, i in known]))
-    ranked = sorted(candidates, key=lambda c: (-accuracy[c], candidates.index(c)))
-    best, second = ranked[0], ranked[1]
-    detail = ", ".join(f"{c.label}: {accuracy[c]:.2f}" for c in candidates)
-    return _with(base, override, best, (
-        f"no rescaling layer; the normalization with the best accuracy on your labelled images: {best.label}, "
-        f"{accuracy[best]:.2f} against {accuracy[second]:.2f} for the next best, {second.label} (all: {detail})"))
-
-
-def _with(base: Preprocessing, override: PreprocessingOverride, normalization: Normalization,
-          source: str) -> Preprocessing:
-    """`base` with an inferred normalization and its preset's channel order (unless the user chose one)."""
-    order = override.channel_order or normalization.preset.channel_order
-    return replace(base, normalization=normalization, channel_order=order, source=source)

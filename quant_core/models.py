@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quant_core import _quiet, savedmodel_guard
+from quant_core import _quiet, keras_introspection, savedmodel_guard
 from quant_core.archives import extract_zip
 from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError, first_line
@@ -25,7 +25,6 @@ from quant_core.tflite_info import float_param_count, input_scale_factor
 log = logging.getLogger(__name__)
 
 SCOPE = "image classifiers with one image input [N, H, W, 1 or 3] and one class-score output [N, classes]"
-_PREPROCESSING_LAYERS = {"Rescaling", "Normalization", "Resizing", "CenterCrop"}
 
 
 class ModelFormat(enum.StrEnum):
@@ -69,17 +68,17 @@ class ModelInfo:
     @property
     def height(self) -> int:
         """Input height."""
-        return int(self.input_shape[1])
+        return _known(self.input_shape[1])
 
     @property
     def width(self) -> int:
         """Input width."""
-        return int(self.input_shape[2])
+        return _known(self.input_shape[2])
 
     @property
     def channels(self) -> int:
         """Input channels (1 or 3)."""
-        return int(self.input_shape[3])
+        return _known(self.input_shape[3])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -87,6 +86,12 @@ class ModelInfo:
         data["format"] = self.format.value
         data["has_preprocessing_layer"] = self.has_preprocessing_layer
         return data
+
+
+def _known(dim: int | None) -> int:
+    """A dimension `_check_io` has made sure is known."""
+    assert dim is not None, "image dimensions are checked when the model is loaded"
+    return int(dim)
 
 
 class SourceModel:
@@ -235,7 +240,7 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
     try:
         with _quiet.stdout_to_stderr():
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as err:  # Keras raises many types for bad files; classify by message.
+    except Exception as err:  # noqa: BLE001 - Keras raises many types for bad files; classify by message.
         raise _keras_load_error(path.name, err) from None
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(f"{path.name}: the file holds a {type(model).__name__}, not a model")
@@ -254,10 +259,10 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         name=path.stem, format=fmt, sha256=digest, size_bytes=path.stat().st_size,
         input_shape=tuple(None if d is None else int(d) for d in input_shape), input_dtype="float32",
         output_shape=tuple(None if d is None else int(d) for d in output_shape), num_classes=num_classes,
-        param_count=int(model.count_params()), preprocessing_layers=_preprocessing_layers(model),
-        input_scale=_keras_input_scale(model),
+        param_count=int(model.count_params()), preprocessing_layers=keras_introspection.preprocessing_layers(model),
+        input_scale=keras_introspection.input_scale(model),
     )
-    traced = _traced_call(model, input_shape)
+    traced = keras_introspection.traced_call(model, input_shape)
     in_dtype = np.dtype(model.inputs[0].dtype)
 
     def call(batch: np.ndarray) -> Any:
@@ -267,20 +272,7 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
 
     predict = _batched(call)
     return SourceModel(info, float_tflite=lambda: _convert(path.name, converter), predict=predict,
-                       converter_factory=converter, statistics_mismatch=_bn_mismatch(model))
-
-
-def _traced_call(model: Any, input_shape: tuple) -> Any:
-    """`model(batch, training=False)` as one graph, traced once for every batch size.
-
-    Memory, not speed: run_compare on a MobileNetV2-size model peaked at 2.1 GB with eager
-    calls and 1.3 GB with this graph (bench 4), with matching outputs. The None batch
-    dimension lets full batches and the shorter last one share the one trace.
-    """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    spec = tf.TensorSpec((None, *(int(d) for d in input_shape[1:])), tf.as_dtype(model.inputs[0].dtype))
-    return tf.function(lambda batch: model(batch, training=False), input_signature=[spec])
+                       converter_factory=converter, statistics_mismatch=keras_introspection.bn_mismatch(model))
 
 
 def _keras_load_error(name: str, err: Exception) -> Exception:
@@ -300,102 +292,12 @@ def _keras_load_error(name: str, err: Exception) -> Exception:
     return InputError(f"{name}: cannot load the model ({first_line(err, limit=200) or type(err).__name__})")
 
 
-def _preprocessing_layers(model: Any) -> tuple[str, ...]:
-    """Class names of rescaling/normalization layers anywhere in the model."""
-    found: list[str] = []
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop(0)
-        if type(layer).__name__ in _PREPROCESSING_LAYERS:
-            found.append(f"{type(layer).__name__} ({layer.name})")
-        stack.extend(getattr(layer, "layers", []))
-    return tuple(found)
-
-
-def _keras_input_scale(model: Any) -> float | None:
-    """The factor of the first Rescaling/Normalization layer (the converter may fold it away)."""
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop(0)
-        kind = type(layer).__name__
-        if kind == "Rescaling":
-            return float(np.median(np.abs(np.asarray(layer.scale, dtype=np.float64))))
-        if kind == "Normalization" and getattr(layer, "variance", None) is not None:
-            return float(1.0 / np.sqrt(np.median(np.asarray(layer.variance, dtype=np.float64)) + 1e-12))
-        stack[:0] = list(getattr(layer, "layers", []))
-    return None
-
-
-def _bn_mismatch(model: Any) -> Callable[[np.ndarray], float] | None:
-    """A function scoring how unlike training data a batch looks to the first BatchNormalization.
-
-    The score is the mean over channels of KL(batch statistics || BN moving statistics)
-    for Gaussians; None when the model has no BatchNormalization layer reachable from the
-    input. Nested models (a keras.applications base inside a transfer-learning model) are
-    searched too.
-    """
-    try:
-        found = _first_bn(model)
-    except UnsupportedModelError:
-        found = None
-    if found is None:
-        return None
-    probe, bn = found
-    mean_bn = np.asarray(bn.moving_mean, np.float64)
-    var_bn = np.asarray(bn.moving_variance, np.float64) + 1e-6
-
-    def mismatch(x: np.ndarray) -> float:
-        with warnings.catch_warnings():  # models saved with list inputs warn about the structure
-            warnings.filterwarnings("ignore", message="The structure of `inputs`")
-            acts = np.asarray(probe(x[:16]), np.float64).reshape(-1, mean_bn.size)
-        mean, var = acts.mean(0), acts.var(0) + 1e-6
-        return float(np.mean(0.5 * (np.log(var_bn / var) + (var + (mean - mean_bn) ** 2) / var_bn - 1.0)))
-
-    return mismatch
-
-
-def _first_bn(model: Any) -> tuple[Callable[[np.ndarray], Any], Any] | None:
-    """(input -> the first BatchNormalization layer's input, that layer), descending into nested models.
-
-    Layers are visited in the model's (topological) order; a nested model is entered
-    through the part of the outer graph that feeds it.
-    """
-    for layer in getattr(model, "layers", []):
-        if type(layer).__name__ == "BatchNormalization":
-            return _path_to(model, layer), layer
-        inner = _first_bn(layer) if getattr(layer, "layers", None) else None
-        if inner is not None:
-            outer, (inner_probe, bn) = _path_to(model, layer), inner
-            return (lambda x: inner_probe(outer(x))), bn
-    return None
-
-
-def _path_to(model: Any, layer: Any) -> Callable[[np.ndarray], Any]:
-    """The part of `model` from its input to `layer`'s input, as a function (identity when adjacent).
-
-    Uses the layer's call nodes: `layer.input` of a nested model is its own inner input,
-    not the outer tensor that feeds it.
-    """
-    import keras  # pylint: disable=import-outside-toplevel
-
-    for node in layer._inbound_nodes:  # pylint: disable=protected-access
-        feed = node.input_tensors[0] if node.input_tensors else None
-        if feed is model.inputs[0]:
-            return lambda x: x
-        try:
-            prefix = keras.Model(model.inputs, feed)
-        except (ValueError, AttributeError, TypeError):
-            continue  # a call of a shared layer from another graph
-        return lambda x: prefix(x, training=False)
-    raise UnsupportedModelError(f"layer {layer.name} is not connected to the model's input")
-
-
 def _convert(name: str, make_converter: Callable[[], Any]) -> bytes:
     """Runs a float conversion, turning converter failures into InputError."""
     try:
         with _quiet.stdout_to_stderr():
             return bytes(make_converter().convert())
-    except Exception as err:  # The converter raises ConverterError and others.
+    except Exception as err:  # noqa: BLE001 - The converter raises ConverterError and others.
         first = first_line(err) or type(err).__name__
         raise UnsupportedModelError(f"{name}: the TFLite converter cannot convert this model ({first})") from None
 
@@ -419,7 +321,7 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
     try:
         with _quiet.stdout_to_stderr():
             loaded = tf.saved_model.load(str(folder))
-    except Exception as err:  # TF raises many types for broken SavedModels.
+    except Exception as err:  # noqa: BLE001 - TF raises many types for broken SavedModels.
         raise InputError(f"{path.name}: cannot load the SavedModel ({first_line(err, limit=200)})") from None
     signature = loaded.signatures.get("serving_default")
     if signature is None:
@@ -432,6 +334,7 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
         path.name, tuple(in_spec.shape) if in_spec is not None else (),
         tuple(out_spec.shape) if out_spec is not None else (), len(specs), len(outputs),
     )
+    assert in_spec is not None and out_spec is not None  # _check_io refuses anything but one input, one output
     in_name, out_name = next(iter(specs)), next(iter(outputs))
 
     def converter() -> Any:

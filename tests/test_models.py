@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import SIZE, colour_images
-from quant_core import models
+from quant_core import keras_introspection
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
 from quant_core.models import ModelFormat, load_model
 from quant_core.runner import batch_size
@@ -51,13 +51,13 @@ def test_keras_predictions_equal_the_model_call_for_full_and_partial_batches(mod
 
 def test_keras_predictions_are_not_retraced_per_batch_size(model_files, monkeypatch):
     made = []
-    real = models._traced_call  # pylint: disable=protected-access
+    real = keras_introspection.traced_call
 
     def recording(*args):
         made.append(real(*args))
         return made[-1]
 
-    monkeypatch.setattr(models, "_traced_call", recording)
+    monkeypatch.setattr(keras_introspection, "traced_call", recording)
     source = load_model(model_files["keras"])
     x = colour_images(2 * batch_size((SIZE, SIZE, 3)) + 5, seed=4)[0].astype(np.float32)
     for n in (1, 7, len(x), 2, len(x) - 1):

@@ -1,0 +1,62 @@
+"""What a comparison is asked to do: options, the serializable request, and progress reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from quant_core.errors import InputError
+from quant_core.modes import Mode
+from quant_core.preprocess import PreprocessingOverride
+from quant_core.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: `fraction` of the whole request done, and what is happening."""
+
+    fraction: float
+    message: str
+    variant: str | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """Everything besides the files that determines a comparison.
+
+    Attributes:
+        recipes: variants to build; a float32 baseline is added first if missing.
+        threads: interpreter threads for latency and evaluation.
+        top_k: classes kept per image and variant.
+        preprocessing: choices that replace the inferred preprocessing.
+        measure_latency: False skips timing (tests, quick looks).
+    """
+
+    recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
+    threads: int = 1
+    top_k: int = 5
+    preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)
+    measure_latency: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.recipes:
+            raise InputError("no variants requested; choose at least one mode")
+        if not 1 <= self.threads <= 64:
+            raise InputError(f"threads must be from 1 to 64, got {self.threads}")
+        if not 1 <= self.top_k <= 20:
+            raise InputError(f"top-k must be from 1 to 20, got {self.top_k}")
+        if not any(r.mode is Mode.FLOAT32 for r in self.recipes):
+            object.__setattr__(self, "recipes", (Recipe(Mode.FLOAT32), *self.recipes))
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """A serializable request: file paths plus options (can run in another process)."""
+
+    model: str
+    images: tuple[str, ...]
+    labels_file: str | None = None
+    options: CompareOptions = field(default_factory=CompareOptions)
