@@ -1,6 +1,6 @@
 # One command to set up and run the workbench, one to set up and run every test.
 #   make run    - create .venv, install, start the web app on the bundled sample (http://localhost:8501)
-#   make test   - create .venv, install, run the whole test suite
+#   make test   - create .venv, install, run the checks (ruff, mypy) and the whole test suite
 #   make bench  - engine, browser and load benchmarks (write bench/RESULTS.md)
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test bench samples clean
+.PHONY: setup browser run lint test bench samples clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,11 @@ browser:
 run: setup
 	$(PY) -m streamlit run streamlit_app.py
 
-test: setup browser
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint browser
 	$(PY) -m pytest -q
 
 bench: setup browser

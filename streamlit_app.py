@@ -52,7 +52,7 @@ with st.sidebar:
 status_slot = st.sidebar.empty()
 try:
     navigation.run()
-except Exception as err:  # a bug in a page: logged with its traceback, shown by its incident id
+except Exception as err:  # noqa: BLE001 - a bug in a page: logged with its traceback, shown by its incident id
     show_error(report_internal(err, context=f"the {navigation.title!r} page"))
 finally:  # after the page, so it reflects what the page just changed (also when the page stops early)
     sidebar_status(status_slot)

@@ -48,7 +48,7 @@ backend = c5.selectbox("Engine", backends, index=backends.index(settings.backend
                        help="Where a mode can be built by both the TF converter and the LiteRT Quantizer.")
 threads = st.select_slider("Interpreter threads for latency", [1, 2, 4], value=settings.threads, key="w.threads")
 
-new = replace(settings, modes=tuple([Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]]),
+new = replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]),
               calibration_count=count, calibration_source=source, per_channel=per_channel, int8_io=int8_io,
               backend=backend, threads=threads)
 try:

@@ -39,7 +39,7 @@ def from_jsonable(cls: Any, data: Any) -> Any:
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
         # Missing fields take their defaults (a dataclass without a default still raises).
-        return cls(**{f.name: from_jsonable(hints[f.name], data[f.name])
+        return typing.cast(Any, cls)(**{f.name: from_jsonable(hints[f.name], data[f.name])
                       for f in dataclasses.fields(cls) if f.init and f.name in data})
     if origin is tuple:
         args = typing.get_args(cls)

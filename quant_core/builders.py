@@ -78,7 +78,7 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
     Raises:
         ConversionError: the engine refused or failed on this model.
     """
-    return _REGISTRY[(recipe.mode, recipe.backend)](source, recipe, calibration, calibration_digest, calibrated)
+    return _REGISTRY[(recipe.mode, recipe.engine)](source, recipe, calibration, calibration_digest, calibrated)
 
 
 @contextmanager
@@ -93,7 +93,7 @@ def _engine(backend: Backend) -> Iterator[None]:
             yield
     except QuantError:
         raise
-    except Exception as err:  # noqa: BLE001 - the engines' exception types are not a stable API
+    except Exception as err:
         raise ConversionError(f"{backend} failed: {first_line(err) or type(err).__name__}") from err
 
 
@@ -137,7 +137,7 @@ def _tf_full_conversion(*, float16: bool) -> Builder:
     """A builder that reruns the converter from the source graph (dynamic range, or float16 weights)."""
     def build(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with _engine(recipe.backend):
+        with _engine(recipe.engine):
             conv = source.new_converter()
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             if float16:
@@ -157,9 +157,9 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
     from tensorflow.lite.python import convert, lite  # pylint: disable=import-outside-toplevel
 
     assert data is not None
-    io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io_type]
+    io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io]
     calibrated_model = calibrated.get(source, data, digest)
-    with _engine(recipe.backend):
+    with _engine(recipe.engine):
         model = convert.mlir_quantize(
             calibrated_model, disable_per_channel=not recipe.per_channel,
             input_data_type=io, output_data_type=io)
@@ -168,7 +168,7 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
                                   "_experimental_disable_per_channel": not recipe.per_channel}
     if recipe.mode is Mode.INT8:
         equivalent |= {"target_spec.supported_ops": ["TFLITE_BUILTINS_INT8"],
-                       "inference_input_type": recipe.io_type.value, "inference_output_type": recipe.io_type.value}
+                       "inference_input_type": recipe.io.value, "inference_output_type": recipe.io.value}
     return Built(model, _tf_settings(
         "float .tflite -> calibrator.calibrate(representative data) -> convert.mlir_quantize "
         "(the converter's own post-training steps)", **equivalent))
@@ -182,7 +182,7 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     assert data is not None
     io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
     fed = calibrated.calibrator(source, data, digest)
-    with _engine(recipe.backend):
+    with _engine(recipe.engine):
         # What Calibrator.calibrate_and_quantize does after feeding the data.
         model = fed._calibrator.QuantizeModel(  # pylint: disable=protected-access
             io, io, False, np.dtype(np.int16).num, np.dtype(np.int64).num, not recipe.per_channel, False)
@@ -192,7 +192,7 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
         "(the converter's own 16x8 step, calibrate_and_quantize)",
         optimizations=["DEFAULT"], representative_dataset=f"{len(data)} samples",
         **{"target_spec.supported_ops": ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"],
-           "inference_input_type": recipe.io_type.value, "inference_output_type": recipe.io_type.value,
+           "inference_input_type": recipe.io.value, "inference_output_type": recipe.io.value,
            "_experimental_disable_per_channel": not recipe.per_channel}))
 
 
@@ -203,16 +203,20 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
     def build(source: SourceModel, recipe: Recipe, data: np.ndarray | None, *_: Any) -> Built:
         from litert_quantizer import Quantizer, qtyping  # pylint: disable=import-outside-toplevel
 
-        granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
+        grains = qtyping.QuantGranularity
+        granularity = grains.CHANNELWISE if recipe.per_channel else grains.TENSORWISE
         result = None
-        with _engine(recipe.backend):
+        with _engine(recipe.engine):
             quantizer = Quantizer(bytes(source.float_tflite))
             configure(quantizer, granularity)
             needs_calibration = quantizer.need_calibration
-        assert data is not None or not needs_calibration, "calibrated LiteRT recipes come with calibration data"
-        with _engine(recipe.backend):
-            if needs_calibration:
-                result = quantizer.calibrate(_litert_samples(source.float_tflite, data), num_threads=os.cpu_count() or 1)
+        samples = None
+        if needs_calibration:
+            assert data is not None, "calibrated LiteRT recipes come with calibration data"
+            samples = _litert_samples(source.float_tflite, data)
+        with _engine(recipe.engine):
+            if samples is not None:
+                result = quantizer.calibrate(samples, num_threads=os.cpu_count() or 1)
             model = quantizer.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model
             engine_recipe = quantizer.get_quantization_recipe()
         settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer", "recipe": engine_recipe}

@@ -183,7 +183,7 @@ class ArtifactCache:
 
     def _scan(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every stored file (temporary files of unfinished writes excluded)."""
-        found = []
+        found: list[tuple[float, int, Path]] = []
         if not self.root.is_dir():
             return found
         for path in self.root.rglob("*"):

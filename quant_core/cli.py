@@ -43,14 +43,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = _Parser(prog="python -m quant_core", description="Post-training quantization workbench for TF/Keras image classifiers.")
+    parser = _Parser(prog="python -m quant_core",
+                     description="Post-training quantization workbench for TF/Keras image classifiers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     modes_help = "; ".join(f"{m.value}: {MODE_INFO[m].title}" for m in Mode)
     cmp = sub.add_parser("compare", help="build every variant and compare them side by side")
     cmp.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
-    cmp.add_argument("--images", nargs="+", required=True, help="image files, folders or .zip (class subfolders = labels)")
+    cmp.add_argument("--images", nargs="+", required=True,
+                     help="image files, folders or .zip (class subfolders = labels)")
     cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
     cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
     cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -96,7 +98,7 @@ def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--center-crop", action="store_true", default=None)
 
 
-def _recipes(modes: list[Mode], args: argparse.Namespace) -> tuple[Recipe, ...]:
+def _recipes(modes: Sequence[Mode], args: argparse.Namespace) -> tuple[Recipe, ...]:
     """The recipes for these modes from the command-line options."""
     return compile_recipes(modes, backend=Backend(args.backend) if args.backend else None,
                            calibration_count=args.calibration_count,
@@ -137,8 +139,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                              measure_latency=not args.no_latency)
     request = CompareRequest(args.model, tuple(args.images), args.labels, options)
     cache = _cache(args)
+    progress = logging.getLogger("quant_core.progress")
     result = run_compare(request, cache=cache,
-                         on_progress=lambda p: logging.getLogger("quant_core.progress").info("%3.0f%% %s", 100 * p.fraction, p.message))
+                         on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message))
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved_out, saved_err = os.dup(1), os.dup(2)
     out = os.fdopen(os.dup(saved_out), "w", buffering=1)
     err = os.fdopen(os.dup(saved_err), "w", buffering=1)
-    log_file = tempfile.TemporaryFile(mode="w+")
+    log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - fds 1 and 2 point at it until `finally`
     os.dup2(saved_err if verbose else log_file.fileno(), 1)
     os.dup2(saved_err if verbose else log_file.fileno(), 2)
     diagnostics = err if verbose else log_file
@@ -248,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.write("error: interrupted\n")
         return 130
-    except Exception as e:  # the last line of defence: one line, details in the log
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, details in the log
         traceback.print_exc(file=diagnostics)
         err.write(f"internal error: {type(e).__name__}: {first_line(e)} (run with --verbose for details)\n")
         return 1

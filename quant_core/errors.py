@@ -58,7 +58,8 @@ def parse_choice(kind: type[Choice], value: Choice | str, what: str) -> Choice:
     try:
         return kind(value.strip() if isinstance(value, str) else value)
     except ValueError:
-        raise InputError(f"unknown {what} {value!r}; expected one of: {', '.join(str(k.value) for k in kind)}") from None
+        valid = ", ".join(str(k.value) for k in kind)
+        raise InputError(f"unknown {what} {value!r}; expected one of: {valid}") from None
 
 
 class ConversionError(QuantError):

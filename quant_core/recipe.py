@@ -101,6 +101,20 @@ class Recipe:
             io_type = (allowed or info.io_types)[0]
         return replace(self, backend=backend, io_type=io_type)
 
+    @property
+    def engine(self) -> Backend:
+        """The backend of a resolved recipe (see `resolve`)."""
+        if self.backend is None:
+            raise ValueError(f"the {self.mode} recipe is not resolved: call resolve() first")
+        return self.backend
+
+    @property
+    def io(self) -> IOType:
+        """The interface dtype of a resolved recipe (see `resolve`)."""
+        if self.io_type is None:
+            raise ValueError(f"the {self.mode} recipe is not resolved: call resolve() first")
+        return self.io_type
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their string values)."""
         return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}

@@ -155,7 +155,7 @@ class TFLiteRunner:
             self._interpreter.invoke()
             times.append((time.perf_counter() - t0) * 1000.0)
         times.sort()
-        p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+        p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
         return Latency(
             median_ms=statistics.median(times), p90_ms=p90, mean_ms=statistics.fmean(times),
             min_ms=times[0], runs=len(times), warmup=warmup, threads=self.num_threads,

@@ -33,7 +33,7 @@ def check_saved_model(folder: Path, *, name: str) -> None:
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString((folder / "saved_model.pb").read_bytes())
-    except Exception:  # protobuf raises DecodeError and others for garbage.
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and others for garbage.
         raise InputError(f"{name}: saved_model.pb is not a valid SavedModel") from None
     if len(proto.meta_graphs) != 1:
         raise InputError(f"{name}: expected one meta graph, found {len(proto.meta_graphs)}")
@@ -64,7 +64,7 @@ def reachable_ops(meta, signature: str) -> set[str]:
         seen_nodes.add(node.name)
         ops.add(node.op)
         stack.extend(i.split(":")[0].lstrip("^") for i in node.input)
-        _visit_functions(_called(node) + [node.op], functions, seen_funcs, ops)
+        _visit_functions([*_called(node), node.op], functions, seen_funcs, ops)
     return ops
 
 
@@ -78,7 +78,7 @@ def _visit_functions(names: list[str], functions: dict, seen: set[str], ops: set
         seen.add(name)
         for node in functions[name].node_def:
             ops.add(node.op)
-            pending.extend(_called(node) + [node.op])
+            pending.extend([*_called(node), node.op])
 
 
 def _called(node) -> list[str]:

@@ -12,6 +12,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from quant_core.results import CompareResult, VariantResult
 
@@ -27,7 +28,7 @@ def rounded(value: float | None, digits: int) -> float | None:
 def _rounded_if_fractional(value: Value, digits: int) -> Value:
     """Rounds floats (numpy's too); leaves counts, flags, text and None alone."""
     fractional = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
-    return rounded(value, digits) if fractional else value
+    return rounded(cast(float, value), digits) if fractional else value
 
 
 class Unit(enum.StrEnum):
@@ -103,7 +104,7 @@ class Column:
             return "yes" if value else "no"
         if self.unit is Unit.TEXT:
             return str(value)
-        return value * _SCALE.get(self.unit, 1)
+        return cast(float, value) * _SCALE.get(self.unit, 1)
 
     def text(self, shown: Value) -> str:
         """A shown value (see `shown`) as every table prints it."""
@@ -111,7 +112,7 @@ class Column:
             return "" if self.unit is Unit.TEXT else MISSING
         if self.unit in (Unit.TEXT, Unit.YES_NO):
             return str(shown)
-        return _FORMAT[self.unit](shown, self.digits)
+        return _FORMAT[self.unit](cast(float, shown), self.digits)
 
     def format_number(self, raw: float | None) -> str:
         """A raw number of this column's kind (e.g. the source model's accuracy) as the tables print it."""
@@ -178,10 +179,10 @@ class Summary:
         """The best value of a column among the variants that compete for it (None when none does)."""
         values = [self.value(r, column) for r in self.rows
                   if r.ok and not (column.against_float32 and r.is_float32)]
-        values = [v for v in values if not _missing(v)]
-        if column.better is Better.NONE or not values:
+        numbers_ = [cast(float, v) for v in values if not _missing(v)]
+        if column.better is Better.NONE or not numbers_:
             return None
-        return max(values) if column.better is Better.HIGHER else min(values)
+        return max(numbers_) if column.better is Better.HIGHER else min(numbers_)
 
     def is_best(self, row: Row, column: Column) -> bool:
         """True when this cell holds its column's best value (ties are all best)."""
@@ -197,9 +198,7 @@ def _applies(column: Column, result: CompareResult) -> bool:
         return False
     if Needs.TOP5 in column.needs and not result.has_top5:
         return False
-    if Needs.A_VALUE in column.needs and not any(column.value(v) for v in result.variants):
-        return False
-    return True
+    return Needs.A_VALUE not in column.needs or any(column.value(v) for v in result.variants)
 
 
 def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:

@@ -128,6 +128,7 @@ def _run_in(scratch: str, name: str, payload: dict[str, Any], limits: Limits, on
             [sys.executable, "-m", "quant_core.worker", str(write_fd)], stdin=subprocess.PIPE,
             stdout=output, stderr=output, pass_fds=(write_fd,), cwd=os.getcwd(), env=env, start_new_session=True)
         os.close(write_fd)
+        assert proc.stdin is not None  # stdin=PIPE
         proc.stdin.write(json.dumps({"job": name, "payload": payload}).encode())
         proc.stdin.close()
         where = f"job {name!r} in worker process {proc.pid}"
@@ -254,7 +255,7 @@ def _child(channel_fd: int) -> int:
         send({"result": result})
     except QuantError as err:
         send({"error": str(err), "kind": type(err).__name__})
-    except Exception:  # a bug: the parent logs this traceback under an incident id
+    except Exception:  # noqa: BLE001 - a bug: the parent logs this traceback under an incident id
         import traceback  # pylint: disable=import-outside-toplevel
 
         send({"internal": traceback.format_exc()})

@@ -17,4 +17,4 @@ def broken_int8_builder(source, recipe, data, digest, calibrated):
     return settings["per_chanel"]
 
 
-builders._REGISTRY[(Mode.INT8, Backend.TF_CONVERTER)] = broken_int8_builder  # noqa: SLF001
+builders._REGISTRY[(Mode.INT8, Backend.TF_CONVERTER)] = broken_int8_builder

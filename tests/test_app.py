@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import REPO
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "streamlit_app.py")
 PAGES = ["pages/model_data.py", "pages/quantize.py", "pages/compare.py", "pages/ops.py", "pages/report.py"]
@@ -121,7 +121,8 @@ def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
         for v in result.variants:
             model = zf.read(f"mobilenet_v2_imagenet_{v.name}.tflite")
             assert hashlib.sha256(model).hexdigest() == v.tflite_sha256
-            assert '"tflite_sha256": "' + v.tflite_sha256 in zf.read(f"mobilenet_v2_imagenet_{v.name}.recipe.json").decode()
+            recipe = zf.read(f"mobilenet_v2_imagenet_{v.name}.recipe.json").decode()
+            assert '"tflite_sha256": "' + v.tflite_sha256 in recipe
 
 
 def test_quantize_page_runs_selected_variants(model_files, image_dir):

@@ -24,7 +24,8 @@ def test_every_typed_option_is_parsed_by_one_coercion_with_one_message():
     from quant_core.preprocess import Normalization, Preset
     from ui.settings import Settings
 
-    assert parse_choice(Mode, " int8 ", "mode") is Mode.INT8 and parse_choice(Mode, Mode.FLOAT16, "mode") is Mode.FLOAT16
+    assert parse_choice(Mode, " int8 ", "mode") is Mode.INT8
+    assert parse_choice(Mode, Mode.FLOAT16, "mode") is Mode.FLOAT16
     cases = [
         (lambda: Recipe("int9"), "unknown mode 'int9'; expected one of: float32, weight_only,"),
         (lambda: Recipe(Mode.INT8, io_type="int4"), "unknown io_type 'int4'; expected one of: float32, int8, uint8,"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -44,7 +43,8 @@ def test_corpus_through_the_cli(hostile, model_files, image_dir, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (name, lines)
         assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not list(tmp_path.rglob("evil*")) and not Path("/tmp/evil.txt").exists()
-    leftovers = {p for p in set(Path(tempfile.gettempdir()).iterdir()) - before if p.name.startswith(("images-", "savedmodel-"))}
+    leftovers = {p for p in set(Path(tempfile.gettempdir()).iterdir()) - before
+                 if p.name.startswith(("images-", "savedmodel-"))}
     assert not leftovers
     assert sorted(p.name for p in work.iterdir()) == sorted(_names(hostile))  # nothing else written
 

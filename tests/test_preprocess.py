@@ -61,7 +61,7 @@ def test_custom_mean_std_matches_hand_written_numpy_and_broadcasts_one_value():
     np.testing.assert_allclose(norm.apply(pixels), expected, rtol=1e-6, atol=2e-5)
     single = Normalization.custom((0.5,), (0.25,))
     np.testing.assert_allclose(single.apply(pixels), (pixels / 255.0 - 0.5) / 0.25, rtol=1e-6, atol=2e-5)
-    assert "custom mean 0.5,0.25,0.75, std 0.2,0.4,0.1" == norm.label
+    assert norm.label == "custom mean 0.5,0.25,0.75, std 0.2,0.4,0.1"
 
 
 def test_presets_parse_from_strings_and_fit_channels():
@@ -107,7 +107,7 @@ def test_batch_is_float32_nhwc(channels):
     assert batch.dtype == np.float32
     assert batch.shape == (3, 6, 8, channels)
     assert batch.flags["C_CONTIGUOUS"]
-    assert 0.0 <= batch.min() and batch.max() <= 1.0
+    assert batch.min() >= 0.0 and batch.max() <= 1.0
 
 
 def test_empty_batch_has_the_model_shape():
@@ -251,7 +251,8 @@ def test_override_coerces_strings_to_enums():
 def test_a_chosen_caffe_preset_brings_bgr_unless_an_order_is_chosen_too():
     pre = Preprocessing(4, 4, 3)
     assert PreprocessingOverride(normalization="caffe").apply(pre).channel_order is ChannelOrder.BGR
-    assert PreprocessingOverride(normalization="caffe", channel_order="rgb").apply(pre).channel_order is ChannelOrder.RGB
+    rgb = PreprocessingOverride(normalization="caffe", channel_order="rgb")
+    assert rgb.apply(pre).channel_order is ChannelOrder.RGB
     bgr = replace(pre, channel_order=ChannelOrder.BGR)
     assert PreprocessingOverride(normalization="imagenet").apply(bgr).channel_order is ChannelOrder.RGB
 

@@ -71,7 +71,8 @@ def test_from_dict_refuses_unknown_fields():
 def test_resolve_fills_backend_and_io_type_per_source():
     assert Recipe(Mode.INT8).resolve(source_is_tflite=False) == Recipe(
         Mode.INT8, backend=Backend.TF_CONVERTER, io_type=IOType.INT8)
-    assert Recipe(Mode.INT16X8, backend=Backend.LITERT_QUANTIZER).resolve(source_is_tflite=False).io_type is IOType.INT16
+    litert_16x8 = Recipe(Mode.INT16X8, backend=Backend.LITERT_QUANTIZER)
+    assert litert_16x8.resolve(source_is_tflite=False).io_type is IOType.INT16
     assert Recipe(Mode.DYNAMIC_RANGE).resolve(source_is_tflite=True).backend is Backend.LITERT_QUANTIZER
     assert Recipe(Mode.FLOAT16).resolve(source_is_tflite=False).backend is Backend.LITERT_QUANTIZER
     assert Recipe(Mode.DYNAMIC_RANGE).resolve(source_is_tflite=False).backend is Backend.LITERT_QUANTIZER

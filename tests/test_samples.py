@@ -61,7 +61,7 @@ def imagenet(session_cache):
 
 
 def test_imagenet_sample_is_inferred_as_imagenet_normalized_and_reaches_its_documented_accuracy(imagenet):
-    bench, variants = imagenet
+    bench, _ = imagenet
     pre = bench.preprocessing
     assert pre.normalization.preset.value == IMAGENET["value_range"] == "imagenet", pre.source
     assert "BatchNormalization" in pre.source

@@ -123,7 +123,7 @@ def test_every_view_shows_the_same_columns_and_the_same_text(result):
     page, _, _ = html_view(result)
     for view in (cli, app, page):
         assert list(view) == ["float32", "float16", "dynamic_range", "int8"]
-        assert {name: list(cells) for name, cells in view.items()} == {name: TITLES for name in view}
+        assert {name: list(cells) for name, cells in view.items()} == dict.fromkeys(view, TITLES)
         assert view == expected
     assert list(charts.summary_frame(result).columns) == TITLES
     # The text is the variant's own numbers at one precision per column, independent of the summary module.

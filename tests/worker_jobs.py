@@ -43,7 +43,7 @@ def echo_job(payload, progress):
 @job("test.scratch_then_die")
 def scratch_then_die_job(payload, progress):
     """Writes a temporary file, reports where, then dies (abort) or hangs."""
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
     fd, path = tempfile.mkstemp(suffix=".scratch")
     os.write(fd, b"x" * 1024)
@@ -59,7 +59,7 @@ def scratch_then_die_job(payload, progress):
 @job("test.bug")
 def bug_job(payload, progress):
     """A bug in our own code: a lookup that was never going to work."""
-    import logging  # noqa: PLC0415
+    import logging
 
     logging.getLogger("quant_core.test").warning("about to look up a missing setting")
     return {}["threshold"]
@@ -68,6 +68,6 @@ def bug_job(payload, progress):
 @job("test.image_error")
 def image_error_job(payload, progress):
     """A user error of a specific class."""
-    from quant_core.errors import ImageError  # noqa: PLC0415
+    from quant_core.errors import ImageError
 
     raise ImageError("no usable images in the upload")

@@ -123,7 +123,8 @@ def confusion_counts(result: CompareResult, name: str) -> np.ndarray:
     position = {c: k for k, c in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=int)
     for image, pred in zip(result.images, result.variant(name).top1):
-        matrix[position[image.label_index], position[pred]] += 1
+        if image.label_index is not None:  # shown for labelled results only
+            matrix[position[image.label_index], position[pred]] += 1
     return matrix
 
 

@@ -55,7 +55,8 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
         "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
         "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
         "work_dir": str(_inputs.folder) if _inputs.folder else None})
-    images = load_images(_inputs.images, work_dir=_inputs.folder)  # thumbnails: Pillow only, no TensorFlow in the server
+    # Thumbnails: Pillow only, no TensorFlow in the server.
+    images = load_images(_inputs.images, work_dir=_inputs.folder)
     return Description(
         info=from_jsonable(ModelInfo, answer["info"]),
         preprocessing=from_jsonable(Preprocessing, answer["preprocessing"]),
@@ -72,7 +73,8 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
     answer = run_job(
-        "compare", {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir)},
+        "compare",
+        {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir)},
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
         on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))
     return CompareResult.from_dict(answer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import numpy as np
 import plotly.io as pio
@@ -98,7 +98,7 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
 <title>{html.escape(title or f"Quantization report: {m.name}")}</title><style>{_CSS}</style>
 <script type="text/javascript">{plotly_js}</script></head>
 <body><h1>Quantization report: {html.escape(m.name)}</h1>
-<p class="sub">{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {len(result.images)} images ·
+<p class="sub">{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · {len(result.images)} images ·
 {m.format.value} model, input {"×".join(str(d) for d in m.input_shape[1:])}, {m.num_classes} classes,
 {m.param_count:,} parameters · sha256 {m.sha256[:12]}</p>
 <h2>Summary</h2>

@@ -117,6 +117,6 @@ def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str,
         labels_path = folder / "labels" / safe_name(labels[0])
         labels_path.parent.mkdir(parents=True, exist_ok=True)
         labels_path.write_bytes(labels[1])
-    images = tuple(paths)
-    return Inputs(f"your model {model_path.name}", model_path, images, labels_path, folder=folder,
-                  digest=files_digest(model_path, images, labels_path))
+    saved = tuple(paths)
+    return Inputs(f"your model {model_path.name}", model_path, saved, labels_path, folder=folder,
+                  digest=files_digest(model_path, saved, labels_path))

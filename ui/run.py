@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import MODE_INFO, PreprocessingOverride, Progress
+from quant_core import MODE_INFO, InternalError, PreprocessingOverride, Progress, QuantError
 from ui import engine, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
@@ -20,6 +20,7 @@ def run_comparison() -> bool:
     def on_progress(p: Progress) -> None:
         bar.progress(min(max(p.fraction, 0.0), 1.0), text=p.message)
 
+    failure: QuantError | InternalError | None = None
     with st.status("Building and measuring variants…", expanded=False) as status:
         try:
             result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir())
@@ -27,8 +28,6 @@ def run_comparison() -> bool:
         except ENGINE_ERRORS as err:  # a bug in the engine shows its incident id, like a user error its line
             status.update(label="Stopped: nothing was built", state="error")
             failure = err
-        else:
-            failure = None
     if failure is not None:  # outside the (collapsed) status box, where it is seen
         bar.empty()
         show_error(failure)

@@ -36,7 +36,7 @@ def new_session_dir(session_id: str) -> Path:
 
 def current_session_id() -> str:
     """The running script's Streamlit session id ('' outside Streamlit)."""
-    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx  # noqa: PLC0415
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
     ctx = get_script_run_ctx(suppress_warning=True)
     return ctx.session_id if ctx else ""
@@ -44,7 +44,7 @@ def current_session_id() -> str:
 
 def is_active(session_id: str) -> bool:
     """Whether Streamlit still has this session."""
-    from streamlit.runtime import Runtime  # noqa: PLC0415
+    from streamlit.runtime import Runtime
 
     return Runtime.exists() and Runtime.instance().is_active_session(session_id)
 

@@ -53,7 +53,8 @@ class Settings:
             if "cal" in params:
                 s = replace(s, calibration_count=int(params["cal"]))
             if "cal_src" in params:
-                s = replace(s, calibration_source=parse_choice(CalibrationSource, params["cal_src"], "calibration source"))
+                source = parse_choice(CalibrationSource, params["cal_src"], "calibration source")
+                s = replace(s, calibration_source=source)
             if "per_channel" in params:
                 s = replace(s, per_channel=params["per_channel"] != "0")
             if "io" in params:
