@@ -214,3 +214,18 @@ def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:
     rows = tuple(Row(name=v.name, ok=v.ok, is_float32=v is baseline, values=tuple(c.cell(v) for c in columns))
                  for v in result.variants)
     return Summary(columns=columns, rows=rows)
+
+
+def markdown_table(result: CompareResult) -> str:
+    """The summary as a Markdown table (the README's sample results): the app's columns, best values in bold."""
+    table = summarize(result)
+    align = {Unit.TEXT: "---", Unit.YES_NO: ":---:"}
+
+    def cell(row: Row, column: Column) -> str:
+        text = table.text(row, column).replace("|", "\\|")
+        return f"**{text}**" if table.is_best(row, column) else text
+
+    lines = ["| " + " | ".join(c.title.replace("|", "\\|") for c in table.columns) + " |",
+             "|" + "|".join(align.get(c.unit, "---:") for c in table.columns) + "|"]
+    lines += ["| " + " | ".join(cell(r, c) for c in table.columns) + " |" for r in table.rows]
+    return "\n".join(lines) + "\n"

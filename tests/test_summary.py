@@ -17,7 +17,7 @@ from quant_core.modes import Mode
 from quant_core.recipe import Recipe
 from quant_core.report import report_dict, variants_csv
 from quant_core.results import CompareResult, VariantResult
-from quant_core.summary import COLUMNS, MEAN_ABS_DIFF, Unit, summarize
+from quant_core.summary import COLUMNS, MEAN_ABS_DIFF, Unit, markdown_table, summarize
 from ui import charts
 from ui.html_report import render_report
 
@@ -238,3 +238,24 @@ def test_columns_follow_labels_top5_and_warnings(result):
     assert cli_view(warned)["dynamic_range"]["note"] == "changes the top-1 prediction on 40% of images"
     assert "source model accuracy" not in format_table(unlabelled)
     assert "source model accuracy 100.0%" in format_table(result)
+
+
+def markdown_view(result: CompareResult) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+    def cells(line: str) -> list[str]:
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+    header, rule, *rows = markdown_table(result).splitlines()
+    titles = cells(header)
+    assert cells(rule)[:3] == ["---", "---", "---:"]  # text left, numbers right
+    out, best = {}, set()
+    for row in map(cells, rows):
+        out[row[0]] = {t: c.removeprefix("**").removesuffix("**") for t, c in zip(titles, row)}
+        best |= {(row[0], t) for t, c in zip(titles, row) if c.startswith("**")}
+    return out, best
+
+
+def test_the_readme_markdown_table_is_the_same_summary_with_the_best_values_in_bold(result):
+    markdown, bold = markdown_view(result)
+    app, highlighted = app_view(result)
+    assert markdown == app
+    assert bold == highlighted == expected_best(result)
