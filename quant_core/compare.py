@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,16 +50,59 @@ class BuiltVariant(NamedTuple):
 
 
 def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
-                on_progress: ProgressCallback | None = None, work_dir: Path | None = None) -> CompareResult:
+                on_progress: ProgressCallback | None = None, work_dir: Path | None = None,
+                workbenches: Workbenches | None = None) -> CompareResult:
     """Builds, checks and measures every requested variant.
 
     Identical requests (same model bytes, images, labels and options) are answered from
-    the cache without loading TensorFlow.
+    the cache without loading TensorFlow. With `workbenches` (a warm engine's open
+    workbenches) a model already loaded for the same images and preprocessing is reused,
+    and only variants it has not measured yet are built.
 
     Raises:
         QuantError: the model, images or options cannot be used (one-line message).
     """
     cache = cache or ArtifactCache()
+    report = on_progress or (lambda p: None)
+    found = cached_result(request, cache, work_dir=work_dir, on_progress=report)
+    if isinstance(found, CompareResult):
+        return found
+    images, class_names, key = found
+    start = time.perf_counter()
+    if workbenches is None:
+        report(Progress(0.02, "Loading the model"))
+        bench = Workbench.open(request.model, images, class_names=class_names, options=request.options,
+                               cache=cache, work_dir=work_dir)
+    else:
+        bench = workbenches.open(request.model, images, class_names=class_names, options=request.options,
+                                 cache=cache, work_dir=work_dir, on_progress=report)
+    recipes = request.options.recipes
+    variants = []
+    for i, recipe in enumerate(recipes):
+        name = _variant_name(recipe, recipes)
+
+        def sub(p: Progress, i: int = i) -> None:
+            report(Progress(0.1 + 0.9 * (i + p.fraction) / len(recipes), p.message, p.variant))
+
+        variants.append(bench.evaluate(recipe, name=name, on_progress=sub))
+    result = bench.result(tuple(variants), request_key=key, seconds=time.perf_counter() - start)
+    cache.put_json("results", key, result.to_dict())
+    report(Progress(1.0, "Done"))
+    return result
+
+
+def cached_result(request: CompareRequest, cache: ArtifactCache, *, work_dir: Path | None = None,
+                  on_progress: ProgressCallback | None = None,
+                  ) -> CompareResult | tuple[ImageSet, tuple[str, ...] | None, str]:
+    """The cached result of an identical request, without TensorFlow (Pillow reads the images).
+
+    Returns:
+        The result when the cache has it (and every model it names); otherwise what a run
+        needs next: the images, the class names and the request's cache key.
+
+    Raises:
+        QuantError: the model, images or labels file cannot be used.
+    """
     report = on_progress or (lambda p: None)
     if not Path(request.model).exists():
         raise InputError(f"{request.model}: no such file or folder")
@@ -75,23 +119,7 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
                 return result
         except (KeyError, TypeError, ValueError, QuantError):
             log.warning("ignoring an unreadable cached result %s", key)
-    report(Progress(0.02, "Loading the model"))
-    start = time.perf_counter()
-    bench = Workbench.open(request.model, images, class_names=class_names, options=request.options,
-                           cache=cache, work_dir=work_dir)
-    recipes = request.options.recipes
-    variants = []
-    for i, recipe in enumerate(recipes):
-        name = _variant_name(recipe, recipes)
-
-        def sub(p: Progress, i: int = i) -> None:
-            report(Progress(0.1 + 0.9 * (i + p.fraction) / len(recipes), p.message, p.variant))
-
-        variants.append(bench.evaluate(recipe, name=name, on_progress=sub))
-    result = bench.result(tuple(variants), request_key=key, seconds=time.perf_counter() - start)
-    cache.put_json("results", key, result.to_dict())
-    report(Progress(1.0, "Done"))
-    return result
+    return images, class_names, key
 
 
 def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
@@ -126,7 +154,7 @@ class Workbench:
     """A loaded model with its images, preprocessing and float32 reference, ready for variants."""
 
     def __init__(self, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing,
-                 *, options: CompareOptions, cache: ArtifactCache) -> None:
+                 *, options: CompareOptions, cache: ArtifactCache, remember: bool = False) -> None:
         self.source = source
         self.images = images
         self.labels = labels
@@ -140,17 +168,19 @@ class Workbench:
         self.reference_probs = self._predict(source.float_tflite)
         self._calibrated = CalibratedModels()
         self._float_size = len(source.float_tflite)
+        # With `remember` (a warm engine), each measured variant is kept: asking again costs nothing.
+        self._measured: dict[tuple[Recipe, str], VariantResult] | None = {} if remember else None
 
     @classmethod
     def open(cls, model: str | Path, images: ImageSet, *, class_names: tuple[str, ...] | None = None,
              options: CompareOptions | None = None, cache: ArtifactCache | None = None,
-             work_dir: Path | None = None) -> Workbench:
-        """Loads the model, resolves labels and preprocessing (inferred, then overridden)."""
+             work_dir: Path | None = None, source: SourceModel | None = None, remember: bool = False) -> Workbench:
+        """Loads the model (unless `source` is it, already loaded), resolves labels and preprocessing."""
         options = options or CompareOptions()
-        source = load_model(model, work_dir=work_dir)
+        source = source or load_model(model, work_dir=work_dir)
         labels = resolve_labels(images, source.info.num_classes, class_names)
         pre = infer_preprocessing(source, images, labels, options.preprocessing)
-        return cls(source, images, labels, pre, options=options, cache=cache or ArtifactCache())
+        return cls(source, images, labels, pre, options=options, cache=cache or ArtifactCache(), remember=remember)
 
     def _predict(self, model: bytes) -> np.ndarray:
         """Probabilities of a .tflite model on all images."""
@@ -202,12 +232,19 @@ class Workbench:
         name = name or recipe.mode.value
         try:
             recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
+            known = self._measured.get((recipe, name)) if self._measured is not None else None
+            if known is not None and (not known.ok or self.cache.has_model(known.tflite_sha256 or "")):
+                report(Progress(1.0, f"{name}: measured before on this model", name))
+                return known
             report(Progress(0.0, f"Building {name}", name))
             built = self.build(recipe)
             report(Progress(0.5, f"Evaluating {name}", name))
-            return self._measure(name, recipe, built, report)
+            result = self._measure(name, recipe, built, report)
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
+        if self._measured is not None:
+            self._measured[(recipe, name)] = result
+        return result
 
     def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback) -> VariantResult:
         """Evaluation, checks, latency and op inventory of a built variant."""
@@ -287,3 +324,65 @@ class Workbench:
             source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
             request_key=request_key, seconds=seconds,
         )
+
+
+class Workbenches:
+    """The workbenches a warm engine keeps open between requests (least recently used closed first).
+
+    A workbench is reused for a request with the same model file (path and bytes), images
+    (names, labels and pixels), class names and the options that shape its measurements
+    (preprocessing, threads, top-k, latency on or off); loaded models are shared between
+    workbenches of the same file. Everything here lives in one worker process: it is gone
+    with the process, and it never crosses to another session's process.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._benches: OrderedDict[str, Workbench] = OrderedDict()
+        self._sources: OrderedDict[str, SourceModel] = OrderedDict()
+        self.models_loaded = 0  # how many times a model file was actually loaded (tests, benchmarks)
+
+    def open(self, model: str | Path, images: ImageSet, *, class_names: tuple[str, ...] | None,
+             options: CompareOptions, cache: ArtifactCache, work_dir: Path | None = None,
+             on_progress: ProgressCallback | None = None) -> Workbench:
+        """An open workbench for these inputs: the kept one, or a new one (loading the model if needed)."""
+        report = on_progress or (lambda p: None)
+        key = cache_key(self._model_key(model), images.digest(), class_names, options.preprocessing.to_dict(),
+                        options.threads, options.top_k, options.measure_latency)
+        bench = self._benches.pop(key, None)
+        if bench is not None:
+            report(Progress(0.05, "Using the model already loaded in this engine"))
+        else:
+            source = self.source(model, work_dir=work_dir, on_progress=report)
+            bench = Workbench.open(model, images, class_names=class_names, options=options, cache=cache,
+                                   source=source, remember=True)
+        bench.cache = cache  # this request's cache: variants are stored where the caller looks for them
+        self._benches[key] = bench
+        _keep_last(self._benches, self.size)
+        return bench
+
+
+    def source(self, model: str | Path, *, work_dir: Path | None = None,
+               on_progress: ProgressCallback | None = None) -> SourceModel:
+        """The loaded model of this file: kept from an earlier request, or loaded now."""
+        report = on_progress or (lambda p: None)
+        key = self._model_key(model)
+        source = self._sources.pop(key, None)
+        report(Progress(0.02, "Loading the model" if source is None else "Reusing the loaded model"))
+        if source is None:
+            source = load_model(model, work_dir=work_dir)
+            self.models_loaded += 1
+        self._sources[key] = source
+        _keep_last(self._sources, self.size)
+        return source
+
+    @staticmethod
+    def _model_key(model: str | Path) -> str:
+        """A model file by its path and its bytes (a changed file at the same path is another model)."""
+        return cache_key(str(model), content_sha256(Path(model)))
+
+
+def _keep_last(entries: OrderedDict, size: int) -> None:
+    """Drops the oldest entries beyond `size`."""
+    while len(entries) > size:
+        entries.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,21 @@ from typing import Any
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
 from quant_core.errors import InputError
-from quant_core.compare import CompareRequest, Progress, infer_preprocessing, run_compare
+from quant_core.compare import CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare
 from quant_core.images import load_images, read_labels_file, resolve_labels
-from quant_core.models import load_model
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.worker import job
+
+
+# What this worker process keeps between jobs: in a warm engine (quant_core.engines) the next
+# request on the same model skips loading it, and on the same images re-measures nothing.
+WORKBENCHES = Workbenches(size=int(os.environ.get("QW_ENGINE_WORKBENCHES", "2")))
+
+
+@job("engine.stats")
+def stats_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """What this process has done so far: its id and how many models it loaded."""
+    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
 
 
 @job("compare")
@@ -26,7 +37,7 @@ def compare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     def relay(p: Progress) -> None:
         progress(to_jsonable(p))
 
-    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir).to_dict()
+    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir, workbenches=WORKBENCHES).to_dict()
 
 
 @job("describe")
@@ -37,7 +48,7 @@ def describe_job(payload: dict[str, Any], progress) -> dict[str, Any]:
         raise InputError(f"{payload['model']}: no such file or folder")
     images = load_images(payload["images"], work_dir=work_dir)
     names = read_labels_file(payload["labels"]) if payload.get("labels") else None
-    source = load_model(payload["model"], work_dir=work_dir)
+    source = WORKBENCHES.source(payload["model"], work_dir=work_dir)
     labels = resolve_labels(images, source.info.num_classes, names)
     override = from_jsonable(PreprocessingOverride, payload.get("override") or {})
     preprocessing = infer_preprocessing(source, images, labels, override)

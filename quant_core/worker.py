@@ -32,7 +32,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,25 +87,155 @@ def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
         WorkerError: the worker crashed, timed out or used too much memory.
         InternalError: the job hit a bug (logged with the worker's traceback and output).
     """
-    limits = limits or Limits()
+    with worker_slot(on_wait):
+        engine = Engine()
+        try:
+            return engine.run(name, payload, limits=limits, on_progress=on_progress)
+        finally:
+            engine.close()
+
+
+@contextmanager
+def worker_slot(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One of the QW_WORKERS slots for a running job; `on_wait` is called first when all are taken."""
     if not _POOL.acquire(blocking=False):
         if on_wait:
             on_wait()
         _POOL.acquire()
     try:
-        return _run(name, payload, limits, on_progress or (lambda p: None))
+        yield
     finally:
         _POOL.release()
 
 
-def _run(name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any:
-    """Runs one job in a fresh private temporary folder, removed afterwards."""
-    _remove_orphaned_job_dirs()
-    scratch = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}.")
-    try:
-        return _run_in(scratch, name, payload, limits, on_progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+class Engine:
+    """One worker process (`python -m quant_core.worker`) that runs jobs one at a time.
+
+    A one-shot engine runs one job (`run_job`); a warm engine (quant_core.engines) keeps
+    what its jobs loaded for the next one. Each job gets its own private temporary folder
+    and its own time and memory limits; a job that overruns them, crashes the process or
+    is abandoned by its caller ends the whole process (`alive` turns False), so nothing a
+    broken job left behind can serve the next request.
+    """
+
+    def __init__(self, *, preload: bool = False) -> None:
+        """Starts the process; with `preload` it imports TensorFlow at once (a spare that is ready sooner)."""
+        read_fd, write_fd = os.pipe()
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed by kill()
+        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "quant_core.worker", str(write_fd), *(["--preload"] if preload else [])],
+            stdin=subprocess.PIPE, stdout=self._output, stderr=self._output, pass_fds=(write_fd,),
+            cwd=os.getcwd(), start_new_session=True)
+        os.close(write_fd)
+        self._channel = os.fdopen(read_fd, "rb", buffering=0)
+        self._lines = _LineReader(self._channel)
+        self.job_modules = os.environ.get("QW_JOB_MODULES", "")  # extra jobs it registered (tests)
+        self.jobs = 0  # jobs answered by this process
+        self.last_used = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs (it is killed when a job breaks a limit or is abandoned)."""
+        return self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        """The process's resident memory in MB."""
+        return _rss_mb(self.proc.pid)
+
+    def run(self, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
+            on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
+        """Runs one job in this process with its limits; see `run_job` for what it raises.
+
+        If the caller is interrupted (a progress callback raises, e.g. Streamlit stopping a
+        rerun), the process is killed: no job outlives its request.
+        """
+        limits = limits or Limits()
+        _remove_orphaned_job_dirs()
+        scratch = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}.")
+        where = f"job {name!r} in worker process {self.proc.pid}"
+        self._output.seek(0, os.SEEK_END)
+        start = self._output.tell()
+        try:
+            if not self.alive:
+                raise WorkerError("the engine process has stopped; run the request again")
+            assert self.proc.stdin is not None  # stdin=PIPE
+            try:
+                self.proc.stdin.write((json.dumps({"job": name, "payload": payload, "tmp": scratch}) + "\n").encode())
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass  # the process died meanwhile: reported below as a crash
+            try:
+                answer = self._await_answer(limits, on_progress or (lambda p: None))
+            except BaseException as err:
+                self.kill()
+                if isinstance(err, WorkerError):
+                    log.warning("%s stopped: %s%s", where, err, self._tail(start))
+                raise
+            if answer is None:
+                code = self.proc.wait()
+                reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                log.warning("%s crashed (%s)%s", where, reason, self._tail(start))
+                raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
+            if "internal" in answer:  # a bug may have left the process in any state: it serves no one else
+                self.kill()
+                raise report_internal(context=where, details=answer["internal"] + self._tail(start))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s ended%s", where, self._tail(start))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.jobs += 1
+            self.last_used = time.monotonic()
+        if "error" in answer:
+            raise _user_error(answer.get("kind", ""), answer["error"])
+        return answer["result"]
+
+    def _await_answer(self, limits: Limits, on_progress) -> dict[str, Any] | None:
+        """Relays progress until the job answers or the process ends; kills it at its time or memory limit."""
+        deadline = time.monotonic() + limits.timeout_s
+        while True:
+            for message in self._lines.read(timeout=_POLL_S):
+                if "progress" not in message:
+                    return message
+                on_progress(message["progress"])
+            if self.proc.poll() is not None and self._lines.closed:
+                return None
+            if time.monotonic() > deadline:
+                raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
+            if self.rss_mb() > limits.memory_mb:
+                raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
+
+    def _tail(self, start: int) -> str:
+        """The last lines this process wrote since `start` (engine output, its logging), for the server's log."""
+        self._output.seek(start)
+        lines = self._output.read().decode("utf-8", errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        return "\n--- worker output ---\n" + "\n".join(lines) if lines else ""
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Ends the process (it exits when its input closes; killed if it does not) and frees its files."""
+        if self.alive and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=timeout_s)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        for stream in (self.proc.stdin, self._channel, self._output):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """Kills the process and anything it started (its files stay readable until `close`)."""
+        if self.alive:
+            _kill(self.proc)
+        else:
+            self.proc.wait()
 
 
 def _remove_orphaned_job_dirs() -> None:
@@ -115,52 +246,6 @@ def _remove_orphaned_job_dirs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_in(scratch: str, name: str, payload: dict[str, Any], limits: Limits, on_progress) -> Any:
-    """Starts the child, relays progress, enforces limits and decodes the answer.
-
-    If the caller is interrupted (a progress callback raises, e.g. Streamlit stopping a
-    rerun), the child is killed too: no job outlives its request.
-    """
-    read_fd, write_fd = os.pipe()
-    env = dict(os.environ, TMPDIR=scratch, TEMP=scratch, TMP=scratch)
-    with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quant_core.worker", str(write_fd)], stdin=subprocess.PIPE,
-            stdout=output, stderr=output, pass_fds=(write_fd,), cwd=os.getcwd(), env=env, start_new_session=True)
-        os.close(write_fd)
-        assert proc.stdin is not None  # stdin=PIPE
-        proc.stdin.write(json.dumps({"job": name, "payload": payload}).encode())
-        proc.stdin.close()
-        where = f"job {name!r} in worker process {proc.pid}"
-        try:
-            answer = _await_answer(proc, read_fd, limits, on_progress)
-        except BaseException as err:
-            if proc.poll() is None:
-                _kill(proc)
-            if isinstance(err, WorkerError):
-                log.warning("%s stopped: %s%s", where, err, _tail(output))
-            raise
-        code = proc.wait()
-        if answer is None:
-            reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            log.warning("%s crashed (%s)%s", where, reason, _tail(output))
-            raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
-        if "internal" in answer:
-            raise report_internal(context=where, details=answer["internal"] + _tail(output))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s ended%s", where, _tail(output))
-    if "error" in answer:
-        raise _user_error(answer.get("kind", ""), answer["error"])
-    return answer["result"]
-
-
-def _tail(output) -> str:
-    """The last lines a worker wrote (engine output, its logging), for the server's log."""
-    output.seek(0)
-    lines = output.read().decode("utf-8", errors="replace").splitlines()[-_LOG_TAIL_LINES:]
-    return "\n--- worker output ---\n" + "\n".join(lines) if lines else ""
-
-
 def _user_error(kind: str, message: str) -> QuantError:
     """The QuantError subclass named `kind` (as raised in the worker), or QuantError itself."""
     classes, todo = {}, [QuantError]
@@ -169,26 +254,6 @@ def _user_error(kind: str, message: str) -> QuantError:
         classes[cls.__name__] = cls
         todo.extend(cls.__subclasses__())
     return classes.get(kind, QuantError)(message)
-
-
-def _await_answer(proc: subprocess.Popen, read_fd: int, limits: Limits, on_progress) -> dict[str, Any] | None:
-    """Relays progress until the child answers or ends; kills it at its time or memory limit."""
-    deadline = time.monotonic() + limits.timeout_s
-    with os.fdopen(read_fd, "rb", buffering=0) as channel:
-        lines = _LineReader(channel)
-        while True:
-            for message in lines.read(timeout=_POLL_S):
-                if "progress" not in message:
-                    return message
-                on_progress(message["progress"])
-            if proc.poll() is not None and lines.closed:
-                return None
-            if time.monotonic() > deadline:
-                _kill(proc)
-                raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
-            if _rss_mb(proc.pid) > limits.memory_mb:
-                _kill(proc)
-                raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
 
 
 class _LineReader:
@@ -233,35 +298,44 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _child(channel_fd: int) -> int:
-    """Worker side: run the job from stdin, answer on the channel."""
+def _child(channel_fd: int, *, preload: bool = False) -> int:
+    """Worker side: run each job read from stdin (one JSON line each), answer on the channel; exit at EOF."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
     os.nice(_NICENESS)  # batch work yields the CPU to the web server that shares the machine
     os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    import importlib  # pylint: disable=import-outside-toplevel
+
+    for module in ["quant_core.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
+        importlib.import_module(module)  # registers the jobs
+    registry = importlib.import_module("quant_core.worker").JOBS  # not __main__'s copy
+    if preload:
+        from quant_core import _quiet  # pylint: disable=import-outside-toplevel
+
+        _quiet.silence_tf_logging()
+        importlib.import_module("tensorflow")  # the ~3 s a spare engine spends before anyone waits for it
 
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message) + "\n")
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        request = json.loads(sys.stdin.read())
-        import importlib  # pylint: disable=import-outside-toplevel
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        for name in ("TMPDIR", "TEMP", "TMP"):  # this job's private folder (the engine's own C++ reads TMPDIR)
+            os.environ[name] = request["tmp"]
+        tempfile.tempdir = request["tmp"]
+        try:
+            send({"result": registry[request["job"]](request["payload"], lambda p: send({"progress": p}))})
+        except QuantError as err:
+            send({"error": str(err), "kind": type(err).__name__})
+        except Exception:  # noqa: BLE001 - a bug: the parent logs this traceback under an incident id
+            import traceback  # pylint: disable=import-outside-toplevel
 
-        for module in ["quant_core.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
-            importlib.import_module(module)  # registers the jobs
-
-        registry = importlib.import_module("quant_core.worker").JOBS  # not __main__'s copy
-        result = registry[request["job"]](request["payload"], lambda p: send({"progress": p}))
-        send({"result": result})
-    except QuantError as err:
-        send({"error": str(err), "kind": type(err).__name__})
-    except Exception:  # noqa: BLE001 - a bug: the parent logs this traceback under an incident id
-        import traceback  # pylint: disable=import-outside-toplevel
-
-        send({"internal": traceback.format_exc()})
+            send({"internal": traceback.format_exc()})
     channel.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_child(int(sys.argv[1])))
+    sys.exit(_child(int(sys.argv[1]), preload="--preload" in sys.argv[2:]))

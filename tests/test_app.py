@@ -103,6 +103,20 @@ def test_results_survive_page_changes_and_feed_every_page(sample_run):
     assert list(at.table[0].value["variant"]) == ALL_MODES
 
 
+def test_a_repeated_run_is_answered_from_the_cache_without_any_worker(sample_run, monkeypatch):
+    from ui import engine
+
+    def no_worker():
+        raise AssertionError("a cached request must not reach a worker")
+
+    monkeypatch.setattr(engine, "engine_pool", no_worker)
+    at = sample_run
+    at.switch_page("pages/model_data.py").run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=300)
+    no_failures(at)
+    assert at.title[0].value == "Compare" and list(at.table[0].value["variant"]) == ALL_MODES
+
+
 def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
     """The shared cache may drop any file; what a live session shows stays downloadable (kept in its folder)."""
     import hashlib

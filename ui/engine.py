@@ -12,7 +12,8 @@ import streamlit as st
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, KeptModels, ModelInfo,
                         Preprocessing, PreprocessingOverride, Progress, load_images)
 from quant_core._serde import from_jsonable, to_jsonable
-from quant_core.worker import run_job
+from quant_core.compare import cached_result
+from quant_core.engines import EnginePool
 from quant_core.images import SkippedFile
 from ui.inputs import Inputs
 from ui.settings import Settings
@@ -44,6 +45,19 @@ def artifact_cache() -> ArtifactCache:
     return ArtifactCache()
 
 
+@st.cache_resource(show_spinner=False)
+def engine_pool() -> EnginePool:
+    """The server's warm engines (one per model in use, plus a spare with TensorFlow imported)."""
+    pool = EnginePool()
+    pool.warm_up()
+    return pool
+
+
+def engine_key(inputs: Inputs, override: PreprocessingOverride) -> str:
+    """Which warm engine serves these inputs: their content and the preprocessing chosen for them."""
+    return f"{inputs.digest}:{to_jsonable(override)}"
+
+
 def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
     """Model facts, inferred preprocessing and image summary (cached by content)."""
     return _describe(inputs, inputs_key(inputs), override)
@@ -51,7 +65,7 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 
 @st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
-    answer = run_job("describe", {
+    answer = engine_pool().run(engine_key(_inputs, override), "describe", {
         "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
         "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
         "work_dir": str(_inputs.folder) if _inputs.folder else None})
@@ -68,12 +82,15 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
 
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
             on_progress: Callable[[Progress], None], work_dir: Path) -> CompareResult:
-    """Runs (or fetches from the content-addressed cache) the full comparison in a worker process."""
+    """The comparison from the content-addressed cache, or run by the inputs' warm engine."""
     request = CompareRequest(
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
-    answer = run_job(
-        "compare",
+    cached = cached_result(request, artifact_cache(), work_dir=work_dir, on_progress=on_progress)
+    if isinstance(cached, CompareResult):  # a cached answer needs no worker at all
+        return cached
+    answer = engine_pool().run(
+        engine_key(inputs, override), "compare",
         {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir)},
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
         on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))

@@ -1,0 +1,152 @@
+"""Warm engines: worker processes kept alive per model, so a what-if costs its own work only.
+
+A cold request spawns a process that imports TensorFlow (~3 s), loads the model and
+converts it to float before any variant is built. An `EnginePool` keeps up to `size`
+engines alive, one per key (the caller's model content digest and preprocessing), each
+holding its open workbenches (quant_core.compare.Workbenches): loaded model, float .tflite,
+reference outputs, calibrations and measured variants. It also keeps one spare engine that
+has already imported TensorFlow, so a new model does not wait for the import.
+
+Every protection of a one-shot worker stays (quant_core.worker.Engine): each request has
+its own time and memory limit and private temporary folder; a crash, an overrun or an
+abandoned request ends that engine, and the next request on its key gets a fresh one.
+Engines idle longer than `idle_s`, and the least recently used beyond `size`, are closed;
+an engine whose memory grew beyond `keep_mb` is closed after its request instead of kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from quant_core.worker import Engine, Limits, worker_slot
+
+log = logging.getLogger(__name__)
+
+
+def _env_number(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+class EnginePool:
+    """Warm engines by key, least recently used first out, plus one spare with TensorFlow imported."""
+
+    def __init__(self, *, size: int | None = None, idle_s: float | None = None, keep_mb: float | None = None,
+                 spare: bool | None = None) -> None:
+        self.size = int(size if size is not None else _env_number("QW_WARM_ENGINES", 2))
+        self.idle_s = idle_s if idle_s is not None else _env_number("QW_ENGINE_IDLE_S", 900)
+        self.keep_mb = keep_mb if keep_mb is not None else _env_number("QW_ENGINE_KEEP_MB", 4096)
+        self.spare_enabled = spare if spare is not None else os.environ.get("QW_SPARE_ENGINE", "1") != "0"
+        self._idle: OrderedDict[str, Engine] = OrderedDict()  # engines waiting for their next request
+        self._spare: Engine | None = None
+        self._reaper: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, key: str, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
+            on_progress: Callable[[dict[str, Any]], None] | None = None,
+            on_wait: Callable[[], None] | None = None) -> Any:
+        """Runs a job on the warm engine of `key` (started, or taken from the spare, when there is none).
+
+        Raises what `quant_core.worker.run_job` raises; after a crash, an overrun or an
+        interruption the engine is gone and the next request starts a fresh one.
+        """
+        with worker_slot(on_wait):
+            engine = self._checkout(key)
+            try:
+                return engine.run(name, payload, limits=limits, on_progress=on_progress)
+            finally:
+                self._checkin(key, engine)
+
+    def engines(self) -> dict[str, int]:
+        """The idle warm engines' process ids by key (a running request's engine is not listed)."""
+        with self._lock:
+            return {key: engine.pid for key, engine in self._idle.items()}
+
+    def close(self) -> None:
+        """Ends every engine, the spare too."""
+        with self._lock:
+            engines = list(self._idle.values()) + ([self._spare] if self._spare else [])
+            self._idle.clear()
+            self._spare = None
+        for engine in engines:
+            engine.close()
+
+    def expire_idle(self) -> None:
+        """Closes engines that waited longer than `idle_s` for a request."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [k for k, e in self._idle.items() if now - e.last_used > self.idle_s or not e.alive]
+            engines = [self._idle.pop(k) for k in stale]
+        for engine in engines:
+            log.info("closing engine %d: idle for %.0f s", engine.pid, now - engine.last_used)
+            engine.close()
+
+    @property
+    def spare_pid(self) -> int | None:
+        """The spare engine's process id (None when there is none)."""
+        return self._spare.pid if self._spare is not None else None
+
+    def warm_up(self) -> None:
+        """Starts the spare engine now (the server calls this at start), unless spares are off."""
+        with self._lock:
+            if self.spare_enabled and not self._usable(self._spare):
+                self._spare = Engine(preload=True)
+        self._start_reaper()
+
+    def _checkout(self, key: str) -> Engine:
+        """The key's idle engine, else the spare, else a new engine; the spare is replaced at once."""
+        self.expire_idle()
+        self._start_reaper()
+        stale: list[Engine] = []
+        with self._lock:
+            kept = self._idle.pop(key, None)
+            if kept is not None and self._usable(kept):
+                return kept
+            spare, self._spare = self._spare, None
+            stale += [e for e in (kept, spare) if e is not None and not self._usable(e)]
+            engine = spare if spare is not None and self._usable(spare) else Engine()
+            if self.spare_enabled:
+                self._spare = Engine(preload=True)
+        for old in stale:
+            old.close()
+        return engine
+
+    @staticmethod
+    def _usable(engine: Engine | None) -> bool:
+        """Alive, and started with the job modules this process would give it now (tests add some)."""
+        return engine is not None and engine.alive and engine.job_modules == os.environ.get("QW_JOB_MODULES", "")
+
+    def _start_reaper(self) -> None:
+        """A daemon thread that closes idle engines even when no request comes (started once)."""
+        with self._lock:
+            if self._reaper is not None:
+                return
+            self._reaper = threading.Thread(target=self._reap_forever, name="engine-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap_forever(self) -> None:
+        while True:
+            time.sleep(max(0.2, min(30.0, self.idle_s / 2)))
+            self.expire_idle()
+
+    def _checkin(self, key: str, engine: Engine) -> None:
+        """Keeps a healthy engine for its key; closes the least recently used beyond `size`."""
+        keep = engine.alive and engine.rss_mb() <= self.keep_mb
+        if engine.alive and not keep:
+            log.info("closing engine %d: %.0f MB is more than QW_ENGINE_KEEP_MB", engine.pid, engine.rss_mb())
+        closing = [] if keep else [engine]
+        with self._lock:
+            if keep:
+                old = self._idle.pop(key, None)  # two requests on one key ran at once: keep the newer
+                if old is not None:
+                    closing.append(old)
+                self._idle[key] = engine
+            while len(self._idle) > self.size:
+                closing.append(self._idle.popitem(last=False)[1])
+        for old in closing:
+            old.close()

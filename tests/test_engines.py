@@ -1,0 +1,138 @@
+"""Warm engines: reuse per model, eviction and idle expiry, limits still enforced, the spare, cancel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from quant_core import CompareOptions, CompareRequest, Mode, Recipe
+from quant_core._serde import to_jsonable
+from quant_core.engines import EnginePool
+from quant_core.results import CompareResult
+from quant_core.worker import Limits, WorkerError
+
+
+@pytest.fixture(autouse=True)
+def test_jobs(monkeypatch):
+    monkeypatch.setenv("QW_JOB_MODULES", "tests.worker_jobs")
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture()
+def pool():
+    engines = EnginePool(size=2, idle_s=600, spare=False)
+    yield engines
+    engines.close()
+
+
+def _compare(model_files, image_dir, tmp_path, *modes: Mode) -> dict:
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), None,
+                             CompareOptions(recipes=tuple(Recipe(m) for m in modes), measure_latency=False))
+    return {"request": to_jsonable(request), "cache_dir": str(tmp_path / "cache")}
+
+
+def _gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text()
+
+
+def test_a_second_request_on_the_same_model_reuses_the_loaded_model(pool, model_files, image_dir, tmp_path):
+    first = CompareResult.from_dict(pool.run("tiny", "compare", _compare(model_files, image_dir, tmp_path, Mode.INT8)))
+    seen = []
+    second = CompareResult.from_dict(pool.run("tiny", "compare",
+                                              _compare(model_files, image_dir, tmp_path, Mode.INT8, Mode.FLOAT16),
+                                              on_progress=seen.append))
+    messages = [p["message"] for p in seen]
+    assert "Using the model already loaded in this engine" in messages
+    assert "int8: measured before on this model" in messages and "Building float16" in messages
+    assert "Building int8" not in messages  # only the variant that changed is built
+    assert second.variant("int8") == first.variant("int8") and second.variant("float16").ok
+    stats = pool.run("tiny", "engine.stats", {})
+    assert stats["models_loaded"] == 1 and pool.engines() == {"tiny": stats["pid"]}
+
+
+def test_the_least_recently_used_engine_is_closed_beyond_the_pool_size(model_files, image_dir, tmp_path):
+    pool = EnginePool(size=1, idle_s=600, spare=False)
+    try:
+        first = pool.run("a", "engine.stats", {})["pid"]
+        second = pool.run("b", "engine.stats", {})["pid"]
+        assert pool.engines() == {"b": second} and first != second
+        time.sleep(0.2)
+        assert _gone(first)
+    finally:
+        pool.close()
+
+
+def test_idle_engines_expire(model_files):
+    pool = EnginePool(size=2, idle_s=0.5, spare=False)
+    try:
+        pid = pool.run("a", "engine.stats", {})["pid"]
+        assert pool.engines() == {"a": pid}
+        time.sleep(2.0)  # the reaper thread closes it without any request
+        assert pool.engines() == {} and _gone(pid)
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("job, payload, limits, message", [
+    ("test.sleep", {"seconds": 60}, Limits(timeout_s=2, memory_mb=4096), "longer than 2 s"),
+    ("test.allocate", {"mb": 800}, Limits(timeout_s=60, memory_mb=300), "more than 300 MB"),
+    ("test.abort", {}, None, r"crashed \(signal SIGABRT\)"),
+])
+def test_limits_hold_on_a_warm_engine_and_the_next_request_gets_a_fresh_one(pool, job, payload, limits, message):
+    warm = pool.run("m", "engine.stats", {})["pid"]
+    with pytest.raises(WorkerError, match=message):
+        pool.run("m", job, payload, limits=limits)
+    assert _gone(warm) and pool.engines() == {}
+    fresh = pool.run("m", "engine.stats", {})
+    assert fresh["pid"] != warm and fresh["models_loaded"] == 0
+
+
+def test_an_abandoned_request_ends_its_engine(pool):
+    warm = pool.run("m", "engine.stats", {})["pid"]
+
+    class Superseded(Exception):
+        pass
+
+    def cancel(progress):
+        raise Superseded
+
+    with pytest.raises(Superseded):
+        pool.run("m", "test.scratch_then_die", {"how": "hang"}, on_progress=cancel)
+    assert _gone(warm) and pool.engines() == {}
+    assert pool.run("m", "test.echo", {"ok": 1}) == {"ok": 1}
+
+
+def test_a_spare_engine_with_tensorflow_imported_serves_the_next_new_model():
+    pool = EnginePool(size=2, idle_s=600, spare=True)
+    try:
+        pool.warm_up()
+        spare = pool.spare_pid
+        assert spare is not None
+        assert pool.run("new model", "engine.stats", {})["pid"] == spare  # the spare took the request
+        assert pool.spare_pid not in (None, spare)  # and was replaced at once
+    finally:
+        pool.close()
+
+
+@pytest.mark.internal_error
+def test_a_bug_in_a_job_ends_its_warm_engine(pool):
+    from quant_core.errors import InternalError
+
+    warm = pool.run("m", "engine.stats", {})["pid"]
+    with pytest.raises(InternalError):
+        pool.run("m", "test.bug", {})
+    assert _gone(warm) and pool.engines() == {}
+    assert pool.run("m", "engine.stats", {})["pid"] != warm
+
+
+def test_a_user_error_keeps_the_warm_engine(pool):
+    from quant_core.errors import ImageError
+
+    warm = pool.run("m", "engine.stats", {})["pid"]
+    with pytest.raises(ImageError):
+        pool.run("m", "test.image_error", {})
+    assert pool.engines() == {"m": warm}
