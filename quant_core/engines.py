@@ -99,7 +99,7 @@ class EnginePool:
         self._start_reaper()
 
     def _checkout(self, key: str) -> Engine:
-        """The key's idle engine, else the spare, else a new engine; the spare is replaced at once."""
+        """The key's idle engine, else the spare, else a new engine."""
         self.expire_idle()
         self._start_reaper()
         stale: list[Engine] = []
@@ -110,8 +110,6 @@ class EnginePool:
             spare, self._spare = self._spare, None
             stale += [e for e in (kept, spare) if e is not None and not self._usable(e)]
             engine = spare if spare is not None and self._usable(spare) else Engine()
-            if self.spare_enabled:
-                self._spare = Engine(preload=True)
         for old in stale:
             old.close()
         return engine
@@ -135,7 +133,11 @@ class EnginePool:
             self.expire_idle()
 
     def _checkin(self, key: str, engine: Engine) -> None:
-        """Keeps a healthy engine for its key; closes the least recently used beyond `size`."""
+        """Keeps a healthy engine for its key; closes the least recently used beyond `size`; replaces the spare.
+
+        The next spare starts only now, after the request: its TensorFlow import would
+        otherwise compete for the CPU with the request that took the previous one.
+        """
         keep = engine.alive and engine.rss_mb() <= self.keep_mb
         if engine.alive and not keep:
             log.info("closing engine %d: %.0f MB is more than QW_ENGINE_KEEP_MB", engine.pid, engine.rss_mb())
@@ -150,3 +152,4 @@ class EnginePool:
                 closing.append(self._idle.popitem(last=False)[1])
         for old in closing:
             old.close()
+        self.warm_up()

@@ -84,6 +84,10 @@ class Recipe:
     def resolve(self, *, source_is_tflite: bool) -> Recipe:
         """Returns the recipe with backend and I/O type made explicit for a source.
 
+        Calibration settings of a mode that does not calibrate are reset to their defaults:
+        they change nothing, so they must not make a built variant look different (its
+        cache key, a warm engine's memory of what it measured).
+
         Raises:
             InputError: if the chosen backend cannot start from a float .tflite.
         """
@@ -99,7 +103,11 @@ class Recipe:
         if io_type is None:
             allowed = _LITERT_IO.get(self.mode) if backend is Backend.LITERT_QUANTIZER else None
             io_type = (allowed or info.io_types)[0]
-        return replace(self, backend=backend, io_type=io_type)
+        resolved = replace(self, backend=backend, io_type=io_type)
+        if not self.needs_calibration:
+            resolved = replace(resolved, calibration_count=Recipe.calibration_count,
+                               calibration_source=Recipe.calibration_source)
+        return resolved
 
     @property
     def engine(self) -> Backend:

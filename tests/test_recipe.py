@@ -78,3 +78,11 @@ def test_resolve_fills_backend_and_io_type_per_source():
     assert Recipe(Mode.DYNAMIC_RANGE).resolve(source_is_tflite=False).backend is Backend.LITERT_QUANTIZER
     with pytest.raises(InputError, match="needs litert_quantizer"):
         Recipe(Mode.FLOAT16, backend=Backend.TF_CONVERTER).resolve(source_is_tflite=True)
+
+
+def test_calibration_settings_of_a_mode_that_does_not_calibrate_do_not_make_it_another_variant():
+    for mode in (Mode.FLOAT32, Mode.WEIGHT_ONLY, Mode.DYNAMIC_RANGE, Mode.FLOAT16):
+        tuned = Recipe(mode, calibration_count=7, calibration_source="random").resolve(source_is_tflite=False)
+        assert tuned == Recipe(mode).resolve(source_is_tflite=False), mode
+    int8 = Recipe(Mode.INT8, calibration_count=7).resolve(source_is_tflite=False)
+    assert int8.calibration_count == 7 and int8 != Recipe(Mode.INT8).resolve(source_is_tflite=False)
