@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, engine
-from ui.widgets import current_inputs, need_result
+from quant_core import QuantError
+from ui import charts, engine, run, state
+from ui.settings import Settings
+from ui.widgets import current_inputs, need_result, option_controls, show_error, variant_toggles
 
 st.title("Compare")
 result = need_result()
+shown = state.get(state.RESULT_SETTINGS) or state.get(state.SETTINGS) or Settings()
+with st.expander("What if… change a variant or an option here: the table follows", expanded=True,
+                 icon=":material/tune:"):
+    wanted = option_controls(variant_toggles(shown, prefix="w.cmp"), prefix="w.cmp")
+    st.caption("Variants this model has already measured with the same options come back at once; changed "
+               "ones are built now. More options (calibration data, threads) on **Quantize**.")
+if wanted != shown:
+    try:
+        wanted.recipes()
+    except QuantError as err:
+        show_error(err)
+        st.stop()
+    state.put(state.SETTINGS, wanted)
+    if run.run_comparison():
+        st.rerun()  # draw the page once more from the new result (and the new settings as the ones shown)
+    st.stop()
 st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
            f", calibration from {result.calibration.source}. Highlighted: the best value in each column "
            "(agreement and mean |Δp|: among the variants compared with float32). "

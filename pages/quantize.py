@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from quant_core import MODE_INFO, Backend, CalibrationSource, IOType, Mode, QuantError
+from quant_core import MODE_INFO, CalibrationSource, Mode, QuantError
 from ui import run, state
 from ui.settings import Settings
-from ui.widgets import current_inputs, show_error
+from ui.widgets import current_inputs, option_controls, show_error
 
 st.title("Quantize")
 st.caption(f"Working on {current_inputs().title}.")
@@ -33,24 +33,11 @@ source = c1.radio("Calibration data", list(CalibrationSource), key="w.cal_src",
 if source is CalibrationSource.RANDOM:
     c1.warning("Random noise does not look like your data, so the ranges it calibrates are wrong for real "
                "images: use it only to see how much representative calibration matters.", icon=":material/warning:")
-count = c2.slider("Calibration images", 1, 500, settings.calibration_count, key="w.cal_count",
-                  help="Up to this many of your images, evenly spread; more gives more robust ranges.")
-c3, c4, c5 = st.columns(3)
-io_types = [IOType.INT8, IOType.UINT8]
-int8_io = c3.selectbox("int8 input/output type", io_types, index=io_types.index(settings.int8_io), key="w.io",
-                       help="uint8 suits older accelerators and camera pipelines; the LiteRT Quantizer gives int8.")
-per_channel = c4.toggle("Per-channel weights", value=settings.per_channel, key="w.per_channel",
-                        help="One scale per output channel (more accurate). Off: one per tensor, as some older "
-                             "accelerators require.")
-backends = [None, Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER]
-backend = c5.selectbox("Engine", backends, index=backends.index(settings.backend), key="w.backend",
-                       format_func=lambda b: "Best per mode" if b is None else str(b),
-                       help="Where a mode can be built by both the TF converter and the LiteRT Quantizer.")
-threads = st.select_slider("Interpreter threads for latency", [1, 2, 4], value=settings.threads, key="w.threads")
+threads = c2.select_slider("Interpreter threads for latency", [1, 2, 4], value=settings.threads, key="w.threads")
+options = option_controls(settings, prefix="w")
 
-new = replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]),
-              calibration_count=count, calibration_source=source, per_channel=per_channel, int8_io=int8_io,
-              backend=backend, threads=threads)
+new = replace(options, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]),
+              calibration_source=source, threads=threads)
 try:
     new.recipes()
 except QuantError as err:

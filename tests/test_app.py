@@ -251,3 +251,29 @@ def test_share_link_preselects_sample_and_options():
     assert at.checkbox(key="w.mode.int8").value and not at.checkbox(key="w.mode.float16").value
     assert at.slider(key="w.cal_count").value == 40
     assert at.toggle(key="w.per_channel").value is False
+
+
+def test_compare_toggles_change_exactly_the_affected_rows():
+    """What-if on Compare: no Run button, no page change; unchanged variants keep their measured numbers."""
+    at = new_app()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=900)
+    no_failures(at)
+    assert at.title[0].value == "Compare"
+    assert sorted(t.label for t in at.toggle if t.key.startswith("w.cmp.mode.")) == sorted(ALL_MODES)  # mode ids
+    before = at.session_state["qw.result"]
+
+    at.toggle(key="w.cmp.mode.int16x8").set_value(False).run(timeout=600)
+    no_failures(at)
+    dropped = at.session_state["qw.result"]
+    assert list(at.table[0].value["variant"]) == ALL_MODES[:-1]
+    assert all(dropped.variant(n) == before.variant(n) for n in ALL_MODES[:-1])  # nothing rebuilt or re-timed
+
+    at.slider(key="w.cmp.cal_count").set_value(10).run(timeout=600)
+    no_failures(at)
+    after = at.session_state["qw.result"]
+    assert list(at.table[0].value["variant"]) == ALL_MODES[:-1]
+    for name in ("float32", "weight_only", "dynamic_range", "float16"):  # calibration does not concern them
+        assert after.variant(name) == before.variant(name), name
+    for name in ("int8", "int8_float_io"):
+        assert after.variant(name).calibration_samples == 10 and before.variant(name).calibration_samples == 22
+    assert at.session_state["qw.settings"].calibration_count == 10  # Quantize shows the same choice

@@ -41,5 +41,6 @@ def run_comparison() -> bool:
                       + (f", {len(failed)} failed" if failed else ""), state="error" if failed else "complete")
     bar.progress(1.0, text="Done")
     state.put(state.RESULT, result)
+    state.put(state.RESULT_SETTINGS, settings)
     state.put(state.MODELS, models)
     return True

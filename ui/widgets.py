@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
-from quant_core import InternalError, Normalization, Preset, QuantError
+from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError
 from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
+from ui.settings import Settings
 
 
 def current_inputs() -> Inputs:
@@ -81,3 +84,35 @@ def normalization_picker(current: Normalization, *, channels: int, key: str) -> 
         return current
     return chosen
 
+
+
+def option_controls(settings: Settings, *, prefix: str) -> Settings:
+    """Calibration count, int8 I/O type, per-channel weights and engine, in one row; `settings` with the choices."""
+    c1, c2, c3, c4 = st.columns(4)
+    count = c1.slider("Calibration images", 1, 500, settings.calibration_count, key=f"{prefix}.cal_count",
+                      help="Up to this many of your images, evenly spread; more gives more robust ranges. "
+                           "Used by int8, int8_float_io and int16x8 only.")
+    io_types = [IOType.INT8, IOType.UINT8]
+    int8_io = c2.selectbox("int8 input/output type", io_types, index=io_types.index(settings.int8_io),
+                           key=f"{prefix}.io",
+                           help="uint8 suits older accelerators and camera pipelines; the LiteRT Quantizer gives int8.")
+    per_channel = c3.toggle("Per-channel weights", value=settings.per_channel, key=f"{prefix}.per_channel",
+                            help="One scale per output channel (more accurate). Off: one per tensor, as some older "
+                                 "accelerators require.")
+    backends = [None, Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER]
+    backend = c4.selectbox("Engine", backends, index=backends.index(settings.backend), key=f"{prefix}.backend",
+                           format_func=lambda b: "Best per mode" if b is None else str(b),
+                           help="Where a mode can be built by both the TF converter and the LiteRT Quantizer.")
+    return replace(settings, calibration_count=count, int8_io=int8_io, per_channel=per_channel, backend=backend)
+
+
+def variant_toggles(settings: Settings, *, prefix: str) -> Settings:
+    """One toggle per mode, labelled with its id (float32 always on); `settings` with the chosen modes."""
+    chosen = []
+    columns = st.columns(4)  # two rows: every mode id fits its label
+    for k, mode in enumerate(Mode):
+        info = MODE_INFO[mode]
+        if columns[k % 4].toggle(mode.value, value=mode in settings.modes, key=f"{prefix}.mode.{mode.value}",
+                      help=f"{info.title}: {info.help}", disabled=mode is Mode.FLOAT32):
+            chosen.append(mode)
+    return replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]))
