@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import QuantError
 from ui import charts, engine, run, state
 from ui.settings import Settings
-from ui.widgets import current_inputs, need_result, option_controls, show_error, variant_toggles
+from ui.widgets import accept_settings, current_inputs, need_result, option_controls, variant_toggles
 
 st.title("Compare")
 result = need_result()
@@ -18,12 +17,7 @@ with st.expander("What if… change a variant or an option here: the table follo
     st.caption("Variants this model has already measured with the same options come back at once; changed "
                "ones are built now. More options (calibration data, threads) on **Quantize**.")
 if wanted != shown:
-    try:
-        wanted.recipes()
-    except QuantError as err:
-        show_error(err)
-        st.stop()
-    state.put(state.SETTINGS, wanted)
+    accept_settings(wanted)
     if run.run_comparison():
         st.rerun()  # draw the page once more from the new result (and the new settings as the ones shown)
     st.stop()

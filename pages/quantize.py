@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from quant_core import MODE_INFO, CalibrationSource, Mode, QuantError
+from quant_core import MODE_INFO, CalibrationSource, Mode
 from ui import run, state
 from ui.settings import Settings
-from ui.widgets import current_inputs, option_controls, show_error
+from ui.widgets import accept_settings, current_inputs, option_controls
 
 st.title("Quantize")
 st.caption(f"Working on {current_inputs().title}.")
@@ -38,12 +38,7 @@ options = option_controls(settings, prefix="w")
 
 new = replace(options, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]),
               calibration_source=source, threads=threads)
-try:
-    new.recipes()
-except QuantError as err:
-    show_error(err)
-    st.stop()
-state.put(state.SETTINGS, new)
+accept_settings(new)
 
 st.divider()
 st.caption("Will build: " + ", ".join(MODE_INFO[m].title for m in new.modes))

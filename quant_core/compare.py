@@ -51,13 +51,14 @@ class BuiltVariant(NamedTuple):
 
 def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
                 on_progress: ProgressCallback | None = None, work_dir: Path | None = None,
-                workbenches: Workbenches | None = None) -> CompareResult:
+                workbenches: Workbenches | None = None, earlier: CompareResult | None = None) -> CompareResult:
     """Builds, checks and measures every requested variant.
 
     Identical requests (same model bytes, images, labels and options) are answered from
     the cache without loading TensorFlow. With `workbenches` (a warm engine's open
     workbenches) a model already loaded for the same images and preprocessing is reused,
-    and only variants it has not measured yet are built.
+    and only variants it has not measured yet are built. `earlier` (the result the user is
+    looking at) lends its variants to an identical setup, so a what-if keeps their numbers.
 
     Raises:
         QuantError: the model, images or options cannot be used (one-line message).
@@ -76,6 +77,8 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     else:
         bench = workbenches.open(request.model, images, class_names=class_names, options=request.options,
                                  cache=cache, work_dir=work_dir, on_progress=report)
+    if earlier is not None:
+        bench.adopt(earlier)
     recipes = request.options.recipes
     variants = []
     for i, recipe in enumerate(recipes):
@@ -303,6 +306,32 @@ class Workbench:
             tuple(Prediction(int(c), names[c] if c < len(names) else str(c), round(float(p[c]), 6)) for c in row)
             for p, row in zip(probs, order)
         )
+
+    def adopt(self, earlier: CompareResult) -> int:
+        """Remembers the variants of an earlier result of this same setup as measured; returns how many.
+
+        A what-if then changes exactly the rows whose recipe changed: the others keep the
+        numbers the user already saw (the same model bytes, measured on the same images),
+        instead of a second timing's noise. An earlier result of other inputs, preprocessing
+        or measurement options is ignored, and so are variants whose model left the cache.
+        """
+        frame = self.result(())
+        same = (earlier.model == frame.model and earlier.preprocessing == frame.preprocessing
+                and earlier.class_names == frame.class_names and earlier.images == frame.images
+                and earlier.environment.threads == frame.environment.threads)
+        if not same:
+            return 0
+        if self._measured is None:
+            self._measured = {}
+        top_k = min(self.options.top_k, self.reference_probs.shape[1])
+        adopted = 0
+        for v in earlier.variants:
+            fits = (v.ok and v.tflite_sha256 is not None and len(v.topk[0]) == top_k
+                    and (v.latency is not None) == self.options.measure_latency)
+            if fits and self.cache.has_model(v.tflite_sha256 or ""):
+                self._measured[(v.recipe, v.name)] = v
+                adopted += 1
+        return adopted
 
     def result(self, variants: tuple[VariantResult, ...], *, request_key: str = "",
                seconds: float = 0.0) -> CompareResult:

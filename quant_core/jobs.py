@@ -13,6 +13,7 @@ from quant_core.errors import InputError
 from quant_core.compare import CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare
 from quant_core.images import load_images, read_labels_file, resolve_labels
 from quant_core.preprocess import PreprocessingOverride
+from quant_core.results import CompareResult
 from quant_core.worker import job
 
 
@@ -37,7 +38,9 @@ def compare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     def relay(p: Progress) -> None:
         progress(to_jsonable(p))
 
-    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir, workbenches=WORKBENCHES).to_dict()
+    earlier = CompareResult.from_dict(payload["earlier"]) if payload.get("earlier") else None
+    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir, workbenches=WORKBENCHES,
+                       earlier=earlier).to_dict()
 
 
 @job("describe")

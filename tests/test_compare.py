@@ -276,3 +276,17 @@ def test_a_shared_cached_result_never_reveals_another_users_names_or_folders(mod
     assert str(bob_dir) not in json.dumps(alice.to_dict())
     # the built variant itself is shared: same content, same cached file
     assert bob.variant("float32").tflite_sha256 == alice.variant("float32").tflite_sha256
+
+
+def test_the_result_on_screen_lends_its_unchanged_variants_to_a_what_if(model_files, image_dir, cache):
+    shown = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8), Recipe(Mode.FLOAT16)),
+                                 measure_latency=True), cache=cache)
+    what_if = run_compare(_request(model_files, image_dir, measure_latency=True,
+                                   recipes=(Recipe(Mode.INT8), Recipe(Mode.FLOAT16), Recipe(Mode.DYNAMIC_RANGE))),
+                          cache=cache, earlier=shown)
+    for name in ("float32", "int8", "float16"):
+        assert what_if.variant(name) == shown.variant(name)  # the same rows, timings included
+    assert what_if.variant("dynamic_range").ok
+    other_threads = run_compare(_request(model_files, image_dir, measure_latency=True, threads=2,
+                                         recipes=(Recipe(Mode.INT8),)), cache=cache, earlier=shown)
+    assert other_threads.variant("int8").latency.threads == 2  # another setup: measured anew

@@ -81,7 +81,8 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
 
 
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
-            on_progress: Callable[[Progress], None], work_dir: Path) -> CompareResult:
+            on_progress: Callable[[Progress], None], work_dir: Path, earlier: CompareResult | None = None,
+            ) -> CompareResult:
     """The comparison from the content-addressed cache, or run by the inputs' warm engine."""
     request = CompareRequest(
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
@@ -91,7 +92,8 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
         return cached
     answer = engine_pool().run(
         engine_key(inputs, override), "compare",
-        {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir)},
+        {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir),
+         "earlier": earlier.to_dict() if earlier is not None else None},
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
         on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))
     return CompareResult.from_dict(answer)

@@ -23,7 +23,8 @@ def run_comparison() -> bool:
     failure: QuantError | InternalError | None = None
     with st.status("Building and measuring variants…", expanded=False) as status:
         try:
-            result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir())
+            result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir(),
+                                    earlier=state.get(state.RESULT))
             models = engine.keep_models(result, state.workdir())
         except ENGINE_ERRORS as err:  # a bug in the engine shows its incident id, like a user error its line
             status.update(label="Stopped: nothing was built", state="error")

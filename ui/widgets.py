@@ -86,6 +86,16 @@ def normalization_picker(current: Normalization, *, channels: int, key: str) -> 
 
 
 
+def accept_settings(settings: Settings) -> None:
+    """Makes `settings` the session's choice, or shows why they cannot be built and stops the page."""
+    try:
+        settings.recipes()
+    except QuantError as err:
+        show_error(err)
+        st.stop()
+    state.put(state.SETTINGS, settings)
+
+
 def option_controls(settings: Settings, *, prefix: str) -> Settings:
     """Calibration count, int8 I/O type, per-channel weights and engine, in one row; `settings` with the choices."""
     c1, c2, c3, c4 = st.columns(4)
