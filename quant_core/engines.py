@@ -93,9 +93,12 @@ class EnginePool:
 
     def warm_up(self) -> None:
         """Starts the spare engine now (the server calls this at start), unless spares are off."""
+        stale = None
         with self._lock:
             if self.spare_enabled and not self._usable(self._spare):
-                self._spare = Engine(preload=True)
+                stale, self._spare = self._spare, Engine(preload=True)
+        if stale is not None:  # dead, or started for other job modules
+            stale.close()
         self._start_reaper()
 
     def _checkout(self, key: str) -> Engine:

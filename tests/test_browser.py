@@ -95,7 +95,8 @@ def test_upload_quantize_compare_and_download(page, server, model_files, image_d
     for name in ("weight_only", "float16", "int8", "int8_float_io"):
         assert size[name] < size["float32"], (name, size)
     assert all(r["status"] == "ok" for r in rows.values())
-    assert all(float(r["accuracy"].rstrip("%")) >= 90 for r in rows.values())  # labels file mapped the class folders
+    # The labels file mapped the class folders (the tiny model scores >= 90% on its own colours).
+    assert all(float(r["accuracy"].rstrip("%")) >= 90 for r in rows.values()), rows
     assert page.get_by_text("Per image").count() >= 1
     assert page.locator("text=/red: 0\\.\\d{3}/").count() > 0  # top-k predictions shown per image
     page.wait_for_selector('[data-testid="stPlotlyChart"]')
