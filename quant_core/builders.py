@@ -13,6 +13,7 @@ propagates as itself.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from quant_core import _quiet
+from quant_core.calibration import NestedStates
 from quant_core.env import installed_version
 from quant_core.errors import ConversionError, QuantError, first_line
 from quant_core.models import SourceModel
@@ -38,26 +40,26 @@ class Built:
 
 
 class CalibratedModels:
-    """Per-source memo of the converter's calibrator, fed once per calibration data digest.
+    """Per-source memo of calibration; a larger calibration set feeds only its extra rows.
 
-    One fed calibrator serves every calibrated converter mode: `Calibrate()` gives the
-    float model with activation statistics (quantized per mode by `mlir_quantize`) and
-    `QuantizeModel()` gives the 16x8 model, with no second pass over the data.
+    One fed converter calibrator serves every calibrated converter mode: `Calibrate()` gives
+    the float model with activation statistics (quantized per mode by `mlir_quantize`) and
+    `QuantizeModel()` gives the 16x8 model, with no second pass over the data. Asked for data
+    whose leading rows it already fed (`Workbench.calibration_data` nests them), it feeds
+    only the remaining rows into that calibrator; its logger keeps a running min/max per
+    tensor, so the result is the same as feeding every row to a fresh one (tested). The
+    LiteRT Quantizer's results are kept per recipe and resumed the same way.
     """
 
     def __init__(self) -> None:
-        self._fed: dict[str, Any] = {}
+        self._fed: NestedStates[Any] = NestedStates(in_place=True)  # a calibrator holds only its latest rows
         self._calibrated: dict[str, bytes] = {}
+        self._litert: NestedStates[Any] = NestedStates(in_place=False)
 
     def calibrator(self, source: SourceModel, data: np.ndarray, digest: str) -> Any:
         """The converter's Calibrator with `data` already fed through the float model."""
-        if digest not in self._fed:
-            module = _tf_calibrator()
-            with _engine(Backend.TF_CONVERTER):
-                fed = module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
-                fed._feed_tensors(_rep_dataset(data), resize_input=True)  # pylint: disable=protected-access
-            self._fed[digest] = fed
-        return self._fed[digest]
+        return self._fed.get(data, digest, start=lambda rows: _tf_feed(_tf_new_calibrator(source), rows),
+                             extend=_tf_feed)
 
     def get(self, source: SourceModel, data: np.ndarray, digest: str) -> bytes:
         """The float model with activation statistics recorded from `data`."""
@@ -66,6 +68,23 @@ class CalibratedModels:
             with _engine(Backend.TF_CONVERTER):
                 self._calibrated[digest] = bytes(fed._calibrator.Calibrate())  # pylint: disable=protected-access
         return self._calibrated[digest]
+
+    def litert(self, quantizer: Any, source: SourceModel, data: np.ndarray, digest: str) -> Any:
+        """The LiteRT Quantizer's calibration result for `data` under `quantizer`'s recipe.
+
+        A result for the leading rows of `data` under the same recipe is resumed with the
+        remaining rows (`previous_calibration_result`); the engine folds samples one at a
+        time into its statistics, so this equals calibrating on all rows at once.
+        """
+        def calibrate(previous: Any, rows: np.ndarray) -> Any:
+            samples = _litert_samples(source.float_tflite, rows)
+            with _engine(Backend.LITERT_QUANTIZER):
+                return quantizer.calibrate(samples, previous_calibration_result=previous,
+                                           num_threads=os.cpu_count() or 1)
+
+        recipe = json.dumps(quantizer.get_quantization_recipe(), sort_keys=True, default=str)
+        return self._litert.get(data, digest, start=lambda rows: calibrate(None, rows), extend=calibrate,
+                                group=recipe)
 
 
 Builder = Callable[[SourceModel, Recipe, "np.ndarray | None", str, CalibratedModels], Built]
@@ -108,6 +127,20 @@ def _rep_dataset(data: np.ndarray) -> Callable[[], Any]:
         for i in range(len(data)):
             yield [data[i : i + 1]]
     return gen
+
+
+def _tf_new_calibrator(source: SourceModel) -> Any:
+    """A converter Calibrator on the float model, nothing fed yet."""
+    module = _tf_calibrator()
+    with _engine(Backend.TF_CONVERTER):
+        return module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
+
+
+def _tf_feed(fed: Any, rows: np.ndarray) -> Any:
+    """Feeds `rows` through a converter Calibrator (its min/max statistics grow) and returns it."""
+    with _engine(Backend.TF_CONVERTER):
+        fed._feed_tensors(_rep_dataset(rows), resize_input=True)  # pylint: disable=protected-access
+    return fed
 
 
 def _tf_calibrator():
@@ -200,7 +233,8 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
 
 def _litert(configure: Callable[[Any, Any], None]) -> Builder:
     """A builder that applies `configure(quantizer, granularity)` and quantizes."""
-    def build(source: SourceModel, recipe: Recipe, data: np.ndarray | None, *_: Any) -> Built:
+    def build(source: SourceModel, recipe: Recipe, data: np.ndarray | None, digest: str,
+              calibrated: CalibratedModels) -> Built:
         from litert_quantizer import Quantizer, qtyping  # pylint: disable=import-outside-toplevel
 
         grains = qtyping.QuantGranularity
@@ -210,13 +244,10 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
             quantizer = Quantizer(bytes(source.float_tflite))
             configure(quantizer, granularity)
             needs_calibration = quantizer.need_calibration
-        samples = None
         if needs_calibration:
             assert data is not None, "calibrated LiteRT recipes come with calibration data"
-            samples = _litert_samples(source.float_tflite, data)
+            result = calibrated.litert(quantizer, source, data, digest)
         with _engine(recipe.engine):
-            if samples is not None:
-                result = quantizer.calibrate(samples, num_threads=os.cpu_count() or 1)
             model = quantizer.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model
             engine_recipe = quantizer.get_quantization_recipe()
         settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer", "recipe": engine_recipe}
