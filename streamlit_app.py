@@ -6,7 +6,7 @@ import streamlit as st
 
 from quant_core import QuantError
 from quant_core.errors import report_internal
-from ui import charts, logs, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
+from ui import charts, logs, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
@@ -37,6 +37,7 @@ def apply_query_params() -> None:
 
 
 apply_query_params()
+run.collect()  # a comparison that ended while another page was shown: its result is this session's now
 sessions.sweep()  # removes the folders of sessions that ended (at most every QW_SESSION_SWEEP_S, 60 s)
 pages = [
     st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=True),
@@ -50,6 +51,7 @@ with st.sidebar:
     st.markdown("### Quantization Workbench")
     st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")
 status_slot = st.sidebar.empty()
+sidebar_status(status_slot)  # now, for pages that follow a run for a while; drawn again after the page
 try:
     navigation.run()
 except Exception as err:  # noqa: BLE001 - a bug in a page: logged with its traceback, shown by its incident id

@@ -6,21 +6,31 @@ import streamlit as st
 
 from ui import charts, engine, run, state
 from ui.settings import Settings
-from ui.widgets import accept_settings, current_inputs, need_result, option_controls, variant_toggles
+from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
 
 st.title("Compare")
-result = need_result()
-shown = state.get(state.RESULT_SETTINGS) or state.get(state.SETTINGS) or Settings()
+run.collect()
+working = run.live()
+result = state.get(state.RESULT) if working is None else None
+if working is None and result is None:
+    result = run.need_result()  # explains how to get one, and stops
+latest = run.current()  # a failed what-if stays the choice shown: it is not tried again at every click
+shown = (latest.settings if latest is not None else state.get(state.RESULT_SETTINGS)) or state.get(
+    state.SETTINGS) or Settings()
 with st.expander("What if… change a variant or an option here: the table follows", expanded=True,
                  icon=":material/tune:"):
     wanted = option_controls(variant_toggles(shown, prefix="w.cmp"), prefix="w.cmp")
     st.caption("Variants this model has already measured with the same options come back at once; changed "
-               "ones are built now. More options (calibration data, threads) on **Quantize**.")
+               "ones are built now, and their rows appear as soon as their size and agreement are known. "
+               "More options (calibration data, threads) on **Quantize**.")
 if wanted != shown:
     accept_settings(wanted)
-    if run.run_comparison():
-        st.rerun()  # draw the page once more from the new result (and the new settings as the ones shown)
-    st.stop()
+    run.start(wanted)  # stops the run it replaces
+    st.rerun()
+if working is not None:
+    run.follow(working)  # until it ends; then the page is drawn again with its result
+run.show_failure()
+assert result is not None
 st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
            f", calibration from {result.calibration.source}. Highlighted: the best value in each column "
            "(agreement and mean |Δp|: among the variants compared with float32). "

@@ -26,7 +26,7 @@ if source == "Bundled sample":
     if current_inputs().sample != name:
         state.put(state.INPUTS, sample_inputs(name))
         state.put(state.OVERRIDE, PreprocessingOverride())
-        state.put(state.RESULT, None)
+        run.reset()
 else:
     with st.form("upload"):
         # No `type=` filters: a wrong type gets a one-line message naming the accepted ones (check_types).
@@ -52,7 +52,7 @@ else:
             st.stop()
         state.put(state.INPUTS, inputs)
         state.put(state.OVERRIDE, PreprocessingOverride())
-        state.put(state.RESULT, None)
+        run.reset()
 
 inputs = current_inputs()
 override = state.get(state.OVERRIDE) or PreprocessingOverride()
@@ -95,7 +95,7 @@ with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} 
         center_crop=crop if crop != pre.center_crop or override.center_crop is not None else None)
     if chosen != override:
         state.put(state.OVERRIDE, chosen)
-        state.put(state.RESULT, None)
+        run.reset()
         st.rerun()
 
 st.subheader(f"Images: {description.image_count}")
@@ -111,6 +111,6 @@ for k, (name, pixels) in enumerate(description.thumbnails[:16]):
 
 st.divider()
 if st.button("Run the full comparison", type="primary", icon=":material/play_arrow:"):
-    if run.run_comparison():
-        st.switch_page("pages/compare.py")
+    run.start()
+    st.switch_page("pages/compare.py")  # rows appear there as they are measured
 st.caption("Builds every variant with default settings; adjust them on **Quantize**.")

@@ -7,11 +7,10 @@ import streamlit as st
 
 from quant_core import MODE_INFO
 from quant_core.ops import OpKind
-from ui import charts
-from ui.widgets import need_result
+from ui import charts, run
 
 st.title("Ops")
-result = need_result()
+result = run.need_result()
 st.markdown(
     "NPUs, DSPs and the Edge TPU run only integer ops. A model is **integer-only** when no op reads or writes a "
     "float tensor; anything else falls back to the CPU at every float op, and each QUANTIZE/DEQUANTIZE at the "

@@ -43,6 +43,5 @@ accept_settings(new)
 st.divider()
 st.caption("Will build: " + ", ".join(MODE_INFO[m].title for m in new.modes))
 if st.button("Run", type="primary", icon=":material/play_arrow:", key="w.run"):
-    if run.run_comparison():
-        st.success("Done. See the side-by-side comparison.", icon=":material/check:")
-        st.page_link("pages/compare.py", label="Open Compare", icon=":material/compare:")
+    run.start(new)
+    st.switch_page("pages/compare.py")  # rows appear there as they are measured

@@ -5,13 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import PreprocessingOverride
-from ui import engine, share, state
+from ui import engine, run, share, state
 from ui.html_report import render_report
 from ui.settings import Settings
-from ui.widgets import current_inputs, need_result
+from ui.widgets import current_inputs
 
 st.title("Report & share")
-result = need_result()
+result = run.need_result()
 inputs = current_inputs()
 name = result.model.name
 

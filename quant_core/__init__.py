@@ -11,7 +11,7 @@ Typical use::
 
 from quant_core.cache import ArtifactCache, KeptModels, MissingModelError, ModelStore
 from quant_core.compare import CompareOptions, CompareRequest, Progress, Workbench, run_compare
-from quant_core.errors import (ConversionError, ImageError, InputError, InternalError, QuantError,
+from quant_core.errors import (Cancelled, ConversionError, ImageError, InputError, InternalError, QuantError,
                                UnsafeModelError, UnsupportedModelError)
 from quant_core.images import ImageSet, load_images, read_labels_file
 from quant_core.models import ModelInfo, SourceModel, load_model
@@ -23,7 +23,7 @@ from quant_core.report import report_dict, variants_csv
 from quant_core.results import CompareResult, VariantResult
 
 __all__ = [
-    "ArtifactCache", "Backend", "CalibrationSource", "ChannelOrder", "CompareOptions", "CompareRequest",
+    "ArtifactCache", "Backend", "CalibrationSource", "Cancelled", "ChannelOrder", "CompareOptions", "CompareRequest",
     "CompareResult", "ConversionError", "IOType", "ImageError", "ImageSet", "InputError", "InternalError",
     "KeptModels", "MODE_INFO", "MissingModelError", "Mode", "ModelInfo", "ModelStore", "Normalization",
     "Preprocessing", "PreprocessingOverride", "Preset", "Progress", "QuantError", "Recipe", "ResizeMethod",

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,9 +19,10 @@ import numpy as np
 
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant
+from quant_core.calibration import spread_order
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import describe_environment, engine_versions
-from quant_core.errors import ConversionError, InputError, QuantError
+from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
@@ -80,14 +82,24 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     if earlier is not None:
         bench.adopt(earlier)
     recipes = request.options.recipes
-    variants = []
-    for i, recipe in enumerate(recipes):
-        name = _variant_name(recipe, recipes)
+    names = variant_names(recipes)
+    timing = request.options.measure_latency
+    variants: list[VariantResult] = []
+    for i, (recipe, name) in enumerate(zip(recipes, names)):
 
         def sub(p: Progress, i: int = i) -> None:
-            report(Progress(0.1 + 0.9 * (i + p.fraction) / len(recipes), p.message, p.variant))
+            report(Progress(0.1 + (0.6 if timing else 0.9) * (i + p.fraction) / len(recipes), p.message, p.variant))
 
-        variants.append(bench.evaluate(recipe, name=name, on_progress=sub))
+        # Latency comes afterwards: a slow variant's timing (int16x8) never holds back the others' numbers.
+        variants.append(bench.evaluate(recipe, name=name, on_progress=sub, time_it=False))
+        report(Progress(0.1 + (0.6 if timing else 0.9) * (i + 1) / len(recipes), f"{name}: measured", name,
+                        partial=bench.result(tuple(variants))))
+    untimed = [i for i, v in enumerate(variants) if timing and v.ok and v.latency is None]
+    for n, i in enumerate(untimed):
+        report(Progress(0.7 + 0.3 * n / len(untimed), f"Timing {variants[i].name}", variants[i].name))
+        variants[i] = bench.time(variants[i])
+        report(Progress(0.7 + 0.3 * (n + 1) / len(untimed), f"{variants[i].name}: timed", variants[i].name,
+                        partial=bench.result(tuple(variants))))
     result = bench.result(tuple(variants), request_key=key, seconds=time.perf_counter() - start)
     cache.put_json("results", key, result.to_dict())
     report(Progress(1.0, "Done"))
@@ -134,10 +146,12 @@ def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
     return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32; {hint}"
 
 
-def _variant_name(recipe: Recipe, recipes: tuple[Recipe, ...]) -> str:
-    """The mode's name, numbered when a mode appears more than once."""
-    same = [r for r in recipes if r.mode is recipe.mode]
-    return recipe.mode.value if len(same) == 1 else f"{recipe.mode.value}-{same.index(recipe) + 1}"
+def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:
+    """Each recipe's row name: its mode's name, numbered when a mode appears more than once."""
+    def name(recipe: Recipe) -> str:
+        same = [r for r in recipes if r.mode is recipe.mode]
+        return recipe.mode.value if len(same) == 1 else f"{recipe.mode.value}-{same.index(recipe) + 1}"
+    return tuple(name(r) for r in recipes)
 
 
 def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[str, ...] | None) -> str:
@@ -151,6 +165,28 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
         opts.measure_latency, engine_versions(),
     )
+
+
+def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
+    """The source's float .tflite: a conversion of the same model bytes by the same engines is taken from the cache.
+
+    Converting a Keras model costs seconds (9 s for MobileNetV2 on 2 cores) and depends
+    only on its bytes and the engine versions. What comes from the cache is still checked
+    like a fresh conversion: the float32 variant must reproduce the source model.
+    """
+    if not source.float_tflite_pending:
+        return source.float_tflite
+    key = cache_key("float-tflite", source.info.sha256, engine_versions())
+    entry = cache.get_json("floats", key)
+    if entry is not None:
+        try:
+            source.use_float_tflite(cache.model_bytes(entry["tflite_sha256"]))
+            return source.float_tflite
+        except MissingModelError:  # removed meanwhile: convert again
+            pass
+    data = source.float_tflite
+    cache.put_json("floats", key, {"tflite_sha256": cache.put_model(data)})
+    return data
 
 
 class Workbench:
@@ -168,11 +204,12 @@ class Workbench:
         self.source_raw = source.predict(self.x)
         self.output_kind = metrics.detect_output_kind(self.source_raw)
         self.source_probs = metrics.to_probabilities(self.source_raw, self.output_kind)
-        self.reference_probs = self._predict(source.float_tflite)
+        self.reference_probs = self._predict(float_tflite(source, cache))
         self._calibrated = CalibratedModels()
         self._float_size = len(source.float_tflite)
         # With `remember` (a warm engine), each measured variant is kept: asking again costs nothing.
         self._measured: dict[tuple[Recipe, str], VariantResult] | None = {} if remember else None
+        self._untimed: dict[str, TFLiteRunner] = {}  # evaluated, latency not measured yet: by model sha256
 
     @classmethod
     def open(cls, model: str | Path, images: ImageSet, *, class_names: tuple[str, ...] | None = None,
@@ -191,14 +228,18 @@ class Workbench:
         return metrics.to_probabilities(runner.predict(self.x), self.output_kind)
 
     def calibration_data(self, recipe: Recipe) -> np.ndarray:
-        """Calibration samples: evenly spread user images, or uniform noise as a what-if."""
+        """Calibration samples: evenly spread user images, or uniform noise as a what-if.
+
+        Images come in a nested order (`spread_order`): the samples for a count are the
+        leading rows of those for any larger count, so raising the count feeds only the
+        extra images through the float model.
+        """
         n = min(recipe.calibration_count, len(self.x))
         if recipe.calibration_source is CalibrationSource.RANDOM:  # uniform pixels, normalized as images are
             rng = np.random.default_rng(0)
             shape = (recipe.calibration_count, *self.x.shape[1:])
             return self.preprocessing.normalization.apply(rng.uniform(0.0, 255.0, size=shape))
-        index = np.unique(np.linspace(0, len(self.x) - 1, n).round().astype(int))
-        return np.ascontiguousarray(self.x[index])
+        return np.ascontiguousarray(self.x[spread_order(len(self.x))[:n]])
 
     def build(self, recipe: Recipe) -> BuiltVariant:
         """Builds one variant, or fetches it from the artifact cache (the recipe is resolved first).
@@ -225,11 +266,13 @@ class Workbench:
                                             "settings": built.settings})
         return BuiltVariant(built.model, built.settings, seconds, None if data is None else len(data))
 
-    def evaluate(self, recipe: Recipe, *, name: str | None = None,
-                 on_progress: ProgressCallback | None = None) -> VariantResult:
+    def evaluate(self, recipe: Recipe, *, name: str | None = None, on_progress: ProgressCallback | None = None,
+                 time_it: bool = True) -> VariantResult:
         """Builds, checks and measures one variant; user and engine errors become a failed result.
 
-        Anything else is a bug and propagates: it must not pass for a variant the engine refused.
+        With `time_it` False latency is left for `time` (None until then, unless it was
+        measured before). A cancelled request and anything else that is not a user or
+        engine error propagate: a bug must not pass for a variant the engine refused.
         """
         report = on_progress or (lambda p: None)
         name = name or recipe.mode.value
@@ -242,24 +285,29 @@ class Workbench:
             report(Progress(0.0, f"Building {name}", name))
             built = self.build(recipe)
             report(Progress(0.5, f"Evaluating {name}", name))
-            result = self._measure(name, recipe, built, report)
+            result = self._measure(name, recipe, built, report, time_it=time_it)
+        except Cancelled:
+            raise
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
         if self._measured is not None:
             self._measured[(recipe, name)] = result
         return result
 
-    def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback) -> VariantResult:
-        """Evaluation, checks, latency and op inventory of a built variant."""
+    def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback, *,
+                 time_it: bool = True) -> VariantResult:
+        """Evaluation, checks, op inventory and (with `time_it`) latency of a built variant."""
         model = built.model
         runner = TFLiteRunner(model, num_threads=self.options.threads)
         probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
         ops = op_inventory(model)
         self._check(recipe, probs, ops)
         latency = None
-        if self.options.measure_latency:
+        if self.options.measure_latency and time_it:
             report(Progress(0.7, f"Timing {name}", name))
             latency = runner.measure_latency(self.x[:1])
+        elif self.options.measure_latency:
+            self._untimed[hashlib.sha256(model).hexdigest()] = runner
         labels = [i for i in self.labels.indices if i is not None]
         agreement = metrics.top1_agreement(probs, self.reference_probs)
         return VariantResult(
@@ -278,6 +326,16 @@ class Workbench:
             tflite_sha256=hashlib.sha256(model).hexdigest(),
             build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
+
+    def time(self, variant: VariantResult) -> VariantResult:
+        """The variant with its latency measured (on the interpreter that evaluated it, when still open)."""
+        sha = variant.tflite_sha256 or ""
+        runner = self._untimed.pop(sha, None) or TFLiteRunner(self.cache.model_bytes(sha),
+                                                               num_threads=self.options.threads)
+        timed = replace(variant, latency=runner.measure_latency(self.x[:1]))
+        if self._measured is not None:
+            self._measured[(timed.recipe, timed.name)] = timed
+        return timed
 
     def _check(self, recipe: Recipe, probs: np.ndarray, ops) -> None:
         """Raises ConversionError when a variant is unusable or breaks its mode's promise."""
@@ -378,10 +436,10 @@ class Workbenches:
         report = on_progress or (lambda p: None)
         key = cache_key(self._model_key(model), images.digest(), class_names, options.preprocessing.to_dict(),
                         options.threads, options.top_k, options.measure_latency)
-        bench = self._benches.pop(key, None)
-        if bench is not None:
+        if key in self._benches:  # reported before anything is taken out: a cancel here loses nothing
             report(Progress(0.05, "Using the model already loaded in this engine"))
-        else:
+        bench = self._benches.pop(key, None)
+        if bench is None:
             source = self.source(model, work_dir=work_dir, on_progress=report)
             bench = Workbench.open(model, images, class_names=class_names, options=options, cache=cache,
                                    source=source, remember=True)
@@ -396,8 +454,8 @@ class Workbenches:
         """The loaded model of this file: kept from an earlier request, or loaded now."""
         report = on_progress or (lambda p: None)
         key = self._model_key(model)
+        report(Progress(0.02, "Reusing the loaded model" if key in self._sources else "Loading the model"))
         source = self._sources.pop(key, None)
-        report(Progress(0.02, "Loading the model" if source is None else "Reusing the loaded model"))
         if source is None:
             source = load_model(model, work_dir=work_dir)
             self.models_loaded += 1

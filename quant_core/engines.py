@@ -43,24 +43,47 @@ class EnginePool:
         self.keep_mb = keep_mb if keep_mb is not None else _env_number("QW_ENGINE_KEEP_MB", 4096)
         self.spare_enabled = spare if spare is not None else os.environ.get("QW_SPARE_ENGINE", "1") != "0"
         self._idle: OrderedDict[str, Engine] = OrderedDict()  # engines waiting for their next request
+        self._busy: dict[str, int] = {}  # keys with a request running, and how many
         self._spare: Engine | None = None
         self._reaper: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)  # notified when a key's request ends
 
     def run(self, key: str, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
             on_progress: Callable[[dict[str, Any]], None] | None = None,
-            on_wait: Callable[[], None] | None = None) -> Any:
+            on_wait: Callable[[], None] | None = None, cancel: threading.Event | None = None) -> Any:
         """Runs a job on the warm engine of `key` (started, or taken from the spare, when there is none).
 
-        Raises what `quant_core.worker.run_job` raises; after a crash, an overrun or an
-        interruption the engine is gone and the next request starts a fresh one.
+        Raises what `quant_core.worker.run_job` raises, and `Cancelled` when `cancel` is set
+        meanwhile (the engine stays warm when its job stopped in time). After a crash, an
+        overrun or an interruption the engine is gone and the next request starts a fresh one.
         """
-        with worker_slot(on_wait):
-            engine = self._checkout(key)
-            try:
-                return engine.run(name, payload, limits=limits, on_progress=on_progress)
-            finally:
-                self._checkin(key, engine)
+        self._wait_for_key(key)
+        try:
+            with worker_slot(on_wait):
+                engine = self._checkout(key)
+                try:
+                    return engine.run(name, payload, limits=limits, on_progress=on_progress, cancel=cancel)
+                finally:
+                    self._checkin(key, engine)
+        finally:
+            with self._lock:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
+                self._freed.notify_all()
+
+    def _wait_for_key(self, key: str) -> None:
+        """Waits while another request runs on this key: its engine, with what it loads, serves this one next.
+
+        A second engine for the same model would load it again and compete for the CPU;
+        waiting for the first is faster. Waits at most QW_ENGINE_WAIT_S, then goes on.
+        """
+        deadline = time.monotonic() + _env_number("QW_ENGINE_WAIT_S", 600)
+        with self._lock:
+            while self._busy.get(key) and time.monotonic() < deadline:
+                self._freed.wait(timeout=1.0)
+            self._busy[key] = self._busy.get(key, 0) + 1
 
     def engines(self) -> dict[str, int]:
         """The idle warm engines' process ids by key (a running request's engine is not listed)."""

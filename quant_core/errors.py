@@ -66,6 +66,10 @@ class ConversionError(QuantError):
     """A variant could not be produced or failed its check against the source model."""
 
 
+class Cancelled(QuantError):
+    """The request was superseded by a newer one (or its caller went away) and stopped its work."""
+
+
 def first_line(err: BaseException, *, limit: int = 300) -> str:
     """The first non-blank line of an exception's message, at most `limit` characters ('' when blank).
 

@@ -121,6 +121,15 @@ class SourceModel:
         return self._float_tflite
 
     @property
+    def float_tflite_pending(self) -> bool:
+        """True while the float .tflite has not been converted yet (see `use_float_tflite`)."""
+        return callable(self._float_tflite)
+
+    def use_float_tflite(self, data: bytes) -> None:
+        """Takes an earlier conversion of this same model (same bytes, same engines) instead of converting again."""
+        self._float_tflite = data
+
+    @property
     def is_tflite(self) -> bool:
         """True when the source is already a .tflite (no TensorFlow graph available)."""
         return self._converter_factory is None

@@ -9,15 +9,22 @@ from quant_core.errors import InputError
 from quant_core.modes import Mode
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
+from quant_core.results import CompareResult
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report: `fraction` of the whole request done, and what is happening."""
+    """A progress report: `fraction` of the whole request done, and what is happening.
+
+    `partial` is the comparison so far, sent each time a variant's numbers are known: every
+    variant measured until now (latency None while it is still to be timed), so a page can
+    show rows as they come.
+    """
 
     fraction: float
     message: str
     variant: str | None = None
+    partial: CompareResult | None = None
 
 
 ProgressCallback = Callable[[Progress], None]

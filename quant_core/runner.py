@@ -137,7 +137,7 @@ class TFLiteRunner:
         return out.astype(np.float32)
 
     def measure_latency(
-        self, sample: np.ndarray, *, warmup: int = 5, min_runs: int = 15, max_runs: int = 200, budget_s: float = 2.0
+        self, sample: np.ndarray, *, warmup: int = 3, min_runs: int = 10, max_runs: int = 200, budget_s: float = 1.0
     ) -> Latency:
         """Times `invoke()` on one image: warm-up, then runs until max_runs or the time budget.
 

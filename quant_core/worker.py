@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant_core.errors import QuantError, report_internal
+from quant_core.errors import Cancelled, QuantError, report_internal
 
 _POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
 _POOL = threading.BoundedSemaphore(_POOL_SIZE)
 _POLL_S = 0.1
 _TMP_PREFIX = "qw-job-"
 _NICENESS = int(os.environ.get("QW_WORKER_NICE", "10"))
+_CANCEL_GRACE_S = float(os.environ.get("QW_CANCEL_GRACE_S", "20"))  # a converter call can take ~10 s
 _LOG_TAIL_LINES = 200  # of a failed job's output, logged with the failure
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,19 @@ class Engine:
         return _rss_mb(self.proc.pid)
 
     def run(self, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
-            on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
+            on_progress: Callable[[dict[str, Any]], None] | None = None,
+            cancel: threading.Event | None = None) -> Any:
         """Runs one job in this process with its limits; see `run_job` for what it raises.
 
-        If the caller is interrupted (a progress callback raises, e.g. Streamlit stopping a
-        rerun), the process is killed: no job outlives its request.
+        Setting `cancel` asks the job to stop at its next progress report (a superseded
+        request): it raises `Cancelled` and the process stays, with what it loaded, for the
+        next request; a job that does not stop within QW_CANCEL_GRACE_S is killed. If the
+        caller is interrupted (a progress callback raises), the process is killed: no job
+        outlives its request.
         """
         limits = limits or Limits()
+        if cancel is not None and cancel.is_set():  # superseded before it started: the engine is not touched
+            raise Cancelled("stopped: a newer request replaced this one")
         _remove_orphaned_job_dirs()
         scratch = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}.")
         where = f"job {name!r} in worker process {self.proc.pid}"
@@ -169,12 +176,14 @@ class Engine:
             except BrokenPipeError:
                 pass  # the process died meanwhile: reported below as a crash
             try:
-                answer = self._await_answer(limits, on_progress or (lambda p: None))
+                answer = self._await_answer(limits, on_progress or (lambda p: None), cancel)
             except BaseException as err:
                 self.kill()
-                if isinstance(err, WorkerError):
+                if isinstance(err, (WorkerError, Cancelled)):
                     log.warning("%s stopped: %s%s", where, err, self._tail(start))
                 raise
+            if answer is None and cancel is not None and cancel.is_set():
+                raise Cancelled("stopped: a newer request replaced this one")  # killed while it was starting
             if answer is None:
                 code = self.proc.wait()
                 reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
@@ -193,9 +202,11 @@ class Engine:
             raise _user_error(answer.get("kind", ""), answer["error"])
         return answer["result"]
 
-    def _await_answer(self, limits: Limits, on_progress) -> dict[str, Any] | None:
+    def _await_answer(self, limits: Limits, on_progress,
+                      cancel: threading.Event | None) -> dict[str, Any] | None:
         """Relays progress until the job answers or the process ends; kills it at its time or memory limit."""
         deadline = time.monotonic() + limits.timeout_s
+        asked: float | None = None  # when the job was asked to stop
         while True:
             for message in self._lines.read(timeout=_POLL_S):
                 if "progress" not in message:
@@ -203,6 +214,13 @@ class Engine:
                 on_progress(message["progress"])
             if self.proc.poll() is not None and self._lines.closed:
                 return None
+            if cancel is not None and cancel.is_set():
+                if asked is None:
+                    asked = time.monotonic()
+                    os.kill(self.proc.pid, signal.SIGUSR1)
+                elif time.monotonic() - asked > _CANCEL_GRACE_S:
+                    raise Cancelled(f"the request was superseded; its job did not stop within "
+                                    f"{_CANCEL_GRACE_S:.0f} s and was killed")
             if time.monotonic() > deadline:
                 raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
             if self.rss_mb() > limits.memory_mb:
@@ -300,6 +318,8 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def _child(channel_fd: int, *, preload: bool = False) -> int:
     """Worker side: run each job read from stdin (one JSON line each), answer on the channel; exit at EOF."""
+    stop = threading.Event()  # set by SIGUSR1: the parent cancelled the running job
+    signal.signal(signal.SIGUSR1, lambda signum, frame: stop.set())
     channel = os.fdopen(channel_fd, "w", buffering=1)
     os.nice(_NICENESS)  # batch work yields the CPU to the web server that shares the machine
     os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
@@ -318,15 +338,22 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message) + "\n")
 
+    def report(progress: Any) -> None:
+        """Relays a job's progress; where a job reports progress it can stop, so a cancel takes effect here."""
+        if stop.is_set():
+            raise Cancelled("stopped: a newer request replaced this one")
+        send({"progress": progress})
+
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
+        stop.clear()
         for name in ("TMPDIR", "TEMP", "TMP"):  # this job's private folder (the engine's own C++ reads TMPDIR)
             os.environ[name] = request["tmp"]
         tempfile.tempdir = request["tmp"]
         try:
-            send({"result": registry[request["job"]](request["payload"], lambda p: send({"progress": p}))})
+            send({"result": registry[request["job"]](request["payload"], report)})
         except QuantError as err:
             send({"error": str(err), "kind": type(err).__name__})
         except Exception:  # noqa: BLE001 - a bug: the parent logs this traceback under an incident id

@@ -27,6 +27,8 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 ERROR = '[data-testid="stAlertContentError"] [data-testid="stMarkdownContainer"]'  # the message, not its icon
 EXCEPTION = '[data-testid="stException"]'
+# Compare with a finished comparison: its charts are drawn only once every variant is measured (rows stream before).
+DONE = f'{IDLE} [data-testid="stPlotlyChart"]'
 
 # The Compare page's summary table as {variant: {column: text}} (runs in the page; works for sync and async APIs).
 SUMMARY_JS = """() => {
@@ -220,8 +222,7 @@ async def full_comparison(browser, url: str, query: str, *, timeout_s: float = 9
         start = time.perf_counter()
         await page.get_by_role("button", name="Run the full comparison").click()
         await page.wait_for_selector('h1:has-text("Compare")')
-        await page.wait_for_selector('[data-testid="stTable"] table')
-        await page.wait_for_selector(IDLE)
+        await page.wait_for_selector(DONE)
         seconds = time.perf_counter() - start
         rows = await page.evaluate(SUMMARY_JS)
         errors = tuple(await page.locator(f"{ERROR}, {EXCEPTION}").all_inner_texts())

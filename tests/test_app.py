@@ -106,10 +106,11 @@ def test_results_survive_page_changes_and_feed_every_page(sample_run):
 def test_a_repeated_run_is_answered_from_the_cache_without_any_worker(sample_run, monkeypatch):
     from ui import engine
 
-    def no_worker():
-        raise AssertionError("a cached request must not reach a worker")
+    class NoWorkers:
+        def run(self, *args, **kwargs):
+            raise AssertionError("a cached request must not reach a worker")  # an incident: the test fails
 
-    monkeypatch.setattr(engine, "engine_pool", no_worker)
+    monkeypatch.setattr(engine, "engine_pool", NoWorkers)
     at = sample_run
     at.switch_page("pages/model_data.py").run()
     next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=300)
@@ -146,12 +147,11 @@ def test_quantize_page_runs_selected_variants(model_files, image_dir):
         at.checkbox(key=f"w.mode.{mode}").set_value(mode in ("int8", "float16"))
     at.slider(key="w.cal_count").set_value(20)
     at.run()
-    at.button(key="w.run").click().run(timeout=600)
+    at.button(key="w.run").click().run(timeout=600)  # lands on Compare, which follows the run to its end
     no_failures(at)
-    assert "Done" in at.success[0].value
-    assert any("3 of 3 variants built" in getattr(e, "label", "") for e in list(at.expander) + list(at.get("status")))
-    at.switch_page("pages/compare.py").run()
+    assert at.title[0].value == "Compare"
     assert list(at.table[0].value["variant"]) == ["float32", "float16", "int8"]
+    assert all(at.table[0].value["status"] == "ok")
 
 
 @pytest.mark.internal_error

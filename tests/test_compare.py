@@ -290,3 +290,35 @@ def test_the_result_on_screen_lends_its_unchanged_variants_to_a_what_if(model_fi
     other_threads = run_compare(_request(model_files, image_dir, measure_latency=True, threads=2,
                                          recipes=(Recipe(Mode.INT8),)), cache=cache, earlier=shown)
     assert other_threads.variant("int8").latency.threads == 2  # another setup: measured anew
+
+
+def test_rows_stream_in_first_and_latency_fills_in_afterwards(full_result):
+    """Each variant's numbers are reported as soon as they are known; timing every variant comes after."""
+    from dataclasses import replace
+
+    result, events, _ = full_result
+    names = [m.value for m in Mode]
+    partials = [e.partial for e in events if e.partial is not None]
+    measured, timed = partials[:len(names)], partials[len(names):]
+    assert [[v.name for v in p.variants] for p in measured] == [names[:k] for k in range(1, len(names) + 1)]
+    assert all(v.latency is None for p in measured for v in p.variants)  # no timing held a row back
+    assert [sum(v.latency is not None for v in p.variants) for p in timed] == list(range(1, len(names) + 1))
+    assert timed[-1].variants == result.variants
+    final = {v.name: v for v in result.variants}
+    for p in partials:  # a streamed row's numbers are the final ones; only latency was still to come
+        assert all(replace(v, latency=None) == replace(final[v.name], latency=None) for v in p.variants)
+
+
+def test_a_cancel_stops_the_request_instead_of_failing_a_variant(model_files, image_dir, cache):
+    from quant_core.errors import Cancelled
+
+    def supersede_at_int8(progress: Progress) -> None:
+        if progress.message == "Building int8":
+            raise Cancelled("stopped: a newer request replaced this one")
+
+    recipes = (Recipe(Mode.FLOAT32), Recipe(Mode.INT8), Recipe(Mode.FLOAT16))
+    with pytest.raises(Cancelled):
+        run_compare(_request(model_files, image_dir, recipes=recipes, top_k=4), cache=cache,
+                    on_progress=supersede_at_int8)
+    later = run_compare(_request(model_files, image_dir, recipes=recipes, top_k=4), cache=cache)
+    assert all(v.ok for v in later.variants)  # nothing half-done was stored

@@ -136,3 +136,60 @@ def test_a_user_error_keeps_the_warm_engine(pool):
     with pytest.raises(ImageError):
         pool.run("m", "test.image_error", {})
     assert pool.engines() == {"m": warm}
+
+
+def test_a_superseded_request_stops_at_its_next_step_and_its_engine_stays_warm(pool, model_files, image_dir,
+                                                                                tmp_path):
+    import threading
+
+    from quant_core.errors import Cancelled
+
+    pool.run("tiny", "compare", _compare(model_files, image_dir, tmp_path, Mode.FLOAT16))
+    warm = pool.engines()["tiny"]
+    cancel = threading.Event()
+    reports = []
+
+    def supersede(progress):  # a newer request arrives while this one works
+        reports.append(progress)
+        cancel.set()
+
+    with pytest.raises(Cancelled, match="a newer request replaced this one"):
+        pool.run("tiny", "test.scratch_then_die", {"how": "hang"}, on_progress=supersede, cancel=cancel)
+    assert 1 <= len(reports) <= 5  # it reports every 0.1 s: it stopped at one of its next reports
+    assert pool.engines() == {"tiny": warm}  # the process is kept, with the model it loaded
+    stats = pool.run("tiny", "engine.stats", {})
+    assert stats == {"pid": warm, "models_loaded": 1}
+    with pytest.raises(Cancelled):  # cancelled before it started: the engine is not even asked
+        pool.run("tiny", "test.echo", {"ok": 1}, cancel=cancel)
+    assert pool.run("tiny", "engine.stats", {})["pid"] == warm
+
+
+def test_a_job_that_does_not_stop_when_cancelled_is_killed_after_the_grace_period(pool, monkeypatch):
+    import threading
+
+    from quant_core import worker
+    from quant_core.errors import Cancelled
+
+    monkeypatch.setattr(worker, "_CANCEL_GRACE_S", 0.5)
+    warm = pool.run("m", "engine.stats", {})["pid"]
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.monotonic()
+    with pytest.raises(Cancelled, match="did not stop within"):
+        pool.run("m", "test.sleep", {"seconds": 60}, cancel=cancel)  # never reports progress
+    assert time.monotonic() - start < 30
+    assert _gone(warm) and pool.engines() == {}
+    assert pool.run("m", "engine.stats", {})["pid"] != warm
+
+
+def test_a_request_waits_for_the_running_request_on_its_key_and_gets_its_engine(pool):
+    import threading
+
+    first = pool.run("m", "engine.stats", {})["pid"]
+    answers = {}
+    slow = threading.Thread(target=lambda: answers.update(slow=pool.run("m", "test.sleep", {"seconds": 1.5})))
+    slow.start()
+    time.sleep(0.5)  # the slow request holds the key's engine
+    assert pool.run("m", "engine.stats", {})["pid"] == first  # not a second engine for the same model
+    slow.join()
+    assert answers == {"slow": "woke up"}

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import REPO
 from hostile import corpus
-from live_server import CHROMIUM, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, health_seconds, streamlit_server
+from live_server import (CHROMIUM, DONE, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, health_seconds,
+                         streamlit_server)
 
 pytestmark = pytest.mark.browser
 
@@ -139,8 +140,7 @@ def test_one_session_cannot_see_list_or_download_anothers_files(live, browser, m
     upload(alice_page, secret, [archive], labels_file)
     alice_page.wait_for_selector("text=What we understood: alice_private_model")
     alice_page.get_by_role("button", name="Run the full comparison").click()
-    alice_page.wait_for_selector('[data-testid="stTable"] table')
-    alice_page.wait_for_selector(IDLE)
+    alice_page.wait_for_selector(DONE)
     assert "ok" in str(alice_page.evaluate(SUMMARY_JS))
     folders = [p for p in root.iterdir() if any(p.rglob("alice_private_model.keras"))]
     assert len(folders) == 1 and oct(root.stat().st_mode & 0o777) == "0o700"
@@ -161,8 +161,7 @@ def test_one_session_cannot_see_list_or_download_anothers_files(live, browser, m
     page.wait_for_selector(IDLE)
     upload(page, bob_model, [images_zip(image_dir, tmp_path / "bob_images.zip")], labels_file)
     page.get_by_role("button", name="Run the full comparison").click()
-    page.wait_for_selector('[data-testid="stTable"] table')
-    page.wait_for_selector(IDLE)
+    page.wait_for_selector(DONE)
     seen.append(page.inner_text("body"))
     page.locator('[data-testid="stSidebarNavLink"]', has_text="Report & share").click()
     page.wait_for_selector(IDLE)

@@ -9,7 +9,7 @@ from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 from quant_core.ops import OpKind
-from quant_core.summary import Summary, summarize
+from quant_core.summary import MEDIAN_MS, MISSING, P90_MS, STATUS, VARIANT, Summary, summarize
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -209,3 +209,28 @@ def disagreement(result: CompareResult) -> list[bool]:
     if base is None:
         return [False] * len(result.images)
     return [any(v.top1[k] != base.top1[k] for v in vs) for k in range(len(result.images))]
+
+
+def live_frame(partial: CompareResult | None, names: tuple[str, ...], *, current: str | None,
+               timing: bool) -> pd.DataFrame:
+    """The summary table of a running comparison, as text: measured rows, then one row per variant still to come.
+
+    A measured variant whose latency is still to be timed says so in its status and latency
+    cells; the variant being built says "building…", the others "waiting".
+    """
+    table = summarize(partial) if partial is not None else Summary(columns=(VARIANT, STATUS), rows=())
+    columns = table.columns
+    rows: list[list[str]] = []
+    done: set[str] = set()
+    for row in table.rows:
+        done.add(row.name)
+        cells = {c: table.text(row, c) for c in columns}
+        if timing and row.ok and cells.get(MEDIAN_MS) == MISSING:
+            cells[STATUS] = "measuring latency…"
+            cells[MEDIAN_MS] = cells[P90_MS] = "…"
+        rows.append([cells[c] for c in columns])
+    for name in names:
+        if name not in done:
+            state = "building…" if name == current else "waiting"
+            rows.append([name if c is VARIANT else state if c is STATUS else "" for c in columns])
+    return pd.DataFrame(rows, columns=[c.title for c in columns])

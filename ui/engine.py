@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, KeptModels, ModelInfo,
-                        Preprocessing, PreprocessingOverride, Progress, load_images)
+from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, InternalError, KeptModels, Mode,
+                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
+from quant_core.cache import cache_key
+from quant_core.errors import report_internal
+from quant_core.env import engine_versions
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.compare import cached_result
 from quant_core.engines import EnginePool
@@ -19,6 +25,8 @@ from ui.inputs import Inputs
 from ui.settings import Settings
 
 THUMBNAILS = 24
+DESCRIBE_SCHEMA = 1  # bump when the describe job's answer changes shape: stored descriptions are then ignored
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,17 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 
 @st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
-    answer = engine_pool().run(engine_key(_inputs, override), "describe", {
-        "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
-        "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
-        "work_dir": str(_inputs.folder) if _inputs.folder else None})
+    # On disk by content (every file's name and bytes, the preprocessing chosen, the engines): a
+    # server that described these files once answers without a worker, even after a restart.
+    stored = cache_key("describe", DESCRIBE_SCHEMA, key, to_jsonable(override), engine_versions())
+    answer = artifact_cache().get_json("descriptions", stored)
+    if answer is None:
+        answer = engine_pool().run(engine_key(_inputs, override), "describe", {
+            "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
+            "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
+            "work_dir": str(_inputs.folder) if _inputs.folder else None})
+        artifact_cache().put_json("descriptions", stored, answer)
+    prepare(_inputs, override)
     # Thumbnails: Pillow only, no TensorFlow in the server.
     images = load_images(_inputs.images, work_dir=_inputs.folder)
     return Description(
@@ -80,33 +95,79 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
     )
 
 
+@st.cache_resource(show_spinner=False)
+def _prepared() -> set[str]:
+    """Engine keys this server has prepared (see `prepare`)."""
+    return set()
+
+
+def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
+    """Opens the inputs' workbench in their warm engine, in the background, while the user reads the page.
+
+    The first run on a model otherwise starts by converting it to float and measuring the
+    float32 baseline (~10 s for MobileNetV2 on 2 cores). Here that happens once per engine
+    key, right after the model is described; a run that comes meanwhile waits for this
+    engine (quant_core.engines) instead of loading the model a second time. QW_PREPARE=0
+    turns it off.
+    """
+    key = engine_key(inputs, override)
+    prepared = _prepared()
+    if os.environ.get("QW_PREPARE", "1") == "0" or key in prepared:
+        return
+    prepared.add(key)
+    pool, cache = engine_pool(), artifact_cache()
+    request = CompareRequest(
+        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
+        CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=override))
+    payload = {"request": to_jsonable(request), "cache_dir": str(cache.root),
+               "work_dir": str(inputs.folder) if inputs.folder else None}
+
+    def work() -> None:
+        try:
+            pool.run(key, "compare", payload)
+        except (QuantError, InternalError) as err:  # the user's own run meets it again and shows it
+            log.info("preparing %s stopped: %s", inputs.title, err)
+        except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback under an incident id
+            report_internal(err, context=f"preparing {inputs.title}")
+
+    threading.Thread(target=work, name="prepare", daemon=True).start()
+
+
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
             on_progress: Callable[[Progress], None], work_dir: Path, earlier: CompareResult | None = None,
-            ) -> CompareResult:
-    """The comparison from the content-addressed cache, or run by the inputs' warm engine."""
+            cancel: threading.Event | None = None, pool: EnginePool | None = None,
+            cache: ArtifactCache | None = None) -> CompareResult:
+    """The comparison from the content-addressed cache, or run by the inputs' warm engine.
+
+    `pool` and `cache` default to the server's; a thread without a script run passes them.
+    Raises `Cancelled` when `cancel` is set meanwhile.
+    """
+    pool = pool or engine_pool()
+    cache = cache or artifact_cache()
     request = CompareRequest(
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
-    cached = cached_result(request, artifact_cache(), work_dir=work_dir, on_progress=on_progress)
+    cached = cached_result(request, cache, work_dir=work_dir, on_progress=on_progress)
     if isinstance(cached, CompareResult):  # a cached answer needs no worker at all
         return cached
-    answer = engine_pool().run(
+    answer = pool.run(
         engine_key(inputs, override), "compare",
-        {"request": to_jsonable(request), "cache_dir": str(artifact_cache().root), "work_dir": str(work_dir),
+        {"request": to_jsonable(request), "cache_dir": str(cache.root), "work_dir": str(work_dir),
          "earlier": earlier.to_dict() if earlier is not None else None},
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
-        on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")))
+        on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")),
+        cancel=cancel)
     return CompareResult.from_dict(answer)
 
 
-def keep_models(result: CompareResult, session_dir: Path) -> KeptModels:
+def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:
     """Keeps the result's .tflite files in the session's folder: its downloads survive the cache's cleaning.
 
     Raises:
         MissingModelError: a model was removed from the cache before it could be kept.
     """
-    return artifact_cache().keep([v.tflite_sha256 for v in result.variants if v.ok and v.tflite_sha256],
-                                 session_dir / "models")
+    return (cache or artifact_cache()).keep([v.tflite_sha256 for v in result.variants if v.ok and v.tflite_sha256],
+                                            session_dir / "models")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -1,47 +1,193 @@
-"""Running a comparison from a page: progress bar, per-variant status, result into session state."""
+"""Comparisons that run beside the pages: rows stream in, a page change keeps the run, a newer request stops it.
+
+A run is a thread of the server owned by one session (under `state.RUN`). It asks the
+inputs' warm engine for the comparison and keeps what the engine reports: progress and the
+comparison so far (`Progress.partial`). Pages only read it: Compare draws its rows as they
+come (`follow`); any page that runs after it ended moves its result into the session
+(`collect`, called by the router). Changing page does not stop a run. Starting another run
+in the same session cancels the one before (its engine stops at its next step and stays
+warm for the new request); a run whose browser session has been gone for QW_ABANDON_S is
+stopped and its worker killed.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
 import streamlit as st
 
-from quant_core import MODE_INFO, InternalError, PreprocessingOverride, Progress, QuantError
-from ui import engine, state
+from quant_core import CompareOptions, CompareResult, KeptModels, PreprocessingOverride, Progress
+from quant_core.compare import variant_names
+from quant_core.errors import Cancelled, InternalError, QuantError, report_internal
+from ui import charts, engine, sessions, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
 
+ABANDON_S = float(os.environ.get("QW_ABANDON_S", "30"))  # a session gone this long no longer wants its run
+_REDRAW_S = 0.2
 
-def run_comparison() -> bool:
-    """Runs the comparison for the current inputs and settings; True when a result was stored."""
+
+@dataclass(eq=False)
+class Run:
+    """One session's comparison in progress (or just ended); written by its thread, read by pages."""
+
+    settings: Settings
+    names: tuple[str, ...]  # the variants asked for, in table order
+    session_id: str = ""
+    started: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    progress: Progress = field(default_factory=lambda: Progress(0.0, "Starting…"))
+    partial: CompareResult | None = None  # the variants measured so far
+    result: CompareResult | None = None
+    models: KeptModels | None = None
+    error: QuantError | InternalError | None = None
+    collected: bool = False  # its result was moved into the session
+    version: int = 0  # bumped at every report: a view redraws when it changed
+    _gone_since: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+    @property
+    def measured(self) -> int:
+        """How many variants have their numbers (latency may still be coming)."""
+        return len(self.partial.variants) if self.partial is not None else 0
+
+    def update(self, progress: Progress) -> None:
+        """The engine's report (called in the run's thread); stops the run when its session is gone."""
+        self._check_session()
+        if progress.partial is not None:
+            self.partial = progress.partial
+        self.progress = progress
+        self.version += 1
+
+    def _check_session(self) -> None:
+        if not self.session_id or sessions.is_active(self.session_id) or not sessions.runtime_exists():
+            self._gone_since = None
+            return
+        now = time.monotonic()
+        self._gone_since = self._gone_since or now
+        if now - self._gone_since > ABANDON_S:
+            raise Cancelled("stopped: the browser session that asked for it is gone")
+
+
+def current() -> Run | None:
+    """The session's latest run (running or ended), if any."""
+    return state.get(state.RUN)
+
+
+def live() -> Run | None:
+    """The session's run while it is still working."""
+    run = current()
+    return run if run is not None and not run.finished else None
+
+
+def start(settings: Settings | None = None) -> Run:
+    """Starts a comparison of the current inputs with `settings` (default: the session's); cancels the one before.
+
+    Raises:
+        InputError: the settings cannot be built.
+    """
     inputs = current_inputs()
     override = state.get(state.OVERRIDE) or PreprocessingOverride()
-    settings = state.get(state.SETTINGS) or Settings()
-    bar = st.progress(0.0, text="Starting…")
+    settings = settings or state.get(state.SETTINGS) or Settings()
+    names = variant_names(CompareOptions(recipes=settings.recipes()).recipes)
+    previous = live()
+    if previous is not None:
+        previous.cancel.set()
+    pool, cache, work_dir, earlier = engine.engine_pool(), engine.artifact_cache(), state.workdir(), state.get(
+        state.RESULT)
+    run = Run(settings, names, session_id=sessions.current_session_id())
 
-    def on_progress(p: Progress) -> None:
-        bar.progress(min(max(p.fraction, 0.0), 1.0), text=p.message)
-
-    failure: QuantError | InternalError | None = None
-    with st.status("Building and measuring variants…", expanded=False) as status:
+    def work() -> None:
+        if previous is not None:  # its engine serves this request once it stopped
+            previous.done.wait()
         try:
-            result = engine.compare(inputs, override, settings, on_progress=on_progress, work_dir=state.workdir(),
-                                    earlier=state.get(state.RESULT))
-            models = engine.keep_models(result, state.workdir())
-        except ENGINE_ERRORS as err:  # a bug in the engine shows its incident id, like a user error its line
-            status.update(label="Stopped: nothing was built", state="error")
-            failure = err
-    if failure is not None:  # outside the (collapsed) status box, where it is seen
-        bar.empty()
-        show_error(failure)
-        return False
-    with status:
-        for v in result.variants:
-            icon = ":material/check_circle:" if v.ok else ":material/cancel:"
-            st.write(f"{icon} **{MODE_INFO[v.mode].title}** — " + ("ok" if v.ok else f"failed: {v.error}"))
-        failed = [v for v in result.variants if not v.ok]
-        status.update(label=f"{len(result.variants) - len(failed)} of {len(result.variants)} variants built"
-                      + (f", {len(failed)} failed" if failed else ""), state="error" if failed else "complete")
-    bar.progress(1.0, text="Done")
-    state.put(state.RESULT, result)
-    state.put(state.RESULT_SETTINGS, settings)
-    state.put(state.MODELS, models)
-    return True
+            result = engine.compare(inputs, override, settings, on_progress=run.update, work_dir=work_dir,
+                                    earlier=earlier, cancel=run.cancel, pool=pool, cache=cache)
+            run.models = engine.keep_models(result, work_dir, cache)
+            run.result = result
+        except ENGINE_ERRORS as err:
+            run.error = err
+        except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback, shown by its incident id
+            run.error = report_internal(err, context="a comparison run")
+        finally:
+            run.version += 1
+            run.done.set()
+
+    state.put(state.RUN, run)
+    threading.Thread(target=work, name=f"compare-{run.session_id[:8]}", daemon=True).start()
+    return run
+
+
+def reset() -> None:
+    """Forgets the session's result and stops its run: the inputs or their preprocessing changed."""
+    working = live()
+    if working is not None:
+        working.cancel.set()
+    state.put(state.RUN, None)
+    state.put(state.RESULT, None)
+
+
+def collect() -> None:
+    """Moves an ended run's result into the session (once); the last good result stays when it failed."""
+    run = current()
+    if run is None or not run.finished or run.collected:
+        return
+    run.collected = True
+    if run.result is not None:
+        state.put(state.RESULT, run.result)
+        state.put(state.RESULT_SETTINGS, run.settings)
+        state.put(state.MODELS, run.models)
+
+
+def show_failure() -> None:
+    """The latest run's error, if it failed (a superseded run's cancel is not a failure)."""
+    run = current()
+    if run is not None and run.finished and run.error is not None and not isinstance(run.error, Cancelled):
+        show_error(run.error)
+
+
+def follow(run: Run, *, table: bool = True) -> None:
+    """Draws a running comparison until it ends (rows as they are measured), then reruns the page.
+
+    The page stays interactive: any widget change interrupts this loop (the run goes on).
+    """
+    bar = st.progress(0.0, text="Starting…")
+    rows = st.empty()
+    seen = -1
+    while not run.finished:
+        if run.version != seen:
+            seen = run.version
+            p = run.progress
+            bar.progress(min(max(p.fraction, 0.0), 1.0),
+                         text=f"{p.message} · {run.measured} of {len(run.names)} variants measured · "
+                              f"{time.monotonic() - run.started:.0f} s")
+            if table:
+                rows.table(charts.live_frame(run.partial, run.names, current=p.variant,
+                                             timing=True).set_index("variant"))
+        time.sleep(_REDRAW_S)
+    st.rerun()
+
+
+def need_result() -> CompareResult:
+    """The last comparison; while the first one runs, its progress until it is done; else how to get one."""
+    collect()
+    result = state.get(state.RESULT)
+    if result is not None:
+        return result
+    run = live()
+    if run is not None:
+        st.info("The comparison is running; its results appear here when it is done.", icon=":material/pending:")
+        follow(run, table=False)
+    show_failure()
+    st.info("No comparison yet. Choose variants on **Quantize** and press **Run**, "
+            "or use the one-click run on **Model & data**.", icon=":material/info:")
+    st.page_link("pages/quantize.py", label="Go to Quantize", icon=":material/tune:")
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop raises

@@ -42,6 +42,13 @@ def current_session_id() -> str:
     return ctx.session_id if ctx else ""
 
 
+def runtime_exists() -> bool:
+    """Whether a Streamlit server runs in this process (not under AppTest or in a script)."""
+    from streamlit.runtime import Runtime
+
+    return Runtime.exists()
+
+
 def is_active(session_id: str) -> bool:
     """Whether Streamlit still has this session."""
     from streamlit.runtime import Runtime

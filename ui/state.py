@@ -20,6 +20,7 @@ OVERRIDE = "qw.override"  # quant_core.PreprocessingOverride chosen on the Model
 SETTINGS = "qw.settings"  # ui.settings.Settings: the quantization choices
 RESULT = "qw.result"  # quant_core.CompareResult of the last run
 RESULT_SETTINGS = "qw.result_settings"  # ui.settings.Settings that RESULT was run with
+RUN = "qw.run"  # ui.run.Run: the session's latest comparison run (working or ended)
 MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in this session's folder
 WORKDIR = "qw.workdir"  # this session's private folder for uploads
 UPLOAD_ERROR = "qw.upload_error"  # the last upload problem, shown until the next upload

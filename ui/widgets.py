@@ -34,23 +34,16 @@ def show_error(err: QuantError | InternalError) -> None:
         st.error(str(err), icon=":material/error:")
 
 
-def need_result():
-    """The last comparison, or an explanation and a stop when there is none yet."""
-    result = state.get(state.RESULT)
-    if result is None:
-        st.info("No comparison yet. Choose variants on **Quantize** and press **Run**, "
-                "or use the one-click run on **Model & data**.", icon=":material/info:")
-        st.page_link("pages/quantize.py", label="Go to Quantize", icon=":material/tune:")
-        st.stop()
-    return result
-
-
 def sidebar_status(slot) -> None:
     """What is loaded and whether results exist, on every page (drawn into a sidebar slot)."""
     inputs = current_inputs()
     with slot.container():
         st.caption(f"**Working on:** {inputs.title}")
         result = state.get(state.RESULT)
+        run = state.get(state.RUN)
+        if run is not None and not run.finished:
+            st.caption(f"**Running:** {run.measured} of {len(run.names)} variants measured.")
+            st.page_link("pages/compare.py", label="Watch it on Compare", icon=":material/compare:")
         if result is None:
             st.caption("No comparison yet.")
         else:
