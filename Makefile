@@ -25,6 +25,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 run: setup
+	$(PY) -m ui.prewarm
 	$(PY) -m streamlit run streamlit_app.py
 
 lint: setup

@@ -58,7 +58,7 @@ class EnginePool:
         meanwhile (the engine stays warm when its job stopped in time). After a crash, an
         overrun or an interruption the engine is gone and the next request starts a fresh one.
         """
-        self._wait_for_key(key)
+        self._wait_for_key(key, on_wait)
         try:
             with worker_slot(on_wait):
                 engine = self._checkout(key)
@@ -73,7 +73,7 @@ class EnginePool:
                     del self._busy[key]
                 self._freed.notify_all()
 
-    def _wait_for_key(self, key: str) -> None:
+    def _wait_for_key(self, key: str, on_wait: Callable[[], None] | None) -> None:
         """Waits while another request runs on this key: its engine, with what it loads, serves this one next.
 
         A second engine for the same model would load it again and compete for the CPU;
@@ -81,6 +81,8 @@ class EnginePool:
         """
         deadline = time.monotonic() + _env_number("QW_ENGINE_WAIT_S", 600)
         with self._lock:
+            if self._busy.get(key) and on_wait is not None:
+                on_wait()  # under the lock: it only reports (a page's progress callback)
             while self._busy.get(key) and time.monotonic() < deadline:
                 self._freed.wait(timeout=1.0)
             self._busy[key] = self._busy.get(key, 0) + 1

@@ -11,7 +11,7 @@ import enum
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from quant_core.results import CompareResult, VariantResult
@@ -166,6 +166,7 @@ class Summary:
 
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
+    _best: dict[str, Value] = field(default_factory=dict, compare=False, repr=False)  # by column key, once
 
     def value(self, row: Row, column: Column) -> Value:
         """The rounded value of one cell."""
@@ -177,6 +178,11 @@ class Summary:
 
     def best(self, column: Column) -> Value:
         """The best value of a column among the variants that compete for it (None when none does)."""
+        if column.key not in self._best:
+            self._best[column.key] = self._find_best(column)
+        return self._best[column.key]
+
+    def _find_best(self, column: Column) -> Value:
         values = [self.value(r, column) for r in self.rows
                   if r.ok and not (column.against_float32 and r.is_float32)]
         numbers_ = [cast(float, v) for v in values if not _missing(v)]

@@ -22,6 +22,7 @@ DEBUG level when it succeeded, as a warning or with the incident when it did not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -217,7 +218,8 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 if asked is None:
                     asked = time.monotonic()
-                    os.kill(self.proc.pid, signal.SIGUSR1)
+                    with contextlib.suppress(ProcessLookupError):  # ended meanwhile: its answer or crash is read next
+                        os.kill(self.proc.pid, signal.SIGUSR1)
                 elif time.monotonic() - asked > _CANCEL_GRACE_S:
                     raise Cancelled(f"the request was superseded; its job did not stop within "
                                     f"{_CANCEL_GRACE_S:.0f} s and was killed")

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -73,16 +74,8 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 
 @st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
-    # On disk by content (every file's name and bytes, the preprocessing chosen, the engines): a
-    # server that described these files once answers without a worker, even after a restart.
-    stored = cache_key("describe", DESCRIBE_SCHEMA, key, to_jsonable(override), engine_versions())
-    answer = artifact_cache().get_json("descriptions", stored)
-    if answer is None:
-        answer = engine_pool().run(engine_key(_inputs, override), "describe", {
-            "model": str(_inputs.model), "images": [str(p) for p in _inputs.images],
-            "labels": str(_inputs.labels) if _inputs.labels else None, "override": to_jsonable(override),
-            "work_dir": str(_inputs.folder) if _inputs.folder else None})
-        artifact_cache().put_json("descriptions", stored, answer)
+    answer = stored_description(_inputs, override, artifact_cache(),
+                                lambda job, payload: engine_pool().run(engine_key(_inputs, override), job, payload))
     prepare(_inputs, override)
     # Thumbnails: Pillow only, no TensorFlow in the server.
     images = load_images(_inputs.images, work_dir=_inputs.folder)
@@ -93,6 +86,39 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
         labels_source=answer["labels_source"], skipped=from_jsonable(tuple[SkippedFile, ...], answer["skipped"]),
         image_count=answer["image_count"], thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
     )
+
+
+Job = Callable[[str, dict[str, Any]], Any]  # runs a worker job: (name, payload) -> answer
+
+
+def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache, job: Job) -> Any:
+    """The describe job's answer, kept on disk by content: a restarted server answers without a worker.
+
+    The key holds every file's name and bytes, the preprocessing chosen and the engines.
+    """
+    stored = cache_key("describe", DESCRIBE_SCHEMA, inputs.digest, to_jsonable(override), engine_versions())
+    answer = cache.get_json("descriptions", stored)
+    if answer is None:
+        answer = job("describe", {
+            "model": str(inputs.model), "images": [str(p) for p in inputs.images],
+            "labels": str(inputs.labels) if inputs.labels else None, "override": to_jsonable(override),
+            "work_dir": str(inputs.folder) if inputs.folder else None})
+        cache.put_json("descriptions", stored, answer)
+    return answer
+
+
+def baseline_request(inputs: Inputs, override: PreprocessingOverride) -> CompareRequest:
+    """The comparison that opens the inputs' workbench: float conversion and the measured float32 baseline."""
+    return CompareRequest(
+        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
+        CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=override))
+
+
+def baseline_payload(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> dict[str, Any]:
+    """The compare job of `baseline_request`."""
+    request = baseline_request(inputs, override)
+    return {"request": to_jsonable(request), "cache_dir": str(cache.root),
+            "work_dir": str(inputs.folder) if inputs.folder else None}
 
 
 @st.cache_resource(show_spinner=False)
@@ -115,12 +141,8 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
     if os.environ.get("QW_PREPARE", "1") == "0" or key in prepared:
         return
     prepared.add(key)
-    pool, cache = engine_pool(), artifact_cache()
-    request = CompareRequest(
-        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
-        CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=override))
-    payload = {"request": to_jsonable(request), "cache_dir": str(cache.root),
-               "work_dir": str(inputs.folder) if inputs.folder else None}
+    pool = engine_pool()
+    payload = baseline_payload(inputs, override, artifact_cache())
 
     def work() -> None:
         try:
@@ -155,7 +177,8 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
         {"request": to_jsonable(request), "cache_dir": str(cache.root), "work_dir": str(work_dir),
          "earlier": earlier.to_dict() if earlier is not None else None},
         on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
-        on_wait=lambda: on_progress(Progress(0.0, "Waiting for a free worker (other comparisons are running)…")),
+        on_wait=lambda: on_progress(Progress(0.0, "Waiting for the engine: it is busy (with this model, or other "
+                                                  "comparisons run)…")),
         cancel=cancel)
     return CompareResult.from_dict(answer)
 
