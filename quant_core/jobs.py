@@ -10,7 +10,8 @@ from typing import Any
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
 from quant_core.errors import InputError
-from quant_core.compare import CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare
+from quant_core.compare import (CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare,
+                                variant_names)
 from quant_core.images import load_images, read_labels_file, resolve_labels
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.results import CompareResult
@@ -41,6 +42,28 @@ def compare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     earlier = CompareResult.from_dict(payload["earlier"]) if payload.get("earlier") else None
     return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir, workbenches=WORKBENCHES,
                        earlier=earlier).to_dict()
+
+
+@job("prepare")
+def prepare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """Opens a request's workbench in this engine and measures its variants, whatever the results cache holds.
+
+    Run in a warm engine right after a model is described: the user's first run then
+    finds the model loaded, converted and its float32 baseline measured (and a what-if
+    after a cached run finds a warm engine).
+    """
+    request = from_jsonable(CompareRequest, payload["request"])
+    cache = ArtifactCache(Path(payload["cache_dir"])) if payload.get("cache_dir") else ArtifactCache()
+    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
+    images = load_images(request.images, work_dir=work_dir)
+    class_names = read_labels_file(request.labels_file) if request.labels_file else None
+    bench = WORKBENCHES.open(request.model, images, class_names=class_names, options=request.options, cache=cache,
+                             work_dir=work_dir, on_progress=lambda p: progress(to_jsonable(p)))
+    for recipe, name in zip(request.options.recipes, variant_names(request.options.recipes)):
+        variant = bench.evaluate(recipe, name=name, time_it=False)
+        if variant.ok and variant.latency is None and request.options.measure_latency:
+            bench.time(variant)
+    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
 
 
 @job("describe")

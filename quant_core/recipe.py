@@ -84,9 +84,10 @@ class Recipe:
     def resolve(self, *, source_is_tflite: bool) -> Recipe:
         """Returns the recipe with backend and I/O type made explicit for a source.
 
-        Calibration settings of a mode that does not calibrate are reset to their defaults:
-        they change nothing, so they must not make a built variant look different (its
-        cache key, a warm engine's memory of what it measured).
+        Calibration settings of a mode that does not calibrate, and per-channel for a mode
+        that keeps float weights, are reset to their defaults: they change nothing, so they
+        must not make a built variant look different (its cache key, a warm engine's memory
+        of what it measured).
 
         Raises:
             InputError: if the chosen backend cannot start from a float .tflite.
@@ -107,6 +108,8 @@ class Recipe:
         if not self.needs_calibration:
             resolved = replace(resolved, calibration_count=Recipe.calibration_count,
                                calibration_source=Recipe.calibration_source)
+        if self.mode in (Mode.FLOAT32, Mode.FLOAT16):  # no integer weights: nothing per channel
+            resolved = replace(resolved, per_channel=Recipe.per_channel)
         return resolved
 
     @property

@@ -27,8 +27,15 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 ERROR = '[data-testid="stAlertContentError"] [data-testid="stMarkdownContainer"]'  # the message, not its icon
 EXCEPTION = '[data-testid="stException"]'
-# Compare with a finished comparison: its charts are drawn only once every variant is measured (rows stream before).
-DONE = f'{IDLE} [data-testid="stPlotlyChart"]'
+# Compare with a finished comparison drawn (rows stream before; charts come with the result). After a what-if,
+# wait for `done_other_than(key)`: the last result's elements stay on screen, stale, while the next one runs.
+DONE = f'{IDLE} [data-qw-result]'
+RESULT_KEY_JS = "() => document.querySelector('[data-qw-result]')?.dataset.qwResult ?? null"
+
+
+def done_other_than(key: str) -> str:
+    """Selector: a result other than `key` is drawn and the page is idle (wait for this, then IDLE)."""
+    return f'[data-qw-result]:not([data-qw-result="{key}"])'
 
 # The Compare page's summary table as {variant: {column: text}} (runs in the page; works for sync and async APIs).
 SUMMARY_JS = """() => {

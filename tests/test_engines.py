@@ -193,3 +193,17 @@ def test_a_request_waits_for_the_running_request_on_its_key_and_gets_its_engine(
     assert pool.run("m", "engine.stats", {})["pid"] == first  # not a second engine for the same model
     slow.join()
     assert answers == {"slow": "woke up"}
+
+
+def test_prepare_opens_the_workbench_so_the_first_run_finds_the_baseline_measured(pool, model_files, image_dir,
+                                                                                  tmp_path):
+    prepared = pool.run("tiny", "prepare", _compare(model_files, image_dir, tmp_path, Mode.FLOAT32))
+    assert prepared["models_loaded"] == 1
+    seen = []
+    result = CompareResult.from_dict(pool.run("tiny", "compare",
+                                              _compare(model_files, image_dir, tmp_path, Mode.FLOAT32, Mode.INT8),
+                                              on_progress=seen.append))
+    messages = [p["message"] for p in seen]
+    assert "float32: measured before on this model" in messages and "Building int8" in messages
+    assert pool.run("tiny", "engine.stats", {}) == {"pid": prepared["pid"], "models_loaded": 1}
+    assert [v.name for v in result.variants] == ["float32", "int8"] and all(v.ok for v in result.variants)

@@ -86,3 +86,13 @@ def test_calibration_settings_of_a_mode_that_does_not_calibrate_do_not_make_it_a
         assert tuned == Recipe(mode).resolve(source_is_tflite=False), mode
     int8 = Recipe(Mode.INT8, calibration_count=7).resolve(source_is_tflite=False)
     assert int8.calibration_count == 7 and int8 != Recipe(Mode.INT8).resolve(source_is_tflite=False)
+
+
+def test_settings_a_mode_does_not_use_do_not_make_its_variant_look_new():
+    """A what-if on per-channel or calibration must not rebuild (or re-time) float32 and float16."""
+    for mode in (Mode.FLOAT32, Mode.FLOAT16):
+        changed = Recipe(mode, per_channel=False, calibration_count=7).resolve(source_is_tflite=False)
+        assert changed == Recipe(mode).resolve(source_is_tflite=False)
+    for mode in (Mode.WEIGHT_ONLY, Mode.DYNAMIC_RANGE, Mode.INT8, Mode.INT16X8):  # integer weights: per channel
+        assert (Recipe(mode, per_channel=False).resolve(source_is_tflite=False)
+                != Recipe(mode).resolve(source_is_tflite=False))

@@ -84,7 +84,8 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
         preprocessing=from_jsonable(Preprocessing, answer["preprocessing"]),
         class_counts=tuple((name, int(n)) for name, n in answer["class_counts"]),
         labels_source=answer["labels_source"], skipped=from_jsonable(tuple[SkippedFile, ...], answer["skipped"]),
-        image_count=answer["image_count"], thumbnails=tuple((i.name, i.pixels) for i in images.items[:THUMBNAILS]),
+        image_count=answer["image_count"],
+        thumbnails=tuple((i.name, _small(i.pixels)) for i in images.items[:THUMBNAILS]),
     )
 
 
@@ -146,13 +147,29 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
 
     def work() -> None:
         try:
-            pool.run(key, "compare", payload)
+            pool.run(key, "prepare", payload)
         except (QuantError, InternalError) as err:  # the user's own run meets it again and shows it
             log.info("preparing %s stopped: %s", inputs.title, err)
         except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback under an incident id
             report_internal(err, context=f"preparing {inputs.title}")
 
     threading.Thread(target=work, name="prepare", daemon=True).start()
+
+
+def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: Settings) -> CompareRequest:
+    """The comparison of these inputs with these settings (raises InputError for settings that cannot be built)."""
+    return CompareRequest(
+        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
+        CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
+
+
+def cached(inputs: Inputs, override: PreprocessingOverride, settings: Settings, work_dir: Path) -> CompareResult | None:
+    """The stored result of this exact comparison with its models kept for the session, or None (Pillow only)."""
+    try:
+        found = cached_result(compare_request(inputs, override, settings), artifact_cache(), work_dir=work_dir)
+    except QuantError:  # a run meets the problem again and reports it
+        return None
+    return found if isinstance(found, CompareResult) else None
 
 
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
@@ -166,9 +183,7 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
     """
     pool = pool or engine_pool()
     cache = cache or artifact_cache()
-    request = CompareRequest(
-        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
-        CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
+    request = compare_request(inputs, override, settings)
     cached = cached_result(request, cache, work_dir=work_dir, on_progress=on_progress)
     if isinstance(cached, CompareResult):  # a cached answer needs no worker at all
         return cached
@@ -193,15 +208,16 @@ def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache |
                                             session_dir / "models")
 
 
+def _small(pixels: np.ndarray, size: int = 160) -> np.ndarray:
+    """A thumbnail's pixels: the browser gets a small image, not a full photo to scale down."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    image = Image.fromarray(pixels)
+    image.thumbnail((size, size))
+    return np.asarray(image)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def thumbnails(paths: tuple[str, ...], key: str, size: int = 96) -> dict[str, np.ndarray]:
     """Small RGB thumbnails of every image, by the display name the engine uses."""
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-
-    images = load_images([Path(p) for p in paths])
-    out = {}
-    for item in images.items:
-        image = Image.fromarray(item.pixels)
-        image.thumbnail((size, size))
-        out[item.name] = np.asarray(image)
-    return out
+    return {item.name: _small(item.pixels, size) for item in load_images([Path(p) for p in paths]).items}

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
@@ -23,6 +24,7 @@ from quant_core import CompareOptions, CompareResult, KeptModels, PreprocessingO
 from quant_core.compare import variant_names
 from quant_core.errors import Cancelled, InternalError, QuantError, report_internal
 from ui import charts, engine, sessions, state
+from ui.inputs import Inputs
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
 
@@ -100,9 +102,11 @@ def start(settings: Settings | None = None) -> Run:
     previous = live()
     if previous is not None:
         previous.cancel.set()
-    pool, cache, work_dir, earlier = engine.engine_pool(), engine.artifact_cache(), state.workdir(), state.get(
-        state.RESULT)
+    work_dir = state.workdir()
     run = Run(settings, names, session_id=sessions.current_session_id())
+    if _answer_from_cache(run, inputs, override, work_dir):
+        return run
+    pool, cache, earlier = engine.engine_pool(), engine.artifact_cache(), state.get(state.RESULT)
 
     def work() -> None:
         if previous is not None:  # its engine serves this request once it stopped
@@ -123,6 +127,22 @@ def start(settings: Settings | None = None) -> Run:
     state.put(state.RUN, run)
     threading.Thread(target=work, name=f"compare-{run.session_id[:8]}", daemon=True).start()
     return run
+
+
+def _answer_from_cache(run: Run, inputs: Inputs, override: PreprocessingOverride, work_dir: Path) -> bool:
+    """Ends `run` at once with the stored result of the same request, when there is one: no thread, no worker."""
+    hit = engine.cached(inputs, override, run.settings, work_dir)
+    if hit is None:
+        return False
+    try:
+        run.models = engine.keep_models(hit, work_dir)
+    except QuantError:  # a model left the cache meanwhile: the run builds it again
+        return False
+    run.result, run.progress = hit, Progress(1.0, "Served from cache", partial=hit)
+    run.done.set()
+    state.put(state.RUN, run)
+    collect()
+    return True
 
 
 def reset() -> None:
