@@ -38,6 +38,7 @@ test: lint browser
 bench: setup browser
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_browser.py
+	$(PY) bench/bench_whatif.py
 	$(PY) bench/bench_load.py
 
 samples: setup
