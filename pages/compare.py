@@ -9,7 +9,7 @@ from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
 
 st.title("Compare")
-run.collect()
+run.collect()  # again: a run may have ended since the router collected
 working = run.live()
 result = state.get(state.RESULT) if working is None else None
 if working is None and result is None:

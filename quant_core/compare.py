@@ -170,9 +170,10 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
 def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
     """The source's float .tflite: a conversion of the same model bytes by the same engines is taken from the cache.
 
-    Converting a Keras model costs seconds (9 s for MobileNetV2 on 2 cores) and depends
-    only on its bytes and the engine versions. What comes from the cache is still checked
-    like a fresh conversion: the float32 variant must reproduce the source model.
+    Converting a Keras model costs seconds (~10 s for MobileNetV2 on 2 cores, bench/RESULTS.md
+    section 1) and depends only on its bytes and the engine versions. What comes from the
+    cache is still checked like a fresh conversion: the float32 variant must reproduce the
+    source model.
     """
     if not source.float_tflite_pending:
         return source.float_tflite
@@ -447,7 +448,6 @@ class Workbenches:
         self._benches[key] = bench
         _keep_last(self._benches, self.size)
         return bench
-
 
     def source(self, model: str | Path, *, work_dir: Path | None = None,
                on_progress: ProgressCallback | None = None) -> SourceModel:

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, InternalError, KeptModels, Mode,
-                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
+                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, load_images)
 from quant_core.cache import cache_key
 from quant_core.errors import report_internal
 from quant_core.env import engine_versions
@@ -110,9 +110,7 @@ def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: A
 
 def baseline_request(inputs: Inputs, override: PreprocessingOverride) -> CompareRequest:
     """The comparison that opens the inputs' workbench: float conversion and the measured float32 baseline."""
-    return CompareRequest(
-        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
-        CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=override))
+    return compare_request(inputs, override, Settings(modes=(Mode.FLOAT32,)))
 
 
 def baseline_payload(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> dict[str, Any]:
@@ -132,10 +130,10 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
     """Opens the inputs' workbench in their warm engine, in the background, while the user reads the page.
 
     The first run on a model otherwise starts by converting it to float and measuring the
-    float32 baseline (~10 s for MobileNetV2 on 2 cores). Here that happens once per engine
-    key, right after the model is described; a run that comes meanwhile waits for this
-    engine (quant_core.engines) instead of loading the model a second time. QW_PREPARE=0
-    turns it off.
+    float32 baseline (~10 s for MobileNetV2 on 2 cores: bench/RESULTS.md, section 1). Here
+    that happens once per engine key, right after the model is described; a run that comes
+    meanwhile waits for this engine (quant_core.engines) instead of loading the model a
+    second time. QW_PREPARE=0 turns it off.
     """
     key = engine_key(inputs, override)
     prepared = _prepared()
@@ -176,7 +174,7 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
             on_progress: Callable[[Progress], None], work_dir: Path, earlier: CompareResult | None = None,
             cancel: threading.Event | None = None, pool: EnginePool | None = None,
             cache: ArtifactCache | None = None) -> CompareResult:
-    """The comparison from the content-addressed cache, or run by the inputs' warm engine.
+    """The comparison run by the inputs' warm engine (callers look in the results cache first: `cached`).
 
     `pool` and `cache` default to the server's; a thread without a script run passes them.
     Raises `Cancelled` when `cancel` is set meanwhile.
@@ -184,9 +182,6 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
     pool = pool or engine_pool()
     cache = cache or artifact_cache()
     request = compare_request(inputs, override, settings)
-    cached = cached_result(request, cache, work_dir=work_dir, on_progress=on_progress)
-    if isinstance(cached, CompareResult):  # a cached answer needs no worker at all
-        return cached
     answer = pool.run(
         engine_key(inputs, override), "compare",
         {"request": to_jsonable(request), "cache_dir": str(cache.root), "work_dir": str(work_dir),

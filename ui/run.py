@@ -197,7 +197,7 @@ def follow(run: Run, *, table: bool = True) -> None:
 
 def need_result() -> CompareResult:
     """The last comparison; while the first one runs, its progress until it is done; else how to get one."""
-    collect()
+    collect()  # a run may have ended since the router collected
     result = state.get(state.RESULT)
     if result is not None:
         return result
