@@ -33,11 +33,11 @@ from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import CompareOptions, CompareRequest, Progress, ProgressCallback
 from quant_core.results import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
                                 VariantResult)
-from quant_core.runner import TFLiteRunner
+from quant_core.runner import TFLiteRunner, measure_memory
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 4  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 5  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 
@@ -316,6 +316,7 @@ class Workbench:
             warning=_agreement_warning(recipe, agreement),
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
+            memory=measure_memory(model, num_threads=self.options.threads),
             top1_agreement=agreement,
             top1_agreement_source=metrics.top1_agreement(probs, self.source_probs),
             top5_agreement=metrics.topk_agreement(probs, self.reference_probs, 5),

@@ -18,7 +18,7 @@ from quant_core.modes import Mode
 from quant_core.ops import OpInventory
 from quant_core.preprocess import Preprocessing
 from quant_core.recipe import Recipe
-from quant_core.runner import Latency
+from quant_core.runner import Latency, Memory
 
 
 class Status(enum.StrEnum):
@@ -57,6 +57,7 @@ class VariantResult:
     input_dtype: str | None = None
     output_dtype: str | None = None
     latency: Latency | None = None
+    memory: Memory | None = None  # measured at batch 1 (None off glibc)
     top1_agreement: float | None = None
     top1_agreement_source: float | None = None
     top5_agreement: float | None = None  # float32's top-1 among this variant's top 5

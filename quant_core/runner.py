@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,6 +33,70 @@ class Latency:
     runs: int
     warmup: int
     threads: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What running one variant holds in memory, measured on the allocator (not estimated from parameter counts).
+
+    As TFLite's own benchmark tool does, the interpreter's heap is read from glibc's
+    allocator counters (`mallinfo2`: bytes in use, including large mmapped blocks) before
+    the interpreter is created and after `allocate_tensors()` and one `invoke()` at batch 1.
+    """
+
+    model_bytes: int  # the flatbuffer, resident while the interpreter runs (in flash on a microcontroller)
+    runtime_bytes: int  # heap the interpreter allocated: tensor arena, kernel scratch, delegate-packed weights
+
+    @property
+    def total_bytes(self) -> int:
+        """What a phone holds while the model runs: the model and the interpreter's heap."""
+        return self.model_bytes + self.runtime_bytes
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _heap_reader():
+    """glibc's mallinfo2 as a function returning bytes in use, or None where it does not exist (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = mallinfo2()
+        return int(info.uordblks + info.hblkhd)  # small chunks in use + blocks mmapped for large allocations
+
+    return in_use
+
+
+_HEAP_IN_USE = _heap_reader()
+
+
+def measure_memory(model: bytes, *, num_threads: int = 1) -> Memory | None:
+    """The heap a fresh interpreter of `model` holds after allocating and running one image (None off glibc).
+
+    The model's bytes are created before the first reading, so `runtime_bytes` is only what
+    the interpreter itself allocates; the input is zeros (memory does not depend on values).
+    """
+    if _HEAP_IN_USE is None:
+        return None
+    content = bytes(model)
+    before = _HEAP_IN_USE()
+    interpreter = Interpreter(model_content=content, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    allocated = _HEAP_IN_USE()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    ran = _HEAP_IN_USE()
+    del interpreter
+    return Memory(model_bytes=len(content), runtime_bytes=max(0, max(allocated, ran) - before))
 
 
 class TFLiteRunner:

@@ -128,6 +128,8 @@ STATUS = Column("status", "status", Unit.TEXT, lambda v: v.status.value)
 SIZE = Column("size_bytes", "size (KB)", Unit.KB, lambda v: v.size_bytes, digits=1, better=Better.LOWER)
 X_SMALLER = Column("x_smaller", "x smaller", Unit.FACTOR, lambda v: 1 / v.size_ratio if v.size_ratio else None,
                    digits=2, better=Better.HIGHER)
+MEMORY = Column("runtime_memory_bytes", "memory (KB)", Unit.KB,
+                lambda v: None if v.memory is None else v.memory.runtime_bytes, digits=0, better=Better.LOWER)
 MEDIAN_MS = Column("latency_median_ms", "median ms", Unit.NUMBER, _latency("median_ms"), digits=3,
                    better=Better.LOWER)
 P90_MS = Column("latency_p90_ms", "p90 ms", Unit.NUMBER, _latency("p90_ms"), digits=3, better=Better.LOWER)
@@ -146,8 +148,8 @@ INTEGER_ONLY = Column("integer_only", "integer-only", Unit.YES_NO,
 NOTE = Column("warning", "note", Unit.TEXT, lambda v: v.warning, needs=Needs.A_VALUE)
 ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.A_VALUE)
 
-COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEDIAN_MS, P90_MS, AGREEMENT, TOP5_AGREEMENT,
-                               ACCURACY, TOP5_ACCURACY, MEAN_ABS_DIFF, INTEGER_ONLY, NOTE, ERROR)
+COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, AGREEMENT,
+                               TOP5_AGREEMENT, ACCURACY, TOP5_ACCURACY, MEAN_ABS_DIFF, INTEGER_ONLY, NOTE, ERROR)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ class Row:
     name: str
     ok: bool
     is_float32: bool  # the baseline every `against_float32` column is measured with
+    warned: bool  # carries a warning (changes many predictions): never highlighted as best
     values: tuple[Value, ...]
 
 
@@ -183,16 +186,20 @@ class Summary:
         return self._best[column.key]
 
     def _find_best(self, column: Column) -> Value:
-        values = [self.value(r, column) for r in self.rows
-                  if r.ok and not (column.against_float32 and r.is_float32)]
+        values = [self.value(r, column) for r in self.rows if self._competes(r, column)]
         numbers_ = [cast(float, v) for v in values if not _missing(v)]
         if column.better is Better.NONE or not numbers_:
             return None
         return max(numbers_) if column.better is Better.HIGHER else min(numbers_)
 
+    @staticmethod
+    def _competes(row: Row, column: Column) -> bool:
+        """False for failed and warned variants, and for float32 in the columns that compare with it."""
+        return row.ok and not row.warned and not (column.against_float32 and row.is_float32)
+
     def is_best(self, row: Row, column: Column) -> bool:
-        """True when this cell holds its column's best value (ties are all best)."""
-        if not row.ok or (column.against_float32 and row.is_float32):
+        """True when this cell holds its column's best value among the variants that compete (ties are all best)."""
+        if not self._competes(row, column):
             return False
         best = self.best(column)
         return best is not None and self.value(row, column) == best
@@ -217,7 +224,8 @@ def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:
     """
     columns = tuple(c for c in COLUMNS if every_column or _applies(c, result))
     baseline = result.baseline
-    rows = tuple(Row(name=v.name, ok=v.ok, is_float32=v is baseline, values=tuple(c.cell(v) for c in columns))
+    rows = tuple(Row(name=v.name, ok=v.ok, is_float32=v is baseline, warned=bool(v.warning),
+                     values=tuple(c.cell(v) for c in columns))
                  for v in result.variants)
     return Summary(columns=columns, rows=rows)
 
