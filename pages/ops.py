@@ -24,8 +24,8 @@ for v in charts.ok_variants(result):
         "integer compute with float input/output (QUANTIZE/DEQUANTIZE at the edges)")
     with st.expander(f"{MODE_INFO[v.mode].title} (`{v.name}`): {ops.total} ops — {verdict}",
                      expanded=v.name in ("int8", "int8_float_io")):
-        c = st.columns(6)
-        for col, kind in zip(c, OpKind):
+        kinds = [kind for kind in OpKind if kind is not OpKind.INDEX or ops.index]  # index ops only when any
+        for col, kind in zip(st.columns(len(kinds)), kinds):
             col.metric(kind.value.upper() if kind in (OpKind.QUANTIZE, OpKind.DEQUANTIZE) else kind.value,
                        ops.of(kind))
         st.dataframe(pd.DataFrame([{"op": o.op, "runs as": o.kind.value, "count": o.count} for o in ops.by_op]),

@@ -25,7 +25,7 @@ import numpy as np
 from quant_core import _quiet
 from quant_core.calibration import NestedStates
 from quant_core.env import installed_version
-from quant_core.errors import ConversionError, QuantError, first_line
+from quant_core.errors import ConversionError, InputError, QuantError, first_line
 from quant_core.models import SourceModel
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
@@ -213,6 +213,9 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     from tensorflow.lite.python import lite  # pylint: disable=import-outside-toplevel
 
     assert data is not None
+    if not recipe.per_channel:  # the converter's QuantizeModel fails: "Quantized dimension ... Got 3 and 0"
+        raise InputError("the TFLite converter builds 16x8 with per-channel weights only; turn per-channel weights "
+                         "back on, or choose the LiteRT Quantizer engine, which builds per-tensor 16x8")
     io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
     fed = calibrated.calibrator(source, data, digest)
     with _engine(recipe.engine):

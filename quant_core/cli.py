@@ -27,6 +27,7 @@ from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOve
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
 from quant_core.results import CompareResult
 from quant_core.summary import ACCURACY, TOP5_ACCURACY, Unit, summarize
+from quant_core.verdict import Floor, FloorKind, Verdict, decide
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--no-latency", action="store_true", help="skip latency measurement")
     cmp.add_argument("--out-dir", help="write each variant's .tflite and recipe JSON here")
     cmp.add_argument("--report-json", help="write the full report as JSON here")
+    floor = cmp.add_mutually_exclusive_group()
+    floor.add_argument("--min-agreement", type=float, default=None,
+                       help="verdict: fidelity floor as top-1 agreement with float32, 0..1 (default 0.99)")
+    floor.add_argument("--max-accuracy-drop", type=float, default=None,
+                       help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (needs labels)")
     _add_recipe_options(cmp)
     _add_preprocessing_options(cmp)
 
@@ -134,6 +140,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
     from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
 
+    floor = _floor(args)
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
@@ -147,9 +154,26 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(report_dict(result, tflite_paths=paths), indent=2) + "\n")
     out.write(format_table(result))
+    out.write(format_verdict(decide(result, floor=floor)))
     for s in result.skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
     return 0
+
+
+def _floor(args: argparse.Namespace) -> Floor:
+    """The verdict's fidelity floor from --min-agreement / --max-accuracy-drop (checked before any work)."""
+    if args.max_accuracy_drop is not None:
+        return Floor(FloorKind.ACCURACY_DROP, args.max_accuracy_drop)
+    return Floor(FloorKind.AGREEMENT, 0.99 if args.min_agreement is None else args.min_agreement)
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """The verdict as plain text: one line per target."""
+    lines = ["", f"Which variant to ship ({verdict.floor.label}):"]
+    lines += [f"  {p.target.heading}: {p.variant or 'none fits'}. {p.reason}" for p in verdict.picks]
+    if verdict.note:
+        lines.append(f"  Note: {verdict.note}")
+    return "\n".join(lines) + "\n"
 
 
 def format_table(result: CompareResult) -> str:

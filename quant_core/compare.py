@@ -26,7 +26,7 @@ from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
-from quant_core.ops import op_inventory
+from quant_core.ops import op_inventory, per_tensor_hybrid_depthwise
 from quant_core.preprocess import Preprocessing, to_model_input
 from quant_core.preprocess_inference import infer_preprocessing
 from quant_core.recipe import CalibrationSource, Recipe
@@ -302,7 +302,7 @@ class Workbench:
         runner = TFLiteRunner(model, num_threads=self.options.threads)
         probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
         ops = op_inventory(model)
-        self._check(recipe, probs, ops)
+        self._check(recipe, model, probs, ops)
         latency = None
         if self.options.measure_latency and time_it:
             report(Progress(0.7, f"Timing {name}", name))
@@ -339,8 +339,15 @@ class Workbench:
             self._measured[(timed.recipe, timed.name)] = timed
         return timed
 
-    def _check(self, recipe: Recipe, probs: np.ndarray, ops) -> None:
+    def _check(self, recipe: Recipe, model: bytes, probs: np.ndarray, ops) -> None:
         """Raises ConversionError when a variant is unusable or breaks its mode's promise."""
+        broken = per_tensor_hybrid_depthwise(model) if not recipe.per_channel else 0
+        if broken:
+            raise ConversionError(
+                f"per-tensor weights break dynamic range here: LiteRT's hybrid DEPTHWISE_CONV_2D kernel needs one "
+                f"scale per channel, so {broken} depthwise op(s) give different outputs on every run; "
+                "turn per-channel weights back on"
+            )
         reason = metrics.collapse_reason(probs, self.reference_probs)
         if reason:
             raise ConversionError(reason)

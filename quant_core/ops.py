@@ -20,6 +20,7 @@ class OpKind(enum.StrEnum):
     FLOAT = "float"
     QUANTIZE = "quantize"  # float -> integer at a boundary
     DEQUANTIZE = "dequantize"  # integer -> float at a boundary
+    INDEX = "index"  # int32/int64 shape and index arithmetic (SHAPE, STRIDED_SLICE, PACK): never quantized
 
     @property
     def uses_float(self) -> bool:
@@ -54,6 +55,7 @@ class OpInventory:
     hybrid: int
     quantize: int
     dequantize: int
+    index: int
     integer_only: bool
     by_op: tuple[OpCount, ...]
 
@@ -82,7 +84,8 @@ def op_inventory(model: bytes) -> OpInventory:
     return OpInventory(
         total=sum(counts.values()), float=by_kind[OpKind.FLOAT], int8=by_kind[OpKind.INT8],
         int16=by_kind[OpKind.INT16], hybrid=by_kind[OpKind.HYBRID], quantize=by_kind[OpKind.QUANTIZE],
-        dequantize=by_kind[OpKind.DEQUANTIZE], integer_only=not touches_float and bool(counts),
+        dequantize=by_kind[OpKind.DEQUANTIZE], index=by_kind[OpKind.INDEX],
+        integer_only=not touches_float and bool(counts),
         by_op=tuple(OpCount(op, kind, n) for (op, kind), n in sorted(counts.items())),
     )
 
@@ -94,6 +97,30 @@ def _kind(name: str, ins: list[np.dtype], outs: list[np.dtype]) -> OpKind:
     out = outs[0] if outs else (ins[0] if ins else np.dtype(np.float32))
     if out.kind == "f":
         return OpKind.HYBRID if any(d in (np.int8, np.uint8) for d in ins) else OpKind.FLOAT
+    if out in (np.int32, np.int64, np.bool_):
+        return OpKind.INDEX  # shapes, indices, argmax: whatever they read, nothing of theirs is quantized
     if out == np.int16 or any(d == np.int16 for d in ins):
         return OpKind.INT16
     return OpKind.INT8
+
+
+def per_tensor_hybrid_depthwise(model: bytes) -> int:
+    """How many hybrid DEPTHWISE_CONV_2D ops (float input, int8 filter) have one scale for several channels.
+
+    LiteRT's hybrid depthwise kernel reads one filter scale per output channel; with a
+    per-tensor filter it reads past the single scale, so outputs change from one
+    interpreter to the next (measured: two fresh interpreters disagree by up to 0.9 in
+    probability on the same image).
+    """
+    interp = plain_interpreter(model)
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    count = 0
+    for op in interp._get_ops_details():  # pylint: disable=protected-access
+        if op["op_name"] != "DEPTHWISE_CONV_2D" or len(op["inputs"]) < 2:
+            continue
+        data, weights = details[op["inputs"][0]], details[op["inputs"][1]]
+        scales = weights["quantization_parameters"]["scales"]
+        if (np.dtype(data["dtype"]).kind == "f" and np.dtype(weights["dtype"]) == np.int8
+                and len(scales) == 1 and weights["shape"][-1] > 1):
+            count += 1
+    return count
