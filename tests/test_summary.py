@@ -94,10 +94,11 @@ def html_view(result: CompareResult) -> tuple[dict[str, dict[str, str]], set[tup
 
 def expected_best(result: CompareResult) -> set[tuple[str, str]]:
     """The best cells worked out from the variants' raw numbers, not from the summary module."""
-    ok = [v for v in result.variants if v.ok]
+    ok = [v for v in result.variants if v.ok and not v.warning]  # a warned variant is never best
     quantized = [v for v in ok if v.mode is not Mode.FLOAT32]  # float32 scores perfectly against itself
     picks = {"size (KB)": (ok, lambda v: v.size_bytes, min),
              "x smaller": (ok, lambda v: round(1 / v.size_ratio, 2), max),
+             "memory (KB)": (ok, lambda v: v.memory.runtime_bytes, min),
              "median ms": (ok, lambda v: round(v.latency.median_ms, 3), min),
              "p90 ms": (ok, lambda v: round(v.latency.p90_ms, 3), min),
              "agreement": (quantized, lambda v: round(v.top1_agreement, 3), max),
@@ -110,8 +111,9 @@ def expected_best(result: CompareResult) -> set[tuple[str, str]]:
     return best
 
 
-TITLES = ["variant", "status", "size (KB)", "x smaller", "median ms", "p90 ms", "agreement", "accuracy", "mean |Δp|",
-          "integer-only", "error"]  # 3 labelled classes: no top-5 columns; a failure: its error; no warning: no note
+TITLES = ["variant", "status", "size (KB)", "x smaller", "memory (KB)", "median ms", "p90 ms", "agreement", "accuracy",
+          "mean |Δp|", "integer-only", "error"]
+# 3 labelled classes: no top-5 columns; a failure: its error; no warning: no note
 
 
 def test_every_view_shows_the_same_columns_and_the_same_text(result):
@@ -130,7 +132,8 @@ def test_every_view_shows_the_same_columns_and_the_same_text(result):
     for v in result.variants[:3]:
         assert expected[v.name] | {"status": "ok"} == {
             "variant": v.name, "status": "ok", "size (KB)": f"{v.size_bytes / 1024:,.1f}",
-            "x smaller": f"{1 / v.size_ratio:.2f}x", "median ms": f"{v.latency.median_ms:.3f}",
+            "x smaller": f"{1 / v.size_ratio:.2f}x", "memory (KB)": f"{v.memory.runtime_bytes / 1024:,.0f}",
+            "median ms": f"{v.latency.median_ms:.3f}",
             "p90 ms": f"{v.latency.p90_ms:.3f}", "agreement": f"{v.top1_agreement:.1%}",
             "accuracy": f"{v.accuracy:.1%}", "mean |Δp|": f"{v.mean_abs_diff:.4f}",
             "integer-only": "yes" if v.ops.integer_only else "no", "error": ""}
