@@ -141,9 +141,14 @@ def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
     """A plain-language warning when a variant changes many predictions."""
     if not agreement < _LOW_AGREEMENT:
         return None
-    hint = ("try more or more representative calibration images, per-channel weights, or int16x8"
-            if recipe.needs_calibration else "try weight_only or float16")
-    return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32; {hint}"
+    changed = recipe.what_ifs()
+    if changed:
+        hint = f"with {' and '.join(changed)} (changed from the defaults): undo that first"
+    elif recipe.needs_calibration:
+        hint = "try more or more representative calibration images, or int16x8"
+    else:
+        hint = "try weight_only or float16"
+    return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32, {hint}"
 
 
 def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:

@@ -112,6 +112,22 @@ class Recipe:
             resolved = replace(resolved, per_channel=Recipe.per_channel)
         return resolved
 
+    def what_ifs(self) -> tuple[str, ...]:
+        """The settings of this recipe changed from the defaults that can cost fidelity, in words.
+
+        A warning or a banner names these, so a collapse is blamed on the setting that
+        caused it (per-tensor weights do not touch calibration, random calibration does not
+        touch dynamic range).
+        """
+        changed = []
+        if not self.per_channel and self.mode not in (Mode.FLOAT32, Mode.FLOAT16):
+            changed.append("per-tensor weights")
+        if self.needs_calibration and self.calibration_source is CalibrationSource.RANDOM:
+            changed.append("random calibration data")
+        if self.needs_calibration and self.calibration_count < Recipe.calibration_count:
+            changed.append(f"at most {self.calibration_count} calibration images")
+        return tuple(changed)
+
     @property
     def engine(self) -> Backend:
         """The backend of a resolved recipe (see `resolve`)."""

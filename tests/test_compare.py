@@ -14,7 +14,7 @@ from quant_core.compare import CompareOptions, CompareRequest, Progress, run_com
 from quant_core.errors import ImageError
 from quant_core.modes import Mode
 from quant_core.preprocess import Normalization, PreprocessingOverride, Preset
-from quant_core.recipe import Recipe
+from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.report import report_dict, variants_csv
 from quant_core.results import CompareResult, Status
 
@@ -254,6 +254,12 @@ def test_low_agreement_gets_a_plain_language_warning():
     text = _agreement_warning(Recipe(Mode.INT8), 0.5)
     assert text.startswith("changes the top-1 prediction on 50% of images") and "calibration" in text
     assert "weight_only" in _agreement_warning(Recipe(Mode.DYNAMIC_RANGE), 0.1)
+    # A what-if's warning names the setting that was changed, and only the settings the mode uses.
+    per_tensor = _agreement_warning(Recipe(Mode.DYNAMIC_RANGE, per_channel=False,
+                                           calibration_source=CalibrationSource.RANDOM), 0.1)
+    assert "per-tensor weights (changed from the defaults)" in per_tensor and "calibration" not in per_tensor
+    noise = _agreement_warning(Recipe(Mode.INT8, calibration_source=CalibrationSource.RANDOM, calibration_count=8), 0.3)
+    assert "random calibration data and at most 8 calibration images" in noise and "per-tensor" not in noise
 
 
 def test_a_shared_cached_result_never_reveals_another_users_names_or_folders(model_files, image_dir, cache, tmp_path):
