@@ -152,7 +152,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report_json).write_text(json.dumps(report_dict(result, tflite_paths=paths), indent=2) + "\n")
+        report = report_dict(result, tflite_paths=paths, floor=floor)
+        Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
     out.write(format_table(result))
     out.write(format_verdict(decide(result, floor=floor)))
     for s in result.skipped:

@@ -10,6 +10,7 @@ from quant_core._serde import to_jsonable
 from quant_core.modes import MODE_INFO
 from quant_core.results import CompareResult, VariantResult
 from quant_core.summary import rounded, summarize
+from quant_core.verdict import Floor, decide
 
 REPORT_VERSION = 1
 _DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, not a view
@@ -27,6 +28,8 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
             "median": rounded(v.latency.median_ms, _DIGITS), "p90": rounded(v.latency.p90_ms, _DIGITS),
             "mean": rounded(v.latency.mean_ms, _DIGITS),
             "runs": v.latency.runs, "warmup": v.latency.warmup, "threads": v.latency.threads},
+        "memory_bytes": None if v.memory is None else {"runtime": v.memory.runtime_bytes,
+                                                       "model": v.memory.model_bytes},
         "top1_agreement": rounded(v.top1_agreement, _DIGITS),
         "top1_agreement_source": rounded(v.top1_agreement_source, _DIGITS),
         "top5_agreement": rounded(v.top5_agreement, _DIGITS), "accuracy": rounded(v.accuracy, _DIGITS),
@@ -40,10 +43,12 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     }
 
 
-def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = None) -> dict[str, Any]:
-    """The JSON report: model, environment, variants and per-image predictions."""
+def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = None,
+                floor: Floor | None = None) -> dict[str, Any]:
+    """The JSON report: model, environment, verdict (under `floor`), variants and per-image predictions."""
     paths = tflite_paths or {}
     ok = [v for v in result.variants if v.ok]
+    verdict = decide(result, floor=floor)
     return {
         "report_version": REPORT_VERSION,
         "model": result.model.to_dict() | {"output_kind": result.output_kind.value},
@@ -54,6 +59,10 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
         "calibration": to_jsonable(result.calibration),
         "source_accuracy": rounded(result.source_accuracy, _DIGITS),
         "source_top5_accuracy": rounded(result.source_top5_accuracy, _DIGITS),
+        "verdict": {"floor": {"kind": verdict.floor.kind.value, "value": verdict.floor.value,
+                              "label": verdict.floor.label}, "note": verdict.note,
+                    "picks": [{"target": p.target.value, "title": p.target.heading, "rule": p.target.rule,
+                               "variant": p.variant, "reason": p.reason} for p in verdict.picks]},
         "variants": [variant_dict(v, paths.get(v.name)) for v in result.variants],
         "images": [
             {"file": img.file, "label": img.label,

@@ -176,3 +176,17 @@ def test_the_cli_prints_the_verdict(model_files, image_dir, labels_file, tmp_pat
     assert "Integer-only NPU, DSP or microcontroller: int8." in text
     assert main([*args[:-2], "--min-agreement", "2"]) == 2
     assert "between 0 and 1" in capfd.readouterr().err
+
+
+def test_the_json_report_carries_the_verdict_and_memory(result):
+    from quant_core.report import report_dict
+
+    report = report_dict(result, floor=Floor(FloorKind.ACCURACY_DROP, 0.5))
+    verdict = report["verdict"]
+    assert verdict["floor"] == {"kind": "accuracy_drop", "value": 0.5, "label": "accuracy drop ≤ 50 points"}
+    picks = {p["target"]: p for p in verdict["picks"]}
+    assert set(picks) == {"cpu", "gpu", "integer"} and picks["integer"]["variant"] == "int8"
+    assert picks["integer"]["reason"] == decide(result, floor=Floor(FloorKind.ACCURACY_DROP, 0.5)).pick(
+        Target.INTEGER).reason
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert int8["memory_bytes"]["runtime"] == result.variant("int8").memory.runtime_bytes > 0

@@ -12,6 +12,7 @@ from quant_core import (CompareResult, ModelStore, Normalization, PreprocessingO
                         variants_csv)
 from quant_core.errors import InputError
 from quant_core.preprocess import parse_numbers
+from quant_core.verdict import Floor
 from ui.settings import Settings
 
 
@@ -26,10 +27,10 @@ def models_zip(result: CompareResult, models: ModelStore) -> bytes:
     return buf.getvalue()
 
 
-def report_json(result: CompareResult) -> str:
-    """The JSON report (same format as the CLI's --report-json), without server paths."""
+def report_json(result: CompareResult, floor: Floor | None = None) -> str:
+    """The JSON report (same format as the CLI's --report-json), without server paths; the verdict under `floor`."""
     paths = {v.name: f"{result.file_stem(v)}.tflite" for v in result.variants if v.ok}
-    return json.dumps(report_dict(result, tflite_paths=paths), indent=2)
+    return json.dumps(report_dict(result, tflite_paths=paths, floor=floor), indent=2)
 
 
 def report_csv(result: CompareResult) -> str:
