@@ -6,6 +6,7 @@ import streamlit as st
 
 from quant_core import PreprocessingOverride
 from ui import engine, run, share, state
+from ui.verdict import current_floor
 from ui.html_report import render_report
 from ui.settings import Settings
 from ui.widgets import current_inputs
@@ -22,7 +23,8 @@ thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_k
 c1, c2, c3 = st.columns(3)
 c1.download_button("HTML report", render_report(result, thumbnails=thumbs), f"{name}_quantization_report.html",
                    "text/html", type="primary", icon=":material/description:", on_click="ignore", key="dl.html")
-c2.download_button("Numbers (JSON)", share.report_json(result), f"{name}_report.json", "application/json",
+c2.download_button("Numbers (JSON)", share.report_json(result, current_floor()), f"{name}_report.json",
+                   "application/json",
                    icon=":material/data_object:", on_click="ignore", key="dl.json")
 c3.download_button("Numbers (CSV)", share.report_csv(result), f"{name}_variants.csv", "text/csv",
                    icon=":material/table:", on_click="ignore", key="dl.csv")
