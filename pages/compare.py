@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, engine, run, state
+from ui import charts, engine, run, state, verdict
 from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
 
@@ -34,25 +34,27 @@ assert result is not None
 # Which result is on screen, for browser tests and benchmarks: a rerun's stale elements can look finished.
 st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"
 st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
-           f", calibration from {result.calibration.source}. Highlighted: the best value in each column "
-           "(agreement and mean |Δp|: among the variants compared with float32). "
-           + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
-if result.calibration.what_if:
-    st.warning("Calibrated with random noise (what-if): int8 and 16x8 numbers show what bad calibration does, "
-               "not what your model can reach.", icon=":material/warning:")
+           f", calibration from {result.calibration.source}.")
+verdict.verdict_card(result)
+verdict.what_if_banner(result)
 for v in result.variants:
     if not v.ok:
         st.error(f"{v.name} failed: {v.error}", icon=":material/cancel:")
     elif v.warning:
         st.warning(f"{v.name} {v.warning}", icon=":material/warning:")
 
+st.subheader("Every variant, measured", anchor=False, help="\n".join(
+    f"- **{title}**: {text}" for title, text in charts.summary_column_help(result).items()))
+st.caption("Highlighted: the best value in each column (agreement and mean |Δp|: among the variants compared with "
+           "float32; variants with a warning are never highlighted). Hover the ⓘ above for what each column means. "
+           + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 
 left, right = st.columns(2)
-left.plotly_chart(charts.size_chart(result), key="size")
+left.plotly_chart(charts.fidelity_chart(result), key="fidelity")
 right.plotly_chart(charts.latency_chart(result), key="latency")
-left.plotly_chart(charts.quality_chart(result), key="quality")
-right.plotly_chart(charts.tradeoff_chart(result), key="tradeoff")
+left.plotly_chart(charts.size_chart(result), key="size")
+right.plotly_chart(charts.memory_chart(result), key="memory")
 with st.expander("Why latency here may not match your phone"):
     for note in result.environment.notes:
         st.markdown(f"- {note}")
@@ -86,6 +88,11 @@ def per_image_grid() -> None:
         if image.file in thumbs:
             cols[0].image(thumbs[image.file], width="stretch")
         cols[0].caption(image.file.split("/")[-1] + (f" · **{image.label}**" if image.label else ""))
+        differ = [v.name for v in ok if base is not None and v is not base and v.top1[k] != base.top1[k]]
+        hidden = [name for name in differ if name not in shown]
+        if differ:  # which variants disagree, also when their column is not shown
+            cols[0].markdown(":red[≠ float32: " + ", ".join(differ) + "]" +
+                             (f"  \n:gray[not shown: {', '.join(hidden)}]" if hidden else ""))
         for col, name in zip(cols[1:], shown):
             v = result.variant(name)
             differs = base is not None and v.top1[k] != base.top1[k]

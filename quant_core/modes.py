@@ -68,20 +68,21 @@ MODE_INFO: dict[Mode, ModeInfo] = {
     ),
     Mode.WEIGHT_ONLY: ModeInfo(
         "Weight-only int8",
-        "Int8 weights dequantized to float at load; float compute. ~4x smaller, "
-        "accuracy closest to float, no speed-up: use when size matters most.",
+        "Int8 weights dequantized to float at load; float compute. 3.7x smaller file on MobileNetV2, "
+        "accuracy closest to float, no speed-up and more memory while running: use when download size "
+        "matters most.",
         False, (_LQ,), (_LQ,), (_F,),
     ),
     Mode.DYNAMIC_RANGE: ModeInfo(
         "Dynamic range",
-        "Int8 weights; activations quantized on the fly by hybrid kernels. ~4x smaller, "
-        "no calibration data needed; speed depends heavily on the runtime and CPU.",
+        "Int8 weights; activations quantized on the fly by hybrid kernels. 3.7x smaller file on "
+        "MobileNetV2, no calibration data needed; speed depends heavily on the runtime and CPU.",
         False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.FLOAT16: ModeInfo(
         "Float16 weights",
-        "Float16 weights, float compute (or native fp16 on GPUs). ~2x smaller with "
-        "almost no accuracy loss: a safe first step, or for GPU delegates.",
+        "Float16 weights, float compute (or native fp16 on GPUs). 2.0x smaller file on MobileNetV2 "
+        "with almost no accuracy loss: a safe first step, or for GPU delegates.",
         False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.INT8: ModeInfo(

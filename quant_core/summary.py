@@ -79,7 +79,8 @@ class Column:
 
     `key` names it where machines read it (the CSV header); `title` where people do (app,
     CLI, HTML). `digits` is the column's one rounding rule: decimals kept of a float value
-    (for KB: decimals of the KB shown; the byte count itself is exact).
+    (for KB: decimals of the KB shown; the byte count itself is exact). `explain` is the
+    one-line plain explanation shown on hover in the app and in the report's glossary.
     """
 
     key: str
@@ -91,6 +92,7 @@ class Column:
     needs: Needs = Needs.NOTHING
     # Agreement and |Δp| compare with float32, which scores perfectly against itself: its row is never "best".
     against_float32: bool = False
+    explain: str = ""
 
     def cell(self, variant: VariantResult) -> Value:
         """The variant's value in this column, rounded by the column's rule."""
@@ -123,30 +125,49 @@ def _latency(field: str) -> Callable[[VariantResult], float | None]:
     return lambda v: None if v.latency is None else getattr(v.latency, field)
 
 
-VARIANT = Column("mode", "variant", Unit.TEXT, lambda v: v.name)
-STATUS = Column("status", "status", Unit.TEXT, lambda v: v.status.value)
-SIZE = Column("size_bytes", "size (KB)", Unit.KB, lambda v: v.size_bytes, digits=1, better=Better.LOWER)
+VARIANT = Column("mode", "variant", Unit.TEXT, lambda v: v.name,
+                 explain="the quantization mode the model was converted with; float32 is the unquantized reference")
+STATUS = Column("status", "status", Unit.TEXT, lambda v: v.status.value,
+                explain="ok when the variant was built and passed its checks; failed otherwise (see its error)")
+SIZE = Column("size_bytes", "size (KB)", Unit.KB, lambda v: v.size_bytes, digits=1, better=Better.LOWER,
+              explain="size of the .tflite file in KB (1 KB = 1,024 bytes): what your app ships and its users download")
 X_SMALLER = Column("x_smaller", "x smaller", Unit.FACTOR, lambda v: 1 / v.size_ratio if v.size_ratio else None,
-                   digits=2, better=Better.HIGHER)
+                   digits=2, better=Better.HIGHER,
+                   explain="float32's file size divided by this variant's: 4.00x would be a quarter of the bytes")
 MEMORY = Column("runtime_memory_bytes", "memory (KB)", Unit.KB,
-                lambda v: None if v.memory is None else v.memory.runtime_bytes, digits=0, better=Better.LOWER)
+                lambda v: None if v.memory is None else v.memory.runtime_bytes, digits=0, better=Better.LOWER,
+                explain="heap the LiteRT interpreter holds while running one image, in KB: tensor arena, scratch "
+                "and packed weights (measured, not estimated; the model file comes on top)")
 MEDIAN_MS = Column("latency_median_ms", "median ms", Unit.NUMBER, _latency("median_ms"), digits=3,
-                   better=Better.LOWER)
-P90_MS = Column("latency_p90_ms", "p90 ms", Unit.NUMBER, _latency("p90_ms"), digits=3, better=Better.LOWER)
+                   better=Better.LOWER, explain="time of one invoke() on this machine's CPU, median over many runs "
+                   "after warm-up (preprocessing not included); phones differ")
+P90_MS = Column("latency_p90_ms", "p90 ms", Unit.NUMBER, _latency("p90_ms"), digits=3, better=Better.LOWER,
+                explain="time of one invoke() that 90% of the runs beat: the slow end of the usual spread on this "
+                "machine's CPU; phones differ")
 AGREEMENT = Column("top1_agreement", "agreement", Unit.PERCENT, lambda v: v.top1_agreement, digits=3,
-                   better=Better.HIGHER, against_float32=True)
+                   better=Better.HIGHER, against_float32=True,
+                   explain="share of images where this variant's top-1 class is the same as float32's")
 TOP5_AGREEMENT = Column("top5_agreement", "top-5 agreement", Unit.PERCENT, lambda v: v.top5_agreement, digits=3,
-                        better=Better.HIGHER, needs=Needs.TOP5, against_float32=True)
+                        better=Better.HIGHER, needs=Needs.TOP5, against_float32=True,
+                        explain="share of images where float32's top-1 class is among this variant's top five")
 ACCURACY = Column("accuracy", "accuracy", Unit.PERCENT, lambda v: v.accuracy, digits=3, better=Better.HIGHER,
-                  needs=Needs.LABELS)
+                  needs=Needs.LABELS,
+                  explain="share of images whose top-1 class is the true label (coarse on few images)")
 TOP5_ACCURACY = Column("top5_accuracy", "top-5 accuracy", Unit.PERCENT, lambda v: v.top5_accuracy, digits=3,
-                       better=Better.HIGHER, needs=Needs.LABELS | Needs.TOP5)
+                       better=Better.HIGHER, needs=Needs.LABELS | Needs.TOP5,
+                       explain="share of images whose true label is among this variant's top five classes")
 MEAN_ABS_DIFF = Column("mean_abs_prob_diff", "mean |Δp|", Unit.NUMBER, lambda v: v.mean_abs_diff, digits=4,
-                       better=Better.LOWER, against_float32=True)
+                       better=Better.LOWER, against_float32=True,
+                       explain="per image, the largest change of any class probability vs float32, averaged over the "
+                       "images (0 = identical outputs; 0.01 = one percentage point)")
 INTEGER_ONLY = Column("integer_only", "integer-only", Unit.YES_NO,
-                      lambda v: None if v.ops is None else v.ops.integer_only)
-NOTE = Column("warning", "note", Unit.TEXT, lambda v: v.warning, needs=Needs.A_VALUE)
-ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.A_VALUE)
+                      lambda v: None if v.ops is None else v.ops.integer_only,
+                      explain="yes when no op reads or writes a float tensor: runs on integer-only NPUs, DSPs and "
+                      "the Edge TPU with no CPU fallback")
+NOTE = Column("warning", "note", Unit.TEXT, lambda v: v.warning, needs=Needs.A_VALUE,
+              explain="a warning on a usable variant, e.g. when it changes float32's top-1 class on many images")
+ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.A_VALUE,
+               explain="why the variant could not be built or failed its checks")
 
 COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, AGREEMENT,
                                TOP5_AGREEMENT, ACCURACY, TOP5_ACCURACY, MEAN_ABS_DIFF, INTEGER_ONLY, NOTE, ERROR)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+import textwrap
+from dataclasses import dataclass
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -9,7 +15,8 @@ from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 from quant_core.ops import OpKind
-from quant_core.summary import MEDIAN_MS, MISSING, P90_MS, STATUS, VARIANT, Summary, summarize
+from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
+                                VARIANT, X_SMALLER, Column, Summary, summarize)
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -52,63 +59,280 @@ def styled_summary(result: CompareResult) -> Styler:
     return frame.style.format({c.title: c.text for c in table.columns}).apply(lambda _: best, axis=None)
 
 
+def summary_column_help(result: CompareResult) -> dict[str, str]:
+    """Column title -> its one-line explanation, for the summary columns this result shows (st.column_config help)."""
+    return {c.title: c.explain for c in summarize(result).columns}
+
+
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     kwargs.setdefault("height", 360)
     kwargs.setdefault("showlegend", False)
-    fig.update_layout(title=title, font=_FONT, margin={"l": 40, "r": 20, "t": 50, "b": 40}, **kwargs)
+    kwargs.setdefault("margin", {"l": 40, "r": 20, "t": 50, "b": 40})
+    fig.update_layout(title=title, font=_FONT, **kwargs)
     return fig
 
 
+# Direct labels are placed in pixels of a nominal plot area. Every label sits right of its point, so a wider
+# plot (points further apart, labels the same size) keeps them apart; the layout fixes the height.
+PLOT_WIDTH = 380  # px: the narrowest plot area labels are laid out for (half of a laptop-wide page)
+FIDELITY_HEIGHT = 440  # px: the whole figure
+MARGIN = {"l": 60, "r": 20, "t": 70, "b": 50}
+LABEL_FONT = 12
+LABEL_CHAR_PX = 7.2  # a generous average glyph width at LABEL_FONT: estimated boxes err on the wide side
+LABEL_HEIGHT = 18  # px: 12 px text and the box's padding
+LABEL_GAP = 10  # from a point's centre to its label's left edge
+MARKER_RADIUS = 6
+Y_TOP = 1.05  # the fidelity axis shows 0 to 100 %, with room for the labels of points at 100 %
+CLIP_FACTOR = 10  # a variant this many times slower than the typical one gets a cut bar on the latency chart
+_BLUE, _DARK, _GREY, _TEAL, _ORANGE = "#4C78A8", "#333333", "#9E9E9E", "#72B7B2", "#F58518"
+
+
+@dataclass(frozen=True)
+class LabelBox:
+    """A direct label's box in pixels of the plot area (x to the right, y down from the top)."""
+
+    name: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def overlaps(self, other: LabelBox) -> bool:
+        """True when the two boxes share any area."""
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
+
+def label_width(text: str) -> float:
+    """Estimated width in pixels of a label at LABEL_FONT, padding included."""
+    return len(text) * LABEL_CHAR_PX + 6
+
+
+def _axis_end(values: list[float], widths: list[float], *, gap: float) -> float:
+    """The axis end that leaves `width` px for a label `gap` px right of each value, on a PLOT_WIDTH plot."""
+    return max((v * PLOT_WIDTH / max(PLOT_WIDTH - gap - w, PLOT_WIDTH / 4) for v, w in zip(values, widths)),
+               default=1.0)
+
+
+def _offsets(count: int = 15):
+    """0, -1, 1, -2, 2, ...: label rows tried from the point's own row outwards, up first."""
+    yield 0
+    for k in range(1, count):
+        yield from (-k, k)
+
+
+def place_labels(points: list[tuple[str, float, float]], texts: list[str], *, plot_height: float) -> list[LabelBox]:
+    """A label box right of each point (name, x px, y px): its own row when free, else the nearest free row.
+
+    Points are labelled from the top down. A box may not overlap a placed box, leave the plot, or cover a
+    marker between its point and its right edge (a wider plot moves such a marker through the box's span).
+    """
+    placed: dict[int, LabelBox] = {}
+    for k in sorted(range(len(points)), key=lambda k: (points[k][2], points[k][1])):
+        name, px, py = points[k]
+        width = label_width(texts[k])
+        candidates = [LabelBox(name, px + LABEL_GAP, py + o * (LABEL_HEIGHT + 2) - LABEL_HEIGHT / 2,
+                               px + LABEL_GAP + width, py + o * (LABEL_HEIGHT + 2) + LABEL_HEIGHT / 2)
+                      for o in _offsets()]
+        others = [p for j, p in enumerate(points) if j != k]
+        placed[k] = next((b for b in candidates if _free(b, px, others, list(placed.values()), plot_height)),
+                         candidates[0])
+    return [placed[k] for k in range(len(points))]
+
+
+def _free(box: LabelBox, px: float, others: list[tuple[str, float, float]], placed: list[LabelBox],
+          plot_height: float) -> bool:
+    """True when a label box of the point at x `px` stays in the plot and covers no placed box and no marker."""
+    covers = any(px + MARKER_RADIUS / 2 < mx <= box.x1 + MARKER_RADIUS
+                 and box.y0 - MARKER_RADIUS < my < box.y1 + MARKER_RADIUS for _, mx, my in others)
+    inside = box.y0 >= -LABEL_HEIGHT / 2 and box.y1 <= plot_height
+    return inside and not covers and not any(box.overlaps(b) for b in placed)
+
+
+def _explained(column: Column, *, title: bool = False) -> str:
+    """A column's explanation as hover lines in italics (plotly's hover has no wrapping of its own)."""
+    text = f"{column.title}: {column.explain}" if title else column.explain
+    return "<br>".join(f"<i>{line}</i>" for line in textwrap.wrap(text, 60))
+
+
+def _unit(byte_counts: list[int]) -> tuple[str, int]:
+    """MB when the largest count is at least 1 MB, else KB (1,024 bytes, as in the table), and its size."""
+    return ("MB", 1024 * 1024) if max(byte_counts, default=0) >= 1024 * 1024 else ("KB", 1024)
+
+
+def _of_images(share: float, images: int) -> str:
+    return f"{round(share * images)} of {images} images"
+
+
+def _fidelity_hover(result: CompareResult, v) -> str:
+    """One point's numbers in plain words, formatted as the summary table formats them."""
+    n = len(result.images)
+    lines = [f"<b>{v.name}</b>" + (f"<br>warning: {v.warning}" if v.warning else ""),
+             f"{SIZE.format_number(v.size_bytes)} KB file"
+             + (f", {X_SMALLER.format_number(1 / v.size_ratio)} smaller than float32"
+                if v.size_ratio and v is not result.baseline else "")]
+    if result.labelled and v.accuracy is not None:
+        lines.append(f"right on {_of_images(v.accuracy, n)} ({ACCURACY.format_number(v.accuracy)} accuracy)")
+    if v is not result.baseline and v.top1_agreement is not None:
+        lines.append(f"same top-1 class as float32 on {_of_images(v.top1_agreement, n)} "
+                     f"({AGREEMENT.format_number(v.top1_agreement)} agreement)")
+    if v is not result.baseline and v.mean_abs_diff is not None:
+        lines.append(f"largest class-probability change: {100 * v.mean_abs_diff:.2f} points per image on average "
+                     f"(mean |Δp| {MEAN_ABS_DIFF.format_number(v.mean_abs_diff)})")
+    column = ACCURACY if result.labelled else AGREEMENT
+    return "<br>".join(lines) + "<br>" + _explained(column, title=True)
+
+
+def _note(fig: go.Figure, text: str) -> go.Figure:
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
+    return fig
+
+
+def fidelity_chart(result: CompareResult) -> go.Figure:
+    """File size against fidelity (accuracy with labels, else top-1 agreement with float32), both axes from 0.
+
+    One marker per built variant, named beside it (labels never overlap: `place_labels`); float32's value
+    is a dashed reference line; variants with a warning are hollow and grey, and their label says so.
+    """
+    column = ACCURACY if result.labelled else AGREEMENT
+    vs = [v for v in ok_variants(result) if column.value(v) is not None and v.size_bytes]
+    title = f"File size vs {'accuracy' if result.labelled else 'agreement with float32'}"
+    if not vs:
+        return _layout(_note(go.Figure(), f"no built variant has {column.title} to show"),
+                       title, height=FIDELITY_HEIGHT)
+    unit, scale = _unit([v.size_bytes for v in vs])
+    base = result.baseline
+    xs = [v.size_bytes / scale for v in vs]
+    ys = [float(cast(float, column.value(v))) for v in vs]
+    texts = [f"float32: {column.format_number(y)}" if v is base else v.name + " (warning)" * bool(v.warning)
+             for v, y in zip(vs, ys)]
+    x_end = max(max(xs) * 1.08, _axis_end(xs, [label_width(t) for t in texts], gap=LABEL_GAP))
+    plot_height = FIDELITY_HEIGHT - MARGIN["t"] - MARGIN["b"]
+    pixels = [(v.name, x / x_end * PLOT_WIDTH, (1 - y / Y_TOP) * plot_height) for v, x, y in zip(vs, xs, ys)]
+    boxes = place_labels(pixels, texts, plot_height=plot_height)
+    fig = go.Figure()
+    if base is not None:
+        y = float(cast(float, column.value(base)))
+        fig.add_shape(type="line", x0=0, x1=x_end, y0=y, y1=y, layer="below", name="float32 reference",
+                      line={"color": _DARK, "dash": "dash", "width": 1})
+    colours = [_GREY if v.warning else _DARK if v is base else _BLUE for v in vs]
+    fig.add_scatter(x=xs, y=ys, mode="markers", hovertext=[_fidelity_hover(result, v) for v in vs],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                    marker={"size": 2 * MARKER_RADIUS, "color": colours, "line": {"color": colours, "width": 2},
+                            "symbol": ["circle-open" if v.warning else "circle" for v in vs]})
+    for v, x, y, text, box, (_, _, py) in zip(vs, xs, ys, texts, boxes, pixels):
+        fig.add_annotation(x=x, y=y, text=text, xanchor="left", yanchor="middle", ax=LABEL_GAP,
+                           ay=(box.y0 + box.y1) / 2 - py, showarrow=True, arrowhead=0, arrowwidth=1,
+                           arrowcolor="#BBBBBB", standoff=MARKER_RADIUS, bgcolor="rgba(255, 255, 255, 0.85)",
+                           font={"size": LABEL_FONT, "color": _GREY if v.warning else _DARK})
+    return _layout(fig, title, height=FIDELITY_HEIGHT, margin=MARGIN,
+                   xaxis={"title": f"file size ({unit})", "range": [0, x_end], "type": "linear"},
+                   yaxis={"title": column.title, "range": [0, Y_TOP], "tickformat": ".0%", "type": "linear",
+                          "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1.0]})
+
+
+def _bars(names: list[str], values: list[float], texts: list[str], hover: list[str], colour: str) -> go.Figure:
+    """Horizontal bars in the result's order (float32 on top), each labelled just past its end."""
+    return go.Figure(go.Bar(y=names, x=values, orientation="h", text=texts, textposition="outside",
+                            cliponaxis=False, marker_color=colour, hovertext=hover,
+                            hovertemplate="%{hovertext}<extra></extra>"))
+
+
+def _bar_layout(fig: go.Figure, title: str, unit: str, values: list[float], texts: list[str]) -> go.Figure:
+    """A linear axis from 0 with room for the bar labels, variants top to bottom."""
+    x_end = max(max(values, default=1.0) * 1.05, _axis_end(values, [label_width(t) for t in texts], gap=4))
+    return _layout(fig, title, height=max(300, 110 + 30 * len(values)), margin={"l": 110, "r": 20, "t": 50, "b": 40},
+                   xaxis={"title": unit, "range": [0, x_end], "type": "linear"}, yaxis={"autorange": "reversed"})
+
+
 def size_chart(result: CompareResult) -> go.Figure:
-    """File size per variant."""
-    vs = ok_variants(result)
-    fig = go.Figure(go.Bar(x=[v.name for v in vs], y=[v.size_bytes / 1024 for v in vs],
-                           text=[f"{1 / v.size_ratio:.1f}x smaller" if v.size_ratio < 1 else "" for v in vs],
-                           marker_color="#4C78A8"))
-    return _layout(fig, "Model size (KB)", yaxis_title="KB")
+    """File size per variant, labelled with how many times smaller than float32 it is; axis from 0."""
+    vs = [v for v in ok_variants(result) if v.size_bytes]
+    unit, scale = _unit([v.size_bytes for v in vs])
+    sizes = [v.size_bytes / scale for v in vs]
+    texts = [f"{s:,.1f} {unit}" + (f" · {X_SMALLER.format_number(1 / v.size_ratio)} smaller"
+                                   if v.size_ratio and v.size_ratio < 1 else "") for v, s in zip(vs, sizes)]
+    hover = [f"<b>{v.name}</b>: {SIZE.format_number(v.size_bytes)} KB file<br>{_explained(SIZE)}"
+             for v in vs]
+    fig = _bars([v.name for v in vs], sizes, texts, hover, _BLUE)
+    return _bar_layout(fig, f"File size ({unit})", unit, sizes, texts)
+
+
+def _versus(value: float, reference: float | None) -> str:
+    """How a memory figure compares with float32's, in words."""
+    if not reference or abs(value / reference - 1) < 0.05:
+        return ""
+    ratio = value / reference
+    return f" · {ratio:.1f}x float32's" if ratio > 1 else f" · {1 / ratio:.1f}x less than float32"
+
+
+def memory_chart(result: CompareResult) -> go.Figure:
+    """Heap the interpreter holds while running one image, per variant (the summary's memory column); axis from 0."""
+    vs = [v for v in ok_variants(result) if v.memory is not None]
+    title = "Memory while running (heap, not the file)"
+    if not vs:
+        return _note(_layout(go.Figure(), title), "memory was not measured (it needs glibc's allocator counters)")
+    unit, scale = _unit([v.memory.runtime_bytes for v in vs])
+    base = result.baseline
+    reference = base.memory.runtime_bytes if base is not None and base.memory is not None else None
+    heap = [v.memory.runtime_bytes / scale for v in vs]
+    texts = [f"{h:,.1f} {unit}" + ("" if v is base else _versus(v.memory.runtime_bytes, reference))
+             for v, h in zip(vs, heap)]
+    hover = [f"<b>{v.name}</b>: {MEMORY.format_number(v.memory.runtime_bytes)} KB heap while running<br>"
+             + _explained(MEMORY) for v in vs]
+    fig = _bars([v.name for v in vs], heap, texts, hover, _TEAL)
+    return _bar_layout(fig, f"{title} ({unit})", unit, heap, texts)
+
+
+def ms_text(ms: float) -> str:
+    """A latency as a bar label: 264 ms, 10.1 ms, 0.14 ms, 0.065 ms (never scientific notation)."""
+    decimals = 0 if ms >= 100 else 1 if ms >= 1 or ms <= 0 else 1 - math.floor(math.log10(ms))
+    return f"{ms:,.{decimals}f} ms"
 
 
 def latency_chart(result: CompareResult) -> go.Figure:
-    """Median latency with the p90 as error bar."""
-    vs = [v for v in ok_variants(result) if v.latency]
-    fig = go.Figure(go.Bar(
-        x=[v.name for v in vs], y=[v.latency.median_ms for v in vs], marker_color="#F58518",
-        error_y={"type": "data", "symmetric": False, "array": [v.latency.p90_ms - v.latency.median_ms for v in vs],
-                 "arrayminus": [0] * len(vs)}))
+    """Median latency per variant, fastest on top, on a linear axis from 0; the whisker reaches the p90.
+
+    A variant more than CLIP_FACTOR times slower than the typical (median) variant would squash every
+    other bar: the axis stops at three times the slowest of the others and that bar is cut at the edge,
+    labelled with its real median ("264 ms →"), and the subtitle says so.
+    """
     threads = result.environment.threads
-    return _layout(fig, f"Latency per image, median and p90 (ms, {threads} thread{'s' * (threads > 1)}, this CPU)",
-                   yaxis_title="ms", yaxis_type="log" if _spread(vs) else "linear")
+    title = f"Latency per image (ms, {threads} thread{'s' * (threads > 1)}, this CPU)"
+    vs = sorted((v for v in ok_variants(result) if v.latency), key=lambda v: v.latency.median_ms)
+    if not vs:
+        return _note(_layout(go.Figure(), title), "latency was not measured")
+    typical = statistics.median(v.latency.median_ms for v in vs)
+    cut = {v.name for v in vs if typical > 0 and v.latency.median_ms > CLIP_FACTOR * typical}
+    kept = [v for v in vs if v.name not in cut]
+    if cut:
+        x_end = max(3 * max(v.latency.median_ms for v in kept), 1.1 * max(v.latency.p90_ms for v in kept))
+    else:
+        x_end = 1.15 * max(v.latency.p90_ms for v in vs)
+    slow = [v for v in vs if v.name in cut]
+    fig = go.Figure(_latency_bars(kept, [v.latency.median_ms for v in kept],
+                                  [ms_text(v.latency.median_ms) for v in kept]))
+    fig.data[0].update(textposition="auto", error_x={
+        "type": "data", "symmetric": False, "color": _DARK, "arrayminus": [0] * len(kept),
+        "array": [v.latency.p90_ms - v.latency.median_ms for v in kept]})
+    note = "bar: median; whisker: p90"
+    if slow:  # drawn to the axis edge, hatched, without a whisker
+        fig.add_trace(_latency_bars(slow, [x_end] * len(slow), [ms_text(v.latency.median_ms) + " →" for v in slow]))
+        fig.data[1].update(textposition="inside", marker_pattern_shape="/")
+        note += "".join(f"; {v.name}'s bar is cut at the edge: {ms_text(v.latency.median_ms)}, "
+                        f"{v.latency.median_ms / typical:.0f}x the typical variant" for v in slow)
+    return _layout(fig, f"{title}<br><sup>{note}</sup>", margin={"l": 110, "r": 20, "t": 70, "b": 40},
+                   height=max(360, 120 + 30 * len(vs)), xaxis={"title": "ms", "range": [0, x_end], "type": "linear"},
+                   yaxis={"autorange": "reversed"}, barmode="overlay")
 
 
-def _spread(vs) -> bool:
-    values = [v.latency.median_ms for v in vs if v.latency.median_ms > 0]
-    return bool(values) and max(values) / min(values) > 20
-
-
-def quality_chart(result: CompareResult) -> go.Figure:
-    """Top-1 agreement with float32 and, with labels, accuracy."""
-    vs = ok_variants(result)
-    fig = go.Figure(go.Bar(name="agreement with float32", x=[v.name for v in vs], y=[v.top1_agreement for v in vs],
-                           marker_color="#54A24B"))
-    if result.labelled:
-        fig.add_bar(name="accuracy", x=[v.name for v in vs], y=[v.accuracy for v in vs], marker_color="#B279A2")
-    low = min([v.top1_agreement for v in vs] + ([v.accuracy for v in vs] if result.labelled else []), default=0)
-    return _layout(fig, "Top-1 agreement and accuracy", barmode="group", showlegend=True,
-                   yaxis_range=[max(0.0, low - 0.05), 1.0])
-
-
-def tradeoff_chart(result: CompareResult) -> go.Figure:
-    """Size against accuracy (or agreement), marker area by latency."""
-    vs = [v for v in ok_variants(result) if v.latency]
-    quality = [v.accuracy if result.labelled else v.top1_agreement for v in vs]
-    lat = np.array([v.latency.median_ms for v in vs]) if vs else np.zeros(0)
-    sizes = 14 + 36 * (np.log1p(lat) / max(np.log1p(lat).max(), 1e-9)) if len(lat) else []
-    fig = go.Figure(go.Scatter(
-        x=[v.size_bytes / 1024 for v in vs], y=quality, mode="markers+text", text=[v.name for v in vs],
-        textposition="top center", marker={"size": sizes, "color": "#E45756", "opacity": 0.7},
-        customdata=lat, hovertemplate="%{text}<br>%{x:.1f} KB<br>%{y:.3f}<br>%{customdata:.3f} ms<extra></extra>"))
-    ylabel = "accuracy" if result.labelled else "agreement with float32"
-    return _layout(fig, f"Size vs {ylabel} (marker size: latency)", xaxis_title="KB", yaxis_title=ylabel)
+def _latency_bars(vs, x: list[float], text: list[str]) -> go.Bar:
+    """Horizontal latency bars with their labels and hover text (grey for variants with a warning)."""
+    return go.Bar(y=[v.name for v in vs], x=x, text=text, orientation="h", insidetextanchor="end",
+                  marker_color=[_GREY if v.warning else _ORANGE for v in vs],
+                  hovertemplate="%{hovertext}<extra></extra>",
+                  hovertext=[f"<b>{v.name}</b>: median {MEDIAN_MS.format_number(v.latency.median_ms)} ms, p90 "
+                             f"{P90_MS.format_number(v.latency.p90_ms)} ms<br>{_explained(MEDIAN_MS)}"
+                             for v in vs])
 
 
 def confusion_classes(result: CompareResult, name: str) -> list[int]:
@@ -183,7 +407,7 @@ def ops_chart(result: CompareResult) -> go.Figure:
     """Ops per compute kind, stacked, per variant."""
     vs = [v for v in ok_variants(result) if v.ops]
     colours = {OpKind.INT8: "#54A24B", OpKind.INT16: "#72B7B2", OpKind.HYBRID: "#EECA3B", OpKind.FLOAT: "#E45756",
-               OpKind.QUANTIZE: "#9D755D", OpKind.DEQUANTIZE: "#BAB0AC"}
+               OpKind.QUANTIZE: "#9D755D", OpKind.DEQUANTIZE: "#BAB0AC", OpKind.INDEX: "#79706E"}
     fig = go.Figure()
     for kind in OpKind:
         fig.add_bar(name=kind.value, x=[v.name for v in vs], y=[v.ops.of(kind) for v in vs],

@@ -24,12 +24,9 @@ th:first-child,td:first-child{text-align:left} .best{background:#dff5e3;font-wei
 .failed{color:#b00020} .grid{display:grid;grid-template-columns:repeat(2,1fr);gap:1rem}
 .note{background:#fff8e1;border-left:4px solid #f2b705;padding:.5rem .8rem;margin:.5rem 0}
 .img td{vertical-align:top;text-align:left} .img img{width:56px;image-rendering:pixelated} .diff{color:#b00020}
-code{background:#f4f4f4;padding:0 .25rem}
+code{background:#f4f4f4;padding:0 .25rem} .glossary li{font-size:.9rem;color:#444;margin:.15rem 0}
 """
-
-
-_TOP5_TEXT = ("; <b>top-5 agreement</b> the share where the float32 model's answer is still among the variant's "
-              "top five")
+IMAGES_SHOWN = 60  # per-image rows in the report; the JSON report has every image
 
 
 def _figure(fig) -> str:
@@ -58,10 +55,24 @@ def _summary_table(result: CompareResult) -> str:
     return "".join(out) + "</table>"
 
 
-def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = 60) -> str:
+def _verdict_section(result: CompareResult) -> str:
+    """The verdict shown above the summary ("" until it is written)."""
+    return ""
+
+
+def _glossary(result: CompareResult) -> str:
+    """What each column of the summary table means: the same sentences as the app's hover help."""
+    items = "".join(f"<li><b>{html.escape(title)}</b>: {html.escape(text)}</li>"
+                    for title, text in charts.summary_column_help(result).items())
+    return f'<h3>What the columns mean</h3><ul class="glossary">{items}</ul>'
+
+
+def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = IMAGES_SHOWN) -> str:
     vs = charts.ok_variants(result)
     flags = charts.disagreement(result)
     order = sorted(range(len(result.images)), key=lambda k: not flags[k])[:limit]
+    shown = (f'<p class="note">First {len(order)} of {len(result.images)} images shown (those with '
+             "disagreements first); the JSON report has every image.</p>" if len(order) < len(result.images) else "")
     base = result.baseline
     head = "<tr><th>image</th>" + "".join(f"<th>{html.escape(v.name)}</th>" for v in vs) + "</tr>"
     rows = []
@@ -74,7 +85,7 @@ def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: i
             differs = base is not None and v.top1[k] != base.top1[k]
             cells.append(f'<td class="{"diff" if differs else ""}">{html.escape(top.label)} {top.prob:.3f}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="img">{head}{"".join(rows)}</table>'
+    return f'{shown}<table class="img">{head}{"".join(rows)}</table>'
 
 
 def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | None = None,
@@ -82,8 +93,8 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
     """The report as one HTML document with everything inline."""
     env = result.environment
     plotly_js = get_plotlyjs().replace("</script", "<\\/script")
-    figures = [charts.size_chart(result), charts.latency_chart(result), charts.quality_chart(result),
-               charts.tradeoff_chart(result), charts.ops_chart(result)]
+    figures = [charts.fidelity_chart(result), charts.latency_chart(result), charts.size_chart(result),
+               charts.memory_chart(result), charts.ops_chart(result)]
     if result.labelled:
         figures += [charts.confusion_chart(result, v.name) for v in charts.ok_variants(result)
                     if v.mode in (Mode.FLOAT32, Mode.INT8)
@@ -92,7 +103,8 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
                 for v in result.variants if v.ok and v.warning]
     failures = [f'<div class="note failed">{html.escape(v.name)} failed: {html.escape(v.error or "")}</div>'
                 for v in result.variants if not v.ok]
-    modes = "".join(f"<li><code>{v.name}</code> — {html.escape(MODE_INFO[v.mode].help)}</li>" for v in result.variants)
+    modes = "".join(f"<li><code>{v.name}</code> — {html.escape(MODE_INFO[v.mode].help)}</li>"
+                    for v in result.variants)
     m = result.model
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title or f"Quantization report: {m.name}")}</title><style>{_CSS}</style>
@@ -101,23 +113,23 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
 <p class="sub">{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · {len(result.images)} images ·
 {m.format.value} model, input {"×".join(str(d) for d in m.input_shape[1:])}, {m.num_classes} classes,
 {m.param_count:,} parameters · sha256 {m.sha256[:12]}</p>
+<!-- verdict: start -->{_verdict_section(result)}<!-- verdict: end -->
 <h2>Summary</h2>
 <p>Each variant of the model was built with the TensorFlow Lite converter or the LiteRT Quantizer, checked
-against the original model and measured on the same images. <b>Agreement</b> is the share of images whose top
-prediction matches the float32 model{_TOP5_TEXT if result.has_top5 else ""};
-<b>mean |Δp|</b> is the largest change of any class probability, averaged over images (0 = identical outputs);
-<b>accuracy</b> uses the true labels
+against the original model and measured on the same images. <b>Accuracy</b> uses the true labels
 {"(" + html.escape(result.labels_source) + ")" if result.labelled else "(not available: images were unlabelled)"}.
 {html.escape(charts.coarseness_note(len(result.images)) if result.labelled else '')}Best values are highlighted
-(agreement and mean |Δp|: among the variants compared with float32).</p>
-{_summary_table(result)}{"".join(failures)}{"".join(warnings)}
+(agreement and mean |Δp|: among the variants compared with float32); what each column means is listed below
+the table.</p>
+{_summary_table(result)}{"".join(failures)}{"".join(warnings)}{_glossary(result)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
 <h2>What the variants are</h2><ul>{modes}</ul>
 <h2>Per image</h2><p>Top-1 prediction and probability per variant; red where it differs from float32
 (images with disagreements first).</p>{_images_table(result, thumbnails or {})}
 <h2>How this was measured</h2>
 <p>Preprocessing: {html.escape(result.preprocessing.normalization.label)}, {result.preprocessing.resize.value}
-resize to {m.height}×{m.width} ({html.escape(result.preprocessing.source)}). Calibration: {html.escape(result.calibration.source)}.
+resize to {m.height}×{m.width} ({html.escape(result.preprocessing.source)}).
+Calibration: {html.escape(result.calibration.source)}.
 Latency: one image, <code>invoke()</code> only, after warm-up; median and 90th percentile of repeated runs with
 {env.threads} thread(s) on {html.escape(env.cpu)} ({html.escape(env.machine)}).</p>
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in env.notes)}</ul>

@@ -1,0 +1,81 @@
+"""Compare's verdict card, what-if banner and per-image marks, through AppTest on a real comparison."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+
+import pytest
+
+from conftest import REPO
+from quant_core import CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
+from quant_core.cache import ArtifactCache
+
+os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
+from streamlit.testing.v1 import AppTest
+
+APP = str(REPO / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResult:
+    """The tiny model's real comparison; int8 made to agree on 90 % so that the floor decides."""
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(
+        recipes=(Recipe(Mode.FLOAT16), Recipe(Mode.WEIGHT_ONLY, per_channel=False), Recipe(Mode.INT8),
+                 Recipe(Mode.INT16X8)), measure_latency=False))
+    real = run_compare(request, cache=ArtifactCache(tmp_path_factory.mktemp("page-cache")))
+    assert all(v.ok for v in real.variants)
+    base = real.baseline
+    flipped = tuple((base.top1[0] + 1) % 3 if k in (0, 5) else c for k, c in enumerate(base.top1))
+    return replace(real, variants=tuple(
+        replace(v, top1_agreement=round(1 - 2 / len(real.images), 6), top1=flipped) if v.mode is Mode.INT8 else v
+        for v in real.variants))
+
+
+def compare_page(result: CompareResult) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["qw.result"] = result
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+
+
+def test_the_verdict_names_a_variant_per_target_under_the_default_floor(result):
+    at = compare_page(result)
+    assert "Which variant to ship" in [s.value for s in at.subheader]
+    body = texts(at)
+    for heading in ("Phone or desktop CPU", "Mobile GPU", "Integer-only NPU, DSP or microcontroller"):
+        assert heading in body
+    assert ":orange[None fits]" in body  # int8 agrees on 22 of 24 images: below the 99 % floor
+    assert "the closest, int8, has 91.7% agreement with float32" in body
+    assert "#### :green[float16]" in body  # GPU: float16 meets the floor
+
+
+def test_lowering_the_floor_lets_int8_be_picked_for_integer_hardware(result):
+    at = compare_page(result)
+    at.number_input(key="w.floor_agreement").set_value(90.0).run()
+    assert not at.exception
+    body = texts(at)
+    assert ":orange[None fits]" not in body and "#### :green[int8]" in body
+    assert "Every op is integer; needs" in body and "of RAM (measured)" in body
+    at.switch_page("pages/ops.py").run()  # the floor is kept for the session (the report uses it)
+    at.switch_page("pages/compare.py").run()
+    assert "#### :green[int8]" in texts(at)
+
+
+def test_the_what_if_banner_names_the_setting_and_only_its_variants(result):
+    at = compare_page(result)
+    banner = next(w.value for w in at.warning if "What-if settings" in w.value)
+    assert "**per-tensor weights** (weight_only)" in banner and "calibration" not in banner
+
+
+def test_each_image_says_which_variants_disagree_even_when_not_shown(result):
+    at = compare_page(result)
+    at.multiselect(key="w.grid_variants").set_value(["float32", "float16"]).run()
+    marks = [m.value for m in at.markdown if m.value.startswith(":red[≠ float32")]
+    assert marks == [":red[≠ float32: int8]  \n:gray[not shown: int8]"] * 2
