@@ -1,23 +1,38 @@
 # One command to set up and run the workbench, one to set up and run every test.
-#   make run    - create .venv, install, start the web app on the bundled sample (http://localhost:8501)
-#   make test   - create .venv, install, run the checks (ruff, mypy) and the whole test suite
+#   make run    - create .venv, install the app's packages (requirements.txt), start the web app on the bundled
+#                 sample at http://localhost:8501; another port: make run PORT=8600
+#   make test   - create .venv, install the app's and the dev packages (requirements-dev.txt), run the checks
+#                 (ruff, mypy) and the whole test suite
 #   make bench  - engine, browser and load benchmarks (write bench/RESULTS.md)
 PYTHON ?= python3
 VENV ?= .venv
+PORT ?= 8501
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+APP_STAMP := $(VENV)/.installed-app
+DEV_STAMP := $(VENV)/.installed-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run lint test bench samples clean
+.PHONY: setup setup-dev browser run lint test bench samples clean
 
-setup: $(STAMP)
+setup: $(APP_STAMP)
+setup-dev: $(DEV_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+
+# The first install downloads TensorFlow and friends (several minutes): not --quiet, pip shows its progress.
+$(APP_STAMP): requirements.txt | $(PY)
+	@echo "Installing the app's packages (requirements.txt); the first time takes a few minutes..."
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+# requirements-dev.txt includes requirements.txt: this also satisfies the app's stamp.
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	@echo "Installing the app's and the dev packages (requirements-dev.txt)..."
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@ $(APP_STAMP)
 
 # Debian's chromium for the browser tests (Playwright drives it; it never downloads browsers).
 browser:
@@ -26,22 +41,22 @@ browser:
 
 run: setup
 	$(PY) -m ui.prewarm
-	$(PY) -m streamlit run streamlit_app.py
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
 
-lint: setup
+lint: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 test: lint browser
 	$(PY) -m pytest -q
 
-bench: setup browser
+bench: setup-dev browser
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_browser.py
 	$(PY) bench/bench_whatif.py
 	$(PY) bench/bench_load.py
 
-samples: setup
+samples: setup-dev
 	$(PY) sample_models/build_samples.py
 
 clean:

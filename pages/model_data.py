@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
+from quant_core import ChannelOrder, PreprocessingOverride, ResizeMethod
 from ui import engine, run, state
 from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
 from ui.widgets import ENGINE_ERRORS, current_inputs, normalization_picker, show_error
@@ -24,9 +24,8 @@ if source == "Bundled sample":
     name = st.selectbox("Sample", names, index=names.index(current) if current in names else 0, key="w.sample",
                         format_func=lambda n: f"{n} — {next(s.description for s in samples() if s.name == n)[:90]}…")
     if current_inputs().sample != name:
-        state.put(state.INPUTS, sample_inputs(name))
-        state.put(state.OVERRIDE, PreprocessingOverride())
         run.reset()
+        state.use_inputs(sample_inputs(name))
 else:
     with st.form("upload"):
         # No `type=` filters: a wrong type gets a one-line message naming the accepted ones (check_types).
@@ -43,16 +42,20 @@ else:
         if model_file is None or not image_files:
             st.error("Choose a model file and at least one image (or a .zip of images).")
             st.stop()
-        try:
-            inputs = save_uploads(state.reset_workdir(), (model_file.name, model_file.getvalue()),
-                                  [(f.name, f.getvalue()) for f in image_files],
-                                  (labels_file.name, labels_file.getvalue()) if labels_file else None)
-        except QuantError as err:
+        try:  # checked in a new folder: the inputs in use and their result stay until these are accepted
+            with state.upload_folder() as folder:
+                uploaded = save_uploads(folder, (model_file.name, model_file.getvalue()),
+                                        [(f.name, f.getvalue()) for f in image_files],
+                                        (labels_file.name, labels_file.getvalue()) if labels_file else None)
+                engine.describe(uploaded, PreprocessingOverride())
+        except ENGINE_ERRORS as err:
             show_error(err)
             st.stop()
-        state.put(state.INPUTS, inputs)
-        state.put(state.OVERRIDE, PreprocessingOverride())
-        run.reset()
+        run.reset()  # first: the run of the previous inputs stops before their files go
+        state.use_inputs(uploaded)
+    elif current_inputs().sample:  # nothing accepted yet: no summary or run button that would use the sample
+        st.caption(f"Until your files are accepted, the workbench keeps working on the {current_inputs().title}.")
+        st.stop()
 
 inputs = current_inputs()
 override = state.get(state.OVERRIDE) or PreprocessingOverride()
@@ -69,16 +72,18 @@ cols[0].metric("Input", "×".join(str(d) for d in info.input_shape[1:]), help="h
 cols[1].metric("Classes", info.num_classes)
 cols[2].metric("Parameters", f"{info.param_count:,}")
 cols[3].metric("Format", info.format.value)
-st.caption(
-    ("Contains its own preprocessing: " + ", ".join(info.preprocessing_layers) + ". ")
-    if info.has_preprocessing_layer else "No rescaling or normalization layer inside the model. "
-)
+if st.button("Run the full comparison", type="primary", icon=":material/play_arrow:"):
+    run.start()
+    st.switch_page("pages/compare.py")  # rows appear there as they are measured
+st.caption("Builds and measures every variant chosen on **Quantize** (all of them by default) and opens **Compare**.")
 
 pre = description.preprocessing
 ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing widgets for each new model
 # Open while the user has changed something: a new label re-creates the expander, which would hide the fields.
 with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize",
                  expanded=override != PreprocessingOverride()):
+    st.caption(("The model contains its own preprocessing: " + ", ".join(info.preprocessing_layers) + ". ")
+               if info.has_preprocessing_layer else "No rescaling or normalization layer inside the model. ")
     st.caption(f"How this was chosen: {pre.source}")
     normalization = normalization_picker(pre.normalization, channels=info.channels, key=f"w.norm.{ident}")
     c1, c2, c3 = st.columns(3)
@@ -106,11 +111,5 @@ if description.skipped:
     st.warning(f"{len(description.skipped)} file(s) skipped: " +
                "; ".join(f"{s.name} ({s.reason})" for s in description.skipped[:8]), icon=":material/warning:")
 grid = st.columns(8)
-for k, (name, pixels) in enumerate(description.thumbnails[:16]):
+for k, (name, pixels) in enumerate(description.thumbnails):  # a few of every class, in class order
     grid[k % 8].image(pixels, caption=name.split("/")[-1], width="stretch")
-
-st.divider()
-if st.button("Run the full comparison", type="primary", icon=":material/play_arrow:"):
-    run.start()
-    st.switch_page("pages/compare.py")  # rows appear there as they are measured
-st.caption("Builds every variant with default settings; adjust them on **Quantize**.")

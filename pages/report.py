@@ -17,14 +17,16 @@ inputs = current_inputs()
 name = result.model.name
 
 st.subheader("Report")
-st.caption("A single HTML file with the table, charts and per-image results inline: it opens offline and reads "
+st.caption("A single HTML file with the verdict (under the fidelity floor set on Compare: "
+           f"{current_floor().label}), the table, charts and per-image results inline: it opens offline and reads "
            "on its own for someone who never saw the app.")
 thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
 c1, c2, c3 = st.columns(3)
-c1.download_button("HTML report", render_report(result, thumbnails=thumbs), f"{name}_quantization_report.html",
-                   "text/html", type="primary", icon=":material/description:", on_click="ignore", key="dl.html")
-c2.download_button("Numbers (JSON)", share.report_json(result, current_floor()), f"{name}_report.json",
-                   "application/json",
+floor = current_floor()  # the one set on Compare: the report says which variant to ship under it
+c1.download_button("HTML report", render_report(result, thumbnails=thumbs, floor=floor),
+                   f"{name}_quantization_report.html", "text/html", type="primary", icon=":material/description:",
+                   on_click="ignore", key="dl.html")
+c2.download_button("Numbers (JSON)", share.report_json(result, floor), f"{name}_report.json", "application/json",
                    icon=":material/data_object:", on_click="ignore", key="dl.json")
 c3.download_button("Numbers (CSV)", share.report_csv(result), f"{name}_variants.csv", "text/csv",
                    icon=":material/table:", on_click="ignore", key="dl.csv")

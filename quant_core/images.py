@@ -7,8 +7,10 @@ import io
 import json
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +262,30 @@ def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str
         )
     indices = tuple(None if i.label_name is None else lookup[i.label_name] for i in images.items)
     return Labels(names or _default_names(num_classes), indices, source)
+
+
+def class_counts(labels: Labels) -> tuple[tuple[str, int], ...]:
+    """Images per class, in class-index order (the labels file's, i.e. the model output's); unlabelled last.
+
+    Only classes with at least one image are listed.
+    """
+    counts = Counter(labels.indices)
+    ordered = [(labels.class_names[k], counts[k]) for k in sorted(k for k in counts if k is not None)]
+    return tuple(ordered + ([("unlabelled", counts[None])] if None in counts else []))
+
+
+def spread_over_classes(indices: Sequence[int | None], *, limit: int) -> tuple[int, ...]:
+    """Positions of up to `limit` images taken round-robin over classes: a preview that shows every class.
+
+    Classes go in index order (unlabelled images last, as one group): the first image of
+    each class, then the second of each, and so on; within a class, images keep their order.
+    """
+    groups: dict[int | None, list[int]] = {}
+    for position, index in enumerate(indices):
+        groups.setdefault(index, []).append(position)
+    queues = [groups[k] for k in sorted(groups, key=lambda k: (k is None, k or 0))]
+    rounds = chain.from_iterable(zip_longest(*queues))
+    return tuple(p for p in rounds if p is not None)[:limit]
 
 
 def _default_names(num_classes: int) -> tuple[str, ...]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from quant_core.cache import ArtifactCache
 from quant_core.errors import InputError
 from quant_core.compare import (CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare,
                                 variant_names)
-from quant_core.images import load_images, read_labels_file, resolve_labels
+from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.results import CompareResult
 from quant_core.worker import job
@@ -78,9 +77,10 @@ def describe_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     labels = resolve_labels(images, source.info.num_classes, names)
     override = from_jsonable(PreprocessingOverride, payload.get("override") or {})
     preprocessing = infer_preprocessing(source, images, labels, override)
-    counts = Counter(labels.class_names[i] if i is not None else "unlabelled" for i in labels.indices)
     return {
         "info": to_jsonable(source.info), "preprocessing": to_jsonable(preprocessing),
-        "class_counts": sorted(counts.items()), "labels_source": labels.source,
+        "class_counts": class_counts(labels), "labels_source": labels.source,
         "skipped": to_jsonable(images.skipped), "image_count": len(images.items),
+        # positions in the image list of a preview that shows every class (the server decodes only those)
+        "thumbnails": spread_over_classes(labels.indices, limit=int(payload.get("thumbnails", 16))),
     }

@@ -16,6 +16,7 @@ os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cac
 from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "streamlit_app.py")
+STORE: list[ArtifactCache] = []
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResu
     request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(
         recipes=(Recipe(Mode.FLOAT16), Recipe(Mode.WEIGHT_ONLY, per_channel=False), Recipe(Mode.INT8),
                  Recipe(Mode.INT16X8)), measure_latency=False))
-    real = run_compare(request, cache=ArtifactCache(tmp_path_factory.mktemp("page-cache")))
+    STORE.append(ArtifactCache(tmp_path_factory.mktemp("page-cache")))  # the variants' models, for Report
+    real = run_compare(request, cache=STORE[0])
     assert all(v.ok for v in real.variants)
     base = real.baseline
     flipped = tuple((base.top1[0] + 1) % 3 if k in (0, 5) else c for k, c in enumerate(base.top1))
@@ -36,6 +38,7 @@ def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResu
 def compare_page(result: CompareResult) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["qw.result"] = result
+    at.session_state["qw.models"] = STORE[0]
     at.switch_page("pages/compare.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -79,3 +82,23 @@ def test_each_image_says_which_variants_disagree_even_when_not_shown(result):
     at.multiselect(key="w.grid_variants").set_value(["float32", "float16"]).run()
     marks = [m.value for m in at.markdown if m.value.startswith(":red[≠ float32")]
     assert marks == [":red[≠ float32: int8]  \n:gray[not shown: int8]"] * 2
+
+
+def test_the_html_report_shows_the_verdict_under_the_floor_in_force(result):
+    from quant_core.verdict import Floor
+    from ui.html_report import render_report
+
+    strict = render_report(result)
+    assert "<h2>Which variant to ship</h2>" in strict and "agreement with float32 ≥ 99%" in strict
+    assert '<div class="none">None fits</div>' in strict  # integer-only: int8 is below the floor
+    loose = render_report(result, floor=Floor(value=0.9))
+    assert '<div class="none">' not in loose and '<div class="ship">int8</div>' in loose
+    assert strict.index("Which variant to ship") < strict.index("<h2>Summary</h2>")
+
+
+def test_the_report_page_uses_the_floor_set_on_compare(result):
+    at = compare_page(result)
+    at.number_input(key="w.floor_agreement").set_value(90.0).run()
+    at.switch_page("pages/report.py").run()
+    assert not at.exception
+    assert any("agreement with float32 ≥ 90%" in c.value for c in at.caption)

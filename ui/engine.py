@@ -25,8 +25,8 @@ from quant_core.images import SkippedFile
 from ui.inputs import Inputs
 from ui.settings import Settings
 
-THUMBNAILS = 24
-DESCRIBE_SCHEMA = 1  # bump when the describe job's answer changes shape: stored descriptions are then ignored
+THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
+DESCRIBE_SCHEMA = 2  # bump when the describe job's answer changes shape: stored descriptions are then ignored
 log = logging.getLogger(__name__)
 
 
@@ -36,11 +36,11 @@ class Description:
 
     info: ModelInfo
     preprocessing: Preprocessing
-    class_counts: tuple[tuple[str, int], ...]  # (class name or "unlabelled", image count)
+    class_counts: tuple[tuple[str, int], ...]  # (class name or "unlabelled", image count) in class-index order
     labels_source: str
     skipped: tuple[SkippedFile, ...]
     image_count: int
-    thumbnails: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels) for the first images
+    thumbnails: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels): a few images of every class
 
 
 def inputs_key(inputs: Inputs) -> str:
@@ -77,15 +77,15 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
     answer = stored_description(_inputs, override, artifact_cache(),
                                 lambda job, payload: engine_pool().run(engine_key(_inputs, override), job, payload))
     prepare(_inputs, override)
-    # Thumbnails: Pillow only, no TensorFlow in the server.
-    images = load_images(_inputs.images, work_dir=_inputs.folder)
+    # Thumbnails: Pillow only, no TensorFlow in the server; the engine chose which (round-robin over classes).
+    images = load_images(_inputs.images, work_dir=_inputs.folder).items
     return Description(
         info=from_jsonable(ModelInfo, answer["info"]),
         preprocessing=from_jsonable(Preprocessing, answer["preprocessing"]),
         class_counts=tuple((name, int(n)) for name, n in answer["class_counts"]),
         labels_source=answer["labels_source"], skipped=from_jsonable(tuple[SkippedFile, ...], answer["skipped"]),
         image_count=answer["image_count"],
-        thumbnails=tuple((i.name, _small(i.pixels)) for i in images.items[:THUMBNAILS]),
+        thumbnails=tuple((images[k].name, _small(images[k].pixels)) for k in answer["thumbnails"] if k < len(images)),
     )
 
 
@@ -97,13 +97,14 @@ def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: A
 
     The key holds every file's name and bytes, the preprocessing chosen and the engines.
     """
-    stored = cache_key("describe", DESCRIBE_SCHEMA, inputs.digest, to_jsonable(override), engine_versions())
+    stored = cache_key("describe", DESCRIBE_SCHEMA, THUMBNAILS, inputs.digest, to_jsonable(override),
+                       engine_versions())
     answer = cache.get_json("descriptions", stored)
     if answer is None:
         answer = job("describe", {
             "model": str(inputs.model), "images": [str(p) for p in inputs.images],
             "labels": str(inputs.labels) if inputs.labels else None, "override": to_jsonable(override),
-            "work_dir": str(inputs.folder) if inputs.folder else None})
+            "work_dir": str(inputs.folder) if inputs.folder else None, "thumbnails": THUMBNAILS})
         cache.put_json("descriptions", stored, answer)
     return answer
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from quant_core import MODE_INFO, CompareResult, Mode
 from quant_core.summary import ERROR, STATUS, summarize
+from quant_core.verdict import Floor, Target, decide
 from ui import charts
 
 _CSS = """
@@ -25,6 +26,9 @@ th:first-child,td:first-child{text-align:left} .best{background:#dff5e3;font-wei
 .note{background:#fff8e1;border-left:4px solid #f2b705;padding:.5rem .8rem;margin:.5rem 0}
 .img td{vertical-align:top;text-align:left} .img img{width:56px;image-rendering:pixelated} .diff{color:#b00020}
 code{background:#f4f4f4;padding:0 .25rem} .glossary li{font-size:.9rem;color:#444;margin:.15rem 0}
+.picks{display:grid;grid-template-columns:repeat(3,1fr);gap:1rem} .pick{border:1px solid #ddd;border-radius:8px;
+padding:.6rem .9rem} .pick p{font-size:.9rem;margin:.3rem 0} .target{color:#666;font-size:.85rem}
+.ship{color:#1b7f3a;font-size:1.4rem;font-weight:700} .none{color:#b26a00;font-size:1.4rem;font-weight:700}
 """
 IMAGES_SHOWN = 60  # per-image rows in the report; the JSON report has every image
 
@@ -55,9 +59,18 @@ def _summary_table(result: CompareResult) -> str:
     return "".join(out) + "</table>"
 
 
-def _verdict_section(result: CompareResult) -> str:
-    """The verdict shown above the summary ("" until it is written)."""
-    return ""
+def _verdict_section(result: CompareResult, floor: Floor | None) -> str:
+    """The verdict above the summary: one card per deployment target, the floor and how each pick is made."""
+    verdict = decide(result, floor=floor)
+    cards = "".join(
+        f'<div class="pick"><div class="target">{html.escape(p.target.heading)}</div>'
+        f'<div class="{"ship" if p.variant else "none"}">{html.escape(p.variant or "None fits")}</div>'
+        f"<p>{html.escape(p.reason)}</p></div>" for p in verdict.picks)
+    rules = "".join(f"<li><b>{html.escape(t.heading)}</b>: {html.escape(t.rule)}.</li>" for t in Target)
+    note = f'<p class="sub">{html.escape(verdict.note)}</p>' if verdict.note else ""
+    return (f"<h2>Which variant to ship</h2><p>Fidelity floor: <b>{html.escape(verdict.floor.label)}</b>. "
+            "Variants with a warning or a failure are never picked.</p>"
+            f'<div class="picks">{cards}</div>{note}<ul class="glossary">{rules}</ul>')
 
 
 def _glossary(result: CompareResult) -> str:
@@ -89,8 +102,8 @@ def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: i
 
 
 def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | None = None,
-                  title: str | None = None) -> str:
-    """The report as one HTML document with everything inline."""
+                  title: str | None = None, floor: Floor | None = None) -> str:
+    """The report as one HTML document with everything inline; the verdict is made under `floor`."""
     env = result.environment
     plotly_js = get_plotlyjs().replace("</script", "<\\/script")
     figures = [charts.fidelity_chart(result), charts.latency_chart(result), charts.size_chart(result),
@@ -113,7 +126,7 @@ def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | 
 <p class="sub">{datetime.now(UTC):%Y-%m-%d %H:%M UTC} · {len(result.images)} images ·
 {m.format.value} model, input {"×".join(str(d) for d in m.input_shape[1:])}, {m.num_classes} classes,
 {m.param_count:,} parameters · sha256 {m.sha256[:12]}</p>
-<!-- verdict: start -->{_verdict_section(result)}<!-- verdict: end -->
+<!-- verdict: start -->{_verdict_section(result, floor)}<!-- verdict: end -->
 <h2>Summary</h2>
 <p>Each variant of the model was built with the TensorFlow Lite converter or the LiteRT Quantizer, checked
 against the original model and measured on the same images. <b>Accuracy</b> uses the true labels

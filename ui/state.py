@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from quant_core import PreprocessingOverride
 from ui import sessions
+from ui.inputs import Inputs
 
 INPUTS = "qw.inputs"  # ui.inputs.Inputs: the model, images and labels in use
 OVERRIDE = "qw.override"  # quant_core.PreprocessingOverride chosen on the Model & data page
@@ -25,6 +30,7 @@ MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in t
 WORKDIR = "qw.workdir"  # this session's private folder for uploads
 UPLOAD_ERROR = "qw.upload_error"  # the last upload problem, shown until the next upload
 PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
+FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 
 
 def get(key: str, default: Any = None) -> Any:
@@ -47,10 +53,27 @@ def workdir() -> Path:
     return Path(path)
 
 
-def reset_workdir() -> Path:
-    """Empties this session's folder (a new upload replaces the old one)."""
-    path = get(WORKDIR)
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)
-        put(WORKDIR, None)
-    return workdir()
+@contextmanager
+def upload_folder() -> Iterator[Path]:
+    """A new folder for an upload, beside the inputs in use (which stay until it is accepted: `use_inputs`).
+
+    Removed again when the block raises: refused files leave nothing behind.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=workdir()))
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def use_inputs(inputs: Inputs) -> None:
+    """Makes `inputs` the session's, with the inferred preprocessing; the previous upload's folder is removed.
+
+    Callers forget the result of the previous inputs (`ui.run.reset`).
+    """
+    previous = get(INPUTS)
+    put(INPUTS, inputs)
+    put(OVERRIDE, PreprocessingOverride())
+    if previous is not None and previous.folder is not None and previous.folder != inputs.folder:
+        shutil.rmtree(previous.folder, ignore_errors=True)
