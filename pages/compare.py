@@ -9,6 +9,7 @@ from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
 
 st.title("Compare")
+verdict_slot = st.container()  # the verdict goes first, once a result is known
 run.collect()  # again: a run may have ended since the router collected
 working = run.live()
 result = state.get(state.RESULT) if working is None else None
@@ -33,10 +34,11 @@ run.show_failure()
 assert result is not None
 # Which result is on screen, for browser tests and benchmarks: a rerun's stale elements can look finished.
 st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"
-st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing {result.preprocessing.normalization.label}"
-           f", calibration from {result.calibration.source}.")
-verdict.verdict_card(result)
-verdict.what_if_banner(result)
+with verdict_slot:
+    st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing "
+               f"{result.preprocessing.normalization.label}, calibration from {result.calibration.source}.")
+    verdict.verdict_card(result)
+    verdict.what_if_banner(result)
 for v in result.variants:
     if not v.ok:
         st.error(f"{v.name} failed: {v.error}", icon=":material/cancel:")
@@ -46,7 +48,7 @@ for v in result.variants:
 st.subheader("Every variant, measured", anchor=False, help="\n".join(
     f"- **{title}**: {text}" for title, text in charts.summary_column_help(result).items()))
 st.caption("Highlighted: the best value in each column (agreement and mean |Δp|: among the variants compared with "
-           "float32; variants with a warning are never highlighted). Hover the ⓘ above for what each column means. "
+           "float32; variants with a warning are never highlighted). The (?) by the heading explains each column. "
            + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 

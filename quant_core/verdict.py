@@ -202,9 +202,12 @@ def _none_fits(target: Target, candidates: list[VariantResult], result: CompareR
     if not built:
         return Pick(target, None, f"No variant for this target was built ({why}).")
     closest = max(built, key=lambda v: (v.top1_agreement or 0.0, v.accuracy or 0.0))
+    changed = closest.recipe.what_ifs()
+    advice = (f"Undo {' and '.join(changed)}, or lower the floor." if changed else
+              "Try more or more representative calibration images, or lower the floor." if
+              closest.recipe.needs_calibration else "Lower the floor, or try another mode.")
     return Pick(target, None, f"No variant meets {floor.label}: the closest, {closest.name}, has "
-                f"{floor.shortfall(closest, base)}{' and a warning' if closest.warning else ''}. Try more "
-                "calibration images, per-channel weights or int16x8, or lower the floor.")
+                f"{floor.shortfall(closest, base)}{' and a warning' if closest.warning else ''}. {advice}")
 
 
 def _cpu(fits: list[VariantResult], result: CompareResult) -> Pick:

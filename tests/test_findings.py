@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from quant_core import Backend, CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
@@ -41,19 +40,20 @@ def test_per_tensor_dynamic_range_is_refused_with_the_setting_named(model_files,
     assert res.variant("weight_only").ok  # float compute after dequantizing: not affected
 
 
-def test_the_refused_model_really_is_nondeterministic(model_files, image_dir, labels_file, tmp_path):
-    """The check guards a real runtime defect: two fresh interpreters of the per-tensor model disagree."""
+def test_the_check_finds_per_tensor_hybrid_depthwise_ops_only(model_files, image_dir, tmp_path):
+    """The refusal's detector, on the models it is about.
+
+    (The defect itself depends on what lies past the one scale in memory: on the digits sample
+    five fresh interpreters gave five different outputs; on this tiny model they sometimes
+    agree, so a test of the nondeterminism itself would be flaky.)
+    """
     from quant_core.compare import Workbench
     from quant_core.images import load_images
-    from quant_core.runner import TFLiteRunner
 
     bench = Workbench.open(model_files["keras"], load_images([image_dir]), cache=ArtifactCache(tmp_path))
-    model = bench.build(Recipe(Mode.DYNAMIC_RANGE, per_channel=False)).model
-    assert per_tensor_hybrid_depthwise(model) == 1
-    outputs = [TFLiteRunner(model).predict(bench.x[:4]) for _ in range(6)]
-    assert max(float(np.abs(o - outputs[0]).max()) for o in outputs) > 1e-4
-    per_channel = bench.build(Recipe(Mode.DYNAMIC_RANGE)).model
-    assert per_tensor_hybrid_depthwise(per_channel) == 0
+    assert per_tensor_hybrid_depthwise(bench.build(Recipe(Mode.DYNAMIC_RANGE, per_channel=False)).model) == 1
+    assert per_tensor_hybrid_depthwise(bench.build(Recipe(Mode.DYNAMIC_RANGE)).model) == 0
+    assert per_tensor_hybrid_depthwise(bench.build(Recipe(Mode.INT8, per_channel=False)).model) == 0  # int8 input
 
 
 def test_identical_requests_give_identical_numbers(model_files, image_dir, labels_file, tmp_path):
