@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup setup-dev browser run lint test bench samples clean
+.PHONY: setup setup-dev browser services run lint test bench samples clean
 
 setup: $(APP_STAMP)
 setup-dev: $(DEV_STAMP)
@@ -39,6 +39,13 @@ browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# Debian's PostgreSQL server programs for the tests against a real PostgreSQL (tests/pg_server.py starts a private
+# server on a loopback port and stops it). Debian keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin.
+services:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
+
 run: setup
 	$(PY) -m ui.prewarm
 	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
@@ -47,7 +54,7 @@ lint: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: lint browser
+test: lint browser services
 	$(PY) -m pytest -q
 
 bench: setup-dev browser

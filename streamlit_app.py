@@ -6,7 +6,7 @@ import streamlit as st
 
 from quant_core import QuantError
 from quant_core.errors import report_internal
-from ui import charts, logs, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
+from ui import charts, logs, published, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
@@ -36,25 +36,32 @@ def apply_query_params() -> None:
         st.toast(f"Ignored the link's settings: {err}")
 
 
-apply_query_params()
-run.collect()  # a comparison that ended while another page was shown: its result is this session's now
+viewing = published.is_viewing()  # a published comparison: read-only pages, no engine work
+if not viewing:
+    apply_query_params()
+    run.collect()  # a comparison that ended while another page was shown: its result is this session's now
 sessions.sweep()  # removes the folders of sessions that ended (at most every QW_SESSION_SWEEP_S, 60 s)
 pages = [
-    st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=True),
+    st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=not viewing),
     st.Page("pages/quantize.py", title="Quantize", icon=":material/tune:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", default=viewing),
     st.Page("pages/ops.py", title="Ops", icon=":material/memory:"),
     st.Page("pages/report.py", title="Report & share", icon=":material/ios_share:"),
 ]
-navigation = st.navigation(pages)
+navigation = st.navigation(pages[2:] if viewing else pages)
 with st.sidebar:
     st.markdown("### Quantization Workbench")
     st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")
-status_slot = st.sidebar.empty()
-sidebar_status(status_slot)  # now, for pages that follow a run for a while; drawn again after the page
+    if viewing:
+        st.caption("You are looking at a published comparison (read-only).")
+        st.link_button("Open the workbench", published.root_url(), icon=":material/home:")
+status_slot = st.sidebar.empty()  # the session's own status: nothing to say about a published comparison
+if not viewing:
+    sidebar_status(status_slot)  # now, for pages that follow a run for a while; drawn again after the page
 try:
     navigation.run()
 except Exception as err:  # noqa: BLE001 - a bug in a page: logged with its traceback, shown by its incident id
     show_error(report_internal(err, context=f"the {navigation.title!r} page"))
 finally:  # after the page, so it reflects what the page just changed (also when the page stops early)
-    sidebar_status(status_slot)
+    if not viewing:
+        sidebar_status(status_slot)

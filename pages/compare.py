@@ -4,37 +4,54 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, engine, run, state, verdict
+from quant_core import CompareResult
+from ui import charts, engine, published, run, state, verdict
 from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
 
 st.title("Compare")
 verdict_slot = st.container()  # the verdict goes first, once a result is known
-run.collect()  # again: a run may have ended since the router collected
-working = run.live()
-result = state.get(state.RESULT) if working is None else None
-if working is None and result is None:
-    result = run.need_result()  # explains how to get one, and stops
-latest = run.current()  # a failed what-if stays the choice shown: it is not tried again at every click
-shown = (latest.settings if latest is not None else state.get(state.RESULT_SETTINGS)) or state.get(
-    state.SETTINGS) or Settings()
-with st.expander("What if… change a variant or an option here: the table follows", expanded=True,
-                 icon=":material/tune:"):
-    wanted = option_controls(variant_toggles(shown, prefix="w.cmp"), prefix="w.cmp")
-    st.caption("Variants this model has already measured with the same options come back at once; changed "
-               "ones are built now, and their rows appear as soon as their size and agreement are known. "
-               "More options (calibration data, threads) on **Quantize**.")
-if wanted != shown:
-    accept_settings(wanted)
-    run.start(wanted)  # stops the run it replaces
-    st.rerun()
-if working is not None:
-    run.follow(working)  # until it ends; then the page is drawn again with its result
-run.show_failure()
+publication = published.viewing()
+
+
+def what_if_controls() -> CompareResult | None:
+    """The owner's What if… controls and the run they start; the result to draw (None while a run streams)."""
+    run.collect()  # again: a run may have ended since the router collected
+    working = run.live()
+    result = state.get(state.RESULT) if working is None else None
+    if working is None and result is None:
+        result = run.need_result()  # explains how to get one, and stops
+    latest = run.current()  # a failed what-if stays the choice shown: it is not tried again at every click
+    shown = (latest.settings if latest is not None else state.get(state.RESULT_SETTINGS)) or state.get(
+        state.SETTINGS) or Settings()
+    with st.expander("What if… change a variant or an option here: the table follows", expanded=True,
+                     icon=":material/tune:"):
+        wanted = option_controls(variant_toggles(shown, prefix="w.cmp"), prefix="w.cmp")
+        st.caption("Variants this model has already measured with the same options come back at once; changed "
+                   "ones are built now, and their rows appear as soon as their size and agreement are known. "
+                   "More options (calibration data, threads) on **Quantize**.")
+    if wanted != shown:
+        accept_settings(wanted)
+        run.start(wanted)  # stops the run it replaces
+        st.rerun()
+    if working is not None:
+        run.follow(working)  # until it ends; then the page is drawn again with its result
+    run.show_failure()
+    return result
+
+
+if publication is None:
+    result = what_if_controls()
+    inputs = current_inputs()
+    thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+else:
+    result, thumbs = publication.result, published.thumbnails(publication)
 assert result is not None
 # Which result is on screen, for browser tests and benchmarks: a rerun's stale elements can look finished.
 st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"
 with verdict_slot:
+    if publication is not None:
+        st.info(f"A published comparison, read-only: {publication.summary}.", icon=":material/public:")
     st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing "
                f"{result.preprocessing.normalization.label}, calibration from {result.calibration.source}.")
     verdict.verdict_card(result)
@@ -78,8 +95,6 @@ def per_image_grid() -> None:
     rows = sorted((k for k in range(len(result.images)) if flags[k] or not only), key=lambda k: not flags[k])
     st.caption(f"{sum(flags)} of {len(result.images)} images have at least one variant disagreeing with float32 "
                "(shown first). Each variant lists its top classes with their probabilities; ✓ marks the true class.")
-    inputs = current_inputs()
-    thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     page_size = 12
     pages = max(1, (len(rows) + page_size - 1) // page_size)
     page = st.number_input("Page", 1, pages, 1, key="w.grid_page") if pages > 1 else 1

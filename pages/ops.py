@@ -7,10 +7,10 @@ import streamlit as st
 
 from quant_core import MODE_INFO
 from quant_core.ops import OpKind
-from ui import charts, run
+from ui import charts, published
 
 st.title("Ops")
-result = run.need_result()
+result, _ = published.result_shown()
 st.markdown(
     "NPUs, DSPs and the Edge TPU run only integer ops. A model is **integer-only** when no op reads or writes a "
     "float tensor; anything else falls back to the CPU at every float op, and each QUANTIZE/DEQUANTIZE at the "

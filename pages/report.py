@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import streamlit as st
 
 from quant_core import PreprocessingOverride
-from ui import engine, run, share, state
+from ui import engine, published, share, state
 from ui.verdict import current_floor
 from ui.html_report import render_report
 from ui.settings import Settings
 from ui.widgets import current_inputs
 
 st.title("Report & share")
-result = run.need_result()
-inputs = current_inputs()
+result, publication = published.result_shown()
 name = result.model.name
+if publication is None:
+    inputs = current_inputs()
+    thumbs: Mapping[str, object] = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    models = state.get(state.MODELS)  # this session's copies: they outlive the shared cache's cleaning
+else:
+    thumbs, models = published.thumbnails(publication), published.models(publication)
 
 st.subheader("Report")
 st.caption("A single HTML file with the verdict (under the fidelity floor set on Compare: "
            f"{current_floor().label}), the table, charts and per-image results inline: it opens offline and reads "
            "on its own for someone who never saw the app.")
-thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
 c1, c2, c3 = st.columns(3)
 floor = current_floor()  # the one set on Compare: the report says which variant to ship under it
 c1.download_button("HTML report", render_report(result, thumbnails=thumbs, floor=floor),
@@ -31,22 +37,35 @@ c2.download_button("Numbers (JSON)", share.report_json(result, floor), f"{name}_
 c3.download_button("Numbers (CSV)", share.report_csv(result), f"{name}_variants.csv", "text/csv",
                    icon=":material/table:", on_click="ignore", key="dl.csv")
 
-st.subheader("Models")
-models = state.get(state.MODELS)  # this session's copies: they outlive the shared cache's cleaning
-st.download_button("All models + recipes (.zip)", share.models_zip(result, models), f"{name}_variants.zip",
-                   "application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl.zip")
-for v in result.variants:
-    if not v.ok:
-        continue
-    cols = st.columns([3, 2, 2])
-    cols[0].markdown(f"**{v.name}** · {v.size_bytes / 1024:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
-    (model_name, model), (recipe_name, recipe) = result.variant_files(v, models).items()
-    cols[1].download_button(".tflite", model, model_name, "application/octet-stream", on_click="ignore",
-                            key=f"dl.tflite.{v.name}")
-    cols[2].download_button("recipe .json", recipe, recipe_name, "application/json", on_click="ignore",
-                            key=f"dl.recipe.{v.name}")
 
-st.subheader("Share")
+def model_downloads(models) -> None:
+    """The zip of every model with its recipe, then each variant's .tflite and recipe."""
+    st.download_button("All models + recipes (.zip)", share.models_zip(result, models), f"{name}_variants.zip",
+                       "application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl.zip")
+    for v in result.variants:
+        if not v.ok:
+            continue
+        cols = st.columns([3, 2, 2])
+        cols[0].markdown(f"**{v.name}** · {v.size_bytes / 1024:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
+        (model_name, model), (recipe_name, recipe) = result.variant_files(v, models).items()
+        cols[1].download_button(".tflite", model, model_name, "application/octet-stream", on_click="ignore",
+                                key=f"dl.tflite.{v.name}")
+        cols[2].download_button("recipe .json", recipe, recipe_name, "application/json", on_click="ignore",
+                                key=f"dl.recipe.{v.name}")
+
+
+st.subheader("Models")
+if models is None:
+    st.caption("The owner published the numbers without the .tflite files.")
+else:
+    model_downloads(models)
+
+if publication is not None:
+    published.delete_form(publication)
+    st.stop()
+st.subheader("Publish")
+published.publish_form(result, thumbs, models, inputs)
+st.subheader("Share the options")
 if inputs.sample:
     query = share.share_query(inputs.sample, state.get(state.SETTINGS) or Settings(),
                               state.get(state.OVERRIDE) or PreprocessingOverride())
@@ -54,5 +73,4 @@ if inputs.sample:
     st.caption("This link reopens the workbench on the same bundled sample with the same options selected.")
     st.code(base + query, language=None)
 else:
-    st.caption("Links can reopen bundled samples only: your uploads stay in your session. "
-               "Share the HTML report and the models instead.")
+    st.caption("Option links reopen bundled samples only: publish to share a comparison of your upload.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from quant_core.errors import INCIDENTS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# Publications go to a private store, never the user's (the app's servers started by tests inherit this).
+os.environ.setdefault("QW_STORE_DIR", tempfile.mkdtemp(prefix="qw-test-store-"))
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("red", "green", "blue")

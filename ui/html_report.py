@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from datetime import datetime, UTC
 
 import numpy as np
@@ -37,12 +38,15 @@ def _figure(fig) -> str:
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def _thumb(pixels: np.ndarray | None) -> str:
+def _thumb(pixels: np.ndarray | bytes | None) -> str:
+    """An inline thumbnail from RGB pixels or PNG bytes (a published comparison stores PNGs)."""
     if pixels is None:
         return ""
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    if isinstance(pixels, np.ndarray):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        pixels = buf.getvalue()
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(pixels).decode()}">'
 
 
 def _summary_table(result: CompareResult) -> str:
@@ -80,7 +84,8 @@ def _glossary(result: CompareResult) -> str:
     return f'<h3>What the columns mean</h3><ul class="glossary">{items}</ul>'
 
 
-def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: int = IMAGES_SHOWN) -> str:
+def _images_table(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes],
+                  limit: int = IMAGES_SHOWN) -> str:
     vs = charts.ok_variants(result)
     flags = charts.disagreement(result)
     order = sorted(range(len(result.images)), key=lambda k: not flags[k])[:limit]
@@ -101,7 +106,7 @@ def _images_table(result: CompareResult, thumbs: dict[str, np.ndarray], limit: i
     return f'{shown}<table class="img">{head}{"".join(rows)}</table>'
 
 
-def render_report(result: CompareResult, *, thumbnails: dict[str, np.ndarray] | None = None,
+def render_report(result: CompareResult, *, thumbnails: Mapping[str, np.ndarray | bytes] | None = None,
                   title: str | None = None, floor: Floor | None = None) -> str:
     """The report as one HTML document with everything inline; the verdict is made under `floor`."""
     env = result.environment

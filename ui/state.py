@@ -30,6 +30,8 @@ MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in t
 WORKDIR = "qw.workdir"  # this session's private folder for uploads
 UPLOAD_ERROR = "qw.upload_error"  # the last upload problem, shown until the next upload
 PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
+VIEWING = "qw.viewing"  # quant_core.publications.Publication opened read-only from a ?view= link
+RECEIPT = "qw.receipt"  # quant_core.publications.Receipt of this session's last publish (its links)
 FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 
 

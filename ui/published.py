@@ -1,0 +1,182 @@
+"""Publishing a comparison and opening a published one read-only (?view=<id>), on the server's store."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from quant_core import CompareResult, ModelStore
+from quant_core.publications import (NotFoundError, Publication, PublicationStore, PublishedModels, Receipt,
+                                     model_name, thumbnail_name)
+from ui import state
+from ui.inputs import Inputs
+
+VIEW = "view"  # query parameter: a published comparison's id
+DELETE = "delete"  # query parameter: its private delete token (the owner's second link)
+_DEFAULT_FOLDER = Path.home() / ".local" / "share" / "quant-workbench" / "publications"
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> PublicationStore:
+    """The server's publication store (QW_STORE_DIR, QW_DATABASE_URL, QW_PUBLISH_DAYS, QW_PUBLISH_MAX_MB)."""
+    return PublicationStore.from_env(_DEFAULT_FOLDER)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the owner adds to a publication beyond the result and its thumbnails."""
+
+    models: bool = False  # every built variant's .tflite
+    source: bool = False  # the uploaded model file
+    anonymise: bool = False  # image file names replaced by image_001...
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """A thumbnail as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def publish(result: CompareResult, thumbs: dict[str, np.ndarray], models: ModelStore | None, source: Path | None,
+            choices: Choices) -> Receipt:
+    """Stores the comparison with its thumbnails (and, as chosen, its models and the source model).
+
+    Raises:
+        StoreFullError, InputError, MissingModelError: shown by the caller in one line.
+    """
+    files = {thumbnail_name(k): png(thumbs[image.file]) for k, image in enumerate(result.images)
+             if image.file in thumbs}
+    if choices.models and models is not None:
+        files |= {model_name(v.tflite_sha256): models.model_bytes(v.tflite_sha256)
+                  for v in result.variants if v.ok and v.tflite_sha256}
+    if choices.source and source is not None and source.is_file():
+        files[f"source/model{source.suffix.lower()}"] = source.read_bytes()
+    return store().publish(result, files, anonymise=choices.anonymise)
+
+
+def viewing() -> Publication | None:
+    """The published comparison this session was opened on (?view=<id>), or None; a bad link stops with an error."""
+    view = st.query_params.get(VIEW)
+    cached = state.get(state.VIEWING)
+    if not view and cached is not None:  # a page change drops the query string: the address keeps the link
+        st.query_params[VIEW] = cached.id
+        return cached
+    if not view:
+        return None
+    if cached is not None and cached.id == view:
+        return cached
+    try:
+        publication = store().open(view)
+    except NotFoundError as err:
+        st.error(str(err), icon=":material/link_off:")
+        st.stop()
+    state.put(state.VIEWING, publication)
+    return publication
+
+
+def thumbnails(publication: Publication) -> dict[str, bytes]:
+    """The publication's thumbnails (PNG bytes) by image file name, as the per-image grid looks them up."""
+    names = set(publication.files)
+    return {image.file: store().blob(publication.id, thumbnail_name(k))
+            for k, image in enumerate(publication.result.images) if thumbnail_name(k) in names}
+
+
+def models(publication: Publication) -> ModelStore | None:
+    """The published .tflite files as a model store, or None when the owner did not include them."""
+    return PublishedModels(store(), publication.id) if any(f.startswith("models/") for f in publication.files) \
+        else None
+
+
+def root_url() -> str:
+    """This server's address with no page or query: 'http://host:8501/'."""
+    parts = urlsplit(st.context.url or "")
+    return f"{parts.scheme}://{parts.netloc}/" if parts.netloc else "/"
+
+
+def is_viewing() -> bool:
+    """True when this session shows a published comparison (from its link, or since it opened one)."""
+    return bool(st.query_params.get(VIEW)) or state.get(state.VIEWING) is not None
+
+
+def links(receipt: Receipt) -> tuple[str, str]:
+    """The share link (opens Compare) and the owner's private delete link (opens Report, with its button)."""
+    root = root_url()
+    return f"{root}?{VIEW}={receipt.id}", f"{root}report?{VIEW}={receipt.id}&{DELETE}={receipt.delete_token}"
+
+
+def result_shown() -> tuple[CompareResult, Publication | None]:
+    """The comparison a page shows: the published one (said so above it), else this session's (or a stop)."""
+    from ui import run  # pylint: disable=import-outside-toplevel  (run imports the engine; views never need it)
+
+    publication = viewing()
+    if publication is not None:
+        st.info(f"A published comparison, read-only: {publication.summary}.", icon=":material/public:")
+        return publication.result, publication
+    return run.need_result(), None
+
+
+def publish_form(result: CompareResult, thumbs: Mapping[str, Any], models: ModelStore | None, inputs: Inputs) -> None:
+    """The owner's Publish form, then the share link and the private delete link of what this session published."""
+    from ui.widgets import ENGINE_ERRORS, show_error  # pylint: disable=import-outside-toplevel
+
+    days = store().retention.days
+    st.caption(f"Stores this comparison on the server and gives a link that opens it read-only, at once, for anyone "
+               f"who has it: Compare, Ops and this page, with the thumbnails. It expires after {days} days; a "
+               "second, private link deletes it. Nothing else from your session is published.")
+    with st.form("publish"):
+        include_models = st.checkbox("Include every variant's .tflite file", key="w.pub_models",
+                                     help="Readers can then download the models; without them, only the numbers.")
+        include_source = st.checkbox("Include the uploaded model file", key="w.pub_source",
+                                     disabled=inputs.sample is not None,
+                                     help="Off for bundled samples (they ship with the workbench).")
+        anonymise = st.checkbox("Hide image file names (image_001, image_002, ...)", key="w.pub_anon",
+                                help="Class labels stay: they are what the comparison is about.")
+        submitted = st.form_submit_button("Publish", type="primary", icon=":material/public:")
+    if submitted:
+        try:
+            receipt = publish(result, {k: v for k, v in thumbs.items() if isinstance(v, np.ndarray)}, models,
+                              inputs.model if inputs.sample is None else None,
+                              Choices(models=include_models, source=include_source, anonymise=anonymise))
+        except ENGINE_ERRORS as err:
+            show_error(err)
+            return
+        state.put(state.RECEIPT, (result.request_key, receipt))
+    entry = state.get(state.RECEIPT)
+    if entry is None or entry[0] != result.request_key:
+        return
+    share_link, delete_link = links(entry[1])
+    st.success(f"Published until {entry[1].expires_at:%Y-%m-%d}. Anyone with this link sees it read-only:",
+               icon=":material/public:")
+    st.code(share_link, language=None)
+    st.warning("Your private link to delete it: keep it to yourself (it is shown only in this session).",
+               icon=":material/key:")
+    st.code(delete_link, language=None)
+
+
+def delete_form(publication: Publication) -> None:
+    """With the owner's private link (?delete=<token>): a button that deletes the publication."""
+    token = st.query_params.get(DELETE)
+    if not token:
+        return
+    st.subheader("Delete this publication")
+    st.caption("You opened the owner's private link. Deleting removes the comparison and its files from the server; "
+               "the share link then says it no longer exists.")
+    if not st.button("Delete it now", type="primary", icon=":material/delete:"):
+        return
+    try:
+        store().delete(publication.id, token)
+    except NotFoundError as err:
+        st.error(str(err), icon=":material/link_off:")
+        return
+    state.put(state.VIEWING, None)
+    st.success("Deleted.", icon=":material/check:")
+    st.stop()
