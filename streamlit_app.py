@@ -6,40 +6,48 @@ import streamlit as st
 
 from quant_core import QuantError
 from quant_core.errors import report_internal
-from ui import charts, logs, published, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
+from ui import charts, logs, published, resume, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
-from ui.share import override_from_query
+from ui.share import RUN_PARAM, override_from_query
 from ui.widgets import show_error, sidebar_status
 
 st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
 logs.configure()
 
 
-def apply_query_params() -> None:
-    """A shared link (?sample=...&modes=...) preselects a bundled sample and options, once per session."""
+def apply_query_params() -> bool:
+    """A shared link (?sample=...&modes=...) selects a bundled sample and options, once per session.
+
+    Returns True when the link asks for the results (run=1, as Report & share's links do): the comparison
+    then runs on Compare (a cached answer comes back at once).
+    """
     if state.get(state.PARAMS_APPLIED):
-        return
+        return False
     state.put(state.PARAMS_APPLIED, True)
     params = st.query_params.to_dict()
-    if not params:
-        return
+    if params.get("sample") not in {s.name for s in samples()} or state.get(state.RESULT) is not None:
+        return False  # not a sample link (a reload's ?r= brought its own result and options back)
     try:
-        if params.get("sample") in {s.name for s in samples()}:
-            state.put(state.INPUTS, sample_inputs(params["sample"]))
-        state.put(state.SETTINGS, Settings.from_query(params))
-        override = override_from_query(params)
-        if override is not None:
-            state.put(state.OVERRIDE, override)
+        settings, override = Settings.from_query(params), override_from_query(params)
     except (QuantError, ValueError) as err:
         st.toast(f"Ignored the link's settings: {err}")
+        return False
+    state.put(state.INPUTS, sample_inputs(params["sample"]))
+    state.put(state.SETTINGS, settings)
+    if override is not None:
+        state.put(state.OVERRIDE, override)
+    return params.get(RUN_PARAM) == "1"
 
 
 viewing = published.is_viewing()  # a published comparison: read-only pages, no engine work
+linked = False
 if not viewing:
-    apply_query_params()
+    resume.restore()  # a reload (?r=<id>): the session's result comes back
+    linked = apply_query_params()
     run.collect()  # a comparison that ended while another page was shown: its result is this session's now
+    resume.keep_in_address()
 sessions.sweep()  # removes the folders of sessions that ended (at most every QW_SESSION_SWEEP_S, 60 s)
 pages = [
     st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=not viewing),
@@ -49,6 +57,9 @@ pages = [
     st.Page("pages/report.py", title="Report & share", icon=":material/ios_share:"),
 ]
 navigation = st.navigation(pages[2:] if viewing else pages)
+if not viewing and linked:  # a bundled-sample link opens on its results
+    run.start()
+    st.switch_page(pages[2])
 with st.sidebar:
     st.markdown("### Quantization Workbench")
     st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")

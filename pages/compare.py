@@ -40,12 +40,17 @@ def what_if_controls() -> CompareResult | None:
     return result
 
 
-if publication is None:
+restored = state.get(state.RESTORED)  # an upload's result brought back by a reload: its files are gone
+if publication is not None:
+    result, thumbs = publication.result, published.thumbnails(publication)
+elif restored is not None:
+    result, thumbs = state.get(state.RESULT), published.thumbnails(restored)
+    st.info("Brought back after a reload. Uploaded files are not kept across sessions: upload them again on "
+            "**Model & data** to change options or run again.", icon=":material/history:")
+else:
     result = what_if_controls()
     inputs = current_inputs()
     thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
-else:
-    result, thumbs = publication.result, published.thumbnails(publication)
 assert result is not None
 # Which result is on screen, for browser tests and benchmarks: a rerun's stale elements can look finished.
 st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import streamlit as st
 
 from quant_core import PreprocessingOverride
@@ -18,7 +19,9 @@ result, publication = published.result_shown()
 name = result.model.name
 if publication is None:
     inputs = current_inputs()
-    thumbs: Mapping[str, object] = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    restored = state.get(state.RESTORED)  # an upload's result after a reload: the thumbnails it was kept with
+    thumbs: Mapping[str, np.ndarray | bytes] = published.thumbnails(restored) if restored is not None else \
+        engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     models = state.get(state.MODELS)  # this session's copies: they outlive the shared cache's cleaning
 else:
     thumbs, models = published.thumbnails(publication), published.models(publication)
@@ -70,7 +73,8 @@ if inputs.sample:
     query = share.share_query(inputs.sample, state.get(state.SETTINGS) or Settings(),
                               state.get(state.OVERRIDE) or PreprocessingOverride())
     base = (st.context.url or "").split("?")[0]
-    st.caption("This link reopens the workbench on the same bundled sample with the same options selected.")
+    st.caption("This link opens the workbench on the same bundled sample with the same options, on Compare with "
+               "the results (from the server's cache when it has them).")
     st.code(base + query, language=None)
 else:
     st.caption("Option links reopen bundled samples only: publish to share a comparison of your upload.")

@@ -39,8 +39,10 @@ def test_compare_writes_report_models_and_a_clean_table(model_files, image_dir, 
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("model: tiny (keras)")
-    rows = [line.split()[0] for line in lines[lines.index("") + 2:]]
+    start = lines.index("") + 2  # after the blank line and the header; the verdict follows another blank line
+    rows = [line.split()[0] for line in lines[start:lines.index("", start)]]
     assert rows == ["float32", "dynamic_range", "int8", "int16x8"]
+    assert lines[lines.index("", start) + 1] == "Which variant to ship (agreement with float32 ≥ 99%):"
     for chatter in ("Saved artifact", "fully_quantize", "Endpoint", "TensorSpec", "W0000", "INFO:"):
         assert chatter not in proc.stdout
     data = json.loads(report.read_text())

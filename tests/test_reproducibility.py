@@ -8,7 +8,8 @@ from quant_core._serde import to_jsonable
 from quant_core.results import CompareResult
 from quant_core.worker import run_job
 
-_TIMINGS = {"latency", "build_seconds", "seconds", "request_key"}
+# Measured on the machine, not computed: timings, and the interpreter's heap (allocator noise of about 1 %).
+_TIMINGS = {"latency", "build_seconds", "seconds", "request_key", "memory"}
 
 
 def _without_timings(value):
@@ -35,3 +36,6 @@ def test_two_processes_and_this_one_agree_exactly(model_files, image_dir, labels
         assert a.tflite_bytes(caches[0]) == b.tflite_bytes(caches[1])  # each process stored its own copy
     numbers = [_without_timings(r.to_dict()) for r in results]
     assert numbers[0] == numbers[1] == numbers[2]
+    for variants in zip(*(r.variants for r in results)):
+        heaps = [v.memory.runtime_bytes for v in variants]
+        assert max(heaps) <= 1.1 * min(heaps), heaps

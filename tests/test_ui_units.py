@@ -43,7 +43,7 @@ def test_older_links_with_a_range_still_open_and_bad_ones_are_refused():
 
 
 def test_default_settings_give_a_short_link():
-    assert share_query("digits_cnn", Settings(), PreprocessingOverride()) == "?sample=digits_cnn"
+    assert share_query("digits_cnn", Settings(), PreprocessingOverride()) == "?sample=digits_cnn&run=1"
 
 
 @pytest.mark.parametrize("params", [{"modes": "int9"}, {"cal": "many"}, {"cal": "0"}, {"backend": "gpu"}])

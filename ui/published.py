@@ -6,7 +6,6 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -39,21 +38,23 @@ class Choices:
     anonymise: bool = False  # image file names replaced by image_001...
 
 
-def png(pixels: np.ndarray) -> bytes:
-    """A thumbnail as PNG bytes."""
+def png_bytes(thumb: np.ndarray | bytes) -> bytes:
+    """A thumbnail as PNG bytes, from RGB pixels or PNG bytes already (a stored comparison's)."""
+    if isinstance(thumb, bytes):
+        return thumb
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
+    Image.fromarray(np.asarray(thumb, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
-def publish(result: CompareResult, thumbs: dict[str, np.ndarray], models: ModelStore | None, source: Path | None,
-            choices: Choices) -> Receipt:
+def publish(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes], models: ModelStore | None,
+            source: Path | None, choices: Choices) -> Receipt:
     """Stores the comparison with its thumbnails (and, as chosen, its models and the source model).
 
     Raises:
         StoreFullError, InputError, MissingModelError: shown by the caller in one line.
     """
-    files = {thumbnail_name(k): png(thumbs[image.file]) for k, image in enumerate(result.images)
+    files = {thumbnail_name(k): png_bytes(thumbs[image.file]) for k, image in enumerate(result.images)
              if image.file in thumbs}
     if choices.models and models is not None:
         files |= {model_name(v.tflite_sha256): models.model_bytes(v.tflite_sha256)
@@ -124,7 +125,8 @@ def result_shown() -> tuple[CompareResult, Publication | None]:
     return run.need_result(), None
 
 
-def publish_form(result: CompareResult, thumbs: Mapping[str, Any], models: ModelStore | None, inputs: Inputs) -> None:
+def publish_form(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes], models: ModelStore | None,
+                 inputs: Inputs) -> None:
     """The owner's Publish form, then the share link and the private delete link of what this session published."""
     from ui.widgets import ENGINE_ERRORS, show_error  # pylint: disable=import-outside-toplevel
 
@@ -143,7 +145,7 @@ def publish_form(result: CompareResult, thumbs: Mapping[str, Any], models: Model
         submitted = st.form_submit_button("Publish", type="primary", icon=":material/public:")
     if submitted:
         try:
-            receipt = publish(result, {k: v for k, v in thumbs.items() if isinstance(v, np.ndarray)}, models,
+            receipt = publish(result, thumbs, models,
                               inputs.model if inputs.sample is None else None,
                               Choices(models=include_models, source=include_source, anonymise=anonymise))
         except ENGINE_ERRORS as err:

@@ -23,7 +23,7 @@ import streamlit as st
 from quant_core import CompareOptions, CompareResult, KeptModels, PreprocessingOverride, Progress
 from quant_core.compare import variant_names
 from quant_core.errors import Cancelled, InternalError, QuantError, report_internal
-from ui import charts, engine, sessions, state
+from ui import charts, engine, resume, sessions, state
 from ui.inputs import Inputs
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
@@ -152,6 +152,7 @@ def reset() -> None:
         working.cancel.set()
     state.put(state.RUN, None)
     state.put(state.RESULT, None)
+    state.put(state.RESTORED, None)
 
 
 def collect() -> None:
@@ -164,6 +165,8 @@ def collect() -> None:
         state.put(state.RESULT, run.result)
         state.put(state.RESULT_SETTINGS, run.settings)
         state.put(state.MODELS, run.models)
+        state.put(state.RESTORED, None)
+        resume.save(run.result, run.settings, current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride())
 
 
 def show_failure() -> None:

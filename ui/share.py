@@ -38,9 +38,12 @@ def report_csv(result: CompareResult) -> str:
     return variants_csv(result)
 
 
+RUN_PARAM = "run"  # "1": the link opens on Compare with the results (run, or answered from the cache)
+
+
 def share_query(sample: str, settings: Settings, override: PreprocessingOverride) -> str:
     """Query string that reopens the app on a bundled sample with the same options."""
-    params = {"sample": sample, **settings.to_query()}
+    params = {"sample": sample, **settings.to_query(), RUN_PARAM: "1"}
     norm = override.normalization
     if norm is not None:
         params["norm"] = norm.preset.value

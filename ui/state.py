@@ -32,6 +32,8 @@ UPLOAD_ERROR = "qw.upload_error"  # the last upload problem, shown until the nex
 PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
 VIEWING = "qw.viewing"  # quant_core.publications.Publication opened read-only from a ?view= link
 RECEIPT = "qw.receipt"  # quant_core.publications.Receipt of this session's last publish (its links)
+SAVED = "qw.saved"  # private id of this session's current result in the store (?r= in the address)
+RESTORED = "qw.restored"  # quant_core.publications.Publication: a reload brought back an upload's result
 FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 
 

@@ -1,0 +1,74 @@
+"""Reload-safe sessions and sample links that open on their results (AppTest, real engine and store)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from conftest import REPO
+
+os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
+from streamlit.testing.v1 import AppTest
+
+APP = str(REPO / "streamlit_app.py")
+LINK = {"sample": "digits_cnn", "modes": "float32,int8", "cal": "20", "run": "1"}
+
+
+def session(params: dict[str, str], page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params.update(params)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def value(at: AppTest, key: str):
+    """A session-state value, or None."""
+    return at.session_state[key] if key in at.session_state else None  # noqa: SIM401 - AppTest state has no get()
+
+
+def finished(at: AppTest) -> AppTest:
+    """Reruns until the session's run has been collected."""
+    for _ in range(120):
+        if value(at, "qw.result") is not None:
+            return at
+        at.run()
+    raise AssertionError("the comparison did not finish")
+
+
+def test_a_sample_link_opens_on_compare_with_its_results_and_a_reload_brings_them_back():
+    at = finished(session(LINK))
+    assert at.title[0].value == "Compare"
+    assert list(at.table[0].value["variant"]) == ["float32", "int8"]
+    saved = at.query_params["r"]
+    assert isinstance(saved, str) and len(saved) == 22  # a private id in the address
+    first = at.session_state["qw.result"]
+
+    again = session({"r": saved}, "pages/compare.py")  # a reload: a new session with the same address
+    assert again.session_state["qw.result"] == first
+    assert value(again, "qw.run") is None  # no engine work
+    assert list(again.table[0].value["variant"]) == ["float32", "int8"]
+    assert again.slider(key="w.cmp.cal_count").value == 20  # the options it was run with, for further what-ifs
+    assert again.query_params["r"] == saved
+
+
+def test_a_new_result_replaces_the_saved_one():
+    at = finished(session(LINK))
+    saved = at.query_params["r"]
+    at.toggle(key="w.cmp.mode.int8").set_value(False).run()
+    for _ in range(120):
+        if at.query_params.get("r") != saved:
+            break
+        at.run()
+    newer = at.query_params["r"]
+    assert newer != saved
+    assert list(session({"r": newer}, "pages/compare.py").table[0].value["variant"]) == ["float32"]
+    gone = session({"r": saved}, "pages/compare.py")  # the replaced record was deleted
+    assert "No comparison yet" in gone.info[0].value and "r" not in gone.query_params
+
+
+def test_an_unknown_saved_id_starts_clean():
+    at = session({"r": "A" * 22}, "pages/compare.py")
+    assert "No comparison yet" in at.info[0].value and not at.error
