@@ -211,3 +211,87 @@ def _readable(path: Path) -> str:
         with zipfile.ZipFile(path) as zf:
             return "\n".join(zf.namelist()) + "\n".join(zf.read(n).decode("latin-1") for n in zf.namelist())
     return path.read_bytes().decode("latin-1")
+
+
+def _links(page) -> list[str]:
+    """The share link and the private delete link shown after Publish (none before)."""
+    return [c.strip() for c in page.locator('[data-testid="stCode"]').all_inner_texts() if "view=" in c]
+
+
+def _publish(page, *, anonymise: bool) -> tuple[str, str]:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text="Report & share").click()
+    page.wait_for_selector('h1:has-text("Report & share")')
+    page.wait_for_selector(IDLE)
+    if anonymise:
+        page.locator('[data-testid="stCheckbox"]', has_text="Hide image file names").locator("label").click()
+    before = _links(page)
+    page.get_by_role("button", name="Publish").click()
+    for _ in range(600):  # until this publish's links replace the previous ones
+        shown = _links(page)
+        if len(shown) == 2 and shown != before:
+            share, delete = sorted(shown, key=lambda link: "delete=" in link)
+            return share, delete
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no new links after Publish: {shown}")
+
+
+def test_published_links_show_only_what_was_published_and_deleted_ones_are_gone(
+        live, browser, model_files, image_dir, labels_file, tmp_path):
+    server, _ = live
+    secret = tmp_path / "carol_model.keras"
+    secret.write_bytes(model_files["keras"].read_bytes())
+    carol, page = new_session(browser, server.url)
+    upload(page, secret, [images_zip(image_dir, tmp_path / "carol_secret_photos.zip")], labels_file)
+    page.get_by_role("button", name="Run the full comparison").click()
+    page.wait_for_selector(DONE)
+    saved = page.evaluate("() => new URL(location.href).searchParams.get('r')")  # her private reload id
+    carols = page.evaluate(SUMMARY_JS)
+    assert saved and len(saved) == 22
+    share, delete = _publish(page, anonymise=True)
+    other_share, other_delete = _publish(page, anonymise=False)
+
+    # Dave opens the link on another machine: the comparison at once, read-only, without Carol's file names.
+    dave = browser.new_context(viewport={"width": 1400, "height": 1200})
+    view = dave.new_page()
+    view.set_default_timeout(120_000)
+    view.goto(share)
+    view.wait_for_selector(DONE)
+    body = view.inner_text("body")
+    assert "A published comparison, read-only" in body and "image_001.png" in body
+    assert "carol_secret_photos" not in body and "colours/" not in body
+    assert "What if" not in body and "Publish" not in body and view.locator(EXCEPTION).count() == 0
+    view.wait_for_selector('[data-testid="stTable"] table')
+    assert view.evaluate(SUMMARY_JS) == carols  # the same numbers Carol saw
+    for title in ("Ops", "Report & share"):  # the whole read-only view, still on the published comparison
+        view.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+        view.wait_for_selector(f'h1:has-text("{title}")')
+        view.wait_for_selector(IDLE)
+        assert "A published comparison, read-only" in view.inner_text("body")
+    assert view.get_by_role("button", name="Delete it now").count() == 0
+
+    # Nothing unpublished is reachable: Carol's private session id is no share link, nor is a made-up id.
+    for link in (f"{server.url}/?view={saved}", f"{server.url}/?view={'A' * 22}", f"{server.url}/?view=../../x"):
+        view.goto(link)
+        view.wait_for_selector(IDLE)
+        errors = view.locator(ERROR).all_inner_texts()
+        assert len(errors) == 1 and "no such publication" in errors[0], (link, errors)
+
+    # Another publication's delete token does not delete this one; the right one does.
+    wrong = delete.split("&delete=")[0] + "&delete=" + other_delete.split("&delete=")[1]
+    view.goto(wrong)
+    view.wait_for_selector(IDLE)
+    view.get_by_role("button", name="Delete it now").click()
+    view.wait_for_selector("text=this delete link does not match it")
+    view.goto(share)
+    view.wait_for_selector(DONE)
+    view.goto(delete)
+    view.wait_for_selector(IDLE)
+    view.get_by_role("button", name="Delete it now").click()
+    view.wait_for_selector("text=Deleted.")
+    view.goto(share)
+    view.wait_for_selector(IDLE)
+    assert "no such publication" in view.locator(ERROR).all_inner_texts()[0]
+    view.goto(other_share)  # Carol's other publication is untouched
+    view.wait_for_selector(DONE)
+    dave.close()
+    carol.close()
