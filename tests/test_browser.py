@@ -191,6 +191,21 @@ def test_what_if_rows_stream_in_and_a_newer_change_stops_the_older_run(page, ser
     shot(page, "08_compare_what_if")
 
 
+def test_a_reload_keeps_the_result(page, server):
+    """F5 on Compare: a new session, the same comparison (kept under ?r= in the address), no run."""
+    goto(page, "Compare")
+    page.wait_for_selector(DONE)
+    key, rows = page.evaluate(RESULT_KEY_JS), page.evaluate(SUMMARY_JS)
+    saved = page.evaluate("() => new URL(location.href).searchParams.get('r')")
+    assert saved and len(saved) == 22
+    page.reload()
+    page.wait_for_selector(DONE)
+    page.wait_for_selector('[data-testid="stTable"] table')
+    assert page.evaluate(RESULT_KEY_JS) == key and page.evaluate(SUMMARY_JS) == rows
+    assert page.locator('[data-testid="stProgress"]').count() == 0  # nothing ran again
+    assert page.evaluate("() => new URL(location.href).searchParams.get('r')") == saved
+
+
 def test_a_bug_shows_its_incident_id_and_the_server_log_has_the_traceback(page, tmp_path):
     """A builder with a typo (tests/broken_builder.py, loaded into the workers) behind a real browser."""
     env = {"QUANT_CACHE_DIR": str(tmp_path / "cache"), "QW_JOB_MODULES": "tests.broken_builder"}
