@@ -62,6 +62,10 @@ if models is None:
     st.caption("The owner published the numbers without the .tflite files.")
 else:
     model_downloads(models)
+original = published.source_file(publication) if publication is not None else None
+if original is not None:
+    st.download_button("Original model", original[1], original[0], "application/octet-stream", on_click="ignore",
+                       icon=":material/download:", key="dl.source")
 
 if publication is not None:
     published.delete_form(publication)

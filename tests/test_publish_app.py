@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 from quant_core import CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
+from quant_core.publications import PublicationStore
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
 from streamlit.testing.v1 import AppTest
@@ -44,10 +46,12 @@ def owner(result: CompareResult) -> AppTest:
     return at
 
 
-def publish(result: CompareResult, *, models: bool = False, anonymise: bool = False) -> tuple[str, str]:
+def publish(result: CompareResult, *, models: bool = False, anonymise: bool = False,
+            source: bool = False) -> tuple[str, str]:
     """Publishes as the owner; returns the share link and the delete link shown."""
     at = owner(result)
     at.checkbox(key="w.pub_models").set_value(models)
+    at.checkbox(key="w.pub_source").set_value(source)
     at.checkbox(key="w.pub_anon").set_value(anonymise)
     next(b for b in at.button if b.label == "Publish").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -96,6 +100,16 @@ def test_published_models_download_and_anonymised_names(result):
     at.switch_page("pages/compare.py").run()
     text = " ".join(c.value for c in at.caption)
     assert "image_001.png" in text and not re.search(r"(?<!image_)\b\d{3}\.png", text)  # the originals: 000.png...
+
+
+def test_the_uploaded_model_is_published_only_when_ticked(result):
+    with_source, _ = publish(result, source=True)
+    labels = [b.label for b in visit(with_source, "pages/report.py").get("download_button")]
+    assert "Original model" in labels
+    without, _ = publish(result)
+    assert "Original model" not in [b.label for b in visit(without, "pages/report.py").get("download_button")]
+    store = PublicationStore(Path(os.environ["QW_STORE_DIR"]))  # the bytes are the upload's, byte for byte
+    assert store.blob(with_source.rsplit("=", 1)[1], "source/model.keras") == FILES[0].read_bytes()
 
 
 def test_the_delete_link_deletes_and_other_tokens_do_not(result):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import streamlit as st
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 
 from quant_core import CompareResult, ModelStore
 from quant_core.publications import (NotFoundError, Publication, PublicationStore, PublishedModels, Receipt,
@@ -18,6 +20,7 @@ from quant_core.publications import (NotFoundError, Publication, PublicationStor
 from ui import state
 from ui.inputs import Inputs
 
+log = logging.getLogger(__name__)
 VIEW = "view"  # query parameter: a published comparison's id
 DELETE = "delete"  # query parameter: its private delete token (the owner's second link)
 _DEFAULT_FOLDER = Path.home() / ".local" / "share" / "quant-workbench" / "publications"
@@ -80,6 +83,9 @@ def viewing() -> Publication | None:
     except NotFoundError as err:
         st.error(str(err), icon=":material/link_off:")
         st.stop()
+    except (SQLAlchemyError, OSError) as err:
+        st.error(_unavailable(err), icon=":material/cloud_off:")
+        st.stop()
     state.put(state.VIEWING, publication)
     return publication
 
@@ -95,6 +101,20 @@ def models(publication: Publication) -> ModelStore | None:
     """The published .tflite files as a model store, or None when the owner did not include them."""
     return PublishedModels(store(), publication.id) if any(f.startswith("models/") for f in publication.files) \
         else None
+
+
+def _unavailable(err: Exception) -> str:
+    """One line for a store that cannot be reached or written (database down, disk full)."""
+    log.warning("publication store error: %s", err)
+    return f"The publication store is unavailable right now ({type(err).__name__}); try again later."
+
+
+def source_file(publication: Publication) -> tuple[str, bytes] | None:
+    """The original model the owner published with the comparison, as (file name, bytes), if any."""
+    name = next((f for f in publication.files if f.startswith("source/")), None)
+    if name is None:
+        return None
+    return f"{publication.model_name}{Path(name).suffix}", store().blob(publication.id, name)
 
 
 def root_url() -> str:
@@ -150,6 +170,9 @@ def publish_form(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes]
                               Choices(models=include_models, source=include_source, anonymise=anonymise))
         except ENGINE_ERRORS as err:
             show_error(err)
+            return
+        except (SQLAlchemyError, OSError) as err:
+            st.error(_unavailable(err), icon=":material/cloud_off:")
             return
         state.put(state.RECEIPT, (result.request_key, receipt))
     entry = state.get(state.RECEIPT)
