@@ -57,10 +57,11 @@ lint: setup-dev
 test: lint browser services
 	$(PY) -m pytest -q
 
-bench: setup-dev browser
+bench: setup-dev browser services
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_browser.py
 	$(PY) bench/bench_whatif.py
+	$(PY) bench/bench_publish.py
 	$(PY) bench/bench_load.py
 
 samples: setup-dev
