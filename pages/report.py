@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import streamlit as st
 
-from quant_core import PreprocessingOverride
+from quant_core import MissingModelError, PreprocessingOverride
 from ui import engine, published, share, state
 from ui.verdict import current_floor
 from ui.html_report import render_report
@@ -61,7 +61,10 @@ st.subheader("Models")
 if models is None:
     st.caption("The owner published the numbers without the .tflite files.")
 else:
-    model_downloads(models)
+    try:
+        model_downloads(models)
+    except MissingModelError:  # a result brought back by a reload, after the cache let its models go
+        st.caption("These models are no longer kept on the server: run the comparison again to download them.")
 original = published.source_file(publication) if publication is not None else None
 if original is not None:
     st.download_button("Original model", original[1], original[0], "application/octet-stream", on_click="ignore",

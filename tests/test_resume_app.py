@@ -72,3 +72,30 @@ def test_a_new_result_replaces_the_saved_one():
 def test_an_unknown_saved_id_starts_clean():
     at = session({"r": "A" * 22}, "pages/compare.py")
     assert "No comparison yet" in at.info[0].value and not at.error
+
+
+def test_an_uploads_result_comes_back_to_read_without_its_files(model_files, image_dir, labels_file, tmp_path):
+    """The record a session keeps for an upload: the result, its thumbnails and options, not the files."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from quant_core import ArtifactCache, CompareOptions, CompareRequest, Mode, Recipe, run_compare
+    from quant_core.publications import Kind, PublicationStore, thumbnail_name
+    from ui.published import png_bytes
+
+    request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(
+        recipes=(Recipe(Mode.INT8),), measure_latency=False))
+    result = run_compare(request, cache=ArtifactCache(tmp_path / "cache"))
+    files = {thumbnail_name(k): png_bytes(np.full((8, 8, 3), 40 * k % 255, np.uint8)) for k in range(3)}
+    files["session/context.json"] = json.dumps({"sample": None, "query": {"modes": "float32,int8"}}).encode()
+    saved = PublicationStore(Path(os.environ["QW_STORE_DIR"])).publish(result, files, kind=Kind.SESSION)
+    at = session({"r": saved.id}, "pages/compare.py")
+    assert value(at, "qw.result") == result
+    assert "Brought back after a reload" in at.info[0].value
+    assert not any("What if" in e.label for e in at.expander)  # no files to build from
+    assert list(at.table[0].value["variant"]) == ["float32", "int8"] and len(at.get("image")) == 3
+    at.switch_page("pages/report.py").run()
+    assert not at.exception and any(b.label == "Publish" for b in at.button)  # it can still be published
+    assert any("no longer kept on the server" in c.value for c in at.caption)  # its models were never cached here
