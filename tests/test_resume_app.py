@@ -98,4 +98,7 @@ def test_an_uploads_result_comes_back_to_read_without_its_files(model_files, ima
     assert list(at.table[0].value["variant"]) == ["float32", "int8"] and len(at.get("image")) == 3
     at.switch_page("pages/report.py").run()
     assert not at.exception and any(b.label == "Publish" for b in at.button)  # it can still be published
-    assert any("no longer kept on the server" in c.value for c in at.caption)  # its models were never cached here
+    # Its models download while the server's cache has them (another test may have built the same bytes),
+    # and the page says they are gone when it does not; never an error.
+    gone = any("no longer kept on the server" in c.value for c in at.caption)
+    assert gone != any(b.label == "All models + recipes (.zip)" for b in at.get("download_button"))
