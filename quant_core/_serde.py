@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from typing import Any
@@ -37,10 +38,9 @@ def from_jsonable(cls: Any, data: Any) -> Any:
         options = [a for a in typing.get_args(cls) if a is not type(None)]
         return from_jsonable(options[0], data) if len(options) == 1 else data
     if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
         # Missing fields take their defaults (a dataclass without a default still raises).
-        return typing.cast(Any, cls)(**{f.name: from_jsonable(hints[f.name], data[f.name])
-                      for f in dataclasses.fields(cls) if f.init and f.name in data})
+        return typing.cast(Any, cls)(**{name: from_jsonable(hint, data[name])
+                                        for name, hint in _init_hints(typing.cast(type, cls)) if name in data})
     if origin is tuple:
         args = typing.get_args(cls)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -51,3 +51,10 @@ def from_jsonable(cls: Any, data: Any) -> Any:
     if isinstance(cls, type) and issubclass(cls, enum.Enum):
         return cls(data)
     return data
+
+
+@functools.cache
+def _init_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's init fields with their resolved type hints (resolving them is most of a parse's cost)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)

@@ -14,7 +14,7 @@ Safety, by construction:
   is about to reference; reads never wait for it on PostgreSQL;
 - a publish writes its missing blob files (atomically: temp file, then rename) and then the
   record and its references; a crash before the commit leaves no record, at most blob files
-  no row names, which `collect_garbage` removes;
+  no row names, which `collect_garbage` removes when a store opens (a crash means a restart);
 - deleting removes the record and, in the same transaction, the blobs no other record uses;
 - expired records read as missing and are purged by the next publish or clean-up.
 """
@@ -180,6 +180,7 @@ class PublicationStore:
         from quant_core.migrations import upgrade  # pylint: disable=import-outside-toplevel
 
         upgrade(self.engine)
+        self.collect_garbage()  # what a publish that crashed before its commit left behind
 
     @classmethod
     def from_env(cls, default_folder: Path) -> PublicationStore:
@@ -222,8 +223,8 @@ class PublicationStore:
                     f"the publication store is full: {used / 2**20:.0f} MB used of {self.max_bytes / 2**20:.0f} MB "
                     f"and this needs {wanted / 2**20:.1f} MB; publish without the model files, delete older "
                     f"publications, or raise {MAX_MB_ENV}")
-            for sha, size in added.items():
-                conn.execute(_upsert(conn, blobs).values(sha256=sha, size=size))
+            if added:  # checked under the writer lock: no other writer adds them meanwhile
+                conn.execute(blobs.insert(), [{"sha256": sha, "size": size} for sha, size in added.items()])
             for name, sha in digests.items():  # files are written under the rows' locks (see the module doc)
                 self._write_blob(sha, files[name])
             conn.execute(publications.insert().values(
@@ -400,13 +401,3 @@ def _lock_for_writing(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7120523)"))
 
-
-def _upsert(conn: sa.Connection, table: sa.Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql  # pylint: disable=import-outside-toplevel
-
-        return postgresql.insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects import sqlite  # pylint: disable=import-outside-toplevel
-
-    return sqlite.insert(table).on_conflict_do_nothing()

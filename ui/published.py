@@ -92,9 +92,23 @@ def viewing() -> Publication | None:
 
 def thumbnails(publication: Publication) -> dict[str, bytes]:
     """The publication's thumbnails (PNG bytes) by image file name, as the per-image grid looks them up."""
-    names = set(publication.files)
-    return {image.file: store().blob(publication.id, thumbnail_name(k))
-            for k, image in enumerate(publication.result.images) if thumbnail_name(k) in names}
+    return _thumbnails(publication.id, tuple(image.file for image in publication.result.images),
+                       frozenset(publication.files))
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
+def _thumbnails(publication_id: str, files: tuple[str, ...], names: frozenset[str]) -> dict[str, bytes]:
+    """Read once per publication, not at every rerun (its blobs never change; a deleted one no longer opens)."""
+    return {file: store().blob(publication_id, thumbnail_name(k)) for k, file in enumerate(files)
+            if thumbnail_name(k) in names}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def png_thumbnails(paths: tuple[str, ...], key: str) -> dict[str, bytes]:
+    """Every input image's thumbnail as PNG bytes, encoded once per set of inputs (a what-if keeps its images)."""
+    from ui import engine  # pylint: disable=import-outside-toplevel  (engine imports the worker pool)
+
+    return {name: png_bytes(pixels) for name, pixels in engine.thumbnails(paths, key).items()}
 
 
 def models(publication: Publication) -> ModelStore | None:

@@ -35,9 +35,8 @@ def save(result: CompareResult, settings: Settings, inputs: Inputs, override: Pr
     """
     context = {"sample": inputs.sample, "query": dict(parse_qsl(share_query(inputs.sample or "", settings,
                                                                             override)[1:]))}
-    thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
-    files = {thumbnail_name(k): published.png_bytes(thumbs[image.file]) for k, image in enumerate(result.images)
-             if image.file in thumbs}
+    thumbs = published.png_thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    files = {thumbnail_name(k): thumbs[image.file] for k, image in enumerate(result.images) if image.file in thumbs}
     files[_CONTEXT] = json.dumps(context).encode()
     store = published.store()
     try:

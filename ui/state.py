@@ -28,12 +28,12 @@ RESULT_SETTINGS = "qw.result_settings"  # ui.settings.Settings that RESULT was r
 RUN = "qw.run"  # ui.run.Run: the session's latest comparison run (working or ended)
 MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in this session's folder
 WORKDIR = "qw.workdir"  # this session's private folder for uploads
-UPLOAD_ERROR = "qw.upload_error"  # the last upload problem, shown until the next upload
 PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
 VIEWING = "qw.viewing"  # quant_core.publications.Publication opened read-only from a ?view= link
 RECEIPT = "qw.receipt"  # quant_core.publications.Receipt of this session's last publish (its links)
 SAVED = "qw.saved"  # private id of this session's current result in the store (?r= in the address)
 RESTORED = "qw.restored"  # quant_core.publications.Publication: a reload brought back an upload's result
+DETAILS = "qw.details"  # False once Compare drew its top alone (first paint), True once it drew everything
 FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 
 
