@@ -2,11 +2,15 @@
 
 The ImageNet sample's full comparison (seven variants, 22 photos with thumbnails) is published
 into a private store, then a real `streamlit run` is opened on its link by Playwright driving
-Debian's chromium, each time in a new browser context (a stakeholder's first visit):
+Debian's chromium, each time in a new browser context (a stakeholder's first visit). Each open
+records, from navigation start, when the verdict, the summary table and the whole page (charts
+and thumbnails, the script idle) appear (median and max of 5):
   - publish: `PublicationStore.publish` with the 22 thumbnails (median of 5);
-  - open: from `goto(link)` to the summary table drawn (DONE and the table; median and max of 5);
-  - for scale, the same on a sample link of the same comparison answered from the results cache
-    (`?sample=...&run=1`), which is what sharing was before publications.
+  - the published link (`?view=<id>`);
+  - for scale, in the same run: a bare Streamlit page (a title and a 7-row styled table, nothing
+    else) on its own server, the floor any Streamlit page has on this machine; and the same
+    comparison by a sample link answered from the results cache (`?sample=...&run=1`), which is
+    what sharing was before publications.
 Also with the store on PostgreSQL (a private server on loopback), when Debian's PostgreSQL is installed.
 
 Usage: .venv/bin/python bench/bench_publish.py [--no-write]
@@ -16,6 +20,7 @@ Writes its section of bench/RESULTS.md (between the publish-bench markers).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -52,8 +57,25 @@ def thumbnails(result) -> dict[str, bytes]:
     return {thumbnail_name(k): png_bytes(pixels[i.file]) for k, i in enumerate(result.images) if i.file in pixels}
 
 
-def open_times(url: str, links: list[str]) -> list[float]:
-    """Seconds from goto(link) to the summary table drawn, each in a fresh browser context."""
+# Records when each part first appears, in ms from navigation start (set before any page script runs).
+_MARKS = """
+window.__qw = {};
+const parts = {verdict: '[data-testid="stHeading"] h3', table: '[data-testid="stTable"] table', all: 'DONE'};
+const mark = () => { for (const [k, s] of Object.entries(parts))
+  if (!(k in window.__qw) && document.querySelector(s)) window.__qw[k] = performance.now(); };
+new MutationObserver(mark).observe(document, {subtree: true, childList: true, attributes: true});
+""".replace("DONE", DONE)
+_BARE_APP = """
+import pandas as pd
+import streamlit as st
+st.title("Compare")
+st.table(pd.DataFrame({"variant": list("abcdefg"), "size": range(7)}).style.highlight_max(subset="size"))
+st.html('<div data-qw-result="bare" style="height:1px"></div>')
+"""
+
+
+def open_times(url: str, links: list[str]) -> list[dict[str, float]]:
+    """Seconds from navigation start to the verdict, the table and the whole page, each in a new browser context."""
     from playwright.sync_api import sync_playwright
 
     times = []
@@ -61,19 +83,32 @@ def open_times(url: str, links: list[str]) -> list[float]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         for link in links:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.add_init_script(_MARKS)
             page = context.new_page()
             page.set_default_timeout(300_000)
-            start = time.perf_counter()
             page.goto(url + link)
             page.wait_for_selector(DONE)
             page.wait_for_selector('[data-testid="stTable"] table')
-            times.append(time.perf_counter() - start)
+            times.append({k: v / 1000 for k, v in page.evaluate("() => window.__qw").items()})
             context.close()
         browser.close()
     return times
 
 
-def measure(label: str, result, thumbs, store_dir: Path, cache_dir: Path, url: str | None) -> list[str]:
+def bare_page_times() -> list[dict[str, float]]:
+    """The floor: a bare Streamlit page (title and a small styled table) opened the same way."""
+    folder = Path(tempfile.mkdtemp(prefix="qw-bench-bare-"))
+    (folder / "streamlit_app.py").write_text(_BARE_APP)
+    shutil.copytree(REPO / ".streamlit", folder / ".streamlit")  # the app's server and client settings
+    with streamlit_server(cwd=folder) as server:
+        return open_times(server.url, ["/"] * REPEATS)
+
+
+def _median(times: list[dict[str, float]], part: str) -> float:
+    return statistics.median(t[part] for t in times)
+
+
+def measure(label: str, result, thumbs, store_dir: Path, cache_dir: Path, url: str | None, bare: float) -> list[str]:
     store = PublicationStore(store_dir, url=url)
     publish_s = []
     receipt = None
@@ -86,9 +121,10 @@ def measure(label: str, result, thumbs, store_dir: Path, cache_dir: Path, url: s
     with streamlit_server(env) as server:
         opened = open_times(server.url, [f"/?view={receipt.id}"] * REPEATS)
         cached = open_times(server.url, ["/?sample=mobilenet_v2_imagenet&run=1"] * 3)
-    return [f"| {label} | {statistics.median(publish_s) * 1000:.0f} ms | {statistics.median(opened):.2f} s "
-            f"(max {max(opened):.2f}) | {statistics.median(cached):.2f} s | "
-            f"{statistics.median(opened) / statistics.median(cached):.2f}x |"]
+    table = _median(opened, "table")
+    return [f"| {label} | {statistics.median(publish_s) * 1000:.0f} ms | {_median(opened, 'verdict'):.2f} s | "
+            f"{table:.2f} s (max {max(t['table'] for t in opened):.2f}) | {table / bare:.2f}x | "
+            f"{_median(opened, 'all'):.2f} s | {_median(cached, 'table'):.2f} s / {_median(cached, 'all'):.2f} s |"]
 
 
 def main() -> None:
@@ -99,20 +135,24 @@ def main() -> None:
     cache_dir = root / "cache"
     result = comparison(cache_dir)
     thumbs = thumbnails(result)
-    rows = measure("SQLite", result, thumbs, root / "sqlite", cache_dir, None)
+    floor = bare_page_times()
+    bare = _median(floor, "table")
+    rows = measure("SQLite", result, thumbs, root / "sqlite", cache_dir, None, bare)
     try:
         from pg_server import postgres_server
 
         with postgres_server() as url:
-            rows += measure("PostgreSQL", result, thumbs, root / "pg", cache_dir, url)
+            rows += measure("PostgreSQL", result, thumbs, root / "pg", cache_dir, url, bare)
     except RuntimeError as err:
-        rows.append(f"| PostgreSQL | not measured: {err} | | | |")
+        rows.append(f"| PostgreSQL | not measured: {err} | | | | | |")
     body = "\n".join([
         f"Measured {datetime.now(UTC):%Y-%m-%d} by `bench/bench_publish.py`: the ImageNet sample's comparison "
-        f"(7 variants, {len(result.images)} photos, {len(thumbs)} thumbnails); each open is a new browser context "
-        f"(median of {REPEATS}).", "",
-        "| store | publish | open the published link (to the table) | the same via a cached sample link | ratio |",
-        "|---|---:|---:|---:|---:|", *rows, ""])
+        f"(7 variants, {len(result.images)} photos, {len(thumbs)} thumbnails). Times from navigation start, each "
+        f"open in a new browser context, median of {REPEATS}. The floor, measured in the same run: a bare Streamlit "
+        f"page (a title and a 7-row table) shows its table at {bare:.2f} s (max {max(t['table'] for t in floor):.2f}"
+        ") on this machine.", "",
+        "| store | publish | verdict | summary table | table / bare page | whole page | cached sample link "
+        "(table / whole) |", "|---|---:|---:|---:|---:|---:|---:|", *rows, ""])
     print(body)
     if not args.no_write:
         write_section("publish-bench", "## Opening a published comparison\n\n" + body)

@@ -7,7 +7,7 @@ import streamlit as st
 from quant_core import CompareResult
 from ui import charts, engine, published, run, state, verdict
 from ui.settings import Settings
-from ui.widgets import accept_settings, current_inputs, option_controls, variant_toggles
+from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
 
 st.title("Compare")
 verdict_slot = st.container()  # the verdict goes first, once a result is known
@@ -52,8 +52,6 @@ else:
     inputs = current_inputs()
     thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
 assert result is not None
-# Which result is on screen, for browser tests and benchmarks: a rerun's stale elements can look finished.
-st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"
 with verdict_slot:
     if publication is not None:
         st.info(f"A published comparison, read-only: {publication.summary}.", icon=":material/public:")
@@ -74,17 +72,20 @@ st.caption("Highlighted: the best value in each column (agreement and mean |Δp|
            + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 
-left, right = st.columns(2)
-left.plotly_chart(charts.fidelity_chart(result), key="fidelity")
-right.plotly_chart(charts.latency_chart(result), key="latency")
-left.plotly_chart(charts.size_chart(result), key="size")
-right.plotly_chart(charts.memory_chart(result), key="memory")
-with st.expander("Why latency here may not match your phone"):
-    for note in result.environment.notes:
-        st.markdown(f"- {note}")
-    st.caption(f"Measured on {result.environment.cpu} ({result.environment.machine}), "
-               f"{result.environment.threads} thread(s).")
 
+
+def charts_and_notes() -> None:
+    """The four charts and where latency was measured."""
+    left, right = st.columns(2)
+    left.plotly_chart(charts.fidelity_chart(result), key="fidelity")
+    right.plotly_chart(charts.latency_chart(result), key="latency")
+    left.plotly_chart(charts.size_chart(result), key="size")
+    right.plotly_chart(charts.memory_chart(result), key="memory")
+    with st.expander("Why latency here may not match your phone"):
+        for note in result.environment.notes:
+            st.markdown(f"- {note}")
+        st.caption(f"Measured on {result.environment.cpu} ({result.environment.machine}), "
+                   f"{result.environment.threads} thread(s).")
 
 
 @st.fragment
@@ -142,6 +143,11 @@ def confusion_matrix() -> None:
         st.dataframe(mistakes, hide_index=True, width="stretch")
 
 
-per_image_grid()
-if result.labelled:
-    confusion_matrix()
+if details_now():  # a session's first draw paints the verdict and the table first; the rest follows by itself
+    charts_and_notes()
+    per_image_grid()
+    if result.labelled:
+        confusion_matrix()
+    # Which result is on screen, all of it, for browser tests and benchmarks: a rerun's stale elements can look
+    # finished.
+    st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"

@@ -89,8 +89,8 @@ class Server:
 
 @contextmanager
 def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: float = 120,
-                     allow_internal_errors: bool = False) -> Iterator[Server]:
-    """`streamlit run streamlit_app.py` on a free loopback port; terminated on exit.
+                     allow_internal_errors: bool = False, cwd: Path = REPO) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` in `cwd` (the repository) on a free loopback port; terminated on exit.
 
     Raises AssertionError on exit when the server logged an internal error (a bug) and
     `allow_internal_errors` is off: a page that showed "internal error, logged as <id>"
@@ -104,7 +104,7 @@ def streamlit_server(env: Mapping[str, str] | None = None, *, start_timeout_s: f
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+            cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     server = Server(url, 0.0, proc, log_path)
     try:

@@ -40,12 +40,29 @@ def compare_page(result: CompareResult) -> AppTest:
     at.session_state["qw.result"] = result
     at.session_state["qw.models"] = STORE[0]
     at.switch_page("pages/compare.py").run()
+    at.run()  # the follow-up run a browser's timer starts after the first paint: charts and images
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
 def texts(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+
+
+def test_the_first_draw_paints_verdict_and_table_alone_and_the_rest_follows(result):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["qw.result"] = result
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert "Which variant to ship" in [s.value for s in at.subheader] and len(at.table) == 1
+    assert not at.get("plotly_chart") and not at.get("imgs") and "w.grid_variants" not in at.session_state
+    assert "Charts and per-image results follow…" in texts(at)
+    at.run()  # what the placeholder's timer fragment does in a browser: the whole page, once
+    assert len(at.get("plotly_chart")) == 4 and at.multiselect(key="w.grid_variants")
+    assert "Charts and per-image results follow…" not in texts(at)
+    at.switch_page("pages/ops.py").run()
+    at.switch_page("pages/compare.py").run()  # later draws in the session: everything at once
+    assert len(at.get("plotly_chart")) == 4 and len(at.table) == 2  # the summary and the confusion matrix
 
 
 def test_the_verdict_names_a_variant_per_target_under_the_default_floor(result):

@@ -83,6 +83,8 @@ def test_a_published_link_opens_compare_read_only_with_everything_shown(result):
     assert not any("What if" in e.label for e in at.expander)  # nothing to run
     assert list(at.table[0].value["variant"]) == ["float32", "float16", "int8"]
     assert "Which variant to ship" in [s.value for s in at.subheader]
+    assert not at.get("plotly_chart")  # the first paint: verdict and table; the rest follows by itself
+    at.run()
     assert len(at.get("plotly_chart")) >= 4 and at.get("image")  # charts and the published thumbnails
     at.switch_page("pages/ops.py").run()
     assert not at.exception and at.title[0].value == "Ops"

@@ -119,3 +119,30 @@ def variant_toggles(settings: Settings, *, prefix: str) -> Settings:
                       help=f"{info.title}: {info.help}", disabled=mode is Mode.FLOAT32):
             chosen.append(mode)
     return replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]))
+
+
+FOLLOW_UP_S = 0.25  # after the top's first paint, the rest of the page follows this much later
+
+
+def details_now() -> bool:
+    """False the first time a session draws a page's top: the page stops there, and the rest follows by itself.
+
+    A session's first charts and images load the browser's biggest chunks (Plotly's is
+    4.7 MB); arriving with the summary table they held its first paint by 1.3-1.8 s here.
+    Drawn first alone, the verdict and table show at once; a timer fragment then reruns the
+    page, which draws everything (every later run does so at once).
+    """
+    if state.get(state.DETAILS) is not None:  # the follow-up run, or any run after it
+        state.put(state.DETAILS, True)
+        return True
+    _follow_up()
+    state.put(state.DETAILS, False)
+    return False
+
+
+@st.fragment(run_every=FOLLOW_UP_S)
+def _follow_up() -> None:
+    """Inline, a placeholder; from its timer, a rerun of the whole page (which no longer calls this)."""
+    if state.get(state.DETAILS) is False:
+        st.rerun()
+    st.caption("Charts and per-image results follow…")
