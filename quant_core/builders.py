@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,13 +196,17 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
     with _engine(recipe.engine):
         model = convert.mlir_quantize(
             calibrated_model, disable_per_channel=not recipe.per_channel,
-            input_data_type=io, output_data_type=io)
+            input_data_type=io, output_data_type=io, denylisted_nodes=list(recipe.float_layers) or None)
         model = bytes(lite._deduplicate_readonly_buffers(model))  # pylint: disable=protected-access
     equivalent: dict[str, Any] = {"optimizations": ["DEFAULT"], "representative_dataset": f"{len(data)} samples",
                                   "_experimental_disable_per_channel": not recipe.per_channel}
-    if recipe.mode is Mode.INT8:
+    if recipe.mode is Mode.INT8 and not recipe.float_layers:
         equivalent |= {"target_spec.supported_ops": ["TFLITE_BUILTINS_INT8"],
                        "inference_input_type": recipe.io.value, "inference_output_type": recipe.io.value}
+    elif recipe.mode is Mode.INT8:  # float layers need float kernels: the int8-only op set would refuse them
+        equivalent |= {"inference_input_type": recipe.io.value, "inference_output_type": recipe.io.value}
+    if recipe.float_layers:
+        equivalent["QuantizationDebugOptions.denylisted_nodes"] = list(recipe.float_layers)
     return Built(model, _tf_settings(
         "float .tflite -> calibrator.calibrate(representative data) -> convert.mlir_quantize "
         "(the converter's own post-training steps)", **equivalent))
@@ -213,6 +218,9 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     from tensorflow.lite.python import lite  # pylint: disable=import-outside-toplevel
 
     assert data is not None
+    if recipe.float_layers:  # the converter's 16x8 step (QuantizeModel) has no way to skip ops
+        raise InputError("the TFLite converter cannot keep layers in float in 16x8; choose the LiteRT Quantizer "
+                         "engine, which can")
     if not recipe.per_channel:  # the converter's QuantizeModel fails: "Quantized dimension ... Got 3 and 0"
         raise InputError("the TFLite converter builds 16x8 with per-channel weights only; turn per-channel weights "
                          "back on, or choose the LiteRT Quantizer engine, which builds per-tensor 16x8")
@@ -246,6 +254,7 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
         with _engine(recipe.engine):
             quantizer = Quantizer(bytes(source.float_tflite))
             configure(quantizer, granularity)
+            _keep_in_float(quantizer, recipe.float_layers)
             needs_calibration = quantizer.need_calibration
         if needs_calibration:
             assert data is not None, "calibrated LiteRT recipes come with calibration data"
@@ -258,6 +267,21 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
             settings["calibration_samples"] = len(data)
         return Built(bytes(model), settings)
     return build
+
+
+def _keep_in_float(quantizer: Any, names: tuple[str, ...]) -> None:
+    """Per-op overrides after the global config (the last matching entry wins): these ops are not quantized.
+
+    The LiteRT Quantizer matches a regex against an op's scope, its output tensor names
+    joined and ended by ';'; each name is matched whole.
+    """
+    if not names:
+        return
+    from litert_quantizer.algorithm_manager import AlgorithmName  # pylint: disable=import-outside-toplevel
+
+    scope = "(^|;)(" + "|".join(re.escape(n) for n in names) + ");"
+    quantizer.update_quantization_recipe(regex=scope, operation_name=_all_ops(),
+                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
 
 
 def _litert_samples(float_tflite: bytes, data: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:

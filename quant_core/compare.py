@@ -24,6 +24,7 @@ from quant_core.cache import ArtifactCache, MissingModelError, cache_key, conten
 from quant_core.env import describe_environment, engine_versions
 from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
+from quant_core.layers import LayerReport, layer_errors
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
 from quant_core.ops import op_inventory, per_tensor_hybrid_depthwise
@@ -152,10 +153,10 @@ def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
 
 
 def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:
-    """Each recipe's row name: its mode's name, numbered when a mode appears more than once."""
+    """Each recipe's row name: its mode's name (with its float layers), numbered when it appears more than once."""
     def name(recipe: Recipe) -> str:
-        same = [r for r in recipes if r.mode is recipe.mode]
-        return recipe.mode.value if len(same) == 1 else f"{recipe.mode.value}-{same.index(recipe) + 1}"
+        same = [r for r in recipes if r.name == recipe.name]
+        return recipe.name if len(same) == 1 else f"{recipe.name}-{same.index(recipe) + 1}"
     return tuple(name(r) for r in recipes)
 
 
@@ -281,7 +282,7 @@ class Workbench:
         engine error propagate: a bug must not pass for a variant the engine refused.
         """
         report = on_progress or (lambda p: None)
-        name = name or recipe.mode.value
+        name = name or recipe.name
         try:
             recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
             known = self._measured.get((recipe, name)) if self._measured is not None else None
@@ -334,6 +335,20 @@ class Workbench:
             build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
 
+    def layer_report(self, recipe: Recipe, *, name: str | None = None) -> LayerReport:
+        """Where this calibrated variant loses accuracy: each layer's error against the float model.
+
+        Raises:
+            InputError: a mode that quantizes no activations, or a model the interpreter cannot run.
+            ConversionError: the engine cannot build the variant.
+        """
+        recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
+        if not recipe.needs_calibration:
+            raise InputError(f"{recipe.mode} quantizes no activations: per-layer error is for int8, int8_float_io "
+                             "and int16x8")
+        built = self.build(recipe)
+        return layer_errors(float_tflite(self.source, self.cache), built.model, self.x, variant=name or recipe.name)
+
     def time(self, variant: VariantResult) -> VariantResult:
         """The variant with its latency measured (on the interpreter that evaluated it, when still open)."""
         sha = variant.tflite_sha256 or ""
@@ -363,7 +378,7 @@ class Workbench:
                     f"the converted float32 model does not reproduce the source model (max |Δp| = {gap:.3g}); "
                     "the conversion route is broken for this model"
                 )
-        if recipe.mode is Mode.INT8 and not ops.integer_only:
+        if recipe.mode is Mode.INT8 and not recipe.float_layers and not ops.integer_only:
             floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
             raise ConversionError(
                 f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"

@@ -9,10 +9,11 @@ from typing import Any
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
 from quant_core.errors import InputError
-from quant_core.compare import (CompareRequest, Progress, Workbenches, infer_preprocessing, run_compare,
+from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches, infer_preprocessing, run_compare,
                                 variant_names)
 from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
 from quant_core.preprocess import PreprocessingOverride
+from quant_core.recipe import Recipe
 from quant_core.results import CompareResult
 from quant_core.worker import job
 
@@ -51,6 +52,23 @@ def prepare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     finds the model loaded, converted and its float32 baseline measured (and a what-if
     after a cached run finds a warm engine).
     """
+    request, bench = _workbench(payload, progress)
+    for recipe, name in zip(request.options.recipes, variant_names(request.options.recipes)):
+        variant = bench.evaluate(recipe, name=name, time_it=False)
+        if variant.ok and variant.latency is None and request.options.measure_latency:
+            bench.time(variant)
+    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
+
+
+@job("layers")
+def layers_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """Workbench.layer_report for one recipe of a serialized CompareRequest; returns the LayerReport as JSON."""
+    _, bench = _workbench(payload, progress)
+    return to_jsonable(bench.layer_report(Recipe.from_dict(payload["recipe"]), name=payload.get("name")))
+
+
+def _workbench(payload: dict[str, Any], progress) -> tuple[CompareRequest, Workbench]:
+    """The request of a job's payload and its workbench, opened in this engine (kept for the next job)."""
     request = from_jsonable(CompareRequest, payload["request"])
     cache = ArtifactCache(Path(payload["cache_dir"])) if payload.get("cache_dir") else ArtifactCache()
     work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
@@ -58,11 +76,7 @@ def prepare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     class_names = read_labels_file(request.labels_file) if request.labels_file else None
     bench = WORKBENCHES.open(request.model, images, class_names=class_names, options=request.options, cache=cache,
                              work_dir=work_dir, on_progress=lambda p: progress(to_jsonable(p)))
-    for recipe, name in zip(request.options.recipes, variant_names(request.options.recipes)):
-        variant = bench.evaluate(recipe, name=name, time_it=False)
-        if variant.ok and variant.latency is None and request.options.measure_latency:
-            bench.time(variant)
-    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
+    return request, bench
 
 
 @job("describe")

@@ -42,6 +42,9 @@ class Recipe:
         per_channel: one scale per output channel for conv/dense weights (more
             accurate) instead of one per tensor (needed by some older accelerators).
         io_type: dtype of the model interface; None is the mode's default.
+        float_layers: output tensor names of ops kept in float while the rest is quantized
+            (calibrated modes only; the names `quant_core.layers` reports). The model is then
+            no longer integer-only.
     """
 
     mode: Mode
@@ -50,6 +53,7 @@ class Recipe:
     calibration_source: CalibrationSource = CalibrationSource.IMAGES
     per_channel: bool = True
     io_type: IOType | None = None
+    float_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _coerce(self, "mode", Mode)
@@ -57,6 +61,7 @@ class Recipe:
         _coerce(self, "calibration_source", CalibrationSource)
         _coerce(self, "io_type", IOType)
         info = MODE_INFO[self.mode]
+        _check_float_layers(self, info.needs_calibration)
         if not isinstance(self.calibration_count, int) or not 1 <= self.calibration_count <= 10_000:
             raise InputError(
                 f"calibration count must be an integer from 1 to 10000, got {self.calibration_count!r}"
@@ -126,6 +131,8 @@ class Recipe:
             changed.append("random calibration data")
         if self.needs_calibration and self.calibration_count < Recipe.calibration_count:
             changed.append(f"at most {self.calibration_count} calibration images")
+        if self.float_layers:
+            changed.append(f"{len(self.float_layers)} layer{'s' if len(self.float_layers) > 1 else ''} kept in float")
         return tuple(changed)
 
     @property
@@ -142,9 +149,21 @@ class Recipe:
             raise ValueError(f"the {self.mode} recipe is not resolved: call resolve() first")
         return self.io_type
 
+    @property
+    def name(self) -> str:
+        """The variant's name: its mode, with how many layers stay in float ('int8+3float')."""
+        return f"{self.mode.value}+{len(self.float_layers)}float" if self.float_layers else self.mode.value
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (enums as their string values)."""
-        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+        """JSON-ready dict (enums as their string values, tuples as lists); float_layers only when set.
+
+        Leaving the empty default out keeps every earlier recipe's dict, and so its cache key, unchanged.
+        """
+        data = {k: (v.value if isinstance(v, enum.Enum) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
+        if not self.float_layers:
+            del data["float_layers"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
@@ -173,6 +192,22 @@ def compile_recipes(modes: Sequence[Mode], *, backend: Backend | None = None, ca
                io_type=int8_io if mode is Mode.INT8 else None)
         for mode in modes
     )
+
+
+MAX_FLOAT_LAYERS = 500
+
+
+def _check_float_layers(recipe: Recipe, calibrated: bool) -> None:
+    """Normalizes float_layers to a sorted tuple of unique names (one cache key per set), or raises InputError."""
+    names = recipe.float_layers
+    if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise InputError("float_layers must be a list of tensor names (as the per-layer error reports them)")
+    if names and not calibrated:
+        raise InputError(f"{recipe.mode} quantizes no activations: keeping layers in float applies to int8, "
+                         "int8_float_io and int16x8")
+    if len(set(names)) > MAX_FLOAT_LAYERS:
+        raise InputError(f"at most {MAX_FLOAT_LAYERS} layers can be kept in float, got {len(set(names))}")
+    object.__setattr__(recipe, "float_layers", tuple(sorted(set(names))))
 
 
 def _coerce(obj: Recipe, name: str, enum_type: type[enum.Enum]) -> None:

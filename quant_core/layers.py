@@ -1,0 +1,196 @@
+"""Where a quantized variant loses accuracy: each layer's error against the float model, in graph order.
+
+Both models run on the same images with every intermediate tensor kept; each quantized
+op's output is dequantized and compared with the float model's tensor of the same name
+(both engines keep the float model's tensor names). Per layer:
+- `rmse_steps`: RMSE / the output's quantization scale, i.e. how many quantization steps
+  the tensor is off on average (1 is what rounding alone gives at worst, ~0.3 typically);
+- `max_abs_error`: the largest |quantized - float| seen, in the tensor's own units;
+- `relative_error`: RMSE / RMS of the float tensor, the noise-to-signal ratio accumulated
+  from the input up to this layer;
+- `added`: this layer's relative error minus the largest among its inputs: the error the
+  layer itself adds (negative when it averages noise away, e.g. pooling).
+The ranking that matters for "keep it in float" is `added`; `relative_error` at the last
+layers is what changes predictions.
+
+The same measure serves every engine (the TF converter and the LiteRT Quantizer) and every
+calibrated mode, and it is checked against TensorFlow's own QuantizationDebugger in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from quant_core.errors import InputError, first_line
+
+_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}  # inserted at float/int boundaries: they carry their input's error
+_SKIP = {"DELEGATE"}
+MAX_IMAGES = 32  # the error statistics settle after a few dozen images; every tensor is kept per image
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One quantized op's output compared with the float model's."""
+
+    position: int  # execution order among the compared layers (0 = first)
+    op: str  # the op type, e.g. CONV_2D
+    tensor: str  # the output tensor's name: what `Recipe.float_layers` takes
+    dtype: str  # the output's dtype in the variant: int8, int16, or float32 for a layer kept in float
+    scale: float | None  # the output's quantization scale (None for a float output)
+    rmse_steps: float | None  # RMSE in quantization steps (None for a float output)
+    max_abs_error: float
+    relative_error: float  # RMSE / RMS(float): noise-to-signal, accumulated up to here
+    added: float  # relative_error minus the largest relative error among the op's inputs
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """A variant's per-layer error on some images."""
+
+    variant: str
+    images: int
+    layers: tuple[LayerError, ...]
+
+    def worst(self, n: int) -> tuple[LayerError, ...]:
+        """The n layers that add the most error, worst first (float layers add none of their own)."""
+        quantized = [layer for layer in self.layers if layer.scale is not None]
+        return tuple(sorted(quantized, key=lambda layer: -layer.added)[:n])
+
+    def layer(self, tensor: str) -> LayerError:
+        """The layer whose output tensor has this name."""
+        return next(layer for layer in self.layers if layer.tensor == tensor)
+
+    @property
+    def output_error(self) -> float:
+        """The relative error of the last compared layer (what the predictions see)."""
+        return self.layers[-1].relative_error if self.layers else 0.0
+
+
+def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant: str) -> LayerReport:
+    """Compares every quantized op's output with the float model's on up to MAX_IMAGES images (float32, [N, ...]).
+
+    Raises:
+        InputError: a model the interpreter cannot run, or no layer the two models share.
+    """
+    x = np.asarray(x[:MAX_IMAGES], dtype=np.float32)
+    floats, quant = _Preserving(float_model), _Preserving(quantized)
+    float_index = {t["name"]: t["index"] for t in floats.tensors.values()}
+    steps = [op for op in quant.ops if op["op_name"] not in _SKIP]
+    compared = [op for op in steps if op["op_name"] not in _PASS_THROUGH
+                and quant.tensors[op["outputs"][0]]["name"] in float_index
+                and _activation(quant.tensors[op["outputs"][0]])]
+    if not compared:
+        raise InputError("the quantized model shares no layer names with the float model: nothing to compare")
+    sums = {op["index"]: _Sums() for op in compared}
+    inputs = quant.input_indices
+    input_sums = {i: _Sums() for i in inputs if quant.tensors[i]["name"] in float_index}
+    for k in range(len(x)):
+        floats.run(x[k : k + 1])
+        quant.run(x[k : k + 1])
+        for i, acc in input_sums.items():
+            acc.add(quant.value(i), floats.value(float_index[quant.tensors[i]["name"]]))
+        for op in compared:
+            out = op["outputs"][0]
+            sums[op["index"]].add(quant.value(out), floats.value(float_index[quant.tensors[out]["name"]]))
+    relative = {i: acc.relative for i, acc in input_sums.items()}  # by tensor index in the quantized model
+    layers: list[LayerError] = []
+    for op in steps:
+        out = op["outputs"][0]
+        before = max((relative.get(i, 0.0) for i in op["inputs"] if i >= 0 and i in relative), default=0.0)
+        if op["op_name"] in _PASS_THROUGH or op["index"] not in sums:
+            relative[out] = before if op["op_name"] in _PASS_THROUGH else relative.get(out, 0.0)
+            continue
+        acc, tensor = sums[op["index"]], quant.tensors[out]
+        relative[out] = acc.relative
+        scale = _scale(tensor)
+        layers.append(LayerError(
+            position=len(layers), op=op["op_name"], tensor=tensor["name"], dtype=np.dtype(tensor["dtype"]).name,
+            scale=scale, rmse_steps=None if scale is None else acc.rmse / scale, max_abs_error=acc.max_abs,
+            relative_error=acc.relative, added=acc.relative - before))
+    return LayerReport(variant=variant, images=len(x), layers=tuple(layers))
+
+
+class _Sums:
+    """Running sums of one tensor's error over images."""
+
+    def __init__(self) -> None:
+        self.squared_error = 0.0
+        self.squared_signal = 0.0
+        self.count = 0
+        self.max_abs = 0.0
+
+    def add(self, got: np.ndarray, want: np.ndarray) -> None:
+        diff = got.astype(np.float64) - want.astype(np.float64)
+        self.squared_error += float(np.sum(diff * diff))
+        self.squared_signal += float(np.sum(want.astype(np.float64) ** 2))
+        self.count += diff.size
+        self.max_abs = max(self.max_abs, float(np.max(np.abs(diff)))) if diff.size else self.max_abs
+
+    @property
+    def rmse(self) -> float:
+        return float(np.sqrt(self.squared_error / self.count)) if self.count else 0.0
+
+    @property
+    def relative(self) -> float:
+        return float(np.sqrt(self.squared_error / self.squared_signal)) if self.squared_signal > 0 else 0.0
+
+
+class _Preserving:
+    """An interpreter (builtin kernels) that keeps every intermediate tensor; values come back dequantized."""
+
+    def __init__(self, model: bytes) -> None:
+        try:
+            self.interp = Interpreter(model_content=bytes(model), experimental_preserve_all_tensors=True,
+                                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            self.interp.allocate_tensors()
+        except (RuntimeError, ValueError) as err:
+            raise InputError(f"the LiteRT interpreter cannot load this model: {first_line(err)}") from None
+        self.tensors: dict[int, dict[str, Any]] = {t["index"]: t for t in self.interp.get_tensor_details()}
+        self.ops: list[dict[str, Any]] = self.interp._get_ops_details()  # pylint: disable=protected-access
+        details = self.interp.get_input_details()
+        if len(details) != 1:
+            raise InputError(f"expected a model with one input, got {len(details)}")
+        self.input = details[0]
+        self.input_indices = [self.input["index"]]
+
+    def run(self, batch: np.ndarray) -> None:
+        dtype = np.dtype(self.input["dtype"])
+        if dtype.kind in "iu":
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            batch = np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(dtype)
+        self.interp.set_tensor(self.input["index"], batch.astype(dtype))
+        try:
+            self.interp.invoke()
+        except RuntimeError as err:
+            raise InputError(f"the LiteRT interpreter failed to run this model: {first_line(err)}") from None
+
+    def value(self, index: int) -> np.ndarray:
+        """A tensor's value in real units (quantized tensors dequantized with their per-tensor scale)."""
+        tensor = self.tensors[index]
+        raw = self.interp.get_tensor(index)
+        scale = _scale(tensor)
+        if scale is None:
+            return raw.astype(np.float32)
+        zero_point = tensor["quantization_parameters"]["zero_points"][0]
+        return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _scale(tensor: dict[str, Any]) -> float | None:
+    """A quantized activation's scale, or None for a float tensor."""
+    if np.dtype(tensor["dtype"]).kind == "f":
+        return None
+    scales = tensor["quantization_parameters"]["scales"]
+    return float(scales[0]) if len(scales) else None
+
+
+def _activation(tensor: dict[str, Any]) -> bool:
+    """A float or per-tensor quantized activation (not an index, shape or boolean tensor)."""
+    dtype = np.dtype(tensor["dtype"])
+    if dtype.kind == "f":
+        return True
+    return dtype in (np.int8, np.uint8, np.int16) and len(tensor["quantization_parameters"]["scales"]) == 1
