@@ -53,10 +53,12 @@ pages = [
     st.Page("pages/model_data.py", title="Model & data", icon=":material/upload_file:", default=not viewing),
     st.Page("pages/quantize.py", title="Quantize", icon=":material/tune:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:", default=viewing),
+    st.Page("pages/layers.py", title="Layers", icon=":material/stacked_bar_chart:"),
     st.Page("pages/ops.py", title="Ops", icon=":material/memory:"),
     st.Page("pages/report.py", title="Report & share", icon=":material/ios_share:"),
 ]
-navigation = st.navigation(pages[2:] if viewing else pages)
+READ_ONLY = ("Compare", "Ops", "Report & share")  # what a published comparison shows: no engine work
+navigation = st.navigation([p for p in pages if p.title in READ_ONLY] if viewing else pages)
 if not viewing and linked:  # a bundled-sample link opens on its results
     run.start()
     st.switch_page(pages[2])

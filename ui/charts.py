@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import textwrap
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
+from quant_core.layers import LayerReport
 from quant_core.ops import OpKind
 from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
                                 VARIANT, X_SMALLER, Column, Summary, summarize)
@@ -458,3 +460,30 @@ def live_frame(partial: CompareResult | None, names: tuple[str, ...], *, current
             state = "building…" if name == current else "waiting"
             rows.append([name if c is VARIANT else state if c is STATUS else "" for c in columns])
     return pd.DataFrame(rows, columns=[c.title for c in columns])
+
+
+def layer_error_chart(report: LayerReport, chosen: set[str]) -> go.Figure:
+    """Added error per layer (bars, the chosen ones orange) and the accumulated error (line), in graph order."""
+    layers = report.layers
+    xs = [layer.position for layer in layers]
+    hover = [f"#{layer.position} {layer.op} · {layer_name(layer.tensor)}<br>adds {layer.added:.2%}, accumulated "
+             f"{layer.relative_error:.2%}<br>" + (f"{layer.rmse_steps:.2f} quantization steps RMS, "
+                                                 if layer.rmse_steps is not None else "kept in float, ")
+             + f"max |error| {layer.max_abs_error:.3g}" for layer in layers]
+    colours = [_ORANGE if layer.tensor in chosen else _GREY if layer.scale is None else _BLUE for layer in layers]
+    fig = go.Figure()
+    fig.add_bar(x=xs, y=[max(layer.added, 0.0) * 100 for layer in layers], marker_color=colours, name="added",
+                hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
+    fig.add_scatter(x=xs, y=[layer.relative_error * 100 for layer in layers], mode="lines", name="accumulated",
+                    line={"color": _DARK, "width": 1.5}, hoverinfo="skip")
+    fig.update_xaxes(title="layer, in graph order")
+    fig.update_yaxes(title="error, % of the signal (RMS)", rangemode="tozero")
+    return _layout(fig, f"{report.variant}: error by layer on {report.images} images", height=380, showlegend=True,
+                   legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"})
+
+
+def layer_name(tensor: str) -> str:
+    """A layer's readable name from its output tensor's: 'model_1/block_16_project_BN_1/batchnorm/add_1;...' ->
+    'block_16_project_BN' (the Keras layer; Keras 3's '_1' suffix dropped)."""
+    parts = tensor.split(";")[0].split("/")
+    return re.sub(r"_\d+$", "", parts[1] if len(parts) >= 2 else parts[0])

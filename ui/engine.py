@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -14,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, InternalError, KeptModels, Mode,
-                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, load_images)
+                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
 from quant_core.cache import cache_key
 from quant_core.errors import report_internal
 from quant_core.env import engine_versions
@@ -22,6 +23,7 @@ from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.compare import cached_result
 from quant_core.engines import EnginePool
 from quant_core.images import SkippedFile
+from quant_core.layers import LayerReport
 from ui.inputs import Inputs
 from ui.settings import Settings
 
@@ -192,6 +194,22 @@ def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
                                                   "comparisons run)…")),
         cancel=cancel)
     return CompareResult.from_dict(answer)
+
+
+def layer_report(inputs: Inputs, override: PreprocessingOverride, settings: Settings, recipe: Recipe,
+                 name: str) -> LayerReport:
+    """The variant's per-layer error, measured by the inputs' warm engine (cached for the server by content)."""
+    return _layer_report(inputs, engine_key(inputs, override), override, settings, json.dumps(recipe.to_dict()), name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _layer_report(_inputs: Inputs, key: str, override: PreprocessingOverride, settings: Settings, recipe: str,
+                  name: str) -> LayerReport:
+    request = compare_request(_inputs, override, settings)
+    answer = engine_pool().run(key, "layers", {
+        "request": to_jsonable(request), "cache_dir": str(artifact_cache().root),
+        "work_dir": str(_inputs.folder) if _inputs.folder else None, "recipe": json.loads(recipe), "name": name})
+    return from_jsonable(LayerReport, answer)
 
 
 def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -22,12 +23,22 @@ class Settings:
     int8_io: IOType = IOType.INT8
     backend: Backend | None = None  # None: each mode's preferred engine
     threads: int = 1
+    # Extra variants from the Layers page: a calibrated mode with these layers (output tensor names) in float.
+    float_layers: tuple[tuple[Mode, tuple[str, ...]], ...] = ()
 
     def recipes(self) -> tuple[Recipe, ...]:
-        """One recipe per selected mode (quant_core's compiler, shared with the CLI; raises InputError)."""
-        return compile_recipes(self.modes, backend=self.backend, calibration_count=self.calibration_count,
-                               calibration_source=self.calibration_source, per_channel=self.per_channel,
-                               int8_io=self.int8_io)
+        """One recipe per selected mode, then the float-layer variants (quant_core's compiler; raises InputError)."""
+        def compile_for(modes: tuple[Mode, ...]) -> tuple[Recipe, ...]:
+            return compile_recipes(modes, backend=self.backend, calibration_count=self.calibration_count,
+                                   calibration_source=self.calibration_source, per_channel=self.per_channel,
+                                   int8_io=self.int8_io)
+        extras = tuple(replace(compile_for((mode,))[0], float_layers=names) for mode, names in self.float_layers)
+        return compile_for(self.modes) + extras
+
+    def with_float_layers(self, mode: Mode, names: tuple[str, ...]) -> Settings:
+        """These settings plus one variant of `mode` with `names` kept in float (the same set is not added twice)."""
+        entry = (mode, tuple(sorted(set(names))))
+        return self if entry in self.float_layers else replace(self, float_layers=(*self.float_layers, entry))
 
     def to_query(self) -> dict[str, str]:
         """Query parameters for the settings that differ from the defaults."""
@@ -41,6 +52,8 @@ class Settings:
             "cal_src": self.calibration_source.value, "per_channel": "1" if self.per_channel else "0",
             "io": self.int8_io.value, "backend": self.backend.value if self.backend else "auto",
             "threads": str(self.threads),
+            "keep": json.dumps([[m.value, list(n)] for m, n in self.float_layers], separators=(",", ":"))
+            if self.float_layers else "",
         }
 
     @classmethod
@@ -64,7 +77,18 @@ class Settings:
                                                                                           "backend"))
             if "threads" in params:
                 s = replace(s, threads=int(params["threads"]))
-        except ValueError as err:
+            if params.get("keep"):
+                s = replace(s, float_layers=_float_layers(params["keep"]))
+        except (ValueError, TypeError) as err:
             raise InputError(f"the link's settings are not valid ({err})") from None
         s.recipes()  # validates
         return s
+
+
+def _float_layers(text: str) -> tuple[tuple[Mode, tuple[str, ...]], ...]:
+    """The `keep` parameter: JSON [[mode, [tensor name, ...]], ...] (raises ValueError or TypeError)."""
+    entries = json.loads(text)
+    if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[1], list)
+                                                for e in entries):
+        raise ValueError("keep must be a list of [mode, [layer, ...]]")
+    return tuple((parse_choice(Mode, mode, "mode"), tuple(str(n) for n in names)) for mode, names in entries)

@@ -1,0 +1,54 @@
+"""The Layers page through AppTest on a real run of the digits sample: the error by layer, then one click to keep
+the worst layers in float, which comes back as a new variant beside the others."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from conftest import REPO
+
+os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
+from streamlit.testing.v1 import AppTest
+
+APP = str(REPO / "streamlit_app.py")
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_layers_names_the_worst_layers_and_keeping_them_in_float_adds_a_variant():
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8,dynamic_range"})
+    at.run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run()
+    ok(at)
+    at.switch_page("pages/layers.py").run()
+    ok(at)
+    assert at.title[0].value == "Layers"
+    assert at.selectbox(key="w.layers_variant").options == ["int8"]  # dynamic range quantizes no activations
+    assert "The output of int8 is off by" in at.markdown[0].value and "add" in at.markdown[0].value
+    assert len(at.get("plotly_chart")) == 1
+    worst = at.dataframe[0].value
+    assert 5 <= len(worst) <= 10 and list(worst.columns)[:4] == ["#", "op", "layer", "adds"]
+    adds = [float(a.rstrip("%")) for a in worst["adds"]]
+    assert adds == sorted(adds, reverse=True) and adds[0] > 0  # worst first
+    chosen = list(at.multiselect(key="w.layers_keep").value)
+    assert len(chosen) == 3  # the worst three, by default
+    button = next(b for b in at.button if b.label.startswith("Build int8 + 3 float layers"))
+    button.click().run()  # a what-if run of the settings plus this variant; then Compare
+    ok(at)
+    assert at.title[0].value == "Compare"
+    table = at.table[0].value.set_index("variant")
+    assert list(table.index) == ["float32", "dynamic_range", "int8", "int8+3float"]
+    assert table.loc["int8+3float", "status"] == "ok" and table.loc["int8+3float", "integer-only"] == "no"
+    assert table.loc["int8", "integer-only"] == "yes"
+    result = at.session_state["qw.result"]
+    kept = result.variant("int8+3float")
+    assert kept.recipe.float_layers == tuple(sorted(chosen))
+    assert any("3 layers kept in float" in w.value for w in at.warning)  # the what-if banner names it
+    # The choice is part of the settings: a share link carries it.
+    assert '"int8",' in at.session_state["qw.settings"].to_query()["keep"]
