@@ -77,6 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_options(qnt)
     _add_preprocessing_options(qnt)
 
+    tun = sub.add_parser("tune", help="search the smallest (or fastest) variant within a fidelity budget")
+    tun.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
+    tun.add_argument("--images", nargs="+", required=True, help="image files, folders or .zip (class subfolders = "
+                     "labels): calibration and the fidelity check")
+    tun.add_argument("--labels", help="class names: text file (one per line) or JSON")
+    tun.add_argument("--max-drop", type=float, default=1.0,
+                     help="the budget, in points below float32: of accuracy with labels, else of top-1 agreement "
+                          "(default 1.0)")
+    tun.add_argument("--objective", choices=["size", "latency"], default="size",
+                     help="what to minimize within the budget (default size; latency measures every step)")
+    tun.add_argument("--max-steps", type=int, default=12, help="at most this many recipes are built (default 12)")
+    tun.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    tun.add_argument("--json", dest="report_json", help="write the search (every step and the winner) as JSON here")
+    tun.add_argument("-o", "--output", help="write the winner here (OUT.tflite, its recipe JSON beside)")
+    _add_recipe_options(tun)
+    _add_preprocessing_options(tun)
+
     ins = sub.add_parser("inspect", help="describe a model")
     ins.add_argument("model")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -214,6 +231,65 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Runs the accuracy-budget search and prints its trail and winner."""
+    from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
+    from quant_core.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
+    from quant_core.results import write_files  # pylint: disable=import-outside-toplevel
+    from quant_core.tune import Objective, tune  # pylint: disable=import-outside-toplevel
+
+    if not 0.0 <= args.max_drop <= 100.0:
+        raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
+    if args.output and not args.output.endswith(".tflite"):
+        raise InputError(f"{args.output}: the output file must end in .tflite")
+    objective = Objective(args.objective)
+    options = CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
+                             preprocessing=_override(args), measure_latency=objective is Objective.LATENCY)
+    images = load_images(tuple(args.images))
+    class_names = read_labels_file(args.labels) if args.labels else None
+    bench = Workbench.open(args.model, images, class_names=class_names, options=options, cache=_cache(args))
+    budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
+        Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
+    progress = logging.getLogger("quant_core.progress")
+    result = tune(bench, budget, objective=objective, base=options.recipes[-1], max_steps=args.max_steps,
+                  on_progress=lambda p: progress.info("%s", p.message))
+    if args.report_json:
+        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    best = result.best
+    if args.output and best is not None:
+        path = Path(args.output)
+        write_files(path.parent, best.variant.files(path.stem, bench.source.info, bench.preprocessing, bench.cache))
+    out.write(format_tune(result))
+    return 0
+
+
+def format_tune(result) -> str:
+    """The search's trail, one line per step, and its winner."""
+    lines = [f"budget: {result.budget.label}; objective: smallest {result.objective.value}", ""]
+    for k, step in enumerate(result.steps, 1):
+        v = step.variant
+        if not v.ok:
+            lines.append(f"{k:2d}. {v.name}: failed ({v.error})")
+            continue
+        fidelity = f"accuracy {ACCURACY.format_number(v.accuracy)}" if v.accuracy is not None else \
+            f"agreement {ACCURACY.format_number(v.top1_agreement)}"
+        latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
+        mark = "within" if step.within_budget else "outside"
+        lines.append(f"{k:2d}. {v.name}: {fidelity}, {(v.size_bytes or 0):,} bytes{latency}; {mark} the budget. "
+                     f"Tried: {step.why}")
+    best = result.best
+    lines.append("")
+    if best is None:
+        lines.append("No recipe could be built.")
+    elif result.met:
+        lines.append(f"Winner: {best.name} (step {result.winner + 1}), within the budget.")
+    else:
+        lines.append(f"No recipe met the budget{' (cancelled)' if result.cancelled else ''}; the most faithful: "
+                     f"{best.name} (step {result.winner + 1}).")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Prints what the workbench understands about a model."""
     from quant_core.quantize import describe_model  # pylint: disable=import-outside-toplevel
@@ -238,7 +314,7 @@ def _parse(argv: Sequence[str] | None, out: TextIO) -> argparse.Namespace | int:
         sys.stdout = saved
 
 
-_COMMANDS = {"compare": cmd_compare, "quantize": cmd_quantize, "inspect": cmd_inspect}
+_COMMANDS = {"compare": cmd_compare, "quantize": cmd_quantize, "tune": cmd_tune, "inspect": cmd_inspect}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

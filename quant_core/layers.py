@@ -19,6 +19,7 @@ calibrated mode, and it is checked against TensorFlow's own QuantizationDebugger
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,13 @@ class LayerReport:
     def output_error(self) -> float:
         """The relative error of the last compared layer (what the predictions see)."""
         return self.layers[-1].relative_error if self.layers else 0.0
+
+
+def layer_name(tensor: str) -> str:
+    """A layer's readable name from its output tensor's: 'model_1/block_16_project_BN_1/batchnorm/add_1;...' ->
+    'block_16_project_BN' (the Keras layer; Keras 3's '_1' suffix dropped)."""
+    parts = tensor.split(";")[0].split("/")
+    return re.sub(r"_\d+$", "", parts[1] if len(parts) >= 2 else parts[0])
 
 
 def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant: str) -> LayerReport:

@@ -1,11 +1,4 @@
-"""Per-layer error and float fallback on a model made hard to quantize in one known layer.
-
-The model is the tiny colour classifier's shape, really trained, then given one outlier:
-conv_a's channel 0 never fires (a large negative bias before its ReLU), and every output
-channel of conv_b carries a weight of 100 on that dead channel. The float model is
-unchanged by this (the weight always multiplies zero), but conv_b's per-channel weight
-scales grow ~100x, so int8 rounds its real weights to zero and conv_b's output is noise.
-"""
+"""Per-layer error and float fallback on a model made hard to quantize in one known layer (tests/outlier.py)."""
 
 from __future__ import annotations
 
@@ -14,61 +7,27 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import CLASSES, SIZE, colour_images
+from conftest import CLASSES
+from outlier import write_outlier
 from quant_core import Backend, CompareOptions, InputError, Mode, Recipe
 from quant_core.cache import ArtifactCache
 from quant_core.compare import Workbench, float_tflite
-from quant_core.images import load_images
 from quant_core.layers import MAX_IMAGES
 from quant_core.ops import OpKind
-
-OUTLIER_WEIGHT = 100.0
-
-
-def build_outlier_model():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_b")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(16, activation="relu", name="fc")(x)
-    outputs = keras.layers.Dense(3, activation="softmax", name="probs")(x)
-    model = keras.Model(inputs, outputs, name="outlier")
-    images, labels = colour_images(240, seed=1)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(images.astype("float32"), labels, epochs=12, batch_size=32, verbose=0)
-    weights, bias = model.get_layer("conv_a").get_weights()
-    bias[0] = -1000.0  # channel 0 of conv_a is dead
-    model.get_layer("conv_a").set_weights([weights, bias])
-    weights, bias = model.get_layer("conv_b").get_weights()
-    weights[1, 1, 0, :] = OUTLIER_WEIGHT  # ...and every output channel of conv_b reads it with a huge weight
-    model.get_layer("conv_b").set_weights([weights, bias])
-    return model
 
 
 @pytest.fixture(scope="module")
 def outlier(tmp_path_factory):
     """(model path, images) of the outlier model and 48 labelled colour images."""
-    root = tmp_path_factory.mktemp("outlier")
-    path = root / "outlier.keras"
-    build_outlier_model().save(path)
-    images, labels = colour_images(48, seed=3)
-    for name in CLASSES:
-        (root / "images" / name).mkdir(parents=True)
-    for k, (pixels, label) in enumerate(zip(images, labels)):
-        Image.fromarray(pixels).save(root / "images" / CLASSES[label] / f"{k:03d}.png")
-    return path, load_images([root / "images"])
+    path, images, _ = write_outlier(tmp_path_factory.mktemp("outlier"))
+    return path, images
 
 
 @pytest.fixture(scope="module")
 def bench(outlier, tmp_path_factory) -> Workbench:
     path, images = outlier
-    return Workbench.open(path, images, options=CompareOptions(measure_latency=False),
+    return Workbench.open(path, images, class_names=CLASSES, options=CompareOptions(measure_latency=False),
                           cache=ArtifactCache(tmp_path_factory.mktemp("outlier-cache")))
 
 
@@ -142,7 +101,7 @@ def test_the_winners_recipe_rebuilds_byte_identical_bytes(outlier, bench, tmp_pa
     written = kept.recipe.to_dict()
     assert written["float_layers"] == [worst.tensor]
     path, images = outlier
-    fresh = Workbench.open(path, images, options=CompareOptions(measure_latency=False),
+    fresh = Workbench.open(path, images, class_names=CLASSES, options=CompareOptions(measure_latency=False),
                            cache=ArtifactCache(tmp_path / "elsewhere"))
     rebuilt = fresh.build(Recipe.from_dict(written))
     import hashlib

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import statistics
 import textwrap
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
-from quant_core.layers import LayerReport
+from quant_core.layers import LayerReport, layer_name
 from quant_core.ops import OpKind
 from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
                                 VARIANT, X_SMALLER, Column, Summary, summarize)
@@ -481,9 +480,3 @@ def layer_error_chart(report: LayerReport, chosen: set[str]) -> go.Figure:
     return _layout(fig, f"{report.variant}: error by layer on {report.images} images", height=380, showlegend=True,
                    legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"})
 
-
-def layer_name(tensor: str) -> str:
-    """A layer's readable name from its output tensor's: 'model_1/block_16_project_BN_1/batchnorm/add_1;...' ->
-    'block_16_project_BN' (the Keras layer; Keras 3's '_1' suffix dropped)."""
-    parts = tensor.split(";")[0].split("/")
-    return re.sub(r"_\d+$", "", parts[1] if len(parts) >= 2 else parts[0])

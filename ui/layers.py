@@ -5,9 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from quant_core import CompareResult
-from quant_core.layers import LayerError, LayerReport
+from quant_core.layers import LayerError, LayerReport, layer_name
 from quant_core.results import VariantResult
-from ui.charts import layer_name
 
 EXPLANATION = (
     "Both models ran on your images with every intermediate tensor kept. Each bar is the error a layer **adds** to "

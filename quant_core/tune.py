@@ -1,0 +1,192 @@
+"""Accuracy-budget search: the smallest (or fastest) calibrated variant within a fidelity budget of float32.
+
+The search starts from full int8. If it misses the budget it tries int16x8 (one step: its
+activations have 256x finer steps), then keeps int8's layers in float one at a time,
+each time the layer that adds the most error in the current variant (`quant_core.layers`),
+until the budget holds, nothing has helped for `patience` steps, or `max_steps` is spent.
+Every tried recipe is kept as a step of the trail; the winner is the best by the objective
+among those within the budget (or, when none is, the most faithful one, said so).
+Progress is reported step by step and `cancel` stops the search between steps, keeping
+the best found so far.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from quant_core.compare import Workbench
+from quant_core.errors import InputError
+from quant_core.layers import layer_name
+from quant_core.modes import Backend, Mode
+from quant_core.recipe import Recipe
+from quant_core.request import Progress, ProgressCallback
+from quant_core.results import VariantResult
+from quant_core.verdict import Floor
+
+
+class Objective(enum.StrEnum):
+    """What the search minimizes among the recipes within the budget."""
+
+    SIZE = "size"  # file size
+    LATENCY = "latency"  # median latency measured here
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tried recipe, why the search tried it, and what it measured."""
+
+    variant: VariantResult
+    why: str
+    within_budget: bool
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.variant.recipe
+
+    @property
+    def ok(self) -> bool:
+        return self.variant.ok
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.variant.latency.median_ms if self.variant.latency else None
+
+    @property
+    def fidelity(self) -> float:
+        """What the search climbs: accuracy when known, else agreement (-1 for a failed step)."""
+        v = self.variant
+        value = v.accuracy if v.accuracy is not None else v.top1_agreement
+        return -1.0 if not v.ok or value is None else value
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.variant
+        return {"name": v.name, "why": self.why, "ok": v.ok, "error": v.error, "size_bytes": v.size_bytes,
+                "latency_ms": self.latency_ms, "agreement": v.top1_agreement, "accuracy": v.accuracy,
+                "within_budget": self.within_budget, "recipe": v.recipe.to_dict()}
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The search's trail and its winner."""
+
+    budget: Floor
+    objective: Objective
+    baseline_accuracy: float | None
+    steps: tuple[Step, ...]
+    winner: int | None  # index into steps; None when nothing was built
+    met: bool  # the winner is within the budget
+    cancelled: bool
+    seconds: float
+
+    @property
+    def best(self) -> Step | None:
+        """The winning step."""
+        return None if self.winner is None else self.steps[self.winner]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the budget, the objective, every step (with its recipe) and the winner."""
+        best = self.best
+        return {"budget": {"kind": self.budget.kind.value, "value": self.budget.value, "label": self.budget.label},
+                "objective": self.objective.value, "baseline_accuracy": self.baseline_accuracy, "met": self.met,
+                "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
+                "steps": [s.to_dict() for s in self.steps], "winner": None if best is None else best.to_dict()}
+
+
+def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SIZE, base: Recipe | None = None,
+         max_steps: int = 12, patience: int = 3, on_progress: ProgressCallback | None = None,
+         cancel: threading.Event | None = None) -> TuneResult:
+    """Searches recipes on an open workbench (its options decide whether latency is measured).
+
+    Args:
+        bench: the model and images.
+        budget: the fidelity floor a recipe must meet (agreement, or accuracy drop with labels).
+        objective: what to minimize among the recipes within the budget.
+        base: the int8 recipe to start from (its calibration, per-channel and engine settings).
+        max_steps: at most this many recipes are built (float32 not counted).
+        patience: stop falling back layers after this many steps without a fidelity gain.
+
+    Raises:
+        InputError: a latency objective on a workbench that does not measure latency, or a bad base.
+    """
+    if objective is Objective.LATENCY and not bench.options.measure_latency:
+        raise InputError("the latency objective needs latency measured; drop --no-latency")
+    if not 1 <= max_steps <= 100:
+        raise InputError(f"max steps must be from 1 to 100, got {max_steps}")
+    base = base or Recipe(Mode.INT8)
+    if base.mode is not Mode.INT8 or base.float_layers:
+        raise InputError("the search starts from a plain int8 recipe")
+    report = on_progress or (lambda p: None)
+    start = time.perf_counter()
+    baseline = bench.evaluate(Recipe(Mode.FLOAT32), time_it=objective is Objective.LATENCY)
+    steps: list[Step] = []
+
+    def tried(recipe: Recipe, why: str) -> Step:
+        report(Progress(len(steps) / max_steps, f"Step {len(steps) + 1}: {recipe.name} ({why})", recipe.name))
+        variant = bench.evaluate(recipe, time_it=objective is Objective.LATENCY)
+        step = Step(variant, why, within_budget=variant.ok and budget.met(variant, baseline))
+        steps.append(step)
+        report(Progress(len(steps) / max_steps, f"Step {len(steps)}: {_describe(step)}", recipe.name))
+        return step
+
+    def stopped() -> bool:
+        return len(steps) >= max_steps or (cancel is not None and cancel.is_set())
+
+    first = tried(base, "full int8, the smallest and fastest integer variant")
+    if not first.within_budget and not stopped():
+        backend = Backend.LITERT_QUANTIZER if base.backend is Backend.LITERT_QUANTIZER else None
+        tried(replace(base, mode=Mode.INT16X8, backend=backend, io_type=None),
+              "int16 activations: 256x finer steps, no float layers")
+    current, stale = first, 0
+    while current.ok and not current.within_budget and not stopped() and stale < patience:
+        report(Progress(len(steps) / max_steps, f"Measuring the error by layer of {current.name}", current.name))
+        worst = [layer for layer in bench.layer_report(current.recipe).worst(len(current.recipe.float_layers) + 1)
+                 if layer.tensor not in current.recipe.float_layers]
+        if not worst:
+            break
+        layer = worst[0]
+        why = f"keeps {layer.op} {layer_name(layer.tensor)} in float: it adds the most error ({layer.added:.1%})"
+        step = tried(replace(current.recipe, float_layers=(*current.recipe.float_layers, layer.tensor)), why)
+        stale = 0 if step.fidelity > current.fidelity else stale + 1
+        if step.ok and step.fidelity >= current.fidelity:
+            current = step
+    winner = _winner(steps, objective)
+    met = winner is not None and steps[winner].within_budget
+    report(Progress(1.0, "Done: " + (_describe(steps[winner]) if winner is not None else "nothing was built")))
+    return TuneResult(budget=budget, objective=objective, baseline_accuracy=baseline.accuracy, steps=tuple(steps),
+                      winner=winner, met=met, cancelled=cancel is not None and cancel.is_set(),
+                      seconds=time.perf_counter() - start)
+
+
+def _winner(steps: list[Step], objective: Objective) -> int | None:
+    """The best step by the objective within the budget; else the most faithful (then smallest) built one."""
+    built = [k for k, s in enumerate(steps) if s.ok]
+    if not built:
+        return None
+    within = [k for k in built if steps[k].within_budget]
+    if within:
+        def cost(k: int) -> float:
+            s = steps[k]
+            value = s.latency_ms if objective is Objective.LATENCY else s.variant.size_bytes
+            return float("inf") if value is None else float(value)
+        return min(within, key=lambda k: (cost(k), -steps[k].fidelity))
+    return max(built, key=lambda k: (steps[k].fidelity, -(steps[k].variant.size_bytes or 0)))
+
+
+def _describe(step: Step) -> str:
+    v = step.variant
+    if not v.ok:
+        return f"{v.name} failed: {v.error}"
+    fidelity = f"accuracy {v.accuracy:.1%}" if v.accuracy is not None else f"agreement {v.top1_agreement:.1%}"
+    size = f"{(v.size_bytes or 0) / 2**20:.2f} MB"
+    latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
+    return f"{step.name}: {fidelity}, {size}{latency}, " + ("within the budget" if step.within_budget else
+                                                           "outside the budget")
+
