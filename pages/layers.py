@@ -58,3 +58,4 @@ st.plotly_chart(charts.layer_error_chart(report, set(chosen)), key="layer_error"
 st.caption(layers.EXPLANATION)
 st.subheader("The layers that add the most error", anchor=False)
 st.dataframe(layers.worst_table(report, 10), hide_index=True, width="stretch")
+layers.search_section(result, settings)

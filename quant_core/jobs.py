@@ -14,6 +14,8 @@ from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches
 from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
+from quant_core.tune import Objective, tune
+from quant_core.verdict import Floor
 from quant_core.results import CompareResult
 from quant_core.worker import job
 
@@ -65,6 +67,17 @@ def layers_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     """Workbench.layer_report for one recipe of a serialized CompareRequest; returns the LayerReport as JSON."""
     _, bench = _workbench(payload, progress)
     return to_jsonable(bench.layer_report(Recipe.from_dict(payload["recipe"]), name=payload.get("name")))
+
+
+@job("tune")
+def tune_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """quant_core.tune on a serialized request; each step is reported as it is measured ({"step": ...})."""
+    _, bench = _workbench(payload, progress)
+    result = tune(bench, from_jsonable(Floor, payload["budget"]), objective=Objective(payload["objective"]),
+                  base=Recipe.from_dict(payload["base"]), max_steps=int(payload.get("max_steps", 12)),
+                  on_progress=lambda p: progress(to_jsonable(p)),
+                  on_step=lambda step: progress({"step": to_jsonable(step)}))
+    return to_jsonable(result)
 
 
 def _workbench(payload: dict[str, Any], progress) -> tuple[CompareRequest, Workbench]:

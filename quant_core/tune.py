@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -102,7 +103,7 @@ class TuneResult:
 
 def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SIZE, base: Recipe | None = None,
          max_steps: int = 12, patience: int = 3, on_progress: ProgressCallback | None = None,
-         cancel: threading.Event | None = None) -> TuneResult:
+         on_step: Callable[[Step], None] | None = None, cancel: threading.Event | None = None) -> TuneResult:
     """Searches recipes on an open workbench (its options decide whether latency is measured).
 
     Args:
@@ -112,6 +113,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         base: the int8 recipe to start from (its calibration, per-channel and engine settings).
         max_steps: at most this many recipes are built (float32 not counted).
         patience: stop falling back layers after this many steps without a fidelity gain.
+        on_step: called with each step as soon as it is measured (a caller keeps the best so far).
 
     Raises:
         InputError: a latency objective on a workbench that does not measure latency, or a bad base.
@@ -133,6 +135,8 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         variant = bench.evaluate(recipe, time_it=objective is Objective.LATENCY)
         step = Step(variant, why, within_budget=variant.ok and budget.met(variant, baseline))
         steps.append(step)
+        if on_step is not None:
+            on_step(step)
         report(Progress(len(steps) / max_steps, f"Step {len(steps)}: {_describe(step)}", recipe.name))
         return step
 
@@ -157,7 +161,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         stale = 0 if step.fidelity > current.fidelity else stale + 1
         if step.ok and step.fidelity >= current.fidelity:
             current = step
-    winner = _winner(steps, objective)
+    winner = best_step(steps, objective)
     met = winner is not None and steps[winner].within_budget
     report(Progress(1.0, "Done: " + (_describe(steps[winner]) if winner is not None else "nothing was built")))
     return TuneResult(budget=budget, objective=objective, baseline_accuracy=baseline.accuracy, steps=tuple(steps),
@@ -165,7 +169,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
                       seconds=time.perf_counter() - start)
 
 
-def _winner(steps: list[Step], objective: Objective) -> int | None:
+def best_step(steps: Sequence[Step], objective: Objective) -> int | None:
     """The best step by the objective within the budget; else the most faithful (then smallest) built one."""
     built = [k for k, s in enumerate(steps) if s.ok]
     if not built:

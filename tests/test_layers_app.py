@@ -52,3 +52,33 @@ def test_layers_names_the_worst_layers_and_keeping_them_in_float_adds_a_variant(
     assert any("3 layers kept in float" in w.value for w in at.warning)  # the what-if banner names it
     # The choice is part of the settings: a share link carries it.
     assert '"int8",' in at.session_state["qw.settings"].to_query()["keep"]
+
+
+def test_the_search_runs_step_by_step_and_its_winner_joins_the_comparison(tmp_path):
+    from outlier import write_outlier
+    from quant_core import Mode
+    from ui.inputs import Inputs, files_digest
+    from ui.settings import Settings
+
+    model, _, labels = write_outlier(tmp_path)  # one layer breaks int8 (tests/outlier.py)
+    images = (tmp_path / "images",)
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.session_state["qw.inputs"] = Inputs("outlier.keras", model, images, labels,
+                                           digest=files_digest(model, images, labels))
+    at.session_state["qw.settings"] = Settings(modes=(Mode.FLOAT32, Mode.INT8))
+    at.switch_page("pages/quantize.py").run()
+    at.button(key="w.run").click().run()
+    at.switch_page("pages/layers.py").run()
+    ok(at)
+    at.button(key="w.tune_go").click().run()  # within 1 point of float32's accuracy (the default)
+    ok(at)
+    steps = at.session_state["qw.tune"][2]
+    assert [s.name for s in steps] == ["int8", "int16x8", "int8+1float"]  # found in three steps, as in Python
+    assert "keeps CONV_2D conv_b in float: it adds the most error" in steps[2].why
+    assert len(at.get("plotly_chart")) == 2  # the error by layer, and the search's trail
+    assert at.success[0].value.startswith("Winner: **int8+1float** (step 3), accuracy 100.0%")
+    next(b for b in at.button if b.label == "Add int8+1float beside the others").click().run()
+    ok(at)
+    assert at.title[0].value == "Compare"
+    table = at.table[0].value.set_index("variant")
+    assert list(table.index) == ["float32", "int8", "int8+1float"] and table.loc["int8+1float", "accuracy"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 import statistics
 import textwrap
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 from quant_core.layers import LayerReport, layer_name
+from quant_core.tune import Objective, Step
 from quant_core.ops import OpKind
 from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
                                 VARIANT, X_SMALLER, Column, Summary, summarize)
@@ -480,3 +482,21 @@ def layer_error_chart(report: LayerReport, chosen: set[str]) -> go.Figure:
     return _layout(fig, f"{report.variant}: error by layer on {report.images} images", height=380, showlegend=True,
                    legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"})
 
+
+def tune_chart(steps: Sequence[Step], winner: int | None, objective: Objective) -> go.Figure:
+    """The search's trail: each tried recipe's size (or latency) against its fidelity, numbered; the winner starred."""
+    built = [(k, s) for k, s in enumerate(steps) if s.ok]
+    latency = objective is Objective.LATENCY
+    xs = [(s.latency_ms or 0.0) if latency else (s.variant.size_bytes or 0) / 2**20 for _, s in built]
+    ys = [100 * s.fidelity for _, s in built]
+    colours = [_ORANGE if k == winner else _BLUE if s.within_budget else _GREY for k, s in built]
+    fig = go.Figure()
+    fig.add_scatter(x=xs, y=ys, mode="markers+text", text=[str(k + 1) for k, _ in built], textposition="top center",
+                    marker={"size": [18 if k == winner else 11 for k, _ in built], "color": colours,
+                            "symbol": ["star" if k == winner else "circle" for k, _ in built]},
+                    hovertext=[f"step {k + 1}: {s.name}<br>{s.why}" for k, s in built],
+                    hovertemplate="%{hovertext}<extra></extra>")
+    fig.update_xaxes(title="median latency (ms)" if latency else "file size (MB)", rangemode="tozero")
+    fig.update_yaxes(title="accuracy (%)" if built and built[0][1].variant.accuracy is not None else
+                     "agreement with float32 (%)")
+    return _layout(fig, "The search, step by step (★ the winner; grey: outside the budget)", height=360)

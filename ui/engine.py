@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from quant_core.compare import cached_result
 from quant_core.engines import EnginePool
 from quant_core.images import SkippedFile
 from quant_core.layers import LayerReport
+from quant_core.tune import Objective, Step, TuneResult
+from quant_core.verdict import Floor
 from ui.inputs import Inputs
 from ui.settings import Settings
 
@@ -210,6 +212,24 @@ def _layer_report(_inputs: Inputs, key: str, override: PreprocessingOverride, se
         "request": to_jsonable(request), "cache_dir": str(artifact_cache().root),
         "work_dir": str(_inputs.folder) if _inputs.folder else None, "recipe": json.loads(recipe), "name": name})
     return from_jsonable(LayerReport, answer)
+
+
+def tune(inputs: Inputs, override: PreprocessingOverride, settings: Settings, budget: Floor, objective: Objective, *,
+         on_progress: Callable[[Progress], None], on_step: Callable[[Step], None]) -> TuneResult:
+    """The accuracy-budget search from the settings' int8, run by the inputs' warm engine; steps come as measured."""
+    base = replace(settings, modes=(Mode.INT8,), float_layers=()).recipes()[0]
+
+    def relay(message: dict[str, Any]) -> None:
+        if "step" in message:
+            on_step(from_jsonable(Step, message["step"]))
+        else:
+            on_progress(from_jsonable(Progress, message))
+
+    answer = engine_pool().run(engine_key(inputs, override), "tune", {
+        "request": to_jsonable(compare_request(inputs, override, settings)), "cache_dir": str(artifact_cache().root),
+        "work_dir": str(inputs.folder) if inputs.folder else None, "budget": to_jsonable(budget),
+        "objective": objective.value, "base": base.to_dict()}, on_progress=relay)
+    return from_jsonable(TuneResult, answer)
 
 
 def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:
