@@ -14,7 +14,7 @@ from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches
 from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
-from quant_core.tune import Objective, tune
+from quant_core.tune import Objective, calibration_sweep, tune
 from quant_core.verdict import Floor
 from quant_core.results import CompareResult
 from quant_core.worker import job
@@ -78,6 +78,14 @@ def tune_job(payload: dict[str, Any], progress) -> dict[str, Any]:
                   on_progress=lambda p: progress(to_jsonable(p)),
                   on_step=lambda step: progress({"step": to_jsonable(step)}))
     return to_jsonable(result)
+
+
+@job("calibration")
+def calibration_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """quant_core.tune.calibration_sweep of one calibrated recipe on a serialized request."""
+    _, bench = _workbench(payload, progress)
+    return to_jsonable(calibration_sweep(bench, base=Recipe.from_dict(payload["base"]),
+                                         on_progress=lambda p: progress(to_jsonable(p))))
 
 
 def _workbench(payload: dict[str, Any], progress) -> tuple[CompareRequest, Workbench]:

@@ -23,7 +23,7 @@ from quant_core.compare import Workbench
 from quant_core.errors import InputError
 from quant_core.layers import layer_name
 from quant_core.modes import Backend, Mode
-from quant_core.recipe import Recipe
+from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import Progress, ProgressCallback
 from quant_core.results import VariantResult
 from quant_core.verdict import Floor
@@ -194,3 +194,57 @@ def _describe(step: Step) -> str:
     return f"{step.name}: {fidelity}, {size}{latency}, " + ("within the budget" if step.within_budget else
                                                            "outside the budget")
 
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One calibration what-if: a calibrated mode built from `count` images (or random data) and what it measured."""
+
+    count: int
+    source: CalibrationSource
+    ok: bool
+    agreement: float | None
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class CalibrationSweep:
+    """How fidelity depends on calibration: real images at growing counts, and random data as the what-if."""
+
+    mode: Mode
+    images: int
+    points: tuple[CalibrationPoint, ...]
+
+
+SWEEP_COUNTS = (1, 5, 10, 20)
+
+
+def calibration_sweep(bench: Workbench, *, base: Recipe | None = None,
+                      on_progress: ProgressCallback | None = None) -> CalibrationSweep:
+    """Builds `base` (int8 by default) calibrated on 1, 5, 10, 20 and all images, and on random data.
+
+    Calibration sets are nested (`Workbench.calibration_data`), so each larger count feeds
+    only its extra images; every point is a real build, measured like any variant.
+
+    Raises:
+        InputError: a mode that needs no calibration.
+    """
+    base = base or Recipe(Mode.INT8)
+    if not base.needs_calibration:
+        raise InputError(f"{base.mode} needs no calibration: nothing to sweep")
+    report = on_progress or (lambda p: None)
+    total = len(bench.x)
+    counts = sorted({c for c in SWEEP_COUNTS if c < total} | {total})
+    recipes = [replace(base, calibration_count=c, calibration_source=CalibrationSource.IMAGES) for c in counts]
+    recipes.append(replace(base, calibration_count=total, calibration_source=CalibrationSource.RANDOM))
+    points = []
+    for k, recipe in enumerate(recipes):
+        what = "random data" if recipe.calibration_source is CalibrationSource.RANDOM else \
+            f"{recipe.calibration_count} image{'s' * (recipe.calibration_count != 1)}"
+        report(Progress(k / len(recipes), f"{base.mode} calibrated on {what}"))
+        v = bench.evaluate(recipe, name=f"{recipe.name}@{recipe.calibration_source}:{recipe.calibration_count}",
+                           time_it=False)
+        points.append(CalibrationPoint(recipe.calibration_count, recipe.calibration_source, v.ok, v.top1_agreement,
+                                       v.accuracy))
+    report(Progress(1.0, "Done"))
+    return CalibrationSweep(mode=base.mode, images=total, points=tuple(points))

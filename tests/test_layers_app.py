@@ -82,3 +82,23 @@ def test_the_search_runs_step_by_step_and_its_winner_joins_the_comparison(tmp_pa
     assert at.title[0].value == "Compare"
     table = at.table[0].value.set_index("variant")
     assert list(table.index) == ["float32", "int8", "int8+1float"] and table.loc["int8+1float", "accuracy"] == 1.0
+
+
+def test_the_calibration_sweep_draws_fidelity_against_the_number_of_images():
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8"})
+    at.run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run()
+    at.switch_page("pages/layers.py").run()
+    assert len(at.get("plotly_chart")) == 1  # nothing measured until asked
+    at.button(key="w.calibration_go").click().run()
+    ok(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    import json
+
+    figure = json.loads(charts[1].proto.spec)
+    names = [trace["name"] for trace in figure["data"]]
+    assert names == ["agreement with float32", "agreement with float32, random calibration", "accuracy",
+                     "accuracy, random calibration"]
+    assert figure["data"][0]["x"][:4] == [1, 5, 10, 20]  # then all the images

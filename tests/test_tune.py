@@ -107,3 +107,20 @@ def test_cli_tune_refuses_bad_input_in_one_line(outlier, tmp_path):
         done = cli("tune", str(path), "--images", images, *args)
         assert done.returncode == 2 and done.stdout == ""
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_the_calibration_sweep_builds_each_count_and_random_data(bench):
+    from quant_core.recipe import CalibrationSource
+    from quant_core.tune import calibration_sweep
+
+    messages = []
+    sweep = calibration_sweep(bench, on_progress=lambda p: messages.append(p.message))
+    assert [(p.count, p.source) for p in sweep.points] == [
+        (1, CalibrationSource.IMAGES), (5, CalibrationSource.IMAGES), (10, CalibrationSource.IMAGES),
+        (20, CalibrationSource.IMAGES), (48, CalibrationSource.IMAGES), (48, CalibrationSource.RANDOM)]
+    assert all(p.ok and 0.0 <= p.agreement <= 1.0 and p.accuracy is not None for p in sweep.points)
+    direct = bench.evaluate(Recipe(Mode.INT8, calibration_count=5), time_it=False)
+    assert sweep.points[1].agreement == direct.top1_agreement  # each point is an ordinary, measured build
+    assert "int8 calibrated on 1 image" in messages and "int8 calibrated on random data" in messages
+    with pytest.raises(InputError, match="needs no calibration"):
+        calibration_sweep(bench, base=Recipe(Mode.FLOAT16))

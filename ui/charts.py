@@ -16,7 +16,8 @@ from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 from quant_core.layers import LayerReport, layer_name
-from quant_core.tune import Objective, Step
+from quant_core.recipe import CalibrationSource
+from quant_core.tune import CalibrationSweep, Objective, Step
 from quant_core.ops import OpKind
 from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
                                 VARIANT, X_SMALLER, Column, Summary, summarize)
@@ -500,3 +501,25 @@ def tune_chart(steps: Sequence[Step], winner: int | None, objective: Objective) 
     fig.update_yaxes(title="accuracy (%)" if built and built[0][1].variant.accuracy is not None else
                      "agreement with float32 (%)")
     return _layout(fig, "The search, step by step (★ the winner; grey: outside the budget)", height=360)
+
+
+def calibration_chart(sweep: CalibrationSweep) -> go.Figure:
+    """Fidelity against the number of calibration images (log scale), with random calibration as a dashed line."""
+    real = [p for p in sweep.points if p.source is CalibrationSource.IMAGES and p.ok]
+    noise = next((p for p in sweep.points if p.source is CalibrationSource.RANDOM and p.ok), None)
+    fig = go.Figure()
+    for field, name, colour in (("agreement", "agreement with float32", _BLUE), ("accuracy", "accuracy", _ORANGE)):
+        values = [getattr(p, field) for p in real]
+        if all(v is None for v in values):
+            continue
+        fig.add_scatter(x=[p.count for p in real], y=[100 * (v or 0) for v in values], mode="lines+markers",
+                        name=name, line={"color": colour})
+        value = getattr(noise, field) if noise is not None else None
+        if value is not None:
+            fig.add_scatter(x=[real[0].count, real[-1].count] if real else [1, sweep.images],
+                            y=[100 * value] * 2, mode="lines", name=f"{name}, random calibration",
+                            line={"color": colour, "dash": "dash"})
+    fig.update_xaxes(title="calibration images", type="log")
+    fig.update_yaxes(title="%", rangemode="tozero")
+    return _layout(fig, f"{sweep.mode}: how many calibration images it needs", height=340, showlegend=True,
+                   legend={"orientation": "h", "y": -0.3})

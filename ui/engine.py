@@ -24,7 +24,7 @@ from quant_core.compare import cached_result
 from quant_core.engines import EnginePool
 from quant_core.images import SkippedFile
 from quant_core.layers import LayerReport
-from quant_core.tune import Objective, Step, TuneResult
+from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 from quant_core.verdict import Floor
 from ui.inputs import Inputs
 from ui.settings import Settings
@@ -230,6 +230,21 @@ def tune(inputs: Inputs, override: PreprocessingOverride, settings: Settings, bu
         "work_dir": str(inputs.folder) if inputs.folder else None, "budget": to_jsonable(budget),
         "objective": objective.value, "base": base.to_dict()}, on_progress=relay)
     return from_jsonable(TuneResult, answer)
+
+
+def calibration_sweep(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
+                      recipe: Recipe) -> CalibrationSweep:
+    """A calibrated recipe built from 1, 5, 10, 20 and all images and from random data (cached by content)."""
+    return _calibration_sweep(inputs, engine_key(inputs, override), override, settings, json.dumps(recipe.to_dict()))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _calibration_sweep(_inputs: Inputs, key: str, override: PreprocessingOverride, settings: Settings,
+                       recipe: str) -> CalibrationSweep:
+    answer = engine_pool().run(key, "calibration", {
+        "request": to_jsonable(compare_request(_inputs, override, settings)), "cache_dir": str(artifact_cache().root),
+        "work_dir": str(_inputs.folder) if _inputs.folder else None, "base": json.loads(recipe)})
+    return from_jsonable(CalibrationSweep, answer)
 
 
 def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:

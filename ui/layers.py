@@ -120,3 +120,22 @@ def _outcome(step: Step) -> str:
     latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
     return (f"{fidelity}, {(v.size_bytes or 0) / 2**20:.2f} MB{latency}, "
             + ("within the budget" if step.within_budget else "outside the budget"))
+
+
+def calibration_section(variant: VariantResult, settings: Settings) -> None:
+    """How many calibration images the variant's mode needs: a button, then the chart (cached by content)."""
+    st.subheader("How many calibration images does it need?", anchor=False)
+    st.caption(f"Builds {variant.mode} calibrated on 1, 5, 10, 20 and all your images, and on random data (what a "
+               "tutorial's placeholder does), and measures each like any variant.")
+    if st.button("Measure", icon=":material/science:", key="w.calibration_go"):
+        state.put(state.SWEEP, variant.recipe)
+    if state.get(state.SWEEP) != variant.recipe:
+        return
+    with st.spinner("Building and measuring each calibration…"):
+        try:
+            sweep = engine.calibration_sweep(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(),
+                                             settings, replace(variant.recipe, float_layers=()))
+        except ENGINE_ERRORS as err:
+            show_error(err)
+            return
+    st.plotly_chart(charts.calibration_chart(sweep), key="calibration_chart")
