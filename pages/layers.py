@@ -37,11 +37,15 @@ with st.spinner(f"Comparing every layer of {name} with the float model…"):
 
 st.markdown(layers.summary(report))
 quantized = report.worst(len(report.layers))  # worst first
-chosen = st.multiselect(
+left, right = st.columns([3, 1])
+picked = left.multiselect(
     "Keep in float", [layer.tensor for layer in quantized], default=[layer.tensor for layer in quantized[:3]],
     format_func=lambda tensor: layers.label(report.layer(tensor)), key="w.layers_keep",
     help="Worst first. These layers then compute in float (weights and output), with QUANTIZE/DEQUANTIZE around "
          "them; the rest stays as it is.")
+op_types = right.multiselect("…and every layer of these op types", sorted({layer.op for layer in quantized}),
+                             key="w.layers_ops")
+chosen = list(dict.fromkeys([*picked, *(layer.tensor for layer in quantized if layer.op in op_types)]))
 total = len(set(variant.recipe.float_layers) | set(chosen))
 submitted = st.button(f"Build {variant.mode.value} + {total} float layer{'s' * (total != 1)} beside the others",
                       type="primary", icon=":material/add_circle:", disabled=not chosen)

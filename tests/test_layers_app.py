@@ -91,6 +91,13 @@ def test_the_calibration_sweep_draws_fidelity_against_the_number_of_images():
     next(b for b in at.button if b.label == "Run the full comparison").click().run()
     at.switch_page("pages/layers.py").run()
     assert len(at.get("plotly_chart")) == 1  # nothing measured until asked
+    # Whole op types can be kept in float too: the worst three plus every layer of the least harmful one's type.
+    options = at.multiselect(key="w.layers_keep").options  # "#k OP name (adds x%)", worst first; 3 chosen
+    op = options[-1].split()[1]
+    at.multiselect(key="w.layers_ops").set_value([op]).run()
+    label = next(b.label for b in at.button if b.label.startswith("Build int8 + "))
+    expected = {0, 1, 2} | {k for k, option in enumerate(options) if option.split()[1] == op}
+    assert label == f"Build int8 + {len(expected)} float layers beside the others" and len(expected) > 3
     at.button(key="w.calibration_go").click().run()
     ok(at)
     charts = at.get("plotly_chart")
