@@ -62,6 +62,7 @@ bench: setup-dev browser services
 	$(PY) bench/bench_browser.py
 	$(PY) bench/bench_whatif.py
 	$(PY) bench/bench_publish.py
+	$(PY) bench/bench_tune.py
 	$(PY) bench/bench_load.py
 
 samples: setup-dev
