@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from live_server import CHROMIUM, DONE, LAUNCH_ARGS, streamlit_server  # noqa: E402  pylint: disable=wrong-import-position
-from results_md import write_section  # noqa: E402  pylint: disable=wrong-import-position
+from results_md import report  # noqa: E402  pylint: disable=wrong-import-position
 
 from quant_core import ArtifactCache, CompareRequest, run_compare  # noqa: E402  pylint: disable=wrong-import-position
 from quant_core.publications import PublicationStore, thumbnail_name  # noqa: E402  pylint: disable=wrong-import-position
@@ -153,9 +153,7 @@ def main() -> None:
         ") on this machine.", "",
         "| store | publish | verdict | summary table | table / bare page | whole page | cached sample link "
         "(table / whole) |", "|---|---:|---:|---:|---:|---:|---:|", *rows, ""])
-    print(body)
-    if not args.no_write:
-        write_section("publish-bench", "## Opening a published comparison\n\n" + body)
+    report("publish-bench", "Opening a published comparison", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

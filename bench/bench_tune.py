@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from results_md import write_section  # noqa: E402  pylint: disable=wrong-import-position
+from results_md import report  # noqa: E402  pylint: disable=wrong-import-position
 
 SAMPLES = REPO / "sample_models"
 MOBILENET = ("mobilenet_v2_imagenet", SAMPLES / "mobilenet_v2_imagenet.keras", SAMPLES / "imagenet_images",
@@ -151,9 +151,7 @@ def main() -> None:
         "Per-layer error on MobileNetV2 and its 22 photos, each in a fresh process (wall time from the start of the "
         "work; peak RSS of the whole process):", "",
         "| what | time | vs plain int8 | peak RSS |", "|---|---:|---:|---:|", *costs, ""])
-    print(body)
-    if not args.no_write:
-        write_section("tune-bench", "## Accuracy-budget search and per-layer error\n\n" + body)
+    report("tune-bench", "Accuracy-budget search and per-layer error", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

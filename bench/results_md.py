@@ -18,3 +18,10 @@ def write_section(name: str, body: str) -> str:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
     return section
+
+
+def report(name: str, title: str, body: str, *, write: bool) -> None:
+    """Prints a bench's section and, with `write`, puts it in bench/RESULTS.md under `## title`."""
+    print(body)
+    if write:
+        write_section(name, f"## {title}\n\n{body}")
