@@ -73,7 +73,10 @@ def search_section(result: CompareResult, settings: Settings) -> None:
         budget = Floor(FloorKind.ACCURACY_DROP, points / 100) if result.labelled else \
             Floor(FloorKind.AGREEMENT, 1 - points / 100)
         steps: list[Step] = []
-        state.put(state.TUNE, (result.request_key, objective, steps))  # a stopped search keeps what it found
+        finished: list[bool] = []
+        state.put(state.TUNE, (result.request_key, objective, steps, finished))  # a stopped search keeps its steps
+        right.button("Stop", icon=":material/stop_circle:", key="w.tune_stop",
+                     help="Stops after the step being measured; the steps so far and their best are kept.")
         with st.status("Searching…", expanded=True) as status:
             def on_step(step: Step) -> None:
                 steps.append(step)
@@ -83,12 +86,16 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                             objective, on_progress=lambda p: status.update(label=p.message), on_step=on_step)
             except ENGINE_ERRORS as err:
                 show_error(err)
+            finished.append(True)
             status.update(label=f"Searched: {len(steps)} step{'s' * (len(steps) != 1)}", state="complete",
                           expanded=False)
     entry = state.get(state.TUNE)
     if entry is None or entry[0] != result.request_key or not entry[2]:
         return
-    _, objective, steps = entry
+    _, objective, steps, finished = entry
+    if not finished:
+        st.info(f"The search was stopped after {len(steps)} step{'s' * (len(steps) != 1)}: the best so far.",
+                icon=":material/stop_circle:")
     winner = best_step(steps, objective)
     st.plotly_chart(charts.tune_chart(steps, winner, objective), key="tune_chart")
     if winner is None:
