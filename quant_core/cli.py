@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -236,7 +237,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
     from quant_core.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.results import write_files  # pylint: disable=import-outside-toplevel
-    from quant_core.tune import Objective, tune  # pylint: disable=import-outside-toplevel
+    from quant_core.tune import Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
 
     if not 0.0 <= args.max_drop <= 100.0:
         raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
@@ -251,8 +252,13 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
         Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
     progress = logging.getLogger("quant_core.progress")
-    result = tune(bench, budget, objective=objective, base=options.recipes[-1], max_steps=args.max_steps,
-                  on_progress=lambda p: progress.info("%s", p.message))
+    steps: list[Step] = []
+    start = time.perf_counter()
+    try:
+        result = tune(bench, budget, objective=objective, base=options.recipes[-1], max_steps=args.max_steps,
+                      on_progress=lambda p: progress.info("%s", p.message), on_step=steps.append)
+    except KeyboardInterrupt:  # Ctrl-C: the steps measured so far, their best, and exit 130
+        result = TuneResult.of(budget, objective, steps, cancelled=True, seconds=time.perf_counter() - start)
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -261,6 +267,9 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         path = Path(args.output)
         write_files(path.parent, best.variant.files(path.stem, bench.source.info, bench.preprocessing, bench.cache))
     out.write(format_tune(result))
+    if result.cancelled:
+        err.write("error: interrupted; the steps so far and their best are above\n")
+        return 130
     return 0
 
 

@@ -87,6 +87,15 @@ class TuneResult:
     cancelled: bool
     seconds: float
 
+    @classmethod
+    def of(cls, budget: Floor, objective: Objective, steps: Sequence[Step], *, baseline_accuracy: float | None = None,
+           cancelled: bool = False, seconds: float = 0.0) -> TuneResult:
+        """The result of these steps (also of a search interrupted after them): the winner chosen by `best_step`."""
+        winner = best_step(steps, objective)
+        return cls(budget=budget, objective=objective, baseline_accuracy=baseline_accuracy, steps=tuple(steps),
+                   winner=winner, met=winner is not None and steps[winner].within_budget, cancelled=cancelled,
+                   seconds=seconds)
+
     @property
     def best(self) -> Step | None:
         """The winning step."""
@@ -161,12 +170,10 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         stale = 0 if step.fidelity > current.fidelity else stale + 1
         if step.ok and step.fidelity >= current.fidelity:
             current = step
-    winner = best_step(steps, objective)
-    met = winner is not None and steps[winner].within_budget
-    report(Progress(1.0, "Done: " + (_describe(steps[winner]) if winner is not None else "nothing was built")))
-    return TuneResult(budget=budget, objective=objective, baseline_accuracy=baseline.accuracy, steps=tuple(steps),
-                      winner=winner, met=met, cancelled=cancel is not None and cancel.is_set(),
-                      seconds=time.perf_counter() - start)
+    result = TuneResult.of(budget, objective, steps, baseline_accuracy=baseline.accuracy,
+                           cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start)
+    report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
+    return result
 
 
 def best_step(steps: Sequence[Step], objective: Objective) -> int | None:

@@ -124,3 +124,26 @@ def test_the_calibration_sweep_builds_each_count_and_random_data(bench):
     assert "int8 calibrated on 1 image" in messages and "int8 calibrated on random data" in messages
     with pytest.raises(InputError, match="needs no calibration"):
         calibration_sweep(bench, base=Recipe(Mode.FLOAT16))
+
+
+def test_cli_tune_interrupted_keeps_the_steps_so_far_and_their_best(outlier, tmp_path):
+    import signal
+
+    path, _, labels = outlier
+    proc = subprocess.Popen([sys.executable, "-m", "quant_core", "-v", "tune", str(path), "--images",
+                             str(path.parent / "images"), "--labels", str(labels), "--json", str(tmp_path / "t.json"),
+                             "--cache-dir", str(tmp_path / "cache")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # -v: progress on stderr
+        seen.append(line)
+        if "Step 2: int16x8" in line:  # the second step has started: Ctrl-C
+            proc.send_signal(signal.SIGINT)
+            break
+    out, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert " 1. int8: accuracy" in out and "No recipe met the budget (cancelled); the most faithful: int8 (step 1)." \
+        in out
+    assert "interrupted; the steps so far and their best are above" in rest
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["cancelled"] and [s["name"] for s in report["steps"]] == ["int8"]
