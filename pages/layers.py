@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import PreprocessingOverride
+from quant_core import Mode, PreprocessingOverride
 from ui import charts, engine, layers, run, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, accept_settings, current_inputs, show_error
@@ -49,7 +49,7 @@ chosen = list(dict.fromkeys([*picked, *(layer.tensor for layer in quantized if l
 total = len(set(variant.recipe.float_layers) | set(chosen))
 submitted = st.button(f"Build {variant.mode.value} + {total} float layer{'s' * (total != 1)} beside the others",
                       type="primary", icon=":material/add_circle:", disabled=not chosen)
-if variant.mode.value == "int8" or variant.recipe.float_layers:
+if variant.mode is Mode.INT8 or variant.recipe.float_layers:
     st.caption("A variant with float layers is no longer integer-only: NPUs, DSPs and microcontrollers cannot run "
                "it (the verdict's integer-only pick ignores it); CPUs and GPUs can.")
 if submitted:

@@ -1,4 +1,4 @@
-"""Step 4: which ops run in integer and which stayed float."""
+"""Step 5: which ops run in integer and which stayed float."""
 
 from __future__ import annotations
 
