@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from quant_core.calibration import spread_order
 from quant_core.errors import InputError, first_line
 
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}  # inserted at float/int boundaries: they carry their input's error
@@ -79,12 +80,13 @@ def layer_name(tensor: str) -> str:
 
 
 def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant: str) -> LayerReport:
-    """Compares every quantized op's output with the float model's on up to MAX_IMAGES images (float32, [N, ...]).
+    """Compares every quantized op's output with the float model's on up to MAX_IMAGES images (float32, [N, ...]),
+    evenly spread over `x` (images come grouped by class).
 
     Raises:
         InputError: a model the interpreter cannot run, or no layer the two models share.
     """
-    x = np.asarray(x[:MAX_IMAGES], dtype=np.float32)
+    x = np.asarray(x[spread_order(len(x))[:MAX_IMAGES]], dtype=np.float32)  # spread over the folders (classes)
     floats, quant = _Preserving(float_model), _Preserving(quantized)
     float_index = {t["name"]: t["index"] for t in floats.tensors.values()}
     steps = [op for op in quant.ops if op["op_name"] not in _SKIP]
@@ -109,8 +111,8 @@ def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant
     for op in steps:
         out = op["outputs"][0]
         before = max((relative.get(i, 0.0) for i in op["inputs"] if i >= 0 and i in relative), default=0.0)
-        if op["op_name"] in _PASS_THROUGH or op["index"] not in sums:
-            relative[out] = before if op["op_name"] in _PASS_THROUGH else relative.get(out, 0.0)
+        if op["index"] not in sums:  # QUANTIZE/DEQUANTIZE, or a tensor the float model has not: carries its input's
+            relative[out] = before
             continue
         acc, tensor = sums[op["index"]], quant.tensors[out]
         relative[out] = acc.relative
