@@ -2,7 +2,8 @@
 
 The search starts from full int8. If it misses the budget it tries int16x8 (one step: its
 activations have 256x finer steps), then keeps int8's layers in float one at a time,
-each time the layer that adds the most error in the current variant (`quant_core.layers`),
+each time the layer that adds the most error in the current variant (`quant_core.layers`; a
+layer whose fallback does not help is left quantized and the next worst is tried),
 until the budget holds, nothing has helped for `patience` steps, or `max_steps` is spent.
 Every tried recipe is kept as a step of the trail; the winner is the best by the objective
 among those within the budget (or, when none is, the most faithful one, said so).
@@ -157,11 +158,11 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         backend = Backend.LITERT_QUANTIZER if base.backend is Backend.LITERT_QUANTIZER else None
         tried(replace(base, mode=Mode.INT16X8, backend=backend, io_type=None),
               "int16 activations: 256x finer steps, no float layers")
-    current, stale = first, 0
+    current, stale, passed = first, 0, set[str]()  # passed: layers whose fallback did not help
     while current.ok and not current.within_budget and not stopped() and stale < patience:
         report(Progress(len(steps) / max_steps, f"Measuring the error by layer of {current.name}", current.name))
-        worst = [layer for layer in bench.layer_report(current.recipe).worst(len(current.recipe.float_layers) + 1)
-                 if layer.tensor not in current.recipe.float_layers]
+        errors = bench.layer_report(current.recipe)
+        worst = [layer for layer in errors.worst(len(errors.layers)) if layer.tensor not in passed]
         if not worst:
             break
         layer = worst[0]
@@ -170,6 +171,8 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         stale = 0 if step.fidelity > current.fidelity else stale + 1
         if step.ok and step.fidelity >= current.fidelity:
             current = step
+        else:
+            passed.add(layer.tensor)
     result = TuneResult.of(budget, objective, steps, baseline_accuracy=baseline.accuracy,
                            cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start)
     report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
