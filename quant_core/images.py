@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -21,6 +21,7 @@ from quant_core.errors import ImageError, InputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 MAX_IMAGES = 5_000
+_NOTE_SUFFIXES = frozenset({".txt", ".json", ".csv", ".md"})  # skipped silently beside images
 MAX_PIXELS = 50_000_000  # per image; larger declared sizes are refused before decoding
 
 
@@ -161,33 +162,34 @@ def load_images(paths: Sequence[str | Path], *, work_dir: Path | None = None) ->
 
 def _scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[tuple[str, Path, str | None]]:
     """Lists image files under root: (display name, path, class folder or None)."""
-    found = []
-    children = _children(root)
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    return [(name, files[rel], label) for rel, name, label in list_images(list(files), display, skipped)]
+
+
+def list_images(rel_paths: Sequence[str], display: str,
+                skipped: list[SkippedFile]) -> list[tuple[str, str, str | None]]:
+    """(relative path, display name, class folder or None) of the image files among `rel_paths`, sorted.
+
+    Hidden files and `__MACOSX` are ignored; other non-image files (except notes such as
+    .txt, .json, .csv, .md) are added to `skipped`.
+    """
+    visible = sorted(p for p in rel_paths
+                     if not any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(p).parts))
+    tops = {PurePosixPath(p).parts[0] for p in visible}
     # A single top-level folder holding subfolders is a wrapper (e.g. a zipped folder), not a class.
-    wrapper = root / children[0] if len(children) == 1 else None
-    wrapped = wrapper is not None and wrapper.is_dir() and bool(_children(wrapper, dirs_only=True))
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        rel = path.relative_to(root)
-        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
-            continue
-        parts = rel.parts
+    wrapped = len(tops) == 1 and any(len(PurePosixPath(p).parts) >= 3 for p in visible)
+    found = []
+    for rel in visible:
+        parts = PurePosixPath(rel).parts
         if wrapped and len(parts) >= 2:
             parts = parts[1:]
-        label = parts[-2] if len(parts) >= 2 else None
-        name = f"{display}/{rel.as_posix()}"
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            found.append((name, path, label))
-        elif path.suffix.lower() not in {".txt", ".json", ".csv", ".md"}:
+        name = f"{display}/{rel}"
+        suffix = PurePosixPath(rel).suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            found.append((rel, name, parts[-2] if len(parts) >= 2 else None))
+        elif suffix not in _NOTE_SUFFIXES:
             skipped.append(SkippedFile(name, "not an image file"))
     return found
-
-
-def _children(root: Path, *, dirs_only: bool = False) -> list[Path]:
-    """Relative paths of the entries (or only the folders) directly under root."""
-    return [p.relative_to(root) for p in root.iterdir()
-            if not p.name.startswith(".") and p.name != "__MACOSX" and (not dirs_only or p.is_dir())]
 
 
 def read_labels_file(path: str | Path) -> tuple[str, ...]:
@@ -228,7 +230,13 @@ def _labels_from_json(name: str, text: str) -> tuple[str, ...]:
 
 
 def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str] | None = None) -> Labels:
-    """Maps class folder names to the model's class indices.
+    """Maps the images' class folder names to the model's class indices (see `resolve_label_names`)."""
+    return resolve_label_names([i.label_name for i in images.items], num_classes, class_names)
+
+
+def resolve_label_names(label_names: Sequence[str | None], num_classes: int,
+                        class_names: Sequence[str] | None = None) -> Labels:
+    """Maps class folder names (one per image, None when unlabelled) to the model's class indices.
 
     With a labels file, folder names are matched to its names (or read as indices);
     without one, all-numeric folder names are indices, otherwise folders are taken in
@@ -241,10 +249,10 @@ def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str
         raise ImageError(
             f"the labels file has {len(class_names)} names but the model has {num_classes} classes"
         )
-    folders = sorted({i.label_name for i in images.items if i.label_name is not None})
+    folders = sorted({n for n in label_names if n is not None})
     names = tuple(class_names) if class_names is not None else None
     if not folders:
-        return Labels(names or _default_names(num_classes), (None,) * len(images.items), "no labels")
+        return Labels(names or _default_names(num_classes), (None,) * len(label_names), "no labels")
     if names is not None:
         lookup = {str(k): k for k in range(num_classes)} | {n: k for k, n in enumerate(names)}
         source = "folder names matched to the labels file"
@@ -260,7 +268,7 @@ def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str
             f"class folder(s) {', '.join(bad[:5])} do not match any of the model's {num_classes} classes; "
             "name folders after the labels file's names or by class index"
         )
-    indices = tuple(None if i.label_name is None else lookup[i.label_name] for i in images.items)
+    indices = tuple(None if n is None else lookup[n] for n in label_names)
     return Labels(names or _default_names(num_classes), indices, source)
 
 
