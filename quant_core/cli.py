@@ -54,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="build every variant and compare them side by side")
     cmp.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
     cmp.add_argument("--images", nargs="+", required=True,
-                     help="image files, folders or .zip (class subfolders = labels)")
+                     help="image files, folders, .zip or .tar of any size (class subfolders = labels)")
+    cmp.add_argument("--executor", choices=["local", "ray"], default=None,
+                     help="where the whole set is evaluated: this process or Ray (default $QW_EXECUTOR or local); "
+                          "ray, or more images than --sample, scores every variant on every image")
+    cmp.add_argument("--ray-address", default=None,
+                     help="a Ray cluster to join (default $QW_RAY_ADDRESS; none: a local Ray on this machine's CPUs)")
+    cmp.add_argument("--sample", type=int, default=None,
+                     help="images kept in memory for calibration, checks, latency and per-image detail when the "
+                          "whole set is evaluated by an executor (default 500)")
     cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
     cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
     cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -156,26 +164,65 @@ def _cache(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the comparison and prints a table."""
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
+    from quant_core.dataset_compare import SAMPLE_IMAGES, compare_on_dataset, describe  # pylint: disable=import-outside-toplevel
+    from quant_core.datasets import Container, open_dataset  # pylint: disable=import-outside-toplevel
+    from quant_core.executors import make_executor  # pylint: disable=import-outside-toplevel
+    from quant_core.images import read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
 
     floor = _floor(args)
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
-    request = CompareRequest(args.model, tuple(args.images), args.labels, options)
     cache = _cache(args)
     progress = logging.getLogger("quant_core.progress")
-    result = run_compare(request, cache=cache,
-                         on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message))
+    evaluation = None
+    executor_kind = args.executor or os.environ.get("QW_EXECUTOR") or "local"
+    sample = SAMPLE_IMAGES if args.sample is None else args.sample
+    if sample < 1:
+        raise InputError(f"--sample is a number of images, at least 1; got {sample}")
+    if not Path(args.model).exists():
+        raise InputError(f"{args.model}: no such file or folder")
+    executor_asked = executor_kind != "local" or args.ray_address is not None
+    try:
+        dataset = open_dataset(tuple(args.images))
+    except QuantError:
+        if executor_asked:
+            raise
+        dataset = None  # the in-memory comparison reports what is wrong with these files, in its own words
+    streamed = dataset is not None and (executor_asked or len(dataset) > sample or any(
+        e.container is Container.TAR for e in dataset.entries))  # uploads and run_compare take no .tar
+    if not streamed or dataset is None:
+        request = CompareRequest(args.model, tuple(args.images), args.labels, options)
+        result = run_compare(request, cache=cache,
+                             on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message))
+    else:
+        executor = make_executor(executor_kind, address=args.ray_address)
+        try:
+            result, evaluation = compare_on_dataset(
+                args.model, dataset, options, executor=executor, sample=sample,
+                class_names=read_labels_file(args.labels) if args.labels else None, cache=cache,
+                on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message),
+                on_evaluation=lambda p: progress.info("%s", p.message))
+        finally:
+            executor.close()
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         report = report_dict(result, tflite_paths=paths, floor=floor)
+        if evaluation is not None:
+            report["evaluation"] = evaluation.to_dict()
         Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
     out.write(format_table(result))
+    if evaluation is not None:
+        out.write(f"whole set: {describe(evaluation)}; agreement, accuracy and output error above are on it, "
+                  "the rest on the sample\n")
     out.write(format_verdict(decide(result, floor=floor)))
-    for s in result.skipped:
+    for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
+    if evaluation is not None and evaluation.cancelled:
+        err.write("error: interrupted; the numbers above cover the images evaluated so far\n")
+        return 130
     return 0
 
 
@@ -208,7 +255,7 @@ def format_table(result: CompareResult) -> str:
         f"{m.param_count:,} params",
         f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
-        f"images: {len(result.images)} ({result.labels_source}){source}",
+        f"images: {_images_line(result)} ({result.labels_source}){source}",
         "",
     ]
     table = summarize(result)
@@ -219,6 +266,12 @@ def format_table(result: CompareResult) -> str:
                   for text, w, c in zip(row, widths, table.columns)]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _images_line(result: CompareResult) -> str:
+    if result.scored_images is None:
+        return str(len(result.images))
+    return f"{result.scored_images:,} scored, a sample of {len(result.images)} for calibration, latency and detail"
 
 
 def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,6 +25,7 @@ from quant_core.cache import ArtifactCache, MissingModelError, cache_key, conten
 from quant_core.env import describe_environment, engine_versions
 from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
+from quant_core.evaluation import ModelSet
 from quant_core.layers import LayerReport, layer_errors
 from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
@@ -82,9 +84,19 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
                                  cache=cache, work_dir=work_dir, on_progress=report)
     if earlier is not None:
         bench.adopt(earlier)
-    recipes = request.options.recipes
+    result = measure_variants(bench, request.options, on_progress=report, request_key=key, start=start)
+    cache.put_json("results", key, result.to_dict())
+    report(Progress(1.0, "Done"))
+    return result
+
+
+def measure_variants(bench: Workbench, options: CompareOptions, *, on_progress: ProgressCallback,
+                     request_key: str = "", start: float | None = None) -> CompareResult:
+    """Every recipe of `options` built, checked and measured on the workbench; latency last."""
+    report, start = on_progress, time.perf_counter() if start is None else start
+    recipes = options.recipes
     names = variant_names(recipes)
-    timing = request.options.measure_latency
+    timing = options.measure_latency
     variants: list[VariantResult] = []
     for i, (recipe, name) in enumerate(zip(recipes, names)):
 
@@ -101,10 +113,7 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
         variants[i] = bench.time(variants[i])
         report(Progress(0.7 + 0.3 * (n + 1) / len(untimed), f"{variants[i].name}: timed", variants[i].name,
                         partial=bench.result(tuple(variants))))
-    result = bench.result(tuple(variants), request_key=key, seconds=time.perf_counter() - start)
-    cache.put_json("results", key, result.to_dict())
-    report(Progress(1.0, "Done"))
-    return result
+    return bench.result(tuple(variants), request_key=request_key, seconds=time.perf_counter() - start)
 
 
 def cached_result(request: CompareRequest, cache: ArtifactCache, *, work_dir: Path | None = None,
@@ -348,6 +357,17 @@ class Workbench:
                              "and int16x8")
         built = self.build(recipe)
         return layer_errors(float_tflite(self.source, self.cache), built.model, self.x, variant=name or recipe.name)
+
+    def model_set(self, variants: Sequence[VariantResult]) -> ModelSet:
+        """The built variants that passed, with the float32 .tflite first, to evaluate on a whole dataset."""
+        reference = float_tflite(self.source, self.cache)
+        models, seen = [("float32", reference)], {hashlib.sha256(reference).hexdigest()}
+        for v in variants:  # a variant with the reference's bytes (float32) is scored as the reference
+            if v.ok and v.tflite_sha256 and v.tflite_sha256 not in seen:
+                models.append((v.name, self.cache.model_bytes(v.tflite_sha256)))
+                seen.add(v.tflite_sha256)
+        return ModelSet.of(models, preprocessing=self.preprocessing, output_kind=self.output_kind,
+                           threads=self.options.threads)
 
     def time(self, variant: VariantResult) -> VariantResult:
         """The variant with its latency measured (on the interpreter that evaluated it, when still open)."""

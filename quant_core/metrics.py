@@ -45,8 +45,12 @@ def topk_accuracy(probs: np.ndarray, labels: list[int] | np.ndarray, k: int) -> 
     """Fraction of rows whose label is among the k highest scores (ties broken by class order)."""
     if not len(labels):
         return float("nan")
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+    return float(np.mean(np.any(top_classes(probs, k) == np.asarray(labels)[:, None], axis=1)))
+
+
+def top_classes(probs: np.ndarray, k: int) -> np.ndarray:
+    """The k highest-scoring classes per row, best first (ties broken by class order)."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
 
 
 def topk_agreement(probs: np.ndarray, ref: np.ndarray, k: int) -> float:
@@ -60,16 +64,24 @@ def topk_agreement(probs: np.ndarray, ref: np.ndarray, k: int) -> float:
 
 def mean_abs_diff(p: np.ndarray, ref: np.ndarray) -> float:
     """Mean over images of the largest |Δp| across classes."""
-    return float(np.mean(np.abs(p - ref).max(axis=1))) if len(p) else float("nan")
+    return float(np.mean(max_abs_diffs(p, ref))) if len(p) else float("nan")
+
+
+def max_abs_diffs(p: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per image, the largest |Δp| across classes."""
+    return np.abs(p - ref).max(axis=1)
 
 
 def kl_divergence(p: np.ndarray, ref: np.ndarray) -> float:
     """Mean KL(ref || p) in nats."""
-    if not len(p):
-        return float("nan")
+    return float(np.mean(kl_divergences(p, ref))) if len(p) else float("nan")
+
+
+def kl_divergences(p: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per image, KL(ref || p) in nats."""
     p = np.clip(p, _EPS, 1.0)
     r = np.clip(ref, _EPS, 1.0)
-    return float(np.mean(np.sum(r * (np.log(r) - np.log(p)), axis=1)))
+    return np.sum(r * (np.log(r) - np.log(p)), axis=1)
 
 
 def collapse_reason(probs: np.ndarray, ref: np.ndarray) -> str | None:

@@ -133,6 +133,12 @@ class CompareResult:
     source_top5_accuracy: float | None
     request_key: str
     seconds: float
+    scored_images: int | None = None  # agreement and accuracy cover this many images (a whole dataset), not `images`
+
+    @property
+    def fidelity_images(self) -> int:
+        """How many images agreement and accuracy are measured on."""
+        return len(self.images) if self.scored_images is None else self.scored_images
 
     @property
     def has_top5(self) -> bool:

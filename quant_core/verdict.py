@@ -141,7 +141,7 @@ def decide(result: CompareResult, *, floor: Floor | None = None) -> Verdict:
 
 def _coarseness(result: CompareResult, floor: Floor) -> str:
     """A sentence when one image moves agreement by more than the floor allows."""
-    n = len(result.images)
+    n = result.fidelity_images
     if floor.kind is not FloorKind.AGREEMENT or not n or 1 / n <= 1 - floor.value:
         return ""
     return (f"With {n} images one disagreeing image is {100 / n:.1f} points, so {floor.label} allows none; "
@@ -161,7 +161,7 @@ def _fidelity(v: VariantResult, result: CompareResult) -> str:
     base = result.baseline
     if v is base:
         return "it is the reference"
-    n = len(result.images)
+    n = result.fidelity_images
     same = round((v.top1_agreement or 0.0) * n)
     text = f"same top-1 class as float32 on {same} of {n} images"
     if v.accuracy is not None and base is not None and base.accuracy is not None:

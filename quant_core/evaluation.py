@@ -1,0 +1,274 @@
+"""Evaluating built variants on a whole dataset, shard by shard, through an executor.
+
+The variants' .tflite bytes (the float32 reference first) travel once to wherever shards
+run; each shard decodes its own images with the workbench's preprocessing, runs every
+variant on them with the LiteRT interpreter and sends back only what the metrics need
+(top-k classes and per-image errors against the reference). Merged in dataset order, the
+numbers are the same whichever executor ran the shards; only timings differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quant_core import metrics
+from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.datasets import Dataset, decode_entries
+from quant_core.errors import Cancelled, InputError
+from quant_core.executors import Executor, LocalExecutor
+from quant_core.images import SkippedFile, resolve_label_names
+from quant_core.models import OutputKind
+from quant_core.preprocess import Preprocessing, to_model_input
+from quant_core.runner import TFLiteRunner
+
+SHARD_SIZE = 64  # images per task: big enough to amortize a task (~ms), small enough to stream
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """What every shard needs besides its images: the models (reference first) and how to feed them."""
+
+    names: tuple[str, ...]
+    models: tuple[np.ndarray, ...]  # uint8 views of .tflite bytes: Ray's object store shares them unpickled
+    preprocessing: Preprocessing
+    output_kind: OutputKind
+    threads: int = 1
+    shas: tuple[str, ...] = ()  # sha256 of each model
+    key: str = ""  # digest of the models: a worker keeps their interpreters while the key stays
+
+    @classmethod
+    def of(cls, variants: Sequence[tuple[str, bytes]], *, preprocessing: Preprocessing, output_kind: OutputKind,
+           threads: int = 1) -> ModelSet:
+        """The set for (name, .tflite bytes) pairs, the float32 reference first."""
+        shas = tuple(hashlib.sha256(m).hexdigest() for _, m in variants)
+        key = hashlib.sha256("\0".join(f"{n}\0{h}" for (n, _), h in zip(variants, shas)).encode()).hexdigest()
+        return cls(tuple(n for n, _ in variants), tuple(np.frombuffer(m, np.uint8) for _, m in variants),
+                   preprocessing, output_kind, threads, shas, key)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A task: a slice of the dataset, and where it starts."""
+
+    start: int
+    images: Dataset
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard's numbers, per variant and image (rows of skipped images are left at zero)."""
+
+    start: int
+    read: np.ndarray  # [n] bool: decoded and evaluated
+    top: np.ndarray  # [variants, n, k] int32: the k best classes, best first
+    max_abs_diff: np.ndarray  # [variants, n] float64: largest |Δp| against the reference
+    kl: np.ndarray  # [variants, n] float64: KL(reference || variant)
+    skipped: tuple[SkippedFile, ...]
+    seconds: float
+    worker: str  # host:pid, to see where shards ran
+
+
+@dataclass(frozen=True)
+class VariantScore:
+    """A variant's numbers on the whole dataset."""
+
+    name: str
+    tflite_sha256: str
+    top1_agreement: float  # with the float32 reference
+    top5_agreement: float  # the reference's top-1 among this variant's top 5
+    accuracy: float | None  # with labels
+    top5_accuracy: float | None
+    mean_abs_diff: float
+    kl_divergence: float
+    top1: tuple[int, ...]  # per image in dataset order; -1 where the image was skipped
+
+
+@dataclass(frozen=True)
+class EvaluationProgress:
+    """How far an evaluation is: images done of all, and the pace so far."""
+
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.images_per_second
+        return (self.total - self.done) / rate if rate > 0 else None
+
+    @property
+    def message(self) -> str:
+        left = self.seconds_left
+        eta = f", about {_duration(left)} left" if left is not None and self.done < self.total else ""
+        return f"{self.done:,} of {self.total:,} images, {self.images_per_second:.1f} images/s{eta}"
+
+
+@dataclass(frozen=True)
+class DatasetEvaluation:
+    """Every variant on every image of a dataset, and how the work ran."""
+
+    dataset: str
+    images: tuple[str, ...]  # names, in dataset order
+    labels: tuple[int | None, ...]  # class index per image
+    labels_source: str
+    variants: tuple[VariantScore, ...]
+    skipped: tuple[SkippedFile, ...]
+    executor: str
+    workers: int
+    shards: int
+    seconds: float
+    cancelled: bool = False  # stopped early: the numbers cover `evaluated` images only
+    worker_names: tuple[str, ...] = field(default=())  # host:pid of every process that ran a shard
+
+    @property
+    def evaluated(self) -> int:
+        """Images decoded and run (skipped and, when cancelled, not reached images excluded)."""
+        return sum(1 for t in self.variants[0].top1 if t >= 0) if self.variants else 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.evaluated / self.seconds if self.seconds > 0 else 0.0
+
+    def score(self, name: str) -> VariantScore:
+        """The named variant's numbers."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (round-trips through `from_dict`)."""
+        return to_jsonable(self) | {"evaluated": self.evaluated, "images_per_second": self.images_per_second}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetEvaluation:
+        return from_jsonable(cls, {k: v for k, v in data.items() if k not in ("evaluated", "images_per_second")})
+
+
+_RUNNERS: dict[str, list[TFLiteRunner]] = {}  # in a worker process: the interpreters of the last ModelSet
+
+
+def evaluate_shard(shard: Shard, models: ModelSet) -> ShardResult:
+    """Decodes a shard's images and runs every model on them (runs in whichever process the executor picks)."""
+    start = time.perf_counter()
+    if models.key not in _RUNNERS:
+        _RUNNERS.clear()  # one set at a time: a new evaluation frees the last one's interpreters
+        _RUNNERS[models.key] = [TFLiteRunner(m.tobytes(), num_threads=models.threads) for m in models.models]
+    runners = _RUNNERS[models.key]
+    n = len(shard.images)
+    read = np.zeros(n, bool)
+    pixels, skipped = [], []
+    for index, decoded in decode_entries(shard.images, range(n)):
+        if isinstance(decoded, SkippedFile):
+            skipped.append(decoded)
+        else:
+            read[index] = True
+            pixels.append(decoded)
+    top = np.zeros((len(runners), n, TOP_K), np.int32)
+    mad = np.zeros((len(runners), n))
+    kl = np.zeros((len(runners), n))
+    if pixels:
+        x = to_model_input(pixels, models.preprocessing)
+        reference = None
+        for k, runner in enumerate(runners):
+            probs = metrics.to_probabilities(runner.predict(x), models.output_kind)
+            reference = probs if reference is None else reference
+            k_top = min(TOP_K, probs.shape[1])
+            top[k, read, :k_top] = metrics.top_classes(probs, k_top)
+            top[k, read, k_top:] = -1
+            mad[k, read] = metrics.max_abs_diffs(probs, reference)
+            kl[k, read] = metrics.kl_divergences(probs, reference)
+    return ShardResult(shard.start, read, top, mad, kl, tuple(skipped), time.perf_counter() - start,
+                       f"{os.uname().nodename}:{os.getpid()}")
+
+
+def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
+                     class_names: Sequence[str] | None = None, executor: Executor | None = None,
+                     shard_size: int = SHARD_SIZE, on_progress: Callable[[EvaluationProgress], None] | None = None,
+                     shard_fn: Callable[[Shard, ModelSet], ShardResult] = evaluate_shard) -> DatasetEvaluation:
+    """Every model of `models` on every image of `dataset`, merged in dataset order.
+
+    `on_progress` hears after each shard. Raising `Cancelled` from it (or Ctrl-C) stops the
+    executor's pending work; the result then covers the shards done so far and says
+    `cancelled`. `shard_fn` is the per-shard function (tests wrap it to inject faults).
+
+    Raises:
+        ImageError: class folders that do not fit the model.
+        InputError: no models; ExecutorError: the executor failed.
+    """
+    if not models.names:
+        raise InputError("nothing to evaluate: no built variants")
+    labels = resolve_label_names([e.label_name for e in dataset.entries], num_classes, class_names)
+    executor = executor or LocalExecutor()
+    ranges = dataset.shards(shard_size)
+    shards = [Shard(a, Dataset(dataset.entries[a:b], (), dataset.description)) for a, b in ranges]
+    n, v = len(dataset), len(models.names)
+    read = np.zeros(n, bool)
+    top = np.full((v, n, TOP_K), -1, np.int32)
+    mad, kl = np.zeros((v, n)), np.zeros((v, n))
+    skipped: list[tuple[int, SkippedFile]] = []
+    workers: set[str] = set()
+    report = on_progress or (lambda p: None)
+    begin, done = time.perf_counter(), 0
+    runs, cancelled = executor.run(shard_fn, shards, models), False
+    try:
+        for position, result in runs:
+            a, b = ranges[position]
+            read[a:b], top[:, a:b], mad[:, a:b], kl[:, a:b] = result.read, result.top, result.max_abs_diff, result.kl
+            skipped += [(a, s) for s in result.skipped]
+            workers.add(result.worker)
+            done += b - a
+            report(EvaluationProgress(done, n, time.perf_counter() - begin))
+    except (Cancelled, KeyboardInterrupt):  # stopped: the shards done so far are the result
+        cancelled = True
+    finally:
+        runs.close()  # the executor cancels the work still pending
+    seconds = time.perf_counter() - begin
+    scores = tuple(_score(name, sha, top[k], mad[k], kl[k], top[0], read, labels.indices)
+                   for k, (name, sha) in enumerate(zip(models.names, models.shas)))
+    return DatasetEvaluation(
+        dataset=dataset.description, images=tuple(e.name for e in dataset.entries), labels=labels.indices,
+        labels_source=labels.source, variants=scores,
+        skipped=dataset.skipped + tuple(s for _, s in sorted(skipped, key=lambda p: p[0])),
+        executor=executor.description, workers=executor.workers, shards=len(shards), seconds=seconds,
+        cancelled=cancelled, worker_names=tuple(sorted(workers)))
+
+
+def _score(name: str, sha: str, top: np.ndarray, mad: np.ndarray, kl: np.ndarray, reference_top: np.ndarray,
+           read: np.ndarray, labels: tuple[int | None, ...]) -> VariantScore:
+    """A variant's metrics over the images that were read (the same definitions as quant_core.metrics)."""
+    rows, ref1 = top[read], reference_top[read][:, 0]
+    known = [k for k, r in zip(labels, read) if r]
+    labelled = bool(known) and all(k is not None for k in known)
+    truth = np.asarray(known if labelled else [], dtype=np.int64)
+
+    def share(hits: np.ndarray) -> float:
+        return float(np.mean(hits)) if len(hits) else math.nan
+
+    return VariantScore(
+        name=name, tflite_sha256=sha, top1_agreement=share(rows[:, 0] == ref1),
+        top5_agreement=share(np.any(rows == ref1[:, None], 1)),
+        accuracy=share(rows[:, 0] == truth) if labelled else None,
+        top5_accuracy=share(np.any(rows == truth[:, None], 1)) if labelled else None,
+        mean_abs_diff=share(mad[read]), kl_divergence=share(kl[read]),
+        top1=tuple(int(c) if r else -1 for c, r in zip(top[:, 0], read)))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
