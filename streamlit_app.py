@@ -55,6 +55,7 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:", default=viewing),
     st.Page("pages/layers.py", title="Layers", icon=":material/stacked_bar_chart:"),
     st.Page("pages/ops.py", title="Ops", icon=":material/memory:"),
+    st.Page("pages/evaluate.py", title="Full dataset", icon=":material/dataset:"),
     st.Page("pages/report.py", title="Report & share", icon=":material/ios_share:"),
 ]
 READ_ONLY = ("Compare", "Ops", "Report & share")  # what a published comparison shows: no engine work

@@ -1,4 +1,4 @@
-"""Step 6: download the models and a report, share a link."""
+"""Step 7: download the models and a report, share a link."""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ from typing import Any
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
 from quant_core.errors import InputError
+from quant_core.datasets import open_dataset
+from quant_core.evaluation import evaluate_dataset
+from quant_core.executors import Executor, make_executor
 from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches, infer_preprocessing, run_compare,
                                 variant_names)
 from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
@@ -86,6 +89,34 @@ def calibration_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     _, bench = _workbench(payload, progress)
     return to_jsonable(calibration_sweep(bench, base=Recipe.from_dict(payload["base"]),
                                          on_progress=lambda p: progress(to_jsonable(p))))
+
+
+@job("evaluate")
+def evaluate_job(payload: dict[str, Any], progress) -> dict[str, Any]:
+    """Scores chosen variants of a result on a server-side dataset; progress as {"evaluation": ...} messages.
+
+    The payload's executor ({"kind": "local" | "ray", "address": ...}; the server's configuration)
+    stays open in this engine for the next evaluation.
+    """
+    _, bench = _workbench(payload, progress)
+    result = CompareResult.from_dict(payload["result"])
+    wanted = set(payload["variants"])
+    dataset = open_dataset([payload["dataset"]])
+    models = bench.model_set([v for v in result.variants if v.name in wanted])
+    evaluation = evaluate_dataset(dataset, models, num_classes=bench.source.info.num_classes,
+                                  class_names=bench.labels.class_names,
+                                  executor=_executor(**payload.get("executor", {})),
+                                  on_progress=lambda p: progress({"evaluation": to_jsonable(p)}))
+    return evaluation.to_dict()
+
+
+_EXECUTORS: dict[tuple[str | None, str | None], Executor] = {}  # made on first use (a local Ray takes ~5 s)
+
+
+def _executor(kind: str | None = None, address: str | None = None) -> Executor:
+    if (kind, address) not in _EXECUTORS:
+        _EXECUTORS[kind, address] = make_executor(kind, address=address)
+    return _EXECUTORS[kind, address]
 
 
 def _workbench(payload: dict[str, Any], progress) -> tuple[CompareRequest, Workbench]:

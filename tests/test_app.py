@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "streamlit_app.py")
 PAGES = ["pages/model_data.py", "pages/quantize.py", "pages/compare.py", "pages/layers.py", "pages/ops.py",
-         "pages/report.py"]
+         "pages/evaluate.py", "pages/report.py"]
 ALL_MODES = ["float32", "weight_only", "dynamic_range", "float16", "int8", "int8_float_io", "int16x8"]
 
 
@@ -59,8 +59,9 @@ def test_every_page_renders_from_the_entry_point(page):
     at = new_app()
     at.switch_page(page).run()
     no_failures(at)
-    assert at.title[0].value in {"Model & data", "Quantize", "Compare", "Layers", "Ops", "Report & share"}
-    if page in ("pages/compare.py", "pages/layers.py", "pages/ops.py", "pages/report.py"):
+    assert at.title[0].value in {"Model & data", "Quantize", "Compare", "Layers", "Ops", "Full dataset",
+                                 "Report & share"}
+    if page in ("pages/compare.py", "pages/layers.py", "pages/ops.py", "pages/evaluate.py", "pages/report.py"):
         assert "No comparison yet" in at.info[0].value  # a helpful empty state, not an error
 
 

@@ -151,7 +151,7 @@ def test_one_session_cannot_see_list_or_download_anothers_files(live, browser, m
     bob_model.write_bytes(secret.read_bytes())
     bob, page = new_session(browser, server.url)
     seen = []
-    for title in ("Model & data", "Quantize", "Compare", "Layers", "Ops", "Report & share"):
+    for title in ("Model & data", "Quantize", "Compare", "Layers", "Ops", "Full dataset", "Report & share"):
         page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
         page.wait_for_selector(f'h1:has-text("{title}")')
         page.wait_for_selector(IDLE)

@@ -22,14 +22,17 @@ from quant_core.env import engine_versions
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.compare import cached_result
 from quant_core.engines import EnginePool
+from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
 from quant_core.images import SkippedFile
 from quant_core.layers import LayerReport
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 from quant_core.verdict import Floor
+from quant_core.worker import Limits
 from ui.inputs import Inputs
 from ui.settings import Settings
 
 THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
+EVALUATION_TIMEOUT_S = float(os.environ.get("QW_EVALUATION_TIMEOUT_S", str(12 * 3600)))  # a whole dataset: hours
 DESCRIBE_SCHEMA = 2  # bump when the describe job's answer changes shape: stored descriptions are then ignored
 log = logging.getLogger(__name__)
 
@@ -245,6 +248,25 @@ def _calibration_sweep(_inputs: Inputs, key: str, override: PreprocessingOverrid
         "request": to_jsonable(compare_request(_inputs, override, settings)), "cache_dir": str(artifact_cache().root),
         "work_dir": str(_inputs.folder) if _inputs.folder else None, "base": json.loads(recipe)})
     return from_jsonable(CalibrationSweep, answer)
+
+
+def evaluate(inputs: Inputs, override: PreprocessingOverride, settings: Settings, result: CompareResult,
+             variants: tuple[str, ...], dataset: str, *, executor: dict[str, str | None],
+             on_progress: Callable[[EvaluationProgress], None]) -> DatasetEvaluation:
+    """The variants scored on every image of a server-side dataset by the inputs' warm engine.
+
+    `executor` ({"kind": "local" | "ray" | None, "address": ...}) says where the shards run.
+    """
+    def relay(message: dict[str, Any]) -> None:
+        if "evaluation" in message:
+            on_progress(from_jsonable(EvaluationProgress, message["evaluation"]))
+
+    answer = engine_pool().run(engine_key(inputs, override), "evaluate", {
+        "request": to_jsonable(compare_request(inputs, override, settings)), "cache_dir": str(artifact_cache().root),
+        "work_dir": str(inputs.folder) if inputs.folder else None, "result": result.to_dict(),
+        "variants": list(variants), "dataset": dataset, "executor": executor},
+        on_progress=relay, limits=Limits(timeout_s=EVALUATION_TIMEOUT_S))
+    return DatasetEvaluation.from_dict(answer)
 
 
 def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:

@@ -35,6 +35,7 @@ SAVED = "qw.saved"  # private id of this session's current result in the store (
 RESTORED = "qw.restored"  # quant_core.publications.Publication: a reload brought back an upload's result
 DETAILS = "qw.details"  # False once Compare drew its top alone (first paint), True once it drew everything
 TUNE = "qw.tune"  # (result request key, Objective, [Step], [True] once finished): the Layers page's last search
+EVALUATION = "qw.evaluation"  # (result request key, quant_core.evaluation.DatasetEvaluation): Full dataset's last
 SWEEP = "qw.sweep"  # quant_core.Recipe whose calibration sweep the Layers page shows
 FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 

@@ -1,0 +1,152 @@
+"""The Full dataset page's parts: the server's datasets, the run with its progress, and the scores."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from quant_core import CompareResult, PreprocessingOverride, QuantError
+from quant_core.datasets import open_dataset
+from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
+from ui import engine, state
+from ui.inputs import SAMPLES_DIR
+from ui.settings import Settings
+from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+@dataclass(frozen=True)
+class ServerDataset:
+    """A dataset the operator put on the server: a folder of class folders, or an archive."""
+
+    path: str
+    images: int
+    labelled: bool
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.path).name} ({self.images:,} images{'' if self.labelled else ', unlabelled'})"
+
+
+def datasets_dir() -> Path | None:
+    """$QW_DATASETS_DIR, where an operator puts datasets; None: the bundled samples' photos are offered."""
+    configured = os.environ.get("QW_DATASETS_DIR")
+    return Path(configured) if configured else None
+
+
+def server_datasets() -> tuple[ServerDataset, ...]:
+    """Every folder and archive directly under $QW_DATASETS_DIR (else the bundled photo folders), with its size."""
+    root = datasets_dir()
+    if root is None:
+        candidates = sorted(p for p in SAMPLES_DIR.glob("*_images") if p.is_dir())
+    elif root.is_dir():
+        candidates = sorted(p for p in root.iterdir() if not p.name.startswith(".")
+                            and (p.is_dir() or p.name.lower().endswith(ARCHIVE_SUFFIXES)))
+    else:
+        return ()
+    listed = (_listing(str(p), p.stat().st_mtime) for p in candidates)
+    return tuple(d for d in listed if d is not None)
+
+
+@st.cache_data(show_spinner="Listing the datasets…", max_entries=256, ttl=600)
+def _listing(path: str, mtime: float) -> ServerDataset | None:
+    """How many images a dataset has (listed, not read); None when it holds none."""
+    try:
+        dataset = open_dataset([path])
+    except QuantError:
+        return None
+    return ServerDataset(path, len(dataset), dataset.labelled)
+
+
+def executor_config() -> dict[str, str | None]:
+    """Where evaluations run, as this server is configured: QW_EXECUTOR and QW_RAY_ADDRESS."""
+    return {"kind": os.environ.get("QW_EXECUTOR") or None, "address": os.environ.get("QW_RAY_ADDRESS") or None}
+
+
+def executor_label() -> str:
+    """Where evaluations run, in words."""
+    config = executor_config()
+    if (config["kind"] or "local") != "ray":
+        return "this server's engine, one shard after another (QW_EXECUTOR=local)"
+    address = config["address"]
+    return f"the Ray cluster at {address}" if address else "a local Ray on this server's CPUs (QW_EXECUTOR=ray)"
+
+
+def run(result: CompareResult, settings: Settings, dataset: ServerDataset, variants: tuple[str, ...]) -> None:
+    """Evaluates with a progress bar and a Stop button; the outcome is kept in state.EVALUATION."""
+    st.button("Stop", icon=":material/stop_circle:", key="w.evaluate_stop",  # its click ends this run: see stopped()
+              help="Stops the evaluation, and the cluster's work with it.")
+    bar = st.progress(0.0, text=f"Starting: {dataset.images:,} images, {len(variants)} variants…")
+
+    def on_progress(p: EvaluationProgress) -> None:
+        bar.progress(min(1.0, p.done / max(p.total, 1)), text=p.message)
+
+    try:
+        evaluation = engine.evaluate(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(), settings,
+                                     result, variants, dataset.path, executor=executor_config(),
+                                     on_progress=on_progress)
+    except ENGINE_ERRORS as err:
+        bar.empty()
+        show_error(err)
+        return
+    bar.empty()
+    state.put(state.EVALUATION, (result.request_key, evaluation))
+
+
+def stopped() -> bool:
+    """True in the run that the Stop button started (the evaluation it interrupted is gone)."""
+    return bool(state.get("w.evaluate_stop"))
+
+
+def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.DataFrame:
+    """Per variant: the whole dataset's numbers beside the comparison's (its sample), and the loss against float32."""
+    by_sha = {v.tflite_sha256: v for v in result.variants if v.ok}
+    reference = evaluation.variants[0]
+    rows = []
+    for variant in result.variants:
+        score = next((s for s in evaluation.variants if s.tflite_sha256 == variant.tflite_sha256), None)
+        if score is None or variant.tflite_sha256 not in by_sha:
+            continue
+        row = {"variant": variant.name, "agreement": _pct(score.top1_agreement),
+               f"agreement on {len(result.images)}": _pct(variant.top1_agreement),
+               "top-5 agreement": _pct(score.top5_agreement)}
+        if score.accuracy is not None and reference.accuracy is not None:
+            row |= {"accuracy": _pct(score.accuracy), f"accuracy on {len(result.images)}": _pct(variant.accuracy),
+                    "Δ vs float32": f"{100 * (score.accuracy - reference.accuracy):+.2f} pts",
+                    "top-5 accuracy": _pct(score.top5_accuracy)}
+        row |= {"mean |Δp|": f"{score.mean_abs_diff:.4f}", "KL": f"{score.kl_divergence:.2e}"}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
+    """The outcome: how the work ran, the scores, the skipped files and the JSON download."""
+    st.subheader(f"On {Path(evaluation.dataset).name}", anchor=False)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Images evaluated", f"{evaluation.evaluated:,}", help=f"of {len(evaluation.images):,} listed")
+    c2.metric("Skipped", f"{len(evaluation.skipped):,}")
+    c3.metric("Throughput", f"{evaluation.images_per_second:,.0f} images/s",
+              help=f"{len(evaluation.variants)} models per image, {evaluation.seconds:.1f} s in all")
+    c4.metric("Workers", f"{len(evaluation.worker_names)}", help=evaluation.executor)
+    st.caption(f"Ran on {evaluation.executor} in {evaluation.shards} shards; labels: {evaluation.labels_source}. "
+               f"Columns \"on {len(result.images)}\" are the comparison's own images, for contrast: with "
+               f"{len(result.images)} images one image moves a percentage by {100 / max(len(result.images), 1):.1f} "
+               "points.")
+    st.dataframe(scores_table(result, evaluation), hide_index=True, width="stretch")
+    if evaluation.skipped:
+        with st.expander(f"{len(evaluation.skipped)} file(s) skipped"):
+            st.dataframe(pd.DataFrame([{"file": s.name, "reason": s.reason} for s in evaluation.skipped]),
+                         hide_index=True, width="stretch")
+    st.download_button("Scores and per-image predictions (JSON)", json.dumps(evaluation.to_dict()),
+                       f"{Path(evaluation.dataset).name}_evaluation.json", "application/json", on_click="ignore",
+                       icon=":material/download:")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
