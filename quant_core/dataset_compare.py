@@ -44,7 +44,8 @@ def compare_on_dataset(model: str | Path, dataset: Dataset, options: CompareOpti
     names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
     bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
                            cache=cache, source=source)
-    result = measure_variants(bench, options, on_progress=on_progress or (lambda p: None))
+    result = replace(measure_variants(bench, options, on_progress=on_progress or (lambda p: None)),
+                     labels_source=names.source)  # how the whole set's folders were read, not the sample's
     evaluation = evaluate_dataset(dataset, bench.model_set(result.variants), num_classes=source.info.num_classes,
                                   class_names=names.class_names, executor=executor, on_progress=on_evaluation)
     return apply_evaluation(result, evaluation), evaluation

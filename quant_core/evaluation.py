@@ -196,10 +196,12 @@ def evaluate_shard(shard: Shard, models: ModelSet) -> ShardResult:
 
 def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
                      class_names: Sequence[str] | None = None, executor: Executor | None = None,
-                     shard_size: int = SHARD_SIZE, on_progress: Callable[[EvaluationProgress], None] | None = None,
+                     shard_size: int | None = None, on_progress: Callable[[EvaluationProgress], None] | None = None,
                      shard_fn: Callable[[Shard, ModelSet], ShardResult] = evaluate_shard) -> DatasetEvaluation:
     """Every model of `models` on every image of `dataset`, merged in dataset order.
 
+    Shards hold `shard_size` images; by default SHARD_SIZE, or fewer on a small set, so
+    that every worker gets several shards (progress moves, and the last shard is short).
     `on_progress` hears after each shard. Raising `Cancelled` from it (or Ctrl-C) stops the
     executor's pending work; the result then covers the shards done so far and says
     `cancelled`. `shard_fn` is the per-shard function (tests wrap it to inject faults).
@@ -212,7 +214,7 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
         raise InputError("nothing to evaluate: no built variants")
     labels = resolve_label_names([e.label_name for e in dataset.entries], num_classes, class_names)
     executor = executor or LocalExecutor()
-    ranges = dataset.shards(shard_size)
+    ranges = dataset.shards(shard_size or _shard_size(len(dataset), executor.workers))
     shards = [Shard(a, Dataset(dataset.entries[a:b], (), dataset.description)) for a, b in ranges]
     n, v = len(dataset), len(models.names)
     read = np.zeros(n, bool)
@@ -244,6 +246,11 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
         skipped=dataset.skipped + tuple(s for _, s in sorted(skipped, key=lambda p: p[0])),
         executor=executor.description, workers=executor.workers, shards=len(shards), seconds=seconds,
         cancelled=cancelled, worker_names=tuple(sorted(workers)))
+
+
+def _shard_size(images: int, workers: int) -> int:
+    """At most SHARD_SIZE images, and at least four shards per worker while shards keep 8 images or more."""
+    return max(8, min(SHARD_SIZE, math.ceil(images / (4 * workers))))
 
 
 def _score(name: str, sha: str, top: np.ndarray, mad: np.ndarray, kl: np.ndarray, reference_top: np.ndarray,

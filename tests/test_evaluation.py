@@ -66,10 +66,10 @@ def built(generated, tmp_path_factory):
     return bench, bench.model_set(result.variants)
 
 
-def _evaluate(built, dataset: Dataset, executor, **kwargs) -> DatasetEvaluation:
+def _evaluate(built, dataset: Dataset, executor, *, shard_size: int | None = SHARD, **kwargs) -> DatasetEvaluation:
     bench, models = built
     return evaluate_dataset(dataset, models, num_classes=bench.source.info.num_classes,
-                            class_names=bench.labels.class_names, executor=executor, shard_size=SHARD, **kwargs)
+                            class_names=bench.labels.class_names, executor=executor, shard_size=shard_size, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +227,12 @@ def test_cli_compare_on_a_big_folder_with_ray(generated, ray_executor, tmp_path,
 def test_cli_bad_sample_is_one_line(generated, capfd):
     code, out, err = _cli(["compare", str(MODEL), "--images", str(generated), "--sample", "0"], capfd)
     assert code == 2 and err.strip() == "error: --sample is a number of images, at least 1; got 0" and not out
+
+
+def test_default_shards_give_every_worker_several(built, generated, ray_executor):
+    from quant_core.evaluation import _shard_size
+
+    assert _shard_size(50_000, 32) == 64 and _shard_size(241, 2) == 31 and _shard_size(20, 2) == 8
+    result = _evaluate(built, open_dataset([generated]), ray_executor, shard_size=None)
+    assert result.shards == 8  # 241 images in shards of 31: four per worker
+

@@ -80,8 +80,9 @@ def executor_label() -> str:
 
 def run(result: CompareResult, settings: Settings, dataset: ServerDataset, variants: tuple[str, ...]) -> None:
     """Evaluates with a progress bar and a Stop button; the outcome is kept in state.EVALUATION."""
-    st.button("Stop", icon=":material/stop_circle:", key="w.evaluate_stop",  # its click ends this run: see stopped()
-              help="Stops the evaluation, and the cluster's work with it.")
+    stop = st.empty()  # shown while the evaluation runs; its click ends this run (see `stopped`)
+    stop.button("Stop", icon=":material/stop_circle:", key="w.evaluate_stop",
+                help="Stops the evaluation, and the cluster's work with it.")
     bar = st.progress(0.0, text=f"Starting: {dataset.images:,} images, {len(variants)} variants…")
 
     def on_progress(p: EvaluationProgress) -> None:
@@ -92,10 +93,11 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
                                      result, variants, dataset.path, executor=executor_config(),
                                      on_progress=on_progress)
     except ENGINE_ERRORS as err:
-        bar.empty()
         show_error(err)
         return
-    bar.empty()
+    finally:
+        stop.empty()
+        bar.empty()
     state.put(state.EVALUATION, (result.request_key, evaluation))
 
 
@@ -114,12 +116,14 @@ def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.Dat
         if score is None or variant.tflite_sha256 not in by_sha:
             continue
         row = {"variant": variant.name, "agreement": _pct(score.top1_agreement),
-               f"agreement on {len(result.images)}": _pct(variant.top1_agreement),
-               "top-5 agreement": _pct(score.top5_agreement)}
+               f"agreement on {len(result.images)}": _pct(variant.top1_agreement)}
+        if result.has_top5:  # with five classes or fewer, every top 5 holds them all
+            row["top-5 agreement"] = _pct(score.top5_agreement)
         if score.accuracy is not None and reference.accuracy is not None:
             row |= {"accuracy": _pct(score.accuracy), f"accuracy on {len(result.images)}": _pct(variant.accuracy),
-                    "Δ vs float32": f"{100 * (score.accuracy - reference.accuracy):+.2f} pts",
-                    "top-5 accuracy": _pct(score.top5_accuracy)}
+                    "Δ vs float32": f"{100 * (score.accuracy - reference.accuracy):+.2f} pts"}
+            if result.has_top5:
+                row["top-5 accuracy"] = _pct(score.top5_accuracy)
         row |= {"mean |Δp|": f"{score.mean_abs_diff:.4f}", "KL": f"{score.kl_divergence:.2e}"}
         rows.append(row)
     return pd.DataFrame(rows)

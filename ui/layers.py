@@ -75,8 +75,9 @@ def search_section(result: CompareResult, settings: Settings) -> None:
         steps: list[Step] = []
         finished: list[bool] = []
         state.put(state.TUNE, (result.request_key, objective, steps, finished))  # a stopped search keeps its steps
-        right.button("Stop", icon=":material/stop_circle:", key="w.tune_stop",
-                     help="Stops after the step being measured; the steps so far and their best are kept.")
+        stop = right.empty()  # shown while the search runs
+        stop.button("Stop", icon=":material/stop_circle:", key="w.tune_stop",
+                    help="Stops after the step being measured; the steps so far and their best are kept.")
         with st.status("Searching…", expanded=True) as status:
             def on_step(step: Step) -> None:
                 steps.append(step)
@@ -87,6 +88,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
             except ENGINE_ERRORS as err:
                 show_error(err)
             finished.append(True)
+            stop.empty()
             status.update(label=f"Searched: {len(steps)} step{'s' * (len(steps) != 1)}", state="complete",
                           expanded=False)
     entry = state.get(state.TUNE)
@@ -125,7 +127,9 @@ def _outcome(step: Step) -> str:
         return f"failed ({v.error})"
     fidelity = f"accuracy {v.accuracy:.1%}" if v.accuracy is not None else f"agreement {v.top1_agreement:.1%}"
     latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
-    return (f"{fidelity}, {(v.size_bytes or 0) / 2**20:.2f} MB{latency}, "
+    size = v.size_bytes or 0
+    size_text = f"{size / 2**20:.2f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
+    return (f"{fidelity}, {size_text}{latency}, "
             + ("within the budget" if step.within_budget else "outside the budget"))
 
 
