@@ -28,8 +28,9 @@ $(APP_STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
-# requirements-dev.txt includes requirements.txt: this also satisfies the app's stamp.
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+# requirements-dev.txt includes requirements-ray.txt, which includes requirements.txt: this also satisfies the
+# app's stamp.
+$(DEV_STAMP): requirements.txt requirements-ray.txt requirements-dev.txt | $(PY)
 	@echo "Installing the app's and the dev packages (requirements-dev.txt)..."
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@ $(APP_STAMP)
@@ -63,6 +64,7 @@ bench: setup-dev browser services
 	$(PY) bench/bench_whatif.py
 	$(PY) bench/bench_publish.py
 	$(PY) bench/bench_tune.py
+	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_load.py
 
 samples: setup-dev

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from quant_core import _quiet
-from quant_core.errors import InputError, QuantError, first_line
+from quant_core.errors import Cancelled, InputError, QuantError, first_line
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
 from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                    parse_numbers)
@@ -55,14 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
     cmp.add_argument("--images", nargs="+", required=True,
                      help="image files, folders, .zip or .tar of any size (class subfolders = labels)")
-    cmp.add_argument("--executor", choices=["local", "ray"], default=None,
-                     help="where the whole set is evaluated: this process or Ray (default $QW_EXECUTOR or local); "
-                          "ray, or more images than --sample, scores every variant on every image")
-    cmp.add_argument("--ray-address", default=None,
-                     help="a Ray cluster to join (default $QW_RAY_ADDRESS; none: a local Ray on this machine's CPUs)")
-    cmp.add_argument("--sample", type=int, default=None,
-                     help="images kept in memory for calibration, checks, latency and per-image detail when the "
-                          "whole set is evaluated by an executor (default 500)")
+    _add_executor_options(cmp)
     cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
     cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
     cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -88,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tun = sub.add_parser("tune", help="search the smallest (or fastest) variant within a fidelity budget")
     tun.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
-    tun.add_argument("--images", nargs="+", required=True, help="image files, folders or .zip (class subfolders = "
-                     "labels): calibration and the fidelity check")
+    tun.add_argument("--images", nargs="+", required=True, help="image files, folders, .zip or .tar (class "
+                     "subfolders = labels): calibration and the fidelity check")
+    _add_executor_options(tun)
     tun.add_argument("--labels", help="class names: text file (one per line) or JSON")
     tun.add_argument("--max-drop", type=float, default=1.0,
                      help="the budget, in points below float32: of accuracy with labels, else of top-1 agreement "
@@ -164,9 +158,7 @@ def _cache(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the comparison and prints a table."""
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
-    from quant_core.dataset_compare import SAMPLE_IMAGES, compare_on_dataset, describe  # pylint: disable=import-outside-toplevel
-    from quant_core.datasets import Container, open_dataset  # pylint: disable=import-outside-toplevel
-    from quant_core.executors import make_executor  # pylint: disable=import-outside-toplevel
+    from quant_core.dataset_compare import compare_on_dataset, describe  # pylint: disable=import-outside-toplevel
     from quant_core.images import read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
 
@@ -177,30 +169,16 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cache = _cache(args)
     progress = logging.getLogger("quant_core.progress")
     evaluation = None
-    executor_kind = args.executor or os.environ.get("QW_EXECUTOR") or "local"
-    sample = SAMPLE_IMAGES if args.sample is None else args.sample
-    if sample < 1:
-        raise InputError(f"--sample is a number of images, at least 1; got {sample}")
-    if not Path(args.model).exists():
-        raise InputError(f"{args.model}: no such file or folder")
-    executor_asked = executor_kind != "local" or args.ray_address is not None
-    try:
-        dataset = open_dataset(tuple(args.images))
-    except QuantError:
-        if executor_asked:
-            raise
-        dataset = None  # the in-memory comparison reports what is wrong with these files, in its own words
-    streamed = dataset is not None and (executor_asked or len(dataset) > sample or any(
-        e.container is Container.TAR for e in dataset.entries))  # uploads and run_compare take no .tar
-    if not streamed or dataset is None:
+    dataset = _whole_set(args)
+    if dataset is None:
         request = CompareRequest(args.model, tuple(args.images), args.labels, options)
         result = run_compare(request, cache=cache,
                              on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message))
     else:
-        executor = make_executor(executor_kind, address=args.ray_address)
+        executor = _executor(args)
         try:
             result, evaluation = compare_on_dataset(
-                args.model, dataset, options, executor=executor, sample=sample,
+                args.model, dataset, options, executor=executor, sample=_sample(args),
                 class_names=read_labels_file(args.labels) if args.labels else None, cache=cache,
                 on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message),
                 on_evaluation=lambda p: progress.info("%s", p.message))
@@ -224,6 +202,60 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write("error: interrupted; the numbers above cover the images evaluated so far\n")
         return 130
     return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    """--sample, checked (default: quant_core.dataset_compare.SAMPLE_IMAGES)."""
+    from quant_core.dataset_compare import SAMPLE_IMAGES  # pylint: disable=import-outside-toplevel
+
+    sample = SAMPLE_IMAGES if args.sample is None else args.sample
+    if sample < 1:
+        raise InputError(f"--sample is a number of images, at least 1; got {sample}")
+    return sample
+
+
+def _executor_kind(args: argparse.Namespace) -> str:
+    return args.executor or os.environ.get("QW_EXECUTOR") or "local"
+
+
+def _executor(args: argparse.Namespace):
+    from quant_core.executors import make_executor  # pylint: disable=import-outside-toplevel
+
+    return make_executor(_executor_kind(args), address=args.ray_address)
+
+
+def _whole_set(args: argparse.Namespace):
+    """The --images as a streamed Dataset when they are to be scored by an executor, else None (in memory).
+
+    Streamed: an executor other than local is asked for, the set has more than --sample
+    images, or it is a .tar (uploads and the in-memory path take no .tar). Otherwise files the
+    listing cannot use are left for the in-memory path to report, in its own words.
+    """
+    from quant_core.datasets import Container, open_dataset  # pylint: disable=import-outside-toplevel
+
+    sample = _sample(args)
+    if not Path(args.model).exists():
+        raise InputError(f"{args.model}: no such file or folder")
+    asked = _executor_kind(args) != "local" or args.ray_address is not None
+    try:
+        dataset = open_dataset(tuple(args.images))
+    except QuantError:
+        if asked:
+            raise
+        return None
+    streamed = asked or len(dataset) > sample or any(e.container is Container.TAR for e in dataset.entries)
+    return dataset if streamed else None
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where the whole set is evaluated: this process or Ray (default $QW_EXECUTOR or local); "
+                        "ray, or more images than --sample, scores every variant on every image")
+    p.add_argument("--ray-address", default=None,
+                   help="a Ray cluster to join (default $QW_RAY_ADDRESS; none: a local Ray on this machine's CPUs)")
+    p.add_argument("--sample", type=int, default=None,
+                   help="images kept in memory for calibration, checks, latency and per-image detail when the "
+                        "whole set is evaluated by an executor (default 500)")
 
 
 def _floor(args: argparse.Namespace) -> Floor:
@@ -291,6 +323,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.results import write_files  # pylint: disable=import-outside-toplevel
     from quant_core.tune import Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
+    from quant_core.dataset_compare import DatasetScorer, describe, open_sampled  # pylint: disable=import-outside-toplevel
 
     if not 0.0 <= args.max_drop <= 100.0:
         raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
@@ -299,9 +332,18 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     objective = Objective(args.objective)
     options = CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
                              preprocessing=_override(args), measure_latency=objective is Objective.LATENCY)
-    images = load_images(tuple(args.images))
     class_names = read_labels_file(args.labels) if args.labels else None
-    bench = Workbench.open(args.model, images, class_names=class_names, options=options, cache=_cache(args))
+    dataset = _whole_set(args)
+    executor, scorer = None, None
+    if dataset is None:
+        bench = Workbench.open(args.model, load_images(tuple(args.images)), class_names=class_names,
+                               options=options, cache=_cache(args))
+    else:  # built on a sample, each step judged on every image
+        bench = open_sampled(args.model, dataset, options, sample=_sample(args), class_names=class_names,
+                             cache=_cache(args))
+        executor = _executor(args)
+        scorer = DatasetScorer(bench, dataset, executor,
+                               on_evaluation=lambda p: logging.getLogger("quant_core.progress").info("%s", p.message))
     budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
         Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
     progress = logging.getLogger("quant_core.progress")
@@ -309,17 +351,25 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.perf_counter()
     try:
         result = tune(bench, budget, objective=objective, base=options.recipes[-1], max_steps=args.max_steps,
-                      on_progress=lambda p: progress.info("%s", p.message), on_step=steps.append)
-    except KeyboardInterrupt:  # Ctrl-C: the steps measured so far, their best, and exit 130
+                      on_progress=lambda p: progress.info("%s", p.message), on_step=steps.append, scorer=scorer)
+    except (KeyboardInterrupt, Cancelled):  # Ctrl-C: the steps measured so far, their best, and exit 130
         result = TuneResult.of(budget, objective, steps, cancelled=True, seconds=time.perf_counter() - start)
+    finally:
+        if executor is not None:
+            executor.close()
+    whole = describe(scorer.passes[-1]) if scorer is not None and scorer.passes else None
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        report = result.to_dict() | ({"whole_set": whole, "whole_set_passes": len(scorer.passes)}
+                                     if scorer is not None else {})
+        Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
     best = result.best
     if args.output and best is not None:
         path = Path(args.output)
         write_files(path.parent, best.variant.files(path.stem, bench.source.info, bench.preprocessing, bench.cache))
     out.write(format_tune(result))
+    if whole is not None:
+        out.write(f"every step scored on the whole set (one pass each, float32 beside it); last pass: {whole}\n")
     if result.cancelled:
         err.write("error: interrupted; the steps so far and their best are above\n")
         return 130

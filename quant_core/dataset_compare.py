@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from quant_core.cache import ArtifactCache
+from quant_core.errors import Cancelled
 from quant_core.compare import Workbench, measure_variants
 from quant_core.datasets import Dataset
 from quant_core.evaluation import DatasetEvaluation, EvaluationProgress, evaluate_dataset
@@ -21,7 +22,7 @@ from quant_core.executors import Executor
 from quant_core.images import resolve_label_names
 from quant_core.models import load_model
 from quant_core.request import CompareOptions, ProgressCallback
-from quant_core.results import CompareResult
+from quant_core.results import CompareResult, VariantResult
 
 SAMPLE_IMAGES = 500  # the in-memory sample: calibration (up to 100 by default), checks and per-image detail
 
@@ -40,14 +41,10 @@ def compare_on_dataset(model: str | Path, dataset: Dataset, options: CompareOpti
     Raises:
         QuantError: the model, images or options cannot be used; ExecutorError: the executor failed.
     """
-    source = load_model(model)
-    names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
-    bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
-                           cache=cache, source=source)
-    result = replace(measure_variants(bench, options, on_progress=on_progress or (lambda p: None)),
-                     labels_source=names.source)  # how the whole set's folders were read, not the sample's
-    evaluation = evaluate_dataset(dataset, bench.model_set(result.variants), num_classes=source.info.num_classes,
-                                  class_names=names.class_names, executor=executor, on_progress=on_evaluation)
+    bench = open_sampled(model, dataset, options, sample=sample, class_names=class_names, cache=cache)
+    result = measure_variants(bench, options, on_progress=on_progress or (lambda p: None))
+    evaluation = evaluate_dataset(dataset, bench.model_set(result.variants), num_classes=bench.source.info.num_classes,
+                                  class_names=bench.labels.class_names, executor=executor, on_progress=on_evaluation)
     return apply_evaluation(result, evaluation), evaluation
 
 
@@ -57,19 +54,58 @@ def apply_evaluation(result: CompareResult, evaluation: DatasetEvaluation) -> Co
     Sizes, latency, ops and the per-image detail stay the sample's; the source model's own
     accuracy and the agreement with it are not measured on the whole set (None).
     """
+    return replace(result, variants=rescored(result.variants, evaluation), source_accuracy=None,
+                   source_top5_accuracy=None, scored_images=evaluation.evaluated)
+
+
+def rescored(variants: Sequence[VariantResult], evaluation: DatasetEvaluation) -> tuple[VariantResult, ...]:
+    """The variants with the fidelity numbers of `evaluation` (matched by model bytes); others as they are."""
     scores = {s.tflite_sha256: s for s in evaluation.variants}
-    variants = []
-    for v in result.variants:
+    out = []
+    for v in variants:
         score = scores.get(v.tflite_sha256 or "")
-        if score is None or not v.ok:
-            variants.append(v)
-            continue
-        variants.append(replace(v, top1_agreement=score.top1_agreement, top5_agreement=score.top5_agreement,
-                                accuracy=score.accuracy, top5_accuracy=score.top5_accuracy,
-                                mean_abs_diff=score.mean_abs_diff, kl_divergence=score.kl_divergence,
-                                top1_agreement_source=None))
-    return replace(result, variants=tuple(variants), source_accuracy=None, source_top5_accuracy=None,
-                   scored_images=evaluation.evaluated)
+        out.append(v if score is None or not v.ok else replace(
+            v, top1_agreement=score.top1_agreement, top5_agreement=score.top5_agreement, accuracy=score.accuracy,
+            top5_accuracy=score.top5_accuracy, mean_abs_diff=score.mean_abs_diff, kl_divergence=score.kl_divergence,
+            top1_agreement_source=None))
+    return tuple(out)
+
+
+class DatasetScorer:
+    """Scores built variants on every image of a dataset through an executor (the searches' way beyond one machine).
+
+    Given to `tune` and `calibration_sweep`: each variant they build on the workbench's sample
+    is then judged on the whole dataset. Each call is one pass over the dataset, with the
+    float32 reference beside the variants (agreement is measured against it, image by image).
+    """
+
+    def __init__(self, bench: Workbench, dataset: Dataset, executor: Executor, *,
+                 on_evaluation: Callable[[EvaluationProgress], None] | None = None) -> None:
+        self.bench, self.dataset, self.executor, self.on_evaluation = bench, dataset, executor, on_evaluation
+        self.passes: list[DatasetEvaluation] = []  # every pass, in order (how the work ran)
+
+    def __call__(self, variants: Sequence[VariantResult]) -> tuple[VariantResult, ...]:
+        if not any(v.ok for v in variants):
+            return tuple(variants)
+        evaluation = evaluate_dataset(self.dataset, self.bench.model_set(variants),
+                                      num_classes=self.bench.source.info.num_classes,
+                                      class_names=self.bench.labels.class_names, executor=self.executor,
+                                      on_progress=self.on_evaluation)
+        if evaluation.cancelled:
+            raise Cancelled("stopped while scoring on the whole dataset")
+        self.passes.append(evaluation)
+        return rescored(variants, evaluation)
+
+
+def open_sampled(model: str | Path, dataset: Dataset, options: CompareOptions, *, sample: int = SAMPLE_IMAGES,
+                 class_names: Sequence[str] | None = None, cache: ArtifactCache | None = None) -> Workbench:
+    """A workbench on a spread sample of `dataset`, its labels resolved on the whole set (same indices)."""
+    source = load_model(model)
+    names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
+    bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
+                           cache=cache, source=source)
+    bench.labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
+    return bench
 
 
 def describe(evaluation: DatasetEvaluation) -> str:

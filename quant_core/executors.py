@@ -86,6 +86,8 @@ class RayExecutor:
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "runtime_env": _runtime_env(remote=bool(address))}
+            if not address:  # not $TMPDIR: a job's scratch folder is removed when the job ends, Ray's must stay
+                options["_temp_dir"] = os.environ.get("QW_RAY_TMPDIR") or f"/tmp/qw-ray-{os.getuid()}"
             try:
                 if address:
                     ray.init(address=address, **options)

@@ -111,9 +111,13 @@ class TuneResult:
                 "steps": [s.to_dict() for s in self.steps], "winner": None if best is None else best.to_dict()}
 
 
+Scorer = Callable[[Sequence[VariantResult]], tuple[VariantResult, ...]]  # re-judges variants' fidelity
+
+
 def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SIZE, base: Recipe | None = None,
          max_steps: int = 12, patience: int = 3, on_progress: ProgressCallback | None = None,
-         on_step: Callable[[Step], None] | None = None, cancel: threading.Event | None = None) -> TuneResult:
+         on_step: Callable[[Step], None] | None = None, cancel: threading.Event | None = None,
+         scorer: Scorer | None = None) -> TuneResult:
     """Searches recipes on an open workbench (its options decide whether latency is measured).
 
     Args:
@@ -124,6 +128,8 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         max_steps: at most this many recipes are built (float32 not counted).
         patience: stop falling back layers after this many steps without a fidelity gain.
         on_step: called with each step as soon as it is measured (a caller keeps the best so far).
+        scorer: judges each built variant's fidelity elsewhere, e.g. on a whole dataset through an
+            executor (`quant_core.dataset_compare.DatasetScorer`); by default, the workbench's images.
 
     Raises:
         InputError: a latency objective on a workbench that does not measure latency, or a bad base.
@@ -137,12 +143,13 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         raise InputError("the search starts from a plain int8 recipe")
     report = on_progress or (lambda p: None)
     start = time.perf_counter()
-    baseline = bench.evaluate(Recipe(Mode.FLOAT32), time_it=objective is Objective.LATENCY)
+    score = scorer or tuple
+    baseline = score([bench.evaluate(Recipe(Mode.FLOAT32), time_it=objective is Objective.LATENCY)])[0]
     steps: list[Step] = []
 
     def tried(recipe: Recipe, why: str) -> Step:
         report(Progress(len(steps) / max_steps, f"Step {len(steps) + 1}: {recipe.name} ({why})", recipe.name))
-        variant = bench.evaluate(recipe, time_it=objective is Objective.LATENCY)
+        variant = score([bench.evaluate(recipe, time_it=objective is Objective.LATENCY)])[0]
         step = Step(variant, why, within_budget=variant.ok and budget.met(variant, baseline))
         steps.append(step)
         if on_step is not None:
@@ -230,11 +237,12 @@ SWEEP_COUNTS = (1, 5, 10, 20)
 
 
 def calibration_sweep(bench: Workbench, *, base: Recipe | None = None,
-                      on_progress: ProgressCallback | None = None) -> CalibrationSweep:
+                      on_progress: ProgressCallback | None = None, scorer: Scorer | None = None) -> CalibrationSweep:
     """Builds `base` (int8 by default) calibrated on 1, 5, 10, 20 and all images, and on random data.
 
     Calibration sets are nested (`Workbench.calibration_data`), so each larger count feeds
-    only its extra images; every point is a real build, measured like any variant.
+    only its extra images; every point is a real build, measured like any variant (with
+    `scorer`, all of them judged together elsewhere, e.g. on a whole dataset: one pass).
 
     Raises:
         InputError: a mode that needs no calibration.
@@ -247,14 +255,17 @@ def calibration_sweep(bench: Workbench, *, base: Recipe | None = None,
     counts = sorted({c for c in SWEEP_COUNTS if c < total} | {total})
     recipes = [replace(base, calibration_count=c, calibration_source=CalibrationSource.IMAGES) for c in counts]
     recipes.append(replace(base, calibration_count=total, calibration_source=CalibrationSource.RANDOM))
-    points = []
+    variants = []
     for k, recipe in enumerate(recipes):
         what = "random data" if recipe.calibration_source is CalibrationSource.RANDOM else \
             f"{recipe.calibration_count} image{'s' * (recipe.calibration_count != 1)}"
         report(Progress(k / len(recipes), f"{base.mode} calibrated on {what}"))
-        v = bench.evaluate(recipe, name=f"{recipe.name}@{recipe.calibration_source}:{recipe.calibration_count}",
-                           time_it=False)
-        points.append(CalibrationPoint(recipe.calibration_count, recipe.calibration_source, v.ok, v.top1_agreement,
-                                       v.accuracy))
+        variants.append(bench.evaluate(
+            recipe, name=f"{recipe.name}@{recipe.calibration_source}:{recipe.calibration_count}", time_it=False))
+    if scorer is not None:
+        report(Progress(0.95, "Scoring every calibration on the whole dataset"))
+        variants = list(scorer(variants))
+    points = tuple(CalibrationPoint(r.calibration_count, r.calibration_source, v.ok, v.top1_agreement, v.accuracy)
+                   for r, v in zip(recipes, variants))
     report(Progress(1.0, "Done"))
-    return CalibrationSweep(mode=base.mode, images=total, points=tuple(points))
+    return CalibrationSweep(mode=base.mode, images=total, points=points)

@@ -5,6 +5,7 @@ Screenshots of every page are saved to artifacts/screenshots/ (kept by CI as art
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import zipfile
@@ -12,6 +13,7 @@ import zipfile
 import pytest
 
 from conftest import REPO
+from quant_core.summary import ACCURACY
 from live_server import (CHROMIUM, DONE, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, RESULT_KEY_JS, SUMMARY_JS,
                          done_other_than, streamlit_server)
 
@@ -156,6 +158,38 @@ def test_one_click_run_on_the_imagenet_sample(page, server):
     page.wait_for_selector("text=≠ float32")  # a disagreeing image is shown first in the per-image grid
     assert page.locator("text=/espresso: 0\\.\\d{3}/").count() > 0
     shot(page, "07_compare_imagenet")
+
+
+def test_layers_and_the_full_dataset_on_the_imagenet_sample(page, server, tmp_path):
+    """With the ImageNet results: Layers names where int8 loses accuracy; Full dataset scores the variants on a
+    server-side dataset (unconfigured, the bundled photo folders): on the comparison's own 22 photos it gives the
+    comparison's own accuracies, and its download has every image's prediction."""
+    goto(page, "Compare")
+    page.wait_for_selector(DONE)
+    compared = page.evaluate(SUMMARY_JS)
+    goto(page, "Layers")
+    page.wait_for_selector("text=The output of int8_float_io is off by")  # the lowest agreement first
+    page.wait_for_selector('[data-testid="stPlotlyChart"]')
+    shot(page, "07b_layers_imagenet")
+    goto(page, "Full dataset")
+    page.get_by_role("combobox").first.click()
+    page.get_by_text("imagenet_images (22 images)").click()
+    page.wait_for_selector(IDLE)
+    page.locator('button[data-testid^="stBaseButton-"]', has_text="Evaluate on 22 images").click()
+    page.wait_for_selector("text=On imagenet_images", timeout=600_000)
+    page.wait_for_selector(IDLE)
+    assert page.locator("text=Stop").count() == 0  # the run ended: no Stop left behind
+    shot(page, "07c_full_dataset_imagenet")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Scores and per-image predictions (JSON)").click()
+    download.value.save_as(tmp_path / "evaluation.json")
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["evaluated"] == 22 and not evaluation["skipped"]
+    scores = {v["name"]: v for v in evaluation["variants"]}
+    assert set(scores) == set(compared)  # float32 is the reference; every built variant was scored
+    for name, row in compared.items():
+        assert row["accuracy"] == ACCURACY.format_number(scores[name]["accuracy"]), name
+        assert len(scores[name]["top1"]) == 22 and min(scores[name]["top1"]) >= 0
 
 
 def test_what_if_rows_stream_in_and_a_newer_change_stops_the_older_run(page, server):

@@ -3,24 +3,12 @@ and equal to the engine's own numbers."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from augmented import write_augmented
 from conftest import REPO
-
-os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
-from streamlit.testing.v1 import AppTest
-
-APP = str(REPO / "streamlit_app.py")
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+from test_layers_app import APP, ok  # the same app under AppTest, and its check for errors
 
 
 @pytest.fixture()

@@ -236,3 +236,44 @@ def test_default_shards_give_every_worker_several(built, generated, ray_executor
     result = _evaluate(built, open_dataset([generated]), ray_executor, shard_size=None)
     assert result.shards == 8  # 241 images in shards of 31: four per worker
 
+
+
+@pytest.mark.parametrize("search", ["tune", "calibration"])
+def test_searches_judge_on_the_whole_set_through_an_executor(built, generated, ray_executor, search):
+    """The accuracy-budget search and the calibration what-ifs, each variant scored on every image: Ray = local."""
+    from quant_core.dataset_compare import DatasetScorer
+    from quant_core.tune import calibration_sweep, tune
+    from quant_core.verdict import Floor, FloorKind
+
+    bench, _ = built
+    dataset = open_dataset([generated])
+    outcomes = []
+    for executor in (LocalExecutor(), ray_executor):
+        scorer = DatasetScorer(bench, dataset, executor)
+        if search == "tune":
+            result = tune(bench, Floor(FloorKind.AGREEMENT, 1.0), max_steps=3, scorer=scorer)
+            assert len(scorer.passes) == len(result.steps) + 1  # float32, then one pass per step
+            outcomes.append([(s.name, s.variant.top1_agreement, s.variant.accuracy, s.within_budget)
+                             for s in result.steps])
+            last = result.steps[-1].variant
+        else:
+            sweep = calibration_sweep(bench, scorer=scorer)
+            assert len(scorer.passes) == 1  # every calibration in one pass
+            outcomes.append([(p.count, p.source, p.agreement, p.accuracy) for p in sweep.points])
+            last = None
+        assert all(p.evaluated == 240 for p in scorer.passes)
+        if last is not None:  # a step's numbers are the whole set's, not the 40-image sample's
+            score = next(s for s in scorer.passes[-1].variants if s.tflite_sha256 == last.tflite_sha256)
+            assert last.top1_agreement == score.top1_agreement and last.accuracy == score.accuracy
+    assert outcomes[0] == outcomes[1]
+
+
+def test_cli_tune_on_a_big_folder_with_ray(generated, ray_executor, tmp_path, capfd):
+    report = tmp_path / "tune.json"
+    code, out, err = _cli(["tune", str(MODEL), "--images", str(generated), "--executor", "ray", "--sample", "30",
+                           "--max-steps", "2", "--max-drop", "0", "--json", str(report),
+                           "--cache-dir", str(tmp_path / "cache")], capfd)
+    assert code == 0, err
+    assert "every step scored on the whole set" in out and "240 of 241 images, 1 skipped; ray (2 CPUs" in out
+    data = json.loads(report.read_text())
+    assert data["whole_set_passes"] == len(data["steps"]) + 1 and "ray (2 CPUs" in data["whole_set"]

@@ -82,7 +82,7 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
     """Evaluates with a progress bar and a Stop button; the outcome is kept in state.EVALUATION."""
     stop = st.empty()  # shown while the evaluation runs; its click ends this run (see `stopped`)
     stop.button("Stop", icon=":material/stop_circle:", key="w.evaluate_stop",
-                help="Stops the evaluation, and the cluster's work with it.")
+                help="Stops when the shard being scored ends (seconds), and the cluster's work with it.")
     bar = st.progress(0.0, text=f"Starting: {dataset.images:,} images, {len(variants)} variants…")
 
     def on_progress(p: EvaluationProgress) -> None:
@@ -93,11 +93,12 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
                                      result, variants, dataset.path, executor=executor_config(),
                                      on_progress=on_progress)
     except ENGINE_ERRORS as err:
-        show_error(err)
-        return
-    finally:
         stop.empty()
         bar.empty()
+        show_error(err)
+        return
+    stop.empty()
+    bar.empty()
     state.put(state.EVALUATION, (result.request_key, evaluation))
 
 
