@@ -133,6 +133,9 @@ def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.Dat
 def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
     """The outcome: how the work ran, the scores, the skipped files and the JSON download."""
     st.subheader(f"On {Path(evaluation.dataset).name}", anchor=False)
+    if evaluation.cancelled:
+        st.warning(f"Stopped early: these numbers cover the {evaluation.evaluated:,} images scored before it stopped, "
+                   f"of {len(evaluation.images):,}.", icon=":material/stop_circle:")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Images evaluated", f"{evaluation.evaluated:,}", help=f"of {len(evaluation.images):,} listed")
     c2.metric("Skipped", f"{len(evaluation.skipped):,}")
