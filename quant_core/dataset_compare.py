@@ -8,7 +8,6 @@ into the comparison, so its table and verdict speak for the whole dataset.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -112,8 +111,7 @@ def describe(evaluation: DatasetEvaluation) -> str:
     """One line: how many images, how they were run and how fast."""
     skipped = f", {len(evaluation.skipped)} skipped" if evaluation.skipped else ""
     stopped = " (cancelled: numbers cover the images done)" if evaluation.cancelled else ""
-    rate = evaluation.images_per_second
     return (f"{evaluation.evaluated:,} of {len(evaluation.images):,} images{skipped}{stopped}; "
             f"{evaluation.executor}, {len(evaluation.worker_names)} worker process(es), "
-            f"{evaluation.seconds:.1f} s, {rate:.1f} images/s for {len(evaluation.variants)} models"
-            if not math.isnan(rate) else "")
+            f"{evaluation.seconds:.1f} s, {evaluation.images_per_second:.1f} images/s for "
+            f"{len(evaluation.variants)} models")

@@ -23,7 +23,7 @@ import numpy as np
 
 from quant_core.errors import ImageError, InputError
 from quant_core.images import (IMAGE_SUFFIXES, ImageItem, ImageSet, SkippedFile, decode_image, list_images,
-                               spread_over_classes)
+                               scan_folder, spread_over_classes)
 
 MAX_FILE_BYTES = 64 * 1024**2  # one image file; a larger member of an archive is skipped unread
 
@@ -104,10 +104,8 @@ def open_dataset(paths: Sequence[str | Path]) -> Dataset:
         if not path.exists():
             raise InputError(f"{raw}: no such file or folder")
         if path.is_dir():
-            files = {p.relative_to(path).as_posix(): p for p in path.rglob("*")
-                     if p.is_file() and not p.is_symlink()}
-            for rel, name, label in list_images(list(files), path.name, skipped):
-                entries.append(Entry(name, label, Container.FILE, str(files[rel])))
+            for name, file, label in scan_folder(path, path.name, skipped):
+                entries.append(Entry(name, label, Container.FILE, str(file)))
         elif zipfile.is_zipfile(path):
             for rel, name, label in list_images(_zip_members(path), path.name, skipped):
                 entries.append(Entry(name, label, Container.ZIP, str(path), rel))

@@ -140,10 +140,10 @@ def load_images(paths: Sequence[str | Path], *, work_dir: Path | None = None) ->
             if not path.exists():
                 raise InputError(f"{path}: no such file or folder")
             if path.is_dir():
-                files += _scan_folder(path, path.name, skipped)
+                files += scan_folder(path, path.name, skipped)
             elif path.suffix.lower() == ".zip":
                 root = extract_zip(path, Path(tmp) / f"zip{index}")
-                files += _scan_folder(root, path.name, skipped)
+                files += scan_folder(root, path.name, skipped)
             else:
                 files.append((path.name, path, None))
         if len(files) > MAX_IMAGES:
@@ -160,7 +160,7 @@ def load_images(paths: Sequence[str | Path], *, work_dir: Path | None = None) ->
     return ImageSet(tuple(items), tuple(skipped))
 
 
-def _scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[tuple[str, Path, str | None]]:
+def scan_folder(root: Path, display: str, skipped: list[SkippedFile]) -> list[tuple[str, Path, str | None]]:
     """Lists image files under root: (display name, path, class folder or None)."""
     files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
     return [(name, files[rel], label) for rel, name, label in list_images(list(files), display, skipped)]
