@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from quant_core import MODE_INFO
-from quant_core.ops import OpKind
+from quant_core.ops import OpKind, integer_verdict
+from quant_core.report import variant_description, variant_title
 from ui import charts, published
 
 st.title("Ops")
@@ -19,15 +19,12 @@ st.markdown(
 st.plotly_chart(charts.ops_chart(result), key="ops_chart")
 for v in charts.ok_variants(result):
     ops = v.ops
-    verdict = "integer-only: runs entirely on an integer accelerator" if ops.integer_only else (
-        f"not integer-only: {ops.float + ops.hybrid} float/hybrid ops" if ops.float + ops.hybrid else
-        "integer compute with float input/output (QUANTIZE/DEQUANTIZE at the edges)")
-    with st.expander(f"{MODE_INFO[v.mode].title} (`{v.name}`): {ops.total} ops — {verdict}",
-                     expanded=v.name in ("int8", "int8_float_io")):
+    with st.expander(f"{variant_title(v)} (`{v.name}`): {ops.total} ops — {integer_verdict(ops)}",
+                     expanded=v.name in ("int8", "int8_float_io") or bool(v.recipe.float_layers)):
+        st.markdown(variant_description(v))
         kinds = [kind for kind in OpKind if kind is not OpKind.INDEX or ops.index]  # index ops only when any
         for col, kind in zip(st.columns(len(kinds)), kinds):
             col.metric(kind.value.upper() if kind in (OpKind.QUANTIZE, OpKind.DEQUANTIZE) else kind.value,
                        ops.of(kind))
         st.dataframe(pd.DataFrame([{"op": o.op, "runs as": o.kind.value, "count": o.count} for o in ops.by_op]),
                      hide_index=True, width="content")
-        st.caption(f"Interface: {v.input_dtype} in, {v.output_dtype} out.")

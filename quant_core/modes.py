@@ -1,7 +1,10 @@
 """Quantization modes and backends: the single source of truth for names and help text.
 
 The CLI, the JSON report and the web app all use the `Mode` values as identifiers and
-`MODE_INFO[mode].help` as the one-line explanation shown to users.
+`MODE_INFO[mode].help` as the one-line explanation of a mode shown where one is chosen. Text
+about a variant once built comes from what was measured on it (`quant_core.report.variant_title`
+and `variant_description`), never from its mode's help: a variant with layers kept in float is
+not what its mode promises.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ _TF, _LQ = Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER
 _F, _I8, _U8, _I16 = IOType.FLOAT32, IOType.INT8, IOType.UINT8, IOType.INT16
 
 MODE_INFO: dict[Mode, ModeInfo] = {
+    # Help text holds for any model: trade-offs and when to use a mode, never a figure measured on one model
+    # (sizes, speeds and accuracy are measured on the user's model and shown on Compare).
     Mode.FLOAT32: ModeInfo(
         "Float32 baseline",
         "The unquantized model converted to .tflite: the reference every variant is "
@@ -68,40 +73,43 @@ MODE_INFO: dict[Mode, ModeInfo] = {
     ),
     Mode.WEIGHT_ONLY: ModeInfo(
         "Weight-only int8",
-        "Int8 weights dequantized to float at load; float compute. 3.7x smaller file on MobileNetV2, "
-        "accuracy closest to float, no speed-up and more memory while running: use when download size "
-        "matters most.",
+        "Int8 weights (one byte each instead of four), turned back into float when the model loads; all "
+        "compute stays float. Usually the smallest accuracy loss of the int8 modes and no calibration "
+        "images, but no speed-up and float weights in memory while running: use when download size matters most.",
         False, (_LQ,), (_LQ,), (_F,),
     ),
     Mode.DYNAMIC_RANGE: ModeInfo(
         "Dynamic range",
-        "Int8 weights; activations quantized on the fly by hybrid kernels. 3.7x smaller file on "
-        "MobileNetV2, no calibration data needed; speed depends heavily on the runtime and CPU.",
+        "Int8 weights (one byte each instead of four); activations quantized on the fly by hybrid kernels, "
+        "so no calibration images are needed. Speed depends heavily on the runtime and CPU (hybrid kernels "
+        "can be slower than float32); float activations, so not for integer-only accelerators.",
         False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.FLOAT16: ModeInfo(
         "Float16 weights",
-        "Float16 weights, float compute (or native fp16 on GPUs). 2.0x smaller file on MobileNetV2 "
-        "with almost no accuracy loss: a safe first step, or for GPU delegates.",
+        "Float16 weights (two bytes each instead of four), float compute (or native float16 on GPUs). "
+        "Accuracy loss is usually negligible: a safe first step, and the usual choice for GPU delegates.",
         False, (_LQ, _TF), (_LQ,), (_F,),
     ),
     Mode.INT8: ModeInfo(
         "Full integer int8",
-        "Int8 weights and activations, int8 input and output, integer-only ops. "
-        "Required by NPUs, DSPs and Edge TPUs; needs representative calibration images.",
+        "Int8 weights and activations, int8 input and output, every op integer (checked on the built model): "
+        "what integer-only NPUs, DSPs and the Edge TPU run, and usually the fastest on CPUs. Needs "
+        "representative calibration images; the accuracy it costs depends on the model.",
         True, (_TF, _LQ), (_TF, _LQ), (_I8, _U8),
     ),
     Mode.INT8_FLOAT_IO: ModeInfo(
         "Int8 with float I/O",
         "Int8 weights and activations inside, float input and output with "
         "quantize/dequantize at the edges: int8 speed on CPUs without changing your "
-        "pre- and post-processing code.",
+        "pre- and post-processing code; not integer-only. Needs calibration images.",
         True, (_TF,), (_TF,), (_F,),
     ),
     Mode.INT16X8: ModeInfo(
         "16x8 (int16 activations)",
         "Int8 weights, int16 activations: more accurate than int8 when activations have "
-        "a wide range, but runs on slow reference kernels on most CPUs today.",
+        "a wide range, but runs on slow reference kernels on most CPUs today and few accelerators "
+        "support it. Needs calibration images.",
         True, (_TF, _LQ), (_TF, _LQ), (_F, _I16),
     ),
 }

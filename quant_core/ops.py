@@ -63,6 +63,11 @@ class OpInventory:
         """How many ops compute with this kind."""
         return getattr(self, kind.value)
 
+    @property
+    def compute(self) -> int:
+        """How many ops do the model's arithmetic (not QUANTIZE/DEQUANTIZE conversions, not index ops)."""
+        return self.total - self.quantize - self.dequantize - self.index
+
 
 def op_inventory(model: bytes) -> OpInventory:
     """Classifies every op of the model by the dtypes of its tensors."""
@@ -102,6 +107,89 @@ def _kind(name: str, ins: list[np.dtype], outs: list[np.dtype]) -> OpKind:
     if out == np.int16 or any(d == np.int16 for d in ins):
         return OpKind.INT16
     return OpKind.INT8
+
+
+_ACCELERATOR = "an integer-only NPU, DSP or Edge TPU"
+# How each compute kind reads in a sentence: (one op, several ops).
+_SHARE = {OpKind.FLOAT: ("runs in float", "run in float"),
+          OpKind.HYBRID: ("is hybrid, int8 weights with float activations",
+                          "are hybrid, int8 weights with float activations"),
+          OpKind.INT8: ("runs in int8", "run in int8"),
+          OpKind.INT16: ("runs in int16 (int16 activations)", "run in int16 (int16 activations)")}
+
+
+def integer_verdict(ops: OpInventory) -> str:
+    """A few words on whether the model is integer-only, from its ops (a heading's tail)."""
+    if ops.integer_only:
+        return "integer-only"
+    floating = ops.float + ops.hybrid
+    if floating:
+        return f"not integer-only: {floating} of {ops.compute} compute ops in float{' or hybrid' if ops.hybrid else ''}"
+    return "not integer-only: integer compute, float input/output"
+
+
+def describe_ops(ops: OpInventory, *, input_dtype: str | None, output_dtype: str | None) -> str:
+    """Where the model computes in float and what that means for integer-only hardware, in plain sentences.
+
+    The description of a built variant's compute comes from here, from the model's own ops: a
+    variant whose mode promises integer-only ops but keeps layers in float is described as it is.
+    """
+    shares, interface, converts = _shares(ops), _interface(input_dtype, output_dtype), _conversions(ops)
+    if ops.integer_only:
+        where = (f"{_ACCELERATOR} runs it whole" if not ops.int16 else
+                 "integer-only hardware with int16 kernels runs it whole (many NPUs have int8 kernels only)")
+        return f"Integer-only: {shares}{interface}. {_sentence(where)}."
+    if not ops.float + ops.hybrid:
+        edges = f"converted by {converts}" if converts else "with float tensors at the edges"
+        return (f"Integer compute, float edges: {shares}{interface}, {edges}, so it is not integer-only: "
+                f"{_ACCELERATOR} needs the CPU there.")
+    if not ops.int8 + ops.int16:
+        plus = f", plus {converts} ops" if converts else ""
+        return f"Float compute: {shares}{plus}{interface}. Not integer-only: for CPUs and GPUs, not for {_ACCELERATOR}."
+    plus = f"; {converts} convert between float and integer" if converts else ""
+    return (f"Not integer-only: {shares}{plus}{interface}. "
+            f"{_sentence(_ACCELERATOR)} cannot run it whole: its float ops fall back to the CPU.")
+
+
+def _sentence(text: str) -> str:
+    """`text` with its first letter capitalized (and nothing else changed)."""
+    return text[:1].upper() + text[1:]
+
+
+def _shares(ops: OpInventory) -> str:
+    """'all 6 compute ops run in int8', or 'of 6 compute ops, 1 runs in float (CONV_2D) and 5 run in int8'.
+
+    Float and hybrid ops are named in a mix: they are what keeps the model off integer-only hardware.
+    """
+    present = [(kind, ops.of(kind)) for kind in _SHARE if ops.of(kind)]
+    if len(present) == 1 and present[0][1] > 1:
+        kind, n = present[0]
+        return f"all {n} compute ops {_SHARE[kind][1]}"  # naming every op type would say nothing more
+    parts = [f"{n} {_SHARE[kind][n > 1]}{_names(ops, kind)}" for kind, n in present]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+    return f"of {ops.compute} compute op{'s' if ops.compute != 1 else ''}, {listed or 'none'}"
+
+
+def _names(ops: OpInventory, kind: OpKind) -> str:
+    """' (CONV_2D ×2, MEAN)': the op types of a float kind with their counts; empty for integer kinds."""
+    if not kind.uses_float:
+        return ""
+    return " (" + ", ".join(f"{c.op} ×{c.count}" if c.count > 1 else c.op for c in ops.by_op if c.kind is kind) + ")"
+
+
+def _conversions(ops: OpInventory) -> str:
+    """'1 QUANTIZE and 1 DEQUANTIZE' (empty when there are none)."""
+    return " and ".join(f"{n} {name}" for name, n in (("QUANTIZE", ops.quantize), ("DEQUANTIZE", ops.dequantize))
+                        if n)
+
+
+def _interface(input_dtype: str | None, output_dtype: str | None) -> str:
+    """'; int8 input and output' (empty when the dtypes are unknown)."""
+    if input_dtype is None or output_dtype is None:
+        return ""
+    if input_dtype == output_dtype:
+        return f"; {input_dtype} input and output"
+    return f"; {input_dtype} input, {output_dtype} output"
 
 
 def per_tensor_hybrid_depthwise(model: bytes) -> int:

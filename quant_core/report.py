@@ -7,9 +7,10 @@ import io
 from typing import Any
 
 from quant_core._serde import to_jsonable
-from quant_core.modes import MODE_INFO
+from quant_core.modes import MODE_INFO, Mode
+from quant_core.ops import describe_ops
 from quant_core.results import CompareResult, VariantResult
-from quant_core.summary import rounded, summarize
+from quant_core.summary import X_SMALLER, rounded, summarize
 from quant_core.verdict import Floor, decide
 
 REPORT_VERSION = 1
@@ -17,11 +18,37 @@ _DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, n
 _FINE_DIGITS = 6  # probability differences and divergences are small
 
 
+def variant_title(v: VariantResult) -> str:
+    """The variant's name in words: its mode's title, or what it is once layers are kept in float."""
+    n = len(v.recipe.float_layers)
+    if n:
+        return f"{v.mode.value} with {n} layer{'s' if n > 1 else ''} kept in float"
+    return MODE_INFO[v.mode].title
+
+
+def variant_description(v: VariantResult) -> str:
+    """What the variant is, from what was measured on it: its ops, its interface and its size.
+
+    Never its mode's help text: that says what the mode aims for, and a variant can differ
+    (layers kept in float are not integer-only whatever the mode).
+    """
+    if not v.ok or v.ops is None:
+        return f"Failed, so nothing was measured: {v.error or 'no reason given'}."
+    text = describe_ops(v.ops, input_dtype=v.input_dtype, output_dtype=v.output_dtype)
+    if v.mode is Mode.FLOAT32:
+        return f"{text} The reference every other variant is compared with."
+    if v.size_ratio:
+        text += (f" File {X_SMALLER.format_number(1 / v.size_ratio)} smaller than float32's." if v.size_ratio <= 1
+                 else f" File {X_SMALLER.format_number(v.size_ratio)} the size of float32's: larger.")
+    return text
+
+
 def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     """One variant as published in the report."""
     ops = to_jsonable(v.ops) if v.ops else None
     return {
-        "mode": v.mode.value, "name": v.name, "title": MODE_INFO[v.mode].title, "status": v.status.value,
+        "mode": v.mode.value, "name": v.name, "title": variant_title(v),
+        "description": variant_description(v), "status": v.status.value,
         "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
         "size_bytes": v.size_bytes, "size_ratio": rounded(v.size_ratio, _DIGITS),
         "latency_ms": None if v.latency is None else {

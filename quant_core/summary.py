@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from quant_core.results import CompareResult, VariantResult
+from quant_core.results import CompareResult, Prediction, VariantResult
 
 Value = int | float | str | bool | None
 MISSING = "–"  # a number that was not measured (failed variant, latency off, no labels)
@@ -57,6 +57,9 @@ class Needs(enum.Flag):
     LABELS = enum.auto()  # accuracy needs every image's true class
     TOP5 = enum.auto()  # with five classes or fewer every top-5 figure is 100 %
     A_VALUE = enum.auto()  # free text, shown only when some variant has any
+    # A whole message, too long for a cell: only the CSV has it as a column; tables print it beneath
+    # themselves (`failure_lines`), where it can wrap without stretching every row.
+    BENEATH = enum.auto()
 
 
 _SCALE = {Unit.KB: 1 / 1024}  # from the value to the number a table shows
@@ -128,7 +131,8 @@ def _latency(field: str) -> Callable[[VariantResult], float | None]:
 VARIANT = Column("mode", "variant", Unit.TEXT, lambda v: v.name,
                  explain="the quantization mode the model was converted with; float32 is the unquantized reference")
 STATUS = Column("status", "status", Unit.TEXT, lambda v: v.status.value,
-                explain="ok when the variant was built and passed its checks; failed otherwise (see its error)")
+                explain="ok when the variant was built and passed its checks; failed otherwise (the reason is "
+                "printed with the table)")
 SIZE = Column("size_bytes", "size (KB)", Unit.KB, lambda v: v.size_bytes, digits=1, better=Better.LOWER,
               explain="size of the .tflite file in KB (1 KB = 1,024 bytes): what your app ships and its users download")
 X_SMALLER = Column("x_smaller", "x smaller", Unit.FACTOR, lambda v: 1 / v.size_ratio if v.size_ratio else None,
@@ -166,7 +170,7 @@ INTEGER_ONLY = Column("integer_only", "integer-only", Unit.YES_NO,
                       "the Edge TPU with no CPU fallback")
 NOTE = Column("warning", "note", Unit.TEXT, lambda v: v.warning, needs=Needs.A_VALUE,
               explain="a warning on a usable variant, e.g. when it changes float32's top-1 class on many images")
-ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.A_VALUE,
+ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.BENEATH,
                explain="why the variant could not be built or failed its checks")
 
 COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, AGREEMENT,
@@ -232,6 +236,8 @@ def _applies(column: Column, result: CompareResult) -> bool:
         return False
     if Needs.TOP5 in column.needs and not result.has_top5:
         return False
+    if Needs.BENEATH in column.needs:
+        return False
     return Needs.A_VALUE not in column.needs or any(column.value(v) for v in result.variants)
 
 
@@ -251,8 +257,34 @@ def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:
     return Summary(columns=columns, rows=rows)
 
 
+def failure_lines(result: CompareResult) -> tuple[str, ...]:
+    """One line per failed variant with its whole reason: what every table prints beneath (or above) itself."""
+    return tuple(f"{v.name} failed: {v.error or 'no reason given'}" for v in result.variants if not v.ok)
+
+
+def prediction_lines(predictions: Sequence[Prediction], *, true_index: int | None = None) -> tuple[str, ...]:
+    """One image's top classes as shown, "label: 0.123" each (✓ on the true class).
+
+    A class at probability exactly 0 is not ranked: an int8 softmax rounds every small
+    probability to 0, and a top-5 padded with the first classes of the label list ("tench:
+    0.000") reads as a prediction. Those are left out and one "(others 0)" says so; a
+    probability that is not 0 but rounds to 0.000 shows as "<0.001".
+    """
+    lines = []
+    for p in predictions:
+        if p.prob > 0:
+            mark = " ✓" if true_index is not None and p.index == true_index else ""
+            lines.append(f"{p.label}: {p.prob:.3f}{mark}" if p.prob >= 0.0005 else f"{p.label}: <0.001{mark}")
+    if len(lines) < len(predictions):
+        lines.append("(others 0)")
+    return tuple(lines)
+
+
 def markdown_table(result: CompareResult) -> str:
-    """The summary as a Markdown table (the README's sample results): the app's columns, best values in bold."""
+    """The summary as a Markdown table (the README's sample results): the app's columns, best values in bold.
+
+    Failed variants' reasons follow the table, one line each.
+    """
     table = summarize(result)
     align = {Unit.TEXT: "---", Unit.YES_NO: ":---:"}
 
@@ -263,4 +295,5 @@ def markdown_table(result: CompareResult) -> str:
     lines = ["| " + " | ".join(c.title.replace("|", "\\|") for c in table.columns) + " |",
              "|" + "|".join(align.get(c.unit, "---:") for c in table.columns) + "|"]
     lines += ["| " + " | ".join(cell(r, c) for c in table.columns) + " |" for r in table.rows]
+    lines += [f"\n{line}" for line in failure_lines(result)]
     return "\n".join(lines) + "\n"

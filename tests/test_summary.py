@@ -51,8 +51,9 @@ def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResu
 # --- each view read back as {variant: {column title: text}} and the set of highlighted (variant, title) ----------
 
 def cli_view(result: CompareResult) -> dict[str, dict[str, str]]:
-    lines = format_table(result).splitlines()
-    header, *rows = lines[lines.index("") + 1:]
+    lines = [*format_table(result).splitlines(), ""]
+    start = lines.index("") + 1
+    header, *rows = lines[start:lines.index("", start)]  # the table ends at the next blank line (failures follow)
     titles = re.split(r" {2,}", header.strip())
     out = {}
     for line in rows:
@@ -112,8 +113,8 @@ def expected_best(result: CompareResult) -> set[tuple[str, str]]:
 
 
 TITLES = ["variant", "status", "size (KB)", "x smaller", "memory (KB)", "median ms", "p90 ms", "agreement", "accuracy",
-          "mean |Δp|", "integer-only", "error"]
-# 3 labelled classes: no top-5 columns; a failure: its error; no warning: no note
+          "mean |Δp|", "integer-only"]
+# 3 labelled classes: no top-5 columns; a failure's reason beneath the table, not in it; no warning: no note
 
 
 def test_every_view_shows_the_same_columns_and_the_same_text(result):
@@ -136,7 +137,7 @@ def test_every_view_shows_the_same_columns_and_the_same_text(result):
             "median ms": f"{v.latency.median_ms:.3f}",
             "p90 ms": f"{v.latency.p90_ms:.3f}", "agreement": f"{v.top1_agreement:.1%}",
             "accuracy": f"{v.accuracy:.1%}", "mean |Δp|": f"{v.mean_abs_diff:.4f}",
-            "integer-only": "yes" if v.ops.integer_only else "no", "error": ""}
+            "integer-only": "yes" if v.ops.integer_only else "no"}
 
 
 def test_the_csv_has_every_column_and_the_numbers_the_tables_print(result):
@@ -205,19 +206,20 @@ def test_one_rounding_rule_in_every_view(result):
     assert published["size_ratio"] == 0.3 and published["latency_ms"]["median"] == 1.2346
 
 
-def test_a_failed_variant_appears_everywhere_with_its_error(result):
+def test_a_failed_variant_appears_everywhere_with_its_error_beneath_the_table(result):
     error = result.variant("int8").error
     assert error == ENGINE_ERROR
     page, _, failed = html_view(result)
     app, _ = app_view(result)
     cli = cli_view(result)
     for view in (cli, app, page):
-        assert view["int8"]["status"] == "failed" and view["int8"]["error"] == error
+        assert view["int8"]["status"] == "failed" and "error" not in view["int8"]
         assert view["int8"]["size (KB)"] == view["int8"]["agreement"] == "–"
-    assert failed == {("int8", "status"), ("int8", "error")}
+    assert failed == {("int8", "status")}
     _, rows = csv_view(result)
     assert rows["int8"]["status"] == "failed" and rows["int8"]["error"] == error and rows["int8"]["size_bytes"] == ""
-    assert next(line for line in format_table(result).splitlines() if line.startswith("int8")).endswith(error)
+    assert format_table(result).splitlines()[-1] == f"int8 failed: {error}"
+    assert f'</table><div class="note failed">int8 failed: {html.escape(error)}</div>' in render_report(result)
 
 
 def test_columns_follow_labels_top5_and_warnings(result):
@@ -247,7 +249,7 @@ def markdown_view(result: CompareResult) -> tuple[dict[str, dict[str, str]], set
     def cells(line: str) -> list[str]:
         return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
 
-    header, rule, *rows = markdown_table(result).splitlines()
+    header, rule, *rows = markdown_table(result).split("\n\n")[0].splitlines()  # failures follow a blank line
     titles = cells(header)
     assert cells(rule)[:3] == ["---", "---", "---:"]  # text left, numbers right
     out, best = {}, set()
@@ -262,3 +264,4 @@ def test_the_readme_markdown_table_is_the_same_summary_with_the_best_values_in_b
     app, highlighted = app_view(result)
     assert markdown == app
     assert bold == highlighted == expected_best(result)
+    assert markdown_table(result).endswith(f"|\n\nint8 failed: {ENGINE_ERROR}\n")  # the reason beneath the table

@@ -13,8 +13,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from PIL import Image
 
-from quant_core import MODE_INFO, CompareResult, Mode
-from quant_core.summary import ERROR, STATUS, summarize
+from quant_core import CompareResult, Mode
+from quant_core.report import variant_description, variant_title
+from quant_core.summary import STATUS, failure_lines, summarize
 from quant_core.verdict import Floor, Target, decide
 from ui import charts
 
@@ -56,7 +57,7 @@ def _summary_table(result: CompareResult) -> str:
     for row in table.rows:
         cells = []
         for c in table.columns:
-            failed = not row.ok and c in (STATUS, ERROR)
+            failed = not row.ok and c is STATUS
             klass = ' class="failed"' if failed else (' class="best"' if table.is_best(row, c) else "")
             cells.append(f"<td{klass}>{html.escape(table.text(row, c))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -119,10 +120,9 @@ def render_report(result: CompareResult, *, thumbnails: Mapping[str, np.ndarray 
                     and len(charts.confusion_classes(result, v.name)) <= charts.MAX_CONFUSION_CLASSES]
     warnings = [f'<div class="note">{html.escape(v.name)} {html.escape(v.warning)}</div>'
                 for v in result.variants if v.ok and v.warning]
-    failures = [f'<div class="note failed">{html.escape(v.name)} failed: {html.escape(v.error or "")}</div>'
-                for v in result.variants if not v.ok]
-    modes = "".join(f"<li><code>{v.name}</code> — {html.escape(MODE_INFO[v.mode].help)}</li>"
-                    for v in result.variants)
+    failures = [f'<div class="note failed">{html.escape(line)}</div>' for line in failure_lines(result)]
+    modes = "".join(f"<li><code>{html.escape(v.name)}</code> — <b>{html.escape(variant_title(v))}</b>: "
+                    f"{html.escape(variant_description(v))}</li>" for v in result.variants)
     m = result.model
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title or f"Quantization report: {m.name}")}</title><style>{_CSS}</style>
@@ -141,7 +141,8 @@ against the original model and measured on the same images. <b>Accuracy</b> uses
 the table.</p>
 {_summary_table(result)}{"".join(failures)}{"".join(warnings)}{_glossary(result)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
-<h2>What the variants are</h2><ul>{modes}</ul>
+<h2>What the variants are</h2><p>As measured: which ops each variant computes in integer or in float, read
+from the built model.</p><ul>{modes}</ul>
 <h2>Per image</h2><p>Top-1 prediction and probability per variant; red where it differs from float32
 (images with disagreements first).</p>{_images_table(result, thumbnails or {})}
 <h2>How this was measured</h2>
