@@ -15,23 +15,26 @@ if state.get(state.RESTORED) is not None:
     st.stop()
 st.caption(f"Your {len(result.images)} images give a coarse accuracy. Before shipping, score the variants on a whole "
            "validation set kept on the server: every image is read once, in shards, and run through every variant.")
-datasets = evaluate.server_datasets()
-if not datasets:
+offers = evaluate.offers(result)
+if not offers:
     st.info(f"No datasets on this server: an operator puts folders of class folders (or .zip/.tar archives of them) "
             f"in the folder named by QW_DATASETS_DIR ({evaluate.datasets_dir()}). The command line takes any folder: "
             "`python -m quant_core compare MODEL --images FOLDER --executor ray`.", icon=":material/info:")
     st.stop()
-dataset = st.selectbox("Dataset", datasets, format_func=lambda d: d.label, key="w.evaluate_dataset")
+offer = st.selectbox("Dataset", offers, format_func=lambda o: o.label, key="w.evaluate_dataset",
+                     help="Sets whose class folders are the model's classes come first.")
+if offer.refusal:
+    st.error(offer.refusal, icon=":material/block:")
 built = [v.name for v in result.variants if v.ok]
 variants = st.multiselect("Variants", built, default=built, key="w.evaluate_variants",
                           help="float32 always runs too: agreement is measured against it.")
 st.caption(f"Runs on {evaluate.executor_label()}.")
 if evaluate.stopped():
     st.info("Stopped: the evaluation and its remaining work were cancelled.", icon=":material/stop_circle:")
-if st.button(f"Evaluate on {dataset.images:,} images", type="primary", icon=":material/playlist_play:",
-             disabled=not variants, key="w.evaluate_go"):
+if st.button(f"Evaluate on {offer.dataset.images:,} images", type="primary", icon=":material/playlist_play:",
+             disabled=not variants or offer.refusal is not None, key="w.evaluate_go"):
     settings = state.get(state.RESULT_SETTINGS) or state.get(state.SETTINGS) or Settings()
-    evaluate.run(result, settings, dataset, tuple(variants))
+    evaluate.run(result, settings, offer.dataset, tuple(variants))
 entry = state.get(state.EVALUATION)
 if entry is not None and entry[0] == result.request_key:
     evaluate.render(result, entry[1])

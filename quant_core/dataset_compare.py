@@ -8,8 +8,9 @@ into the comparison, so its table and verdict speak for the whole dataset.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quant_core.cache import ArtifactCache
@@ -24,6 +25,10 @@ from quant_core.request import CompareOptions, ProgressCallback
 from quant_core.results import CompareResult, VariantResult
 
 SAMPLE_IMAGES = 500  # the in-memory sample: calibration (up to 100 by default), checks and per-image detail
+# float32 scoring this far below its accuracy on the comparison's own images puts the set's labels in doubt. Not
+# less: a few chosen photos are easier than a whole validation set (the bundled ImageNet photos: 90.9 % against
+# the published 71.9 %, 19 points), and beyond 3 standard errors of the comparison's figure on a small sample.
+DOUBT_POINTS = 0.20
 
 
 def compare_on_dataset(model: str | Path, dataset: Dataset, options: CompareOptions, *, executor: Executor,
@@ -115,3 +120,41 @@ def describe(evaluation: DatasetEvaluation) -> str:
             f"{evaluation.executor}, {len(evaluation.worker_names)} worker process(es), "
             f"{evaluation.seconds:.1f} s, {evaluation.images_per_second:.1f} images/s for "
             f"{len(evaluation.variants)} models")
+
+
+@dataclass(frozen=True)
+class AccuracyDoubt:
+    """float32 scores far below its accuracy on the comparison's images, or no better than chance, on a dataset."""
+
+    dataset_accuracy: float  # float32 on the whole set
+    sample_accuracy: float | None  # float32 on the comparison's images (None: they had no labels)
+    sample_images: int
+    chance: float  # 1 / classes
+
+    @property
+    def message(self) -> str:
+        """What the numbers say, and why the accuracy columns cannot be read as a quantization loss."""
+        against = (f"against {self.sample_accuracy:.2%} on the comparison's {self.sample_images} images"
+                   if self.sample_accuracy is not None else f"no better than chance ({self.chance:.2%})")
+        return (f"float32 itself scores {self.dataset_accuracy:.2%} accuracy on this set, {against}: its class "
+                "folders probably do not name what the model's classes are (or it is a far harder set). Agreement "
+                "is still measured against float32, but these accuracies say nothing about quantization.")
+
+
+def accuracy_doubt(result: CompareResult, evaluation: DatasetEvaluation) -> AccuracyDoubt | None:
+    """Doubt about a set's labels (see `labels_in_doubt`), or None when float32 scores plausibly on it."""
+    reference = evaluation.variants[0] if evaluation.variants else None
+    if reference is None or reference.accuracy is None or math.isnan(reference.accuracy):
+        return None
+    own = next((v.accuracy for v in result.variants if v.ok and v.tflite_sha256 == reference.tflite_sha256), None)
+    doubt = AccuracyDoubt(reference.accuracy, own, result.fidelity_images, 1 / max(len(result.class_names), 1))
+    return doubt if labels_in_doubt(own=own, dataset=doubt.dataset_accuracy, images=doubt.sample_images,
+                                    chance=doubt.chance) else None
+
+
+def labels_in_doubt(*, own: float | None, dataset: float, images: int, chance: float) -> bool:
+    """True when float32's accuracy on a set (`dataset`) is far below its accuracy on the comparison's `images`
+    (`own`): by more than max(DOUBT_POINTS, 3 standard errors of `own`); without `own`, at `chance` or below."""
+    if own is None:
+        return dataset <= chance
+    return own - dataset > max(DOUBT_POINTS, 3 * math.sqrt(own * (1 - own) / max(images, 1)))

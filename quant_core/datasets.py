@@ -14,7 +14,7 @@ import os
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +23,7 @@ import numpy as np
 
 from quant_core.errors import ImageError, InputError
 from quant_core.images import (IMAGE_SUFFIXES, ImageItem, ImageSet, SkippedFile, decode_image, list_images,
-                               scan_folder, spread_over_classes)
+                               resolve_label_names, scan_folder, spread_over_classes)
 
 MAX_FILE_BYTES = 64 * 1024**2  # one image file; a larger member of an archive is skipped unread
 
@@ -63,6 +63,11 @@ class Dataset:
         """True when every image has a class folder."""
         return bool(self.entries) and all(e.label_name is not None for e in self.entries)
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Its class folders' names, sorted."""
+        return tuple(sorted({e.label_name for e in self.entries if e.label_name is not None}))
+
     def shards(self, size: int) -> tuple[tuple[int, int], ...]:
         """(start, stop) ranges of at most `size` images covering the dataset in order."""
         size = max(1, size)
@@ -85,6 +90,58 @@ class Dataset:
         if not items:
             raise ImageError(f"none of the {len(picked)} images sampled from {self.description} could be read")
         return ImageSet(tuple(items), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class ClassFit:
+    """How a dataset's class folders map onto a model's classes, by the rule every evaluation applies."""
+
+    folders: int  # distinct class folders (0: an unlabelled set)
+    named: int  # folders named after one of the model's classes
+    indexed: int  # the other folders whose names are numbers (read as class indices)
+    source: str  # how the folders are read, in words ("" when refused)
+    refusal: str | None = None  # why the set cannot be scored against the model; None when every folder maps
+
+    @property
+    def fits(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """Sort key, best first: sets that fit, then most folders named after the model's classes, then most folders."""
+        return (0, -self.named, -self.folders) if self.fits else (1, 0, 0)
+
+    @property
+    def summary(self) -> str:
+        """A few words for a list of datasets."""
+        if not self.fits:
+            return "its classes are not the model's"
+        if not self.folders:
+            return "unlabelled: agreement only"
+        if self.named == self.folders:
+            return f"{self.folders} of the model's classes"
+        if self.indexed == self.folders:
+            return f"{self.folders} folders read as class indices"
+        return f"{self.folders} class folders, {self.source}"
+
+
+def class_fit(folders: Iterable[str | None], *, num_classes: int,
+              class_names: Sequence[str] | None = None) -> ClassFit:
+    """How class folders map onto a model's classes, without reading an image.
+
+    The rule is `images.resolve_label_names`, the one that refuses a set on the command line
+    (`compare --images`, `tune`) and in `evaluate_dataset`: a set whose folders it cannot map
+    gets its message as `refusal`.
+    """
+    names = sorted({f for f in folders if f is not None})
+    known = set(class_names or ())
+    named = sum(1 for f in names if f in known)
+    indexed = sum(1 for f in names if f not in known and f.isdecimal())
+    try:
+        labels = resolve_label_names(names, num_classes, class_names)
+    except ImageError as err:
+        return ClassFit(len(names), named, indexed, "", str(err))
+    return ClassFit(len(names), named, indexed, labels.source if names else "")
 
 
 def open_dataset(paths: Sequence[str | Path]) -> Dataset:

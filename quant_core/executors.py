@@ -8,14 +8,19 @@ optional extra (requirements-ray.txt); asking for it without it installed is a u
 Configuration: `make_executor(name, address=...)`, else $QW_EXECUTOR (local|ray),
 $QW_RAY_ADDRESS (an existing cluster, e.g. "auto" or "ray://head:10001"); without an
 address, a local Ray with $QW_RAY_CPUS CPUs (default: the CPUs this process may use).
+
+A local Ray listens on 127.0.0.1 only: whoever can reach a Ray node can run code on it, so
+one nobody else needs stays off the network. A cluster's addresses are its operator's choice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import ipaddress
 import logging
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from quant_core.errors import InputError, QuantError, parse_choice
@@ -28,6 +33,7 @@ Result = TypeVar("Result")
 
 RAY_INSTALL_HINT = "pip install -r requirements-ray.txt"
 _LOCAL_OBJECT_STORE_MB = 512  # a local Ray's shared memory for models and shard results
+LOOPBACK = "127.0.0.1"  # where a local Ray's services listen (its node address)
 
 
 class ExecutorKind(enum.StrEnum):
@@ -76,8 +82,9 @@ class RayExecutor:
     """Ray tasks with retries: a worker that dies mid-task has its task run again elsewhere.
 
     Joins the cluster at `address` or, without one, starts a local Ray bounded to `cpus`
-    CPUs (joins whatever Ray this process already started, e.g. in tests). At most two
-    tasks per CPU are in flight, so results stream back instead of piling up.
+    CPUs and listening on 127.0.0.1 only (joins whatever Ray this process already started,
+    e.g. in tests). At most two tasks per CPU are in flight, so results stream back instead
+    of piling up.
     """
 
     def __init__(self, *, address: str | None = None, cpus: int | None = None, max_retries: int = 3) -> None:
@@ -92,17 +99,28 @@ class RayExecutor:
                 if address:
                     ray.init(address=address, **options)
                 else:
-                    ray.init(num_cpus=cpus or _local_cpus(),
-                             object_store_memory=_LOCAL_OBJECT_STORE_MB * 1024**2, **options)
+                    with _loopback_node():
+                        ray.init(num_cpus=cpus or _local_cpus(), object_store_memory=_LOCAL_OBJECT_STORE_MB * 1024**2,
+                                 _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, **options)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise ExecutorError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                                     f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
             self._started = True
+            if not address:
+                self._check_loopback(ray)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         where = f"cluster at {address}" if address else "local"
         self.description = f"ray ({self.workers} CPUs, {where})"
         self._max_retries = max_retries
         self._remote: Any = None  # the remote wrapper of `_apply`, made once
+
+    def _check_loopback(self, ray) -> None:
+        """Stops a local Ray that came up on a network address (a Ray that ignores `_loopback_node`)."""
+        node = ray.util.get_node_ip_address()
+        if not ipaddress.ip_address(node).is_loopback:
+            self.close()
+            raise ExecutorError(f"a local Ray would listen on {node}, not only on {LOOPBACK}: not started; "
+                                "give --ray-address (QW_RAY_ADDRESS) of a cluster you secured instead")
 
     def run(self, fn: Callable[[Task, Shared], Result], tasks: Sequence[Task],
             shared: Shared) -> Generator[tuple[int, Result], None, None]:
@@ -161,6 +179,25 @@ def _import_ray():
     except ImportError:
         raise InputError(f"the Ray executor needs Ray, which is not installed here: {RAY_INSTALL_HINT}") from None
     return ray
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """While a local Ray starts, its node address may be 127.0.0.1, so every service it starts listens there only.
+
+    Ray 2.60 replaces a loopback node address by the machine's external one (a node must be
+    reachable by the others) unless cluster support is off, its RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+    switch, read once when ray is imported: the switch is turned off while this process starts
+    a Ray that is no cluster. `_check_loopback` verifies the outcome.
+    """
+    from ray._private import ray_constants  # pylint: disable=import-outside-toplevel
+
+    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)  # another Ray without it: `_check_loopback` judges
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _get(ray, ref, position: int):

@@ -38,7 +38,8 @@ def test_a_server_dataset_is_evaluated_and_scored(datasets, monkeypatch, executo
     ok(at)
     assert at.title[0].value == "Full dataset"
     options = at.selectbox(key="w.evaluate_dataset").options
-    assert options == ["digits_val (91 images)"]  # the empty folder and the note are not datasets
+    # the empty folder and the note are not datasets; the digits' folders are the model's class indices
+    assert options == ["digits_val (91 images, 10 folders read as class indices)"]
     assert list(at.multiselect(key="w.evaluate_variants").value) == ["float32", "dynamic_range", "int8"]
     where = "this server's engine" if executor == "local" else "a local Ray on this server's CPUs"
     assert any(where in c.value for c in at.caption)

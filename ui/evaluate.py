@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from quant_core import CompareResult, PreprocessingOverride, QuantError
-from quant_core.datasets import open_dataset
+from quant_core.dataset_compare import accuracy_doubt
+from quant_core.datasets import ClassFit, class_fit, open_dataset
 from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
 from ui import engine, state
 from ui.inputs import SAMPLES_DIR
@@ -28,10 +29,24 @@ class ServerDataset:
     path: str
     images: int
     labelled: bool
+    classes: tuple[str, ...] = ()  # its class folders' names
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A server dataset, and how its class folders fit the compared model's classes."""
+
+    dataset: ServerDataset
+    fit: ClassFit
 
     @property
     def label(self) -> str:
-        return f"{Path(self.path).name} ({self.images:,} images{'' if self.labelled else ', unlabelled'})"
+        return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images, {self.fit.summary})"
+
+    @property
+    def refusal(self) -> str | None:
+        """One line on why this set cannot be scored against the model, or None."""
+        return None if self.fit.refusal is None else f"{Path(self.dataset.path).name}: {self.fit.refusal}."
 
 
 def datasets_dir() -> Path | None:
@@ -54,14 +69,22 @@ def server_datasets() -> tuple[ServerDataset, ...]:
     return tuple(d for d in listed if d is not None)
 
 
+def offers(result: CompareResult) -> tuple[Offer, ...]:
+    """The server's datasets for the result's model: those whose class folders map onto its classes first, most
+    folders named after its classes first (the first is preselected); sets that cannot be scored last."""
+    listed = [Offer(d, class_fit(d.classes, num_classes=len(result.class_names), class_names=result.class_names))
+              for d in server_datasets()]
+    return tuple(sorted(listed, key=lambda offer: offer.fit.rank))  # stable: ties keep the listing's name order
+
+
 @st.cache_data(show_spinner="Listing the datasets…", max_entries=256, ttl=600)
 def _listing(path: str, mtime: float) -> ServerDataset | None:
-    """How many images a dataset has (listed, not read); None when it holds none."""
+    """How many images a dataset has and its class folders (listed, not read); None when it holds none."""
     try:
         dataset = open_dataset([path])
     except QuantError:
         return None
-    return ServerDataset(path, len(dataset), dataset.labelled)
+    return ServerDataset(path, len(dataset), dataset.labelled, dataset.classes)
 
 
 def executor_config() -> dict[str, str | None]:
@@ -146,6 +169,9 @@ def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
                f"Columns \"on {len(result.images)}\" are the comparison's own images, for contrast: with "
                f"{len(result.images)} images one image moves a percentage by {100 / max(len(result.images), 1):.1f} "
                "points.")
+    doubt = accuracy_doubt(result, evaluation)
+    if doubt is not None:
+        st.warning(doubt.message, icon=":material/warning:")
     st.dataframe(scores_table(result, evaluation), hide_index=True, width="stretch")
     if evaluation.skipped:
         with st.expander(f"{len(evaluation.skipped)} file(s) skipped"):
