@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import CompareResult
+from quant_core.summary import prediction_lines
 from ui import charts, engine, published, run, state, verdict
 from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
@@ -53,12 +54,16 @@ else:
     thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
 assert result is not None
 with verdict_slot:
+    setup = (f"{result.model.name}: {len(result.images)} images, preprocessing "
+             f"{result.preprocessing.normalization.label}, calibration from {result.calibration.source}.")
     if publication is not None:
         st.info(f"A published comparison, read-only: {publication.summary}.", icon=":material/public:")
-    st.caption(f"{result.model.name}: {len(result.images)} images, preprocessing "
-               f"{result.preprocessing.normalization.label}, calibration from {result.calibration.source}.")
-    verdict.verdict_card(result)
-    verdict.what_if_banner(result)
+        st.caption(f"Smaller versions (variants) of the model {result.model.name}, each run on the same "
+                   f"{result.fidelity_images} images as the original and compared with it.", help=setup)
+    else:
+        st.caption(setup)
+    verdict.verdict_card(result, published=publication is not None)
+    verdict.what_if_banner(result, published=publication is not None)
 for v in result.variants:
     if not v.ok:
         st.error(f"{v.name} failed: {v.error}", icon=":material/cancel:")
@@ -120,9 +125,7 @@ def per_image_grid() -> None:
             v = result.variant(name)
             differs = base is not None and v.top1[k] != base.top1[k]
             lines = [f"**{name}**" + (" :red[≠ float32]" if differs else "")]
-            for p in v.topk[k]:
-                mark = " ✓" if image.label_index is not None and p.index == image.label_index else ""
-                lines.append(f"{p.label}: {p.prob:.3f}{mark}")
+            lines += prediction_lines(v.topk[k], true_index=image.label_index)
             col.markdown("  \n".join(lines))
 
 

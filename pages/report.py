@@ -27,11 +27,15 @@ else:
     thumbs, models = published.thumbnails(publication), published.models(publication)
 
 st.subheader("Report")
-st.caption("A single HTML file with the verdict (under the fidelity floor set on Compare: "
-           f"{current_floor().label}), the table, charts and per-image results inline: it opens offline and reads "
-           "on its own for someone who never saw the app.")
-c1, c2, c3 = st.columns(3)
 floor = current_floor()  # the one set on Compare: the report says which variant to ship under it
+if publication is None:
+    st.caption("A single HTML file with the verdict (under the fidelity floor set on Compare: "
+               f"{floor.label}), the table, charts and per-image results inline: it opens offline and reads "
+               "on its own for someone who never saw the app.")
+else:  # a reader of the link: everyday words, the term on hover
+    st.caption(f"A single HTML file with the decision (required, as set on Compare: {floor.plain}), the table, "
+               "charts and per-image results inline: it opens offline.", help=f"Fidelity floor: {floor.label}.")
+c1, c2, c3 = st.columns(3)
 c1.download_button("HTML report", render_report(result, thumbnails=thumbs, floor=floor),
                    f"{name}_quantization_report.html", "text/html", type="primary", icon=":material/description:",
                    on_click="ignore", key="dl.html")

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from quant_core import metrics
-from quant_core.builders import CalibratedModels, build_variant
+from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.calibration import spread_order
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import describe_environment, engine_versions
@@ -37,12 +37,15 @@ from quant_core.request import CompareOptions, CompareRequest, Progress, Progres
 from quant_core.results import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
                                 VariantResult)
 from quant_core.runner import TFLiteRunner, measure_memory
+from quant_core.verdict import contested
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 5  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 6  # bump when CompareResult changes shape: old cache entries are then ignored
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
+_RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
+_RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
 
 
 class BuiltVariant(NamedTuple):
@@ -95,6 +98,8 @@ def measure_variants(bench: Workbench, options: CompareOptions, *, on_progress: 
     """Every recipe of `options` built, checked and measured on the workbench; latency last."""
     report, start = on_progress, time.perf_counter() if start is None else start
     recipes = options.recipes
+    if any(r.float_layers for r in recipes):  # refused as a whole: layers of another model are not a what-if
+        check_float_layers(recipes, graph_layers(float_tflite(bench.source, bench.cache)))
     names = variant_names(recipes)
     timing = options.measure_latency
     variants: list[VariantResult] = []
@@ -109,11 +114,35 @@ def measure_variants(bench: Workbench, options: CompareOptions, *, on_progress: 
                         partial=bench.result(tuple(variants))))
     untimed = [i for i, v in enumerate(variants) if timing and v.ok and v.latency is None]
     for n, i in enumerate(untimed):
-        report(Progress(0.7 + 0.3 * n / len(untimed), f"Timing {variants[i].name}", variants[i].name))
+        report(Progress(0.7 + 0.25 * n / len(untimed), f"Timing {variants[i].name}", variants[i].name))
         variants[i] = bench.time(variants[i])
-        report(Progress(0.7 + 0.3 * (n + 1) / len(untimed), f"{variants[i].name}: timed", variants[i].name,
+        report(Progress(0.7 + 0.25 * (n + 1) / len(untimed), f"{variants[i].name}: timed", variants[i].name,
                         partial=bench.result(tuple(variants))))
+    retime_contested(bench, variants, {variants[i].name for i in untimed}, on_progress=report)
     return bench.result(tuple(variants), request_key=request_key, seconds=time.perf_counter() - start)
+
+
+def retime_contested(bench: Workbench, variants: list[VariantResult], timed_now: set[str], *,
+                     on_progress: ProgressCallback) -> None:
+    """Times again, in turn, the variants just timed whose speeds are too close to call (`verdict.contested`).
+
+    Each round adds runs at another moment to each contested variant's own, so a drift of
+    the machine's load shows in their spread; after `_RETIME_ROUNDS` rounds what is still
+    too close to call stays a tie (the verdict counts it as equally fast). Variants timed
+    earlier (lent by the result on screen) keep the numbers the user saw. Each round ends
+    with the comparison so far (`Progress.partial`).
+    """
+    for round_ in range(_RETIME_ROUNDS):
+        names = [name for name in contested(variants) if name in timed_now]
+        if not names:
+            return
+        on_progress(Progress(0.95 + 0.05 * round_ / _RETIME_ROUNDS,
+                             f"Timing again, too close to call: {', '.join(names)}"))
+        for i, v in enumerate(variants):
+            if v.name in names:
+                variants[i] = bench.time(v, again=True)
+        on_progress(Progress(0.95 + 0.05 * (round_ + 1) / _RETIME_ROUNDS, f"Timed again: {', '.join(names)}",
+                             partial=bench.result(tuple(variants))))
 
 
 def cached_result(request: CompareRequest, cache: ArtifactCache, *, work_dir: Path | None = None,
@@ -369,12 +398,20 @@ class Workbench:
         return ModelSet.of(models, preprocessing=self.preprocessing, output_kind=self.output_kind,
                            threads=self.options.threads)
 
-    def time(self, variant: VariantResult) -> VariantResult:
-        """The variant with its latency measured (on the interpreter that evaluated it, when still open)."""
+    def time(self, variant: VariantResult, *, again: bool = False) -> VariantResult:
+        """The variant with its latency measured (on the interpreter that evaluated it, when still open).
+
+        With `again`, a variant already timed gets more runs (`_RETIME_BUDGET_S` seconds'
+        worth), merged with those it has.
+        """
         sha = variant.tflite_sha256 or ""
         runner = self._untimed.pop(sha, None) or TFLiteRunner(self.cache.model_bytes(sha),
                                                                num_threads=self.options.threads)
-        timed = replace(variant, latency=runner.measure_latency(self.x[:1]))
+        if again and variant.latency is not None:
+            latency = variant.latency.merged(runner.measure_latency(self.x[:1], budget_s=_RETIME_BUDGET_S))
+        else:
+            latency = runner.measure_latency(self.x[:1])
+        timed = replace(variant, latency=latency)
         if self._measured is not None:
             self._measured[(timed.recipe, timed.name)] = timed
         return timed

@@ -24,7 +24,11 @@ def batch_size(sample_shape: tuple[int, ...]) -> int:
 
 @dataclass(frozen=True)
 class Latency:
-    """Single-image latency of `invoke()` only (no preprocessing), after warm-up."""
+    """Single-image latency of `invoke()` only (no preprocessing), after warm-up.
+
+    `samples_ms` keeps every timed run (sorted) so that two variants can be compared with
+    their spread, not only their medians; results stored before it existed have none.
+    """
 
     median_ms: float
     p90_ms: float
@@ -33,6 +37,32 @@ class Latency:
     runs: int
     warmup: int
     threads: int
+    samples_ms: tuple[float, ...] = ()  # every timed run, sorted, rounded to 0.1 µs (empty in older results)
+
+    @classmethod
+    def of(cls, times: list[float] | tuple[float, ...], *, warmup: int, threads: int) -> Latency:
+        """Statistics of timed runs (ms)."""
+        ordered = tuple(sorted(round(t, 4) for t in times))  # what is stored is what every figure comes from
+        return cls(median_ms=statistics.median(ordered), p90_ms=_quantile(ordered, 0.9),
+                   mean_ms=statistics.fmean(ordered), min_ms=ordered[0], runs=len(ordered), warmup=warmup,
+                   threads=threads, samples_ms=ordered)
+
+    def merged(self, other: Latency) -> Latency:
+        """Both measurements' runs as one (a variant timed again); statistics recomputed over all runs."""
+        return Latency.of(self.samples_ms + other.samples_ms, warmup=self.warmup + other.warmup,
+                          threads=self.threads)
+
+    @property
+    def spread_ms(self) -> tuple[float, float]:
+        """The middle half of the runs (25th to 75th percentile); the median alone when no runs were kept."""
+        if not self.samples_ms:
+            return self.median_ms, self.median_ms
+        return _quantile(self.samples_ms, 0.25), _quantile(self.samples_ms, 0.75)
+
+
+def _quantile(ordered: tuple[float, ...] | list[float], q: float) -> float:
+    """The run at quantile q of sorted runs (nearest rank: always a measured value)."""
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass(frozen=True)
@@ -220,9 +250,4 @@ class TFLiteRunner:
             t0 = time.perf_counter()
             self._interpreter.invoke()
             times.append((time.perf_counter() - t0) * 1000.0)
-        times.sort()
-        p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
-        return Latency(
-            median_ms=statistics.median(times), p90_ms=p90, mean_ms=statistics.fmean(times),
-            min_ms=times[0], runs=len(times), warmup=warmup, threads=self.num_threads,
-        )
+        return Latency.of(times, warmup=warmup, threads=self.num_threads)

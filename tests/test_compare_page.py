@@ -71,7 +71,7 @@ def test_the_verdict_names_a_variant_per_target_under_the_default_floor(result):
     body = texts(at)
     for heading in ("Phone or desktop CPU", "Mobile GPU", "Integer-only NPU, DSP or microcontroller"):
         assert heading in body
-    assert ":orange[None fits]" in body  # int8 agrees on 22 of 24 images: below the 99 % floor
+    assert ":orange[Nothing to ship yet]" in body  # int8 agrees on 22 of 24 images: below the 99 % floor
     assert "the closest, int8, has 91.7% agreement with float32" in body
     assert "#### :green[float16]" in body  # GPU: float16 meets the floor
 
@@ -81,7 +81,7 @@ def test_lowering_the_floor_lets_int8_be_picked_for_integer_hardware(result):
     at.number_input(key="w.floor_agreement").set_value(90.0).run()
     assert not at.exception
     body = texts(at)
-    assert ":orange[None fits]" not in body and "#### :green[int8]" in body
+    assert ":orange[Nothing to ship yet]" not in body and "#### :green[int8]" in body
     assert "Every op is integer; needs" in body and "of RAM (measured)" in body
     at.switch_page("pages/ops.py").run()  # the floor is kept for the session (the report uses it)
     at.switch_page("pages/compare.py").run()

@@ -1,4 +1,8 @@
-"""The verdict card on Compare: which variant to ship per target, under a fidelity floor the user sets."""
+"""The verdict card on Compare: which variant to ship per target, under a fidelity floor the user sets.
+
+Each card leads with the decision in everyday words (`Pick.plain`); the workbench's terms
+stay one hover away for a reader of a published link, and in a caption for the owner.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ from quant_core import CompareResult
 from quant_core.verdict import Floor, FloorKind, Target, Verdict, decide
 from ui import state
 
-_KINDS = {FloorKind.AGREEMENT: "Top-1 agreement with float32 at least",
-          FloorKind.ACCURACY_DROP: "Accuracy drop at most"}
+_KINDS = {FloorKind.AGREEMENT: "the original's answer (top-1 agreement with float32) on at least",
+          FloorKind.ACCURACY_DROP: "at most this many more wrong answers per 100 images (accuracy drop)"}
+_INPUTS = {FloorKind.AGREEMENT: "w.floor_agreement", FloorKind.ACCURACY_DROP: "w.floor_drop"}
+_KIND_INPUT = "w.floor_kind"
+_DEFAULT_PERCENT = {FloorKind.AGREEMENT: 99.0, FloorKind.ACCURACY_DROP: 1.0}
 
 
 def current_floor() -> Floor:
@@ -17,29 +24,53 @@ def current_floor() -> Floor:
     return state.get(state.FLOOR) or Floor()
 
 
+def _percent(floor: Floor, kind: FloorKind) -> float:
+    """What the number input of `kind` starts at: the floor's value when it is of that kind."""
+    return floor.value * 100 if floor.kind is kind else _DEFAULT_PERCENT[kind]
+
+
+def _floor_changed() -> None:
+    """A floor control changed: the floor in force follows before the page is drawn again.
+
+    A callback runs before the script, so everything drawn above the controls (the
+    popover's own label) already shows the new floor.
+    """
+    floor = current_floor()
+    kind = FloorKind(st.session_state.get(_KIND_INPUT, floor.kind))
+    percent = st.session_state.get(_INPUTS[kind])
+    state.put(state.FLOOR, Floor(kind, round((_percent(floor, kind) if percent is None else percent) / 100, 4)))
+
+
 def floor_picker(result: CompareResult) -> Floor:
     """A popover to set the fidelity floor; returns the floor in force (kept for the report)."""
+    kinds = list(FloorKind) if result.labelled else [FloorKind.AGREEMENT]
     floor = current_floor()
-    with st.popover(f"Fidelity floor: {floor.label}", icon=":material/tune:"):
-        kinds = list(FloorKind) if result.labelled else [FloorKind.AGREEMENT]
-        kind = st.radio("A variant can be picked when its", kinds, format_func=_KINDS.__getitem__,
-                        index=kinds.index(floor.kind) if floor.kind in kinds else 0, key="w.floor_kind")
+    if floor.kind not in kinds:  # an accuracy floor, then a result without labels
+        floor = Floor()
+        state.put(state.FLOOR, floor)
+    with st.popover(f"Required: {floor.plain}", icon=":material/tune:",
+                    help=f"The fidelity floor: {floor.label}. A variant is picked only when it stays this close to "
+                         "the original model (float32); top-1 is the class a model ranks first."):
+        kind = st.radio("A variant can be shipped when it gives", kinds, format_func=_KINDS.__getitem__,
+                        index=kinds.index(floor.kind), key=_KIND_INPUT, on_change=_floor_changed)
         if kind is FloorKind.AGREEMENT:
-            percent = st.number_input("agreement (%)", 50.0, 100.0, floor.value * 100 if floor.kind is kind else 99.0,
-                                      step=0.5, key="w.floor_agreement",
-                                      help="Share of images on which the variant's top-1 class is float32's.")
+            st.number_input("% of the images", 50.0, 100.0, _percent(floor, kind), step=0.5, key=_INPUTS[kind],
+                            on_change=_floor_changed,
+                            help="Share of images on which the variant's top-1 class is float32's.")
         else:
-            percent = st.number_input("points of accuracy lost, at most", 0.0, 50.0,
-                                      floor.value * 100 if floor.kind is kind else 1.0, step=0.5,
-                                      key="w.floor_drop", help="float32's accuracy minus the variant's, in points.")
-        chosen = Floor(kind, round(percent / 100, 4))
-    if chosen != floor:
-        state.put(state.FLOOR, chosen)
-    return chosen
+            st.number_input("more wrong answers per 100 images, at most", 0.0, 50.0, _percent(floor, kind),
+                            step=0.5, key=_INPUTS[kind], on_change=_floor_changed,
+                            help="float32's accuracy minus the variant's, in points.")
+    return floor
 
 
-def verdict_card(result: CompareResult) -> Verdict:
-    """Draws the verdict: one bordered column per target with the variant to ship and why."""
+def verdict_card(result: CompareResult, *, published: bool = False) -> Verdict:
+    """Draws the verdict: one bordered column per target with the variant to ship and why.
+
+    Args:
+        result: the comparison shown.
+        published: a reader of a published link: plain words, the terms on hover.
+    """
     head, control = st.columns([3, 2], vertical_alignment="bottom")
     head.subheader("Which variant to ship", anchor=False,
                    help="Picked from the numbers measured below. Variants with a warning or a failure are never "
@@ -49,19 +80,28 @@ def verdict_card(result: CompareResult) -> Verdict:
     verdict = decide(result, floor=floor)
     for column, pick in zip(st.columns(len(verdict.picks)), verdict.picks):
         with column.container(border=True, height="stretch"):
-            st.caption(pick.target.heading)
+            st.caption(pick.target.heading, help=pick.target.rule)
             if pick.variant is None:
-                st.markdown("#### :orange[None fits]")
+                st.markdown("#### :orange[Nothing to ship yet]", help=f"None fits: no variant meets {floor.label}.")
             else:
                 st.markdown(f"#### :green[{pick.variant}]")
-            st.markdown(pick.reason)
+            st.markdown(pick.plain or pick.reason, help=pick.reason if published else None)
+            if not published and pick.plain:
+                st.caption(pick.reason)
     if verdict.note:
-        st.caption(verdict.note)
+        if published:
+            st.caption(verdict.plain_note or verdict.note, help=verdict.note)
+        else:
+            st.caption(verdict.note)
     return verdict
 
 
-def what_if_banner(result: CompareResult) -> None:
-    """Names each setting changed from the defaults and the variants it applies to (nothing when none)."""
+def what_if_banner(result: CompareResult, *, published: bool = False) -> None:
+    """Names each setting changed from the defaults and the variants it applies to (nothing when none).
+
+    A reader of a published link has no Quantize page: the banner then says what the
+    change means instead of where to undo it.
+    """
     changed: dict[str, list[str]] = {}
     for v in result.variants:
         for setting in v.recipe.what_ifs():
@@ -70,6 +110,11 @@ def what_if_banner(result: CompareResult) -> None:
         return
     parts = [f"**{setting}** ({', '.join(names)})" for setting, names in changed.items()]
     random = "random calibration data" in changed
+    if published:
+        st.warning("Some variants were made with settings changed from the defaults on purpose (a what-if): "
+                   + "; ".join(parts) + ". Only the variants named are affected: their numbers show what the change "
+                   "costs, not the best this model can do.", icon=":material/science:")
+        return
     st.warning("What-if settings in this result: " + "; ".join(parts) + ". Only the variants named are affected"
                + (": their numbers show what bad calibration does, not what your model can reach." if random
                   else "; the defaults are on **Quantize**."), icon=":material/science:")
