@@ -18,7 +18,7 @@ from quant_core.images import class_counts, load_images, read_labels_file, resol
 from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
 from quant_core.tune import Objective, calibration_sweep, tune
-from quant_core.verdict import Floor
+from quant_core.verdict import Floor, Target
 from quant_core.results import CompareResult
 from quant_core.worker import job
 
@@ -77,6 +77,7 @@ def tune_job(payload: dict[str, Any], progress) -> dict[str, Any]:
     """quant_core.tune on a serialized request; each step is reported as it is measured ({"step": ...})."""
     _, bench = _workbench(payload, progress)
     result = tune(bench, from_jsonable(Floor, payload["budget"]), objective=Objective(payload["objective"]),
+                  target=Target(payload.get("target", Target.CPU.value)),
                   base=Recipe.from_dict(payload["base"]), max_steps=int(payload.get("max_steps", 12)),
                   on_progress=lambda p: progress(to_jsonable(p)),
                   on_step=lambda step: progress({"step": to_jsonable(step)}))

@@ -8,10 +8,16 @@ op's output is dequantized and compared with the float model's tensor of the sam
 - `max_abs_error`: the largest |quantized - float| seen, in the tensor's own units;
 - `relative_error`: RMSE / RMS of the float tensor, the noise-to-signal ratio accumulated
   from the input up to this layer;
-- `added`: this layer's relative error minus the largest among its inputs: the error the
-  layer itself adds (negative when it averages noise away, e.g. pooling).
-The ranking that matters for "keep it in float" is `added`; `relative_error` at the last
-layers is what changes predictions.
+- `added`: this layer's relative error minus its input's (the largest among its inputs, named
+  by `source`): the error the layer itself adds, negative when it evens noise out (pooling,
+  averaging, a softmax), which is why the accumulated error can fall on the way to the output.
+
+So the quantities add up: following `source` back from the last layer gives the path the
+output's error came through, and along it the input's own rounding plus every `added` is the
+output's relative error, exactly (`LayerReport.ledger`). Layers off that path (the better
+branch where two join) add to a branch the output's error does not follow: their `added` is
+still what they add there. The ranking that matters for "keep it in float" is `added`;
+`relative_error` at the last layers is what changes predictions.
 
 The same measure serves every engine (the TF converter and the LiteRT Quantizer) and every
 calibrated mode, and it is checked against TensorFlow's own QuantizationDebugger in the tests.
@@ -47,6 +53,19 @@ class LayerError:
     max_abs_error: float
     relative_error: float  # RMSE / RMS(float): noise-to-signal, accumulated up to here
     added: float  # relative_error minus the largest relative error among the op's inputs
+    source: int | None = None  # position of the layer that input comes from (None: the model's input)
+
+
+@dataclass(frozen=True)
+class ErrorLedger:
+    """How the output's error adds up along its path: start + added - removed = output, exactly."""
+
+    start: float  # the error already in the model's input (rounding an int8 input); 0 for a float input
+    added: float  # the sum of the positive `added` along the path
+    removed: float  # minus the sum of the negative `added` along the path: noise evened out
+    output: float  # the output's relative error
+    path: int  # layers on the path
+    layers: int  # layers compared
 
 
 @dataclass(frozen=True)
@@ -71,11 +90,36 @@ class LayerReport:
         """The relative error of the last compared layer (what the predictions see)."""
         return self.layers[-1].relative_error if self.layers else 0.0
 
+    def path(self) -> tuple[LayerError, ...]:
+        """The layers the output's error came through, input first: back from the last layer by `source`."""
+        chain: list[LayerError] = []
+        position = len(self.layers) - 1 if self.layers else None
+        while position is not None:
+            chain.append(self.layers[position])
+            position = self.layers[position].source
+        return tuple(reversed(chain))
+
+    def ledger(self) -> ErrorLedger:
+        """The output's error as the input's plus what the layers on its path add and take away."""
+        path = self.path()
+        adds = [layer.added for layer in path]
+        start = path[0].relative_error - path[0].added if path else 0.0
+        return ErrorLedger(start=start, added=sum(a for a in adds if a > 0), removed=-sum(a for a in adds if a < 0),
+                           output=self.output_error, path=len(path), layers=len(self.layers))
+
+
+def percent(value: float, *, signed: bool = False) -> str:
+    """A relative error as every view shows it (one decimal), e.g. '13.4%', or '+22.0%' / '-1.6%' for an add."""
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
 
 def layer_name(tensor: str) -> str:
     """A layer's readable name from its output tensor's: 'model_1/block_16_project_BN_1/batchnorm/add_1;...' ->
     'block_16_project_BN' (the Keras layer; Keras 3's '_1' suffix dropped)."""
-    parts = tensor.split(";")[0].split("/")
+    first = tensor.split(";")[0]
+    if re.fullmatch(r"StatefulPartitionedCall(_\d+)?:\d+", first):  # the converter's name for the model's output
+        return "model output"
+    parts = first.split("/")
     return re.sub(r"_\d+$", "", parts[1] if len(parts) >= 2 else parts[0])
 
 
@@ -107,20 +151,24 @@ def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant
             out = op["outputs"][0]
             sums[op["index"]].add(quant.value(out), floats.value(float_index[quant.tensors[out]["name"]]))
     relative = {i: acc.relative for i, acc in input_sums.items()}  # by tensor index in the quantized model
+    origin: dict[int, int | None] = dict.fromkeys(relative)  # by tensor index: the layer its error comes from
     layers: list[LayerError] = []
     for op in steps:
         out = op["outputs"][0]
-        before = max((relative.get(i, 0.0) for i in op["inputs"] if i >= 0 and i in relative), default=0.0)
+        worst_input = max((i for i in op["inputs"] if i >= 0 and i in relative), key=relative.__getitem__,
+                          default=None)
+        before = 0.0 if worst_input is None else relative[worst_input]
+        source = None if worst_input is None else origin[worst_input]
         if op["index"] not in sums:  # QUANTIZE/DEQUANTIZE, or a tensor the float model has not: carries its input's
-            relative[out] = before
+            relative[out], origin[out] = before, source
             continue
         acc, tensor = sums[op["index"]], quant.tensors[out]
-        relative[out] = acc.relative
+        relative[out], origin[out] = acc.relative, len(layers)
         scale = _scale(tensor)
         layers.append(LayerError(
             position=len(layers), op=op["op_name"], tensor=tensor["name"], dtype=np.dtype(tensor["dtype"]).name,
             scale=scale, rmse_steps=None if scale is None else acc.rmse / scale, max_abs_error=acc.max_abs,
-            relative_error=acc.relative, added=acc.relative - before))
+            relative_error=acc.relative, added=acc.relative - before, source=source))
     return LayerReport(variant=variant, images=len(x), layers=tuple(layers))
 
 

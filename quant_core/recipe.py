@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from quant_core._serde import json_kind
 from quant_core.errors import InputError, parse_choice
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
 
@@ -89,6 +90,10 @@ class Recipe:
     def resolve(self, *, source_is_tflite: bool) -> Recipe:
         """Returns the recipe with backend and I/O type made explicit for a source.
 
+        With no backend, the mode's preferred engine that can build these options (per-tensor
+        or float-layer 16x8: the LiteRT Quantizer); a chosen engine is kept, and refuses what
+        it cannot build with the way out.
+
         Calibration settings of a mode that does not calibrate, and per-channel for a mode
         that keeps float weights, are reset to their defaults: they change nothing, so they
         must not make a built variant look different (its cache key, a warm engine's memory
@@ -99,7 +104,7 @@ class Recipe:
         """
         info = MODE_INFO[self.mode]
         choices = info.tflite_backends if source_is_tflite else info.backends
-        backend = self.backend or choices[0]
+        backend = self.backend or next((b for b in choices if _can_build(self, b)), choices[0])
         if backend not in choices:
             raise InputError(
                 f"{self.mode} from a .tflite file needs {', '.join(choices)}; "
@@ -166,11 +171,17 @@ class Recipe:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """Inverse of `to_dict`; unknown keys are an error, not ignored."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
+    def from_dict(cls, data: Any) -> Recipe:
+        """Inverse of `to_dict`, for JSON from anywhere: unknown keys and wrong JSON types are an InputError."""
+        if not isinstance(data, dict):
+            raise InputError(f'expected a recipe object {{"mode": "int8", ...}}, got {json_kind(data)}')
+        unknown = {str(k) for k in data} - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
+        for key, value in data.items():
+            _check_json_field(key, value)
+        if "mode" not in data:
+            raise InputError('a recipe needs a mode; expected {"mode": "int8", ...}')
         return cls(**data)
 
 
@@ -197,6 +208,15 @@ def compile_recipes(modes: Sequence[Mode], *, backend: Backend | None = None, ca
 MAX_FLOAT_LAYERS = 500
 
 
+def _can_build(recipe: Recipe, backend: Backend) -> bool:
+    """Whether the engine builds the recipe's options as well as its mode (`quant_core.builders` refuses the rest)."""
+    if backend is Backend.TF_CONVERTER and recipe.mode is Mode.INT16X8:  # its 16x8 step skips no op, per channel only
+        return recipe.per_channel and not recipe.float_layers
+    if backend is Backend.LITERT_QUANTIZER and recipe.io_type is not None and recipe.mode in _LITERT_IO:
+        return recipe.io_type in _LITERT_IO[recipe.mode]
+    return True
+
+
 def _check_float_layers(recipe: Recipe, calibrated: bool) -> None:
     """Normalizes float_layers to a sorted tuple of unique names (one cache key per set), or raises InputError."""
     names = recipe.float_layers
@@ -208,6 +228,22 @@ def _check_float_layers(recipe: Recipe, calibrated: bool) -> None:
     if len(set(names)) > MAX_FLOAT_LAYERS:
         raise InputError(f"at most {MAX_FLOAT_LAYERS} layers can be kept in float, got {len(set(names))}")
     object.__setattr__(recipe, "float_layers", tuple(sorted(set(names))))
+
+
+# Each field's JSON type as `to_dict` writes it, in words (bool is no integer here, nor null a mode).
+_JSON_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "mode": ((str,), "a mode name"), "backend": ((str, type(None)), "an engine name or null"),
+    "calibration_count": ((int,), "an integer"), "calibration_source": ((str,), "a source name"),
+    "per_channel": ((bool,), "true or false"), "io_type": ((str, type(None)), "a dtype name or null"),
+    "float_layers": ((list, tuple), "a list of tensor names"),
+}
+
+
+def _check_json_field(key: str, value: Any) -> None:
+    """Refuses a recipe field of the wrong JSON type (per_channel "no" would otherwise read as true)."""
+    types, words = _JSON_FIELDS[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise InputError(f"recipe field {key} must be {words}, got {json_kind(value)}")
 
 
 def _coerce(obj: Recipe, name: str, enum_type: type[enum.Enum]) -> None:

@@ -1,12 +1,22 @@
-"""Accuracy-budget search: the smallest (or fastest) calibrated variant within a fidelity budget of float32.
+"""Accuracy-budget search: the smallest (or fastest) variant a deployment target runs within a fidelity budget.
 
-The search starts from full int8. If it misses the budget it tries int16x8 (one step: its
-activations have 256x finer steps), then keeps int8's layers in float one at a time,
-each time the layer that adds the most error in the current variant (`quant_core.layers`; a
-layer whose fallback does not help is left quantized and the next worst is tried),
-until the budget holds, nothing has helped for `patience` steps, or `max_steps` is spent.
+The target is one of the verdict's three (`quant_core.verdict.Target`) and decides what is
+searched: on a CPU every mode (int8, int8 with float I/O, int16x8, dynamic range,
+weight-only, float16) and then int8 with layers kept in float; on a GPU float16 (GPU
+delegates compute in float: the verdict's GPU card picks float16 or float32); on an
+integer-only accelerator int8, then int16x8 with int16 I/O, and only variants whose ops are
+all integer count as within the budget there (float layers are not). On a CPU and on an
+integer-only target a full int8 that meets the budget ends the search: nothing is smaller or faster.
+On a CPU, while int8 misses, int8's layers are kept in float one at a time, each time the
+layer that adds the most error in the current variant (`quant_core.layers`; a layer whose
+fallback does not help is left quantized and the next worst is tried), until the budget
+holds, nothing has helped for `patience` steps, the variant is already as large (or slow)
+as the best within the budget, or `max_steps` is spent.
 Every tried recipe is kept as a step of the trail; the winner is the best by the objective
-among those within the budget (or, when none is, the most faithful one, said so).
+among those within the budget (or, when none is, the most faithful one, said so). When
+the workbench measures latency, the winner and float32 are timed at the end, and a winner
+far slower than float32 is called out (`TuneResult.speed_note`): with the size objective,
+int16x8 can win at tens of times float32's latency.
 Progress is reported step by step and `cancel` stops the search between steps, keeping
 the best found so far.
 """
@@ -23,11 +33,11 @@ from typing import Any
 from quant_core.compare import Workbench
 from quant_core.errors import InputError
 from quant_core.layers import layer_name
-from quant_core.modes import Backend, Mode
+from quant_core.modes import MODE_INFO, IOType, Mode
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import Progress, ProgressCallback
 from quant_core.results import VariantResult
-from quant_core.verdict import Floor
+from quant_core.verdict import Floor, Target
 
 
 class Objective(enum.StrEnum):
@@ -35,6 +45,34 @@ class Objective(enum.StrEnum):
 
     SIZE = "size"  # file size
     LATENCY = "latency"  # median latency measured here
+
+
+# The targets as the CLI (`tune --target`) and the Layers page name them.
+TARGETS: dict[str, Target] = {"cpu": Target.CPU, "gpu": Target.GPU, "integer-only": Target.INTEGER}
+# What each target's search tries, in this order: the modes its verdict card can pick.
+TARGET_MODES: dict[Target, tuple[Mode, ...]] = {
+    Target.CPU: (Mode.INT8, Mode.INT8_FLOAT_IO, Mode.INT16X8, Mode.DYNAMIC_RANGE, Mode.WEIGHT_ONLY, Mode.FLOAT16),
+    Target.GPU: (Mode.FLOAT16,),
+    Target.INTEGER: (Mode.INT8, Mode.INT16X8),
+}
+_WHY = {
+    Mode.INT8: "full int8, the smallest and fastest integer variant",
+    Mode.INT8_FLOAT_IO: "int8 inside, float input and output",
+    Mode.INT16X8: "int16 activations: 256x finer steps, no float layers",
+    Mode.DYNAMIC_RANGE: "int8 weights, activations quantized on the fly: no calibrated ranges to miss",
+    Mode.WEIGHT_ONLY: "int8 weights, float compute",
+    Mode.FLOAT16: "float16 weights, float compute: half of float32's file",
+}
+SLOWER = 2.0  # a winner at least this many times float32's median latency is called out
+_SLOW_BECAUSE = {
+    Mode.INT16X8: "16x8 runs on reference kernels on most CPUs",
+    Mode.DYNAMIC_RANGE: "its hybrid kernels quantize activations on every call",
+}
+
+
+def target_name(target: Target) -> str:
+    """The target as the CLI and the page name it ('integer-only', not the enum's 'integer')."""
+    return next(name for name, t in TARGETS.items() if t is target)
 
 
 @dataclass(frozen=True)
@@ -87,43 +125,76 @@ class TuneResult:
     met: bool  # the winner is within the budget
     cancelled: bool
     seconds: float
+    target: Target = Target.CPU
+    baseline_latency_ms: float | None = None  # float32's median latency here (None: latency not measured)
 
     @classmethod
-    def of(cls, budget: Floor, objective: Objective, steps: Sequence[Step], *, baseline_accuracy: float | None = None,
-           cancelled: bool = False, seconds: float = 0.0) -> TuneResult:
+    def of(cls, budget: Floor, objective: Objective, steps: Sequence[Step], *, target: Target = Target.CPU,
+           baseline_accuracy: float | None = None, baseline_latency_ms: float | None = None, cancelled: bool = False,
+           seconds: float = 0.0) -> TuneResult:
         """The result of these steps (also of a search interrupted after them): the winner chosen by `best_step`."""
         winner = best_step(steps, objective)
         return cls(budget=budget, objective=objective, baseline_accuracy=baseline_accuracy, steps=tuple(steps),
                    winner=winner, met=winner is not None and steps[winner].within_budget, cancelled=cancelled,
-                   seconds=seconds)
+                   seconds=seconds, target=target, baseline_latency_ms=baseline_latency_ms)
 
     @property
     def best(self) -> Step | None:
         """The winning step."""
         return None if self.winner is None else self.steps[self.winner]
 
+    @property
+    def speed_note(self) -> str:
+        """A sentence when the winner runs far slower than float32 here; '' otherwise (or when not timed)."""
+        return speed_note(self.best, self.baseline_latency_ms)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the budget, the objective, every step (with its recipe) and the winner."""
+        """JSON-ready: the budget, the target, the objective, every step (with its recipe) and the winner."""
         best = self.best
         return {"budget": {"kind": self.budget.kind.value, "value": self.budget.value, "label": self.budget.label},
-                "objective": self.objective.value, "baseline_accuracy": self.baseline_accuracy, "met": self.met,
-                "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
-                "steps": [s.to_dict() for s in self.steps], "winner": None if best is None else best.to_dict()}
+                "target": target_name(self.target), "objective": self.objective.value,
+                "baseline_accuracy": self.baseline_accuracy, "baseline_latency_ms": self.baseline_latency_ms,
+                "met": self.met, "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
+                "steps": [s.to_dict() for s in self.steps], "winner": None if best is None else best.to_dict(),
+                "speed_note": self.speed_note}
+
+
+def speed_note(step: Step | None, baseline_latency_ms: float | None) -> str:
+    """'int16x8 runs 43x slower than float32 here (...)' when the step takes at least SLOWER times float32's median
+    latency; '' when it does not, or when either was not timed."""
+    if step is None or step.latency_ms is None or not baseline_latency_ms:
+        return ""
+    ratio = step.latency_ms / baseline_latency_ms
+    if ratio < SLOWER:
+        return ""
+    times = f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    because = _SLOW_BECAUSE.get(step.recipe.mode)
+    return (f"{step.name} runs {times} slower than float32 here ({step.latency_ms:.3g} ms against "
+            f"{baseline_latency_ms:.3g} ms per image{'; ' + because if because else ''}). If speed matters, search "
+            "with the latency objective.")
+
+
+def no_winner_advice(target: Target) -> str:
+    """What to do when no searched recipe meets the budget on this target."""
+    if target is Target.INTEGER:
+        return "Nothing integer-only meets it: loosen the budget, or calibrate with more representative images."
+    return "float32 itself meets it on this target: ship float32, or loosen the budget."
 
 
 Scorer = Callable[[Sequence[VariantResult]], tuple[VariantResult, ...]]  # re-judges variants' fidelity
 
 
-def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SIZE, base: Recipe | None = None,
-         max_steps: int = 12, patience: int = 3, on_progress: ProgressCallback | None = None,
-         on_step: Callable[[Step], None] | None = None, cancel: threading.Event | None = None,
-         scorer: Scorer | None = None) -> TuneResult:
+def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SIZE, target: Target = Target.CPU,
+         base: Recipe | None = None, max_steps: int = 12, patience: int = 3,
+         on_progress: ProgressCallback | None = None, on_step: Callable[[Step], None] | None = None,
+         cancel: threading.Event | None = None, scorer: Scorer | None = None) -> TuneResult:
     """Searches recipes on an open workbench (its options decide whether latency is measured).
 
     Args:
         bench: the model and images.
         budget: the fidelity floor a recipe must meet (agreement, or accuracy drop with labels).
         objective: what to minimize among the recipes within the budget.
+        target: where the winner will run: what is searched (see the module's docstring).
         base: the int8 recipe to start from (its calibration, per-channel and engine settings).
         max_steps: at most this many recipes are built (float32 not counted).
         patience: stop falling back layers after this many steps without a fidelity gain.
@@ -144,13 +215,15 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
     report = on_progress or (lambda p: None)
     start = time.perf_counter()
     score = scorer or tuple
-    baseline = score([bench.evaluate(Recipe(Mode.FLOAT32), time_it=objective is Objective.LATENCY)])[0]
+    timed = objective is Objective.LATENCY
+    baseline = score([bench.evaluate(Recipe(Mode.FLOAT32), time_it=timed)])[0]
     steps: list[Step] = []
 
     def tried(recipe: Recipe, why: str) -> Step:
         report(Progress(len(steps) / max_steps, f"Step {len(steps) + 1}: {recipe.name} ({why})", recipe.name))
-        variant = score([bench.evaluate(recipe, time_it=objective is Objective.LATENCY)])[0]
-        step = Step(variant, why, within_budget=variant.ok and budget.met(variant, baseline))
+        variant = score([bench.evaluate(recipe, time_it=timed)])[0]
+        runs_there = target is not Target.INTEGER or (variant.ops is not None and variant.ops.integer_only)
+        step = Step(variant, why, within_budget=variant.ok and runs_there and budget.met(variant, baseline))
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -160,30 +233,74 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
     def stopped() -> bool:
         return len(steps) >= max_steps or (cancel is not None and cancel.is_set())
 
-    first = tried(base, "full int8, the smallest and fastest integer variant")
-    if not first.within_budget and not stopped():
-        backend = Backend.LITERT_QUANTIZER if base.backend is Backend.LITERT_QUANTIZER else None
-        tried(replace(base, mode=Mode.INT16X8, backend=backend, io_type=None),
-              "int16 activations: 256x finer steps, no float layers")
+    for mode in TARGET_MODES[target]:  # the first is always built; cancel stops the search between steps
+        if steps and (stopped() or (steps[0].within_budget and steps[0].recipe.mode is Mode.INT8)):
+            break  # int8 within the budget: nothing is smaller or faster
+        tried(_recipe_for(base, mode, target), _WHY[mode])
+    if target is Target.CPU and steps and steps[0].recipe.mode is Mode.INT8:
+        _fall_back_layers(bench, steps[0], steps, tried, stopped, patience=patience, objective=objective,
+                          report=report, max_steps=max_steps)
+    result = TuneResult.of(budget, objective, steps, target=target, baseline_accuracy=baseline.accuracy,
+                           cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start)
+    if bench.options.measure_latency and not result.cancelled and result.best is not None and baseline.ok:
+        report(Progress(0.99, "Timing the winner and float32"))
+        result = _timed(bench, result, baseline)
+    report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
+    return result
+
+
+def _recipe_for(base: Recipe, mode: Mode, target: Target) -> Recipe:
+    """The base's settings for another mode (its engine where that engine builds the mode); int16 I/O for 16x8 on an
+    integer-only target (float I/O would need float ops at the edges)."""
+    if mode is base.mode:
+        return base
+    backend = base.backend if base.backend in MODE_INFO[mode].backends else None
+    io_type = IOType.INT16 if mode is Mode.INT16X8 and target is Target.INTEGER else None
+    return replace(base, mode=mode, backend=backend, io_type=io_type)
+
+
+def _fall_back_layers(bench: Workbench, first: Step, steps: list[Step], tried: Callable[[Recipe, str], Step],
+                      stopped: Callable[[], bool], *, patience: int, objective: Objective, report: ProgressCallback,
+                      max_steps: int) -> None:
+    """Keeps int8's worst layers in float one at a time while int8 misses the budget and a smaller (faster) winner is
+    still possible."""
     current, stale, passed = first, 0, set[str]()  # passed: layers whose fallback did not help
     while current.ok and not current.within_budget and not stopped() and stale < patience:
+        winner = best_step(steps, objective)
+        if winner is not None and steps[winner].within_budget and _cost(current, objective) >= _cost(steps[winner],
+                                                                                                      objective):
+            break  # a float layer more only adds to the file (and the time): it cannot beat the best found
         report(Progress(len(steps) / max_steps, f"Measuring the error by layer of {current.name}", current.name))
         errors = bench.layer_report(current.recipe)
         worst = [layer for layer in errors.worst(len(errors.layers)) if layer.tensor not in passed]
         if not worst:
             break
         layer = worst[0]
-        why = f"keeps {layer.op} {layer_name(layer.tensor)} in float: it adds the most error ({layer.added:.1%})"
+        why = (f"keeps {layer.op} {layer_name(layer.tensor)} in float: it adds the most error "
+               f"({layer.added:.1%})")
         step = tried(replace(current.recipe, float_layers=(*current.recipe.float_layers, layer.tensor)), why)
         stale = 0 if step.fidelity > current.fidelity else stale + 1
         if step.ok and step.fidelity >= current.fidelity:
             current = step
         else:
             passed.add(layer.tensor)
-    result = TuneResult.of(budget, objective, steps, baseline_accuracy=baseline.accuracy,
-                           cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start)
-    report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
-    return result
+
+
+def _timed(bench: Workbench, result: TuneResult, baseline: VariantResult) -> TuneResult:
+    """The result with the winner and float32 timed (the size objective builds without timing)."""
+    best = result.best
+    assert best is not None and result.winner is not None
+    steps = list(result.steps)
+    if best.latency_ms is None and best.variant.tflite_sha256:
+        steps[result.winner] = replace(best, variant=bench.time(best.variant))
+    reference = baseline.latency or bench.time(baseline).latency
+    return replace(result, steps=tuple(steps), baseline_latency_ms=reference.median_ms if reference else None)
+
+
+def _cost(step: Step, objective: Objective) -> float:
+    """What the objective minimizes for a step (inf when unknown)."""
+    value = step.latency_ms if objective is Objective.LATENCY else step.variant.size_bytes
+    return float("inf") if value is None else float(value)
 
 
 def best_step(steps: Sequence[Step], objective: Objective) -> int | None:
@@ -193,11 +310,7 @@ def best_step(steps: Sequence[Step], objective: Objective) -> int | None:
         return None
     within = [k for k in built if steps[k].within_budget]
     if within:
-        def cost(k: int) -> float:
-            s = steps[k]
-            value = s.latency_ms if objective is Objective.LATENCY else s.variant.size_bytes
-            return float("inf") if value is None else float(value)
-        return min(within, key=lambda k: (cost(k), -steps[k].fidelity))
+        return min(within, key=lambda k: (_cost(steps[k], objective), -steps[k].fidelity))
     return max(built, key=lambda k: (steps[k].fidelity, -(steps[k].variant.size_bytes or 0)))
 
 
@@ -210,7 +323,6 @@ def _describe(step: Step) -> str:
     latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
     return f"{step.name}: {fidelity}, {size}{latency}, " + ("within the budget" if step.within_budget else
                                                            "outside the budget")
-
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,8 @@ def test_recipes_with_float_layers_validate_and_keep_old_cache_keys():
 
 def test_the_converters_16x8_refuses_float_layers_with_the_way_out(bench):
     worst = bench.layer_report(Recipe(Mode.INT8)).worst(1)[0]
-    refused = bench.evaluate(Recipe(Mode.INT16X8, float_layers=(worst.tensor,)), time_it=False)
+    refused = bench.evaluate(Recipe(Mode.INT16X8, backend=Backend.TF_CONVERTER, float_layers=(worst.tensor,)),
+                             time_it=False)
     assert not refused.ok and "choose the LiteRT Quantizer engine" in refused.error
 
 

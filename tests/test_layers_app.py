@@ -70,18 +70,27 @@ def test_the_search_runs_step_by_step_and_its_winner_joins_the_comparison(tmp_pa
     at.button(key="w.run").click().run()
     at.switch_page("pages/layers.py").run()
     ok(at)
+    assert at.radio(key="w.tune_target").options == ["Phone or desktop CPU", "Mobile GPU",
+                                                     "Integer-only NPU, DSP or microcontroller"]  # the verdict's
+    at.radio(key="w.tune_target").set_value("integer-only").run()
     at.button(key="w.tune_go").click().run()  # within 1 point of float32's accuracy (the default)
     ok(at)
+    assert [s.name for s in at.session_state["qw.tune"][2]] == ["int8", "int16x8"]  # integer-only recipes only
+    assert any("Nothing integer-only meets it" in w.value for w in at.warning)
+    at.radio(key="w.tune_target").set_value("cpu").run()
+    at.button(key="w.tune_go").click().run()
+    ok(at)
     steps = at.session_state["qw.tune"][2]
-    assert [s.name for s in steps] == ["int8", "int16x8", "int8+1float"]  # found in three steps, as in Python
-    assert "keeps CONV_2D conv_b in float: it adds the most error" in steps[2].why
+    assert [s.name for s in steps] == ["int8", "int8_float_io", "int16x8", "dynamic_range", "weight_only", "float16",
+                                       "int8+1float"]  # every mode a CPU runs, then int8's worst layer in float
+    assert "keeps CONV_2D conv_b in float: it adds the most error" in steps[6].why
     assert len(at.get("plotly_chart")) == 2  # the error by layer, and the search's trail
-    assert at.success[0].value.startswith("Winner: **int8+1float** (step 3), accuracy 100.0%")
-    next(b for b in at.button if b.label == "Add int8+1float beside the others").click().run()
+    assert at.success[0].value.startswith("Winner: **float16** (step 6), accuracy 100.0%")  # the smaller of two
+    next(b for b in at.button if b.label == "Add float16 beside the others").click().run()
     ok(at)
     assert at.title[0].value == "Compare"
     table = at.table[0].value.set_index("variant")
-    assert list(table.index) == ["float32", "int8", "int8+1float"] and table.loc["int8+1float", "accuracy"] == 1.0
+    assert set(table.index) == {"float32", "int8", "float16"} and table.loc["float16", "accuracy"] == 1.0
 
 
 def test_the_calibration_sweep_draws_fidelity_against_the_number_of_images():

@@ -8,19 +8,21 @@ import pandas as pd
 import streamlit as st
 
 from quant_core import CompareResult, PreprocessingOverride
-from quant_core.layers import LayerError, LayerReport, layer_name
+from quant_core.layers import LayerError, LayerReport, layer_name, percent
 from quant_core.results import VariantResult
-from quant_core.tune import Objective, Step, best_step
+from quant_core.tune import TARGETS, Objective, Step, TuneResult, best_step, no_winner_advice, speed_note
 from quant_core.verdict import Floor, FloorKind
 from ui import charts, engine, run, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, accept_settings, current_inputs, show_error
 
 EXPLANATION = (
-    "Both models ran on your images with every intermediate tensor kept. Each bar is the error a layer **adds** to "
-    "its output: RMS of (quantized − float) over RMS of float, minus the same at its input. The line is the error "
-    "**accumulated** from the input up to that layer; at the last layer it is what the predictions see. The tallest "
-    "bars are the layers worth keeping in float."
+    "Both models ran on your images with every intermediate tensor kept. Every number is an error as a share of the "
+    "signal at a layer's output: RMS of (quantized − float) over RMS of float. The line is that error **accumulated** "
+    "from the input up to each layer; each bar is what the layer **adds** to it (its output's error minus its "
+    "input's; where branches join, the worse input's), so along the way the bars sum to the line. Bars below zero are "
+    "layers that even noise out (pooling, averaging, a softmax): that is why the line can fall. The tallest bars are "
+    "the layers worth keeping in float."
 )
 
 
@@ -32,38 +34,68 @@ def calibrated_variants(result: CompareResult) -> list[VariantResult]:
 
 def label(layer: LayerError) -> str:
     """One line naming a layer in a list: position, op type, name and what it adds."""
-    return f"#{layer.position} {layer.op} {layer_name(layer.tensor)} (adds {layer.added:.1%})"
+    return f"#{layer.position} {layer.op} {layer_name(layer.tensor)} (adds {percent(layer.added, signed=True)})"
 
 
 def worst_table(report: LayerReport, n: int) -> pd.DataFrame:
     """The n layers that add the most error, worst first."""
     return pd.DataFrame([{
-        "#": layer.position, "op": layer.op, "layer": layer_name(layer.tensor), "adds": f"{layer.added:.2%}",
-        "accumulated": f"{layer.relative_error:.2%}",
+        "#": layer.position, "op": layer.op, "layer": layer_name(layer.tensor),
+        "adds": percent(layer.added, signed=True), "accumulated": percent(layer.relative_error),
         "RMS steps": f"{layer.rmse_steps:.2f}" if layer.rmse_steps is not None else "float",
         "max |error|": f"{layer.max_abs_error:.3g}", "output dtype": layer.dtype,
     } for layer in report.worst(n)])
 
 
 def summary(report: LayerReport) -> str:
-    """One sentence: where the error comes from."""
-    worst = report.worst(3)
-    if not worst:
+    """Where the error comes from, in numbers a reader can add up: the same ones the table and the chart show."""
+    worst = [layer for layer in report.worst(3) if layer.added > 0]
+    if not report.worst(1):
         return "Every compared layer is kept in float: nothing of this variant is quantized to look at."
-    total = sum(max(layer.added, 0.0) for layer in report.layers if layer.scale is not None)
-    share = sum(max(layer.added, 0.0) for layer in worst) / total if total > 0 else 0.0
-    names = ", ".join(f"{layer_name(layer.tensor)} ({layer.op})" for layer in worst)
-    return (f"The output of {report.variant} is off by {report.output_error:.1%} of its signal; the {len(worst)} "
-            f"layers adding the most, {names}, add {share:.0%} of all the error layers add.")
+    head = f"The output of {report.variant} is off by {percent(report.output_error)} of its signal (RMS)."
+    if worst:
+        names = ", ".join(f"{layer_name(layer.tensor)} ({layer.op}) {percent(layer.added, signed=True)}"
+                          for layer in worst)
+        together = sum(_shown(layer.added) for layer in worst)  # the sum of the values as shown
+        head += (f" The {len(worst)} layers adding the most: {names}, {together:.1f}% together." if len(worst) > 1
+                 else f" The layer adding the most: {names}.")
+    return f"{head}\n\n{_adds_up(report)}"
+
+
+def _shown(value: float) -> float:
+    """A relative error in points, exactly as `percent` shows it."""
+    return float(percent(value).rstrip("%"))
+
+
+def _adds_up(report: LayerReport) -> str:
+    """The ledger as an equation of shown values that adds up: what the layers on the path add, as the table and the
+    chart show each of them, and what others even out (which also takes the rounding of the shown values)."""
+    ledger = report.ledger()
+    start, output = _shown(ledger.start), _shown(ledger.output)
+    added = round(sum(_shown(layer.added) for layer in report.path() if layer.added > 0), 1)
+    removed = round(start + added - output, 1)
+    if removed < 0:  # rounding only: nothing is shown as evened out
+        removed, added = 0.0, round(output - start, 1)
+    where = "" if ledger.path == ledger.layers else \
+        f" (the {ledger.path} of {ledger.layers} layers it came through; where branches join, the worse one)"
+    terms = [f"{start:.1f}% in the input (its rounding)"] if start else []
+    terms.append(f"{added:.1f}% added by layers")
+    equation = " + ".join(terms) + (f" − {removed:.1f}% evened out by others (pooling, averaging, a softmax)"
+                                    if removed else "")
+    return f"How that adds up along the way to the output{where}: {equation} = {output:.1f}%."
 
 
 def search_section(result: CompareResult, settings: Settings) -> None:
     """The accuracy-budget search: its form, its steps as they come, the trail chart and the winner to add."""
     st.subheader("Search: the smallest variant within a budget", anchor=False)
-    st.caption("Starts from full int8; if it misses the budget, tries int16x8, then keeps in float, one at a time, the "
-               "layer adding the most error, until the budget holds or nothing helps. Each step builds and measures "
-               "a real variant (seconds each on a large model).")
+    st.caption("For the chosen target it tries every mode that runs there (integer-only: int8, then int16x8 with "
+               "int16 I/O; GPU: float16; CPU: every mode), and on a CPU keeps int8's layers in float one at a time, "
+               "the layer adding the most error first, until the budget holds or nothing helps. Each step builds and "
+               "measures a real variant (seconds each on a large model).")
     what = "accuracy" if result.labelled else "top-1 agreement"
+    target = TARGETS[st.radio("Runs on", list(TARGETS), horizontal=True, key="w.tune_target",
+                              format_func=lambda name: TARGETS[name].heading,
+                              help="The verdict's three targets: what the search may build depends on it.")]
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
     points = left.number_input(f"Budget: points of {what} below float32", 0.0, 50.0, 1.0, 0.5, key="w.tune_points")
     objective = Objective(middle.radio("Smallest", [o.value for o in Objective], horizontal=True,
@@ -73,7 +105,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
         budget = Floor(FloorKind.ACCURACY_DROP, points / 100) if result.labelled else \
             Floor(FloorKind.AGREEMENT, 1 - points / 100)
         steps: list[Step] = []
-        finished: list[bool] = []
+        finished: list[TuneResult] = []  # the search's result once it ends
         state.put(state.TUNE, (result.request_key, objective, steps, finished))  # a stopped search keeps its steps
         stop = right.empty()  # shown while the search runs
         stop.button("Stop", icon=":material/stop_circle:", key="w.tune_stop",
@@ -83,21 +115,29 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                 steps.append(step)
                 status.write(f"{len(steps)}. **{step.name}**: {_outcome(step)}")
             try:
-                engine.tune(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(), settings, budget,
-                            objective, on_progress=lambda p: status.update(label=p.message), on_step=on_step)
+                finished.append(engine.tune(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(),
+                                            settings, budget, objective, target=target,
+                                            on_progress=lambda p: status.update(label=p.message), on_step=on_step))
             except ENGINE_ERRORS as err:
                 show_error(err)
-            finished.append(True)
             stop.empty()
             status.update(label=f"Searched: {len(steps)} step{'s' * (len(steps) != 1)}", state="complete",
                           expanded=False)
     entry = state.get(state.TUNE)
     if entry is None or entry[0] != result.request_key or not entry[2]:
         return
-    _, objective, steps, finished = entry
-    if not finished:
-        st.info(f"The search was stopped after {len(steps)} step{'s' * (len(steps) != 1)}: the best so far.",
+    _show_search(result, settings, *entry[1:])
+
+
+def _show_search(result: CompareResult, settings: Settings, objective: Objective, steps: list[Step],
+                 finished: list[TuneResult]) -> None:
+    """The search's trail chart, its winner (with its speed against float32) and the button that adds it."""
+    done = finished[0] if finished else None
+    if done is None:
+        st.info(f"The search ended early, after {len(steps)} step{'s' * (len(steps) != 1)}: the best so far.",
                 icon=":material/stop_circle:")
+    else:
+        steps = list(done.steps)  # the winner timed at the end
     winner = best_step(steps, objective)
     st.plotly_chart(charts.tune_chart(steps, winner, objective), key="tune_chart")
     if winner is None:
@@ -107,14 +147,32 @@ def search_section(result: CompareResult, settings: Settings) -> None:
     if best.within_budget:
         st.success(f"Winner: **{best.name}** (step {winner + 1}), {_outcome(best)}.", icon=":material/check_circle:")
     else:
+        target = done.target if done is not None else TARGETS[st.session_state.get("w.tune_target", "cpu")]
         st.warning(f"No step met the budget; the most faithful is **{best.name}** (step {winner + 1}), "
-                   f"{_outcome(best)}.", icon=":material/warning:")
+                   f"{_outcome(best)}. {no_winner_advice(target)}", icon=":material/warning:")
+    reference = result.baseline.latency.median_ms if result.baseline and result.baseline.latency else None
+    slow = done.speed_note if done is not None else speed_note(best, reference)
+    if slow:
+        st.warning(slow, icon=":material/speed:")
+    _add_button(result, settings, best)
+
+
+def _add_button(result: CompareResult, settings: Settings, best: Step) -> None:
+    """Adds the winner beside the others when the Quantize settings describe its recipe; else says why not."""
     if best.name in {v.name for v in result.variants}:
         st.caption(f"{best.name} is already in the comparison.")
-    elif st.button(f"Add {best.name} beside the others", type="primary", icon=":material/add_circle:"):
-        recipe = best.recipe
-        wanted = settings.with_float_layers(recipe.mode, recipe.float_layers) if recipe.float_layers else \
-            replace(settings, modes=tuple(dict.fromkeys((*settings.modes, recipe.mode))))
+        return
+    recipe = best.recipe
+    wanted = settings.with_float_layers(recipe.mode, recipe.float_layers) if recipe.float_layers else \
+        replace(settings, modes=tuple(dict.fromkeys((*settings.modes, recipe.mode))))
+    tflite = result.model.format.value == "tflite"
+    built = {r.resolve(source_is_tflite=tflite) for r in wanted.recipes() if r.mode is recipe.mode}
+    if recipe.resolve(source_is_tflite=tflite) not in built:
+        st.caption(f"{best.name} as searched ({recipe.io or 'default'} input and output, {recipe.engine}) is not a "
+                   "variant the Quantize settings describe; `python -m quant_core tune -o OUT.tflite` writes it "
+                   "with its recipe.")
+        return
+    if st.button(f"Add {best.name} beside the others", type="primary", icon=":material/add_circle:"):
         accept_settings(wanted)
         run.start(wanted)
         st.switch_page("pages/compare.py")
