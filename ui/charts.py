@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 import statistics
 import textwrap
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import cast
 
 import numpy as np
@@ -15,7 +17,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
-from quant_core.layers import LayerReport, layer_name
+from quant_core.layers import LayerReport, layer_name, percent
 from quant_core.recipe import CalibrationSource
 from quant_core.tune import CalibrationSweep, Objective, Step
 from quant_core.ops import OpKind
@@ -76,19 +78,39 @@ def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     return fig
 
 
-# Direct labels are placed in pixels of a nominal plot area. Every label sits right of its point, so a wider
-# plot (points further apart, labels the same size) keeps them apart; the layout fixes the height.
+# Direct labels are laid out in pixels of a nominal plot area, PLOT_WIDTH wide: the narrowest the page gives the
+# chart. Both ends of each leader line are data coordinates, so a wider plot only stretches the layout sideways:
+# boxes that were apart stay apart, markers stay out from under them, leader lines stay uncrossed and get no nearer
+# any marker (the layout fixes the height).
 PLOT_WIDTH = 380  # px: the narrowest plot area labels are laid out for (half of a laptop-wide page)
 FIDELITY_HEIGHT = 440  # px: the whole figure
 MARGIN = {"l": 60, "r": 20, "t": 70, "b": 50}
 LABEL_FONT = 12
 LABEL_CHAR_PX = 7.2  # a generous average glyph width at LABEL_FONT: estimated boxes err on the wide side
 LABEL_HEIGHT = 18  # px: 12 px text and the box's padding
-LABEL_GAP = 10  # from a point's centre to its label's left edge
+LABEL_GAP = 10  # from a point's centre to its label's near edge
 MARKER_RADIUS = 6
+SHIFT_STEP = 10  # px between the spots tried for a label that does not fit beside its point
+MAX_SHIFT = 120  # px: the farthest a label's near edge moves sideways from beside its point
+MAX_ROWS = 16  # steps of SHIFT_STEP tried up and down
+# Markers that still overlap on a plot MAX_STRETCH PLOT_WIDTHs wide (a half page on a 1920 px screen) are one blob:
+# its leader lines may leave it over each other's markers.
+MAX_STRETCH = 2
+LEFT_COST = 15  # px of leader line worth keeping a label right of its point, where it is read first
+ASTRAY_COST = 60  # px of leader line worth keeping a label's leader end nearer its own point than any other
+# The layout is searched in stages, each with (spots per label, leader lines clear of markers, pairs of spots
+# compared at most): a label's nearest spots solve most layouts quickly; a blob of markers too tight for any line to
+# leave without passing one lets lines pass markers; an unsolved layout keeps each label's first free spot.
+_STAGES = ((80, True, 20_000), (None, True, 60_000), (None, False, 60_000))
+CRAMPED = 20  # a point with this few spots left is labelled next, before it loses them to its neighbours
 Y_TOP = 1.05  # the fidelity axis shows 0 to 100 %, with room for the labels of points at 100 %
+BAR_MARGIN = {"l": 110, "r": 20, "t": 50, "b": 40}  # room on the left for the variant names
+BAR_PLOT_WIDTH = PLOT_WIDTH + MARGIN["l"] - BAR_MARGIN["l"]  # px: a bar chart's plot area in the same width
+LATENCY_GAP = 4  # px from a whisker's end to its bar's label
 CLIP_FACTOR = 10  # a variant this many times slower than the typical one gets a cut bar on the latency chart
 _BLUE, _DARK, _GREY, _TEAL, _ORANGE = "#4C78A8", "#333333", "#9E9E9E", "#72B7B2", "#F58518"
+
+Pixel = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -106,50 +128,184 @@ class LabelBox:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 
 
+@dataclass(frozen=True)
+class Label:
+    """A direct label: its box and its leader line, from its point to the middle of the box's near side (px)."""
+
+    box: LabelBox
+    point: Pixel
+    tail: Pixel
+
+    @property
+    def right(self) -> bool:
+        """True when the label is right of its point (its box's left edge is the leader line's end)."""
+        return self.tail[0] > self.point[0]
+
+    @cached_property
+    def extent(self) -> LabelBox:
+        """The smallest box holding the label and its leader line."""
+        b, (px, py) = self.box, self.point
+        return LabelBox(b.name, min(b.x0, px), min(b.y0, py), max(b.x1, px), max(b.y1, py))
+
+
 def label_width(text: str) -> float:
     """Estimated width in pixels of a label at LABEL_FONT, padding included."""
     return len(text) * LABEL_CHAR_PX + 6
 
 
-def _axis_end(values: list[float], widths: list[float], *, gap: float) -> float:
-    """The axis end that leaves `width` px for a label `gap` px right of each value, on a PLOT_WIDTH plot."""
-    return max((v * PLOT_WIDTH / max(PLOT_WIDTH - gap - w, PLOT_WIDTH / 4) for v, w in zip(values, widths)),
+def _axis_end(values: list[float], widths: list[float], *, gap: float, plot_width: float = PLOT_WIDTH) -> float:
+    """The axis end that leaves `width` px for a label `gap` px right of each value, on a `plot_width` plot."""
+    return max((v * plot_width / max(plot_width - gap - w, plot_width / 4) for v, w in zip(values, widths)),
                default=1.0)
 
 
-def _offsets(count: int = 15):
-    """0, -1, 1, -2, 2, ...: label rows tried from the point's own row outwards, up first."""
-    yield 0
-    for k in range(1, count):
-        yield from (-k, k)
+def place_labels(points: list[tuple[str, float, float]], texts: list[str], *, plot_height: float) -> list[Label]:
+    """A label for each point (name, x px, y px): beside it when that spot is free, else the nearest free spot.
 
-
-def place_labels(points: list[tuple[str, float, float]], texts: list[str], *, plot_height: float) -> list[LabelBox]:
-    """A label box right of each point (name, x px, y px): its own row when free, else the nearest free row.
-
-    Points are labelled from the top down. A box may not overlap a placed box, leave the plot, or cover a
-    marker between its point and its right edge (a wider plot moves such a marker through the box's span).
+    Free: inside the plot, over no other label and no marker, and joined to its point by a leader line that
+    passes no other marker (markers overlapping its own aside) and crosses no other label or leader line. Points
+    are labelled from the top down, right to left along a row (so that lines fanning out of a cluster nest), a
+    cramped point first, each taking its nearest spot that leaves every other point one (`_STAGES`).
     """
-    placed: dict[int, LabelBox] = {}
-    for k in sorted(range(len(points)), key=lambda k: (points[k][2], points[k][1])):
-        name, px, py = points[k]
-        width = label_width(texts[k])
-        candidates = [LabelBox(name, px + LABEL_GAP, py + o * (LABEL_HEIGHT + 2) - LABEL_HEIGHT / 2,
-                               px + LABEL_GAP + width, py + o * (LABEL_HEIGHT + 2) + LABEL_HEIGHT / 2)
-                      for o in _offsets()]
-        others = [p for j, p in enumerate(points) if j != k]
-        placed[k] = next((b for b in candidates if _free(b, px, others, list(placed.values()), plot_height)),
-                         candidates[0])
-    return [placed[k] for k in range(len(points))]
+    return list(_placed(tuple(points), tuple(texts), plot_height))
 
 
-def _free(box: LabelBox, px: float, others: list[tuple[str, float, float]], placed: list[LabelBox],
-          plot_height: float) -> bool:
-    """True when a label box of the point at x `px` stays in the plot and covers no placed box and no marker."""
-    covers = any(px + MARKER_RADIUS / 2 < mx <= box.x1 + MARKER_RADIUS
-                 and box.y0 - MARKER_RADIUS < my < box.y1 + MARKER_RADIUS for _, mx, my in others)
-    inside = box.y0 >= -LABEL_HEIGHT / 2 and box.y1 <= plot_height
-    return inside and not covers and not any(box.overlaps(b) for b in placed)
+@lru_cache(maxsize=32)
+def _placed(points: tuple[tuple[str, float, float], ...], texts: tuple[str, ...],
+            plot_height: float) -> tuple[Label, ...]:
+    """`place_labels`, remembered: the page draws the same chart again on every rerun."""
+    markers = [(x, y) for _, x, y in points]
+    order = sorted(range(len(points)), key=lambda k: (points[k][2], -points[k][1]))
+    for limit, strict, budget in _STAGES:
+        options = {k: _spots(points[k], label_width(texts[k]), markers, plot_height, limit=limit, strict=strict)
+                   or [_beside(points[k], texts[k])] for k in order}
+        placed: dict[int, Label] = {}
+        if _search(options, placed, [budget]):
+            return tuple(placed[k] for k in range(len(points)))
+    placed = {}
+    for k in order:
+        placed[k] = next((s for s in options[k] if all(_apart(s, p) for p in placed.values())), options[k][0])
+    return tuple(placed[k] for k in range(len(points)))
+
+
+def _beside(point: tuple[str, float, float], text: str) -> Label:
+    """The label right of its point, on its row."""
+    name, px, py = point
+    x0 = px + LABEL_GAP
+    return Label(LabelBox(name, x0, py - LABEL_HEIGHT / 2, x0 + label_width(text), py + LABEL_HEIGHT / 2), (px, py),
+                 (x0, py))
+
+
+def _shifts() -> list[tuple[float, int, int, int]]:
+    """(cost, dx, dy, side) of every spot tried for a label, cheapest first, up before down, right before left."""
+    shifts = [(math.hypot(dx, dy) + LEFT_COST * (side < 0), dx, dy, side)
+              for dx in range(0, MAX_SHIFT + 1, SHIFT_STEP)
+              for dy in range(-MAX_ROWS * SHIFT_STEP, MAX_ROWS * SHIFT_STEP + 1, SHIFT_STEP) for side in (1, -1)]
+    return sorted(shifts, key=lambda s: s[0])
+
+
+_SHIFTS = _shifts()
+
+
+def _spots(point: tuple[str, float, float], width: float, markers: list[Pixel], plot_height: float, *,
+           limit: int | None, strict: bool) -> list[Label]:
+    """The first `limit` free spots for a label, cheapest first: inside the plot, over no marker, and (if `strict`)
+    with a leader line that passes no marker."""
+    name, px, py = point
+    others = [m for m in markers if m != (px, py)]
+    costed = []
+    for cost, dx, dy, side in _SHIFTS:
+        tail = (px + side * (LABEL_GAP + dx), py + dy)
+        x0 = tail[0] if side > 0 else tail[0] - width
+        if x0 >= -0.5 and x0 + width <= PLOT_WIDTH + 0.5 and 0 <= tail[1] <= plot_height - LABEL_HEIGHT / 2:
+            astray = any(math.dist(tail, m) < math.hypot(LABEL_GAP + dx, dy) for m in others)
+            costed.append((cost + ASTRAY_COST * astray, tail, x0))
+    costed.sort(key=lambda c: c[0])
+    labels = (Label(LabelBox(name, x0, tail[1] - LABEL_HEIGHT / 2, x0 + width, tail[1] + LABEL_HEIGHT / 2),
+                    (px, py), tail) for _, tail, x0 in costed)
+    return list(itertools.islice((label for label in labels if _clear(label, others, strict=strict)), limit))
+
+
+def _clear(label: Label, markers: list[Pixel], *, strict: bool = True) -> bool:
+    """True when none of `markers` is under the label, nor (if `strict`) under its leader line (`_passes`)."""
+    b, r = label.box, MARKER_RADIUS
+    near = label.extent  # a marker further than its radius beyond the line's ends is clear of it at any width
+    for mx, my in markers:
+        if b.x0 - r < mx < b.x1 + r and b.y0 - r < my < b.y1 + r:
+            return False
+        if strict and near.x0 - r - 1 < mx < near.x1 + r + 1 and near.y0 - r - 1 < my < near.y1 + r + 1 \
+                and _passes(label, (mx, my)):
+            return False
+    return True
+
+
+def _passes(label: Label, marker: Pixel) -> bool:
+    """True when the leader line runs over a marker that does not overlap its own, on this plot or a wider one.
+
+    Stretching moves the line no nearer any marker, so the test is made at the narrowest width at which the
+    marker stops overlapping the label's own, if that is at most MAX_STRETCH times PLOT_WIDTH.
+    """
+    (px, py), (mx, my) = label.point, marker
+    dx, dy, r = abs(mx - px), abs(my - py), MARKER_RADIUS
+    s = 1.0 if math.hypot(dx, dy) >= 2 * r else math.sqrt(4 * r * r - dy * dy) / dx if dx else math.inf
+    return s <= MAX_STRETCH and _distance((mx * s, my), (px * s, py), (label.tail[0] * s, label.tail[1])) <= r + 1
+
+
+def _apart(a: Label, b: Label) -> bool:
+    """True when two labels and their leader lines neither overlap nor cross."""
+    return not a.extent.overlaps(b.extent) or not (a.box.overlaps(b.box) or crosses(a.point, a.tail, b.point, b.tail)
+                or cuts(a.point, a.tail, b.box) or cuts(b.point, b.tail, a.box))
+
+
+def _search(spots: dict[int, list[Label]], placed: dict[int, Label], budget: list[int]) -> bool:
+    """Depth first: the next point (in `spots` order, a cramped one first) takes its first spot that leaves every
+    other point a spot apart from it, until all are placed or `budget` pairs of spots have been compared."""
+    if not spots:
+        return True
+    k = min(spots, key=lambda j: len(spots[j]) > CRAMPED)  # min keeps the first of equals
+    later = [j for j in spots if j != k]
+    for spot in spots[k]:
+        budget[0] -= sum(len(spots[j]) for j in later)
+        if budget[0] < 0:
+            return False
+        left = {j: [s for s in spots[j] if _apart(spot, s)] for j in later}
+        if all(left.values()):
+            placed[k] = spot
+            if _search(left, placed, budget):
+                return True
+            del placed[k]
+    return False
+
+
+def _turn(a: Pixel, b: Pixel, c: Pixel) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def crosses(a: Pixel, b: Pixel, c: Pixel, d: Pixel) -> bool:
+    """True when segments ab and cd cross (touching at an end, as two lines from one point do, is not crossing)."""
+    return _turn(c, d, a) * _turn(c, d, b) < 0 and _turn(a, b, c) * _turn(a, b, d) < 0
+
+
+def cuts(a: Pixel, b: Pixel, box: LabelBox) -> bool:
+    """True when segment ab runs through the inside of `box` (Liang-Barsky clipping)."""
+    t0, t1 = 0.0, 1.0
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    for p, q in ((-dx, a[0] - box.x0), (dx, box.x1 - a[0]), (-dy, a[1] - box.y0), (dy, box.y1 - a[1])):
+        if p == 0:
+            if q <= 0:
+                return False
+        elif p < 0:
+            t0 = max(t0, q / p)
+        else:
+            t1 = min(t1, q / p)
+    return t0 < t1
+
+
+def _distance(p: Pixel, a: Pixel, b: Pixel) -> float:
+    """Distance from p to the segment ab."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy or 1.0)))
+    return math.dist(p, (a[0] + t * dx, a[1] + t * dy))
 
 
 def _explained(column: Column, *, title: bool = False) -> str:
@@ -194,7 +350,8 @@ def _note(fig: go.Figure, text: str) -> go.Figure:
 def fidelity_chart(result: CompareResult) -> go.Figure:
     """File size against fidelity (accuracy with labels, else top-1 agreement with float32), both axes from 0.
 
-    One marker per built variant, named beside it (labels never overlap: `place_labels`); float32's value
+    One marker per built variant, named beside it or joined to it by a leader line that crosses no other
+    (`place_labels`); float32's value
     is a dashed reference line; variants with a warning are hollow and grey, and their label says so.
     """
     column = ACCURACY if result.labelled else AGREEMENT
@@ -212,7 +369,7 @@ def fidelity_chart(result: CompareResult) -> go.Figure:
     x_end = max(max(xs) * 1.08, _axis_end(xs, [label_width(t) for t in texts], gap=LABEL_GAP))
     plot_height = FIDELITY_HEIGHT - MARGIN["t"] - MARGIN["b"]
     pixels = [(v.name, x / x_end * PLOT_WIDTH, (1 - y / Y_TOP) * plot_height) for v, x, y in zip(vs, xs, ys)]
-    boxes = place_labels(pixels, texts, plot_height=plot_height)
+    labels = place_labels(pixels, texts, plot_height=plot_height)
     fig = go.Figure()
     if base is not None:
         y = float(cast(float, column.value(base)))
@@ -223,10 +380,11 @@ def fidelity_chart(result: CompareResult) -> go.Figure:
                     hovertemplate="%{hovertext}<extra></extra>",
                     marker={"size": 2 * MARKER_RADIUS, "color": colours, "line": {"color": colours, "width": 2},
                             "symbol": ["circle-open" if v.warning else "circle" for v in vs]})
-    for v, x, y, text, box, (_, _, py) in zip(vs, xs, ys, texts, boxes, pixels):
-        fig.add_annotation(x=x, y=y, text=text, xanchor="left", yanchor="middle", ax=LABEL_GAP,
-                           ay=(box.y0 + box.y1) / 2 - py, showarrow=True, arrowhead=0, arrowwidth=1,
-                           arrowcolor="#BBBBBB", standoff=MARKER_RADIUS, bgcolor="rgba(255, 255, 255, 0.85)",
+    for v, x, y, text, label in zip(vs, xs, ys, texts, labels):  # the leader line's far end in data coordinates
+        fig.add_annotation(x=x, y=y, text=text, xanchor="left" if label.right else "right", yanchor="middle",
+                           axref="x", ayref="y", ax=label.tail[0] / PLOT_WIDTH * x_end,
+                           ay=(1 - label.tail[1] / plot_height) * Y_TOP, showarrow=True, arrowhead=0, arrowwidth=1,
+                           arrowcolor=_GREY, standoff=MARKER_RADIUS, bgcolor="rgba(255, 255, 255, 0.85)",
                            font={"size": LABEL_FONT, "color": _GREY if v.warning else _DARK})
     return _layout(fig, title, height=FIDELITY_HEIGHT, margin=MARGIN,
                    xaxis={"title": f"file size ({unit})", "range": [0, x_end], "type": "linear"},
@@ -243,8 +401,9 @@ def _bars(names: list[str], values: list[float], texts: list[str], hover: list[s
 
 def _bar_layout(fig: go.Figure, title: str, unit: str, values: list[float], texts: list[str]) -> go.Figure:
     """A linear axis from 0 with room for the bar labels, variants top to bottom."""
-    x_end = max(max(values, default=1.0) * 1.05, _axis_end(values, [label_width(t) for t in texts], gap=4))
-    return _layout(fig, title, height=max(300, 110 + 30 * len(values)), margin={"l": 110, "r": 20, "t": 50, "b": 40},
+    x_end = max(max(values, default=1.0) * 1.05,
+                _axis_end(values, [label_width(t) for t in texts], gap=4, plot_width=BAR_PLOT_WIDTH))
+    return _layout(fig, title, height=max(300, 110 + 30 * len(values)), margin=BAR_MARGIN,
                    xaxis={"title": unit, "range": [0, x_end], "type": "linear"}, yaxis={"autorange": "reversed"})
 
 
@@ -296,9 +455,10 @@ def ms_text(ms: float) -> str:
 def latency_chart(result: CompareResult) -> go.Figure:
     """Median latency per variant, fastest on top, on a linear axis from 0; the whisker reaches the p90.
 
-    A variant more than CLIP_FACTOR times slower than the typical (median) variant would squash every
-    other bar: the axis stops at three times the slowest of the others and that bar is cut at the edge,
-    labelled with its real median ("264 ms →"), and the subtitle says so.
+    Each median is written just past its whisker's end, where no whisker strikes it through. A variant more
+    than CLIP_FACTOR times slower than the typical (median) variant would squash every other bar: the axis stops
+    at three times the slowest of the others and that bar is cut at the edge, labelled inside with its real
+    median ("264 ms →"), and the subtitle says so.
     """
     threads = result.environment.threads
     title = f"Latency per image (ms, {threads} thread{'s' * (threads > 1)}, this CPU)"
@@ -308,30 +468,33 @@ def latency_chart(result: CompareResult) -> go.Figure:
     typical = statistics.median(v.latency.median_ms for v in vs)
     cut = {v.name for v in vs if typical > 0 and v.latency.median_ms > CLIP_FACTOR * typical}
     kept = [v for v in vs if v.name not in cut]
-    if cut:
-        x_end = max(3 * max(v.latency.median_ms for v in kept), 1.1 * max(v.latency.p90_ms for v in kept))
-    else:
-        x_end = 1.15 * max(v.latency.p90_ms for v in vs)
+    texts = [ms_text(v.latency.median_ms) for v in kept]
+    p90 = [v.latency.p90_ms for v in kept]
+    room = _axis_end(p90, [label_width(t) for t in texts], gap=LATENCY_GAP, plot_width=BAR_PLOT_WIDTH)
+    x_end = max(3 * max(v.latency.median_ms for v in kept), 1.1 * max(p90), room) if cut else max(1.05 * max(p90), room)
     slow = [v for v in vs if v.name in cut]
-    fig = go.Figure(_latency_bars(kept, [v.latency.median_ms for v in kept],
-                                  [ms_text(v.latency.median_ms) for v in kept]))
-    fig.data[0].update(textposition="auto", error_x={
-        "type": "data", "symmetric": False, "color": _DARK, "arrayminus": [0] * len(kept),
-        "array": [v.latency.p90_ms - v.latency.median_ms for v in kept]})
+    fig = go.Figure(_latency_bars(kept, [v.latency.median_ms for v in kept], None))
+    fig.data[0].update(error_x={"type": "data", "symmetric": False, "color": _DARK, "width": 4,
+                                "arrayminus": [0] * len(kept),
+                                "array": [v.latency.p90_ms - v.latency.median_ms for v in kept]})
     note = "bar: median; whisker: p90"
     if slow:  # drawn to the axis edge, hatched, without a whisker
         fig.add_trace(_latency_bars(slow, [x_end] * len(slow), [ms_text(v.latency.median_ms) + " →" for v in slow]))
-        fig.data[1].update(textposition="inside", marker_pattern_shape="/")
-        note += "".join(f"; {v.name}'s bar is cut at the edge: {ms_text(v.latency.median_ms)}, "
+        fig.data[1].update(textposition="inside", insidetextanchor="end", marker_pattern_shape="/")
+        note += "".join(f"<br>{v.name}'s bar is cut at the edge: {ms_text(v.latency.median_ms)}, "
                         f"{v.latency.median_ms / typical:.0f}x the typical variant" for v in slow)
-    return _layout(fig, f"{title}<br><sup>{note}</sup>", margin={"l": 110, "r": 20, "t": 70, "b": 40},
-                   height=max(360, 120 + 30 * len(vs)), xaxis={"title": "ms", "range": [0, x_end], "type": "linear"},
+    fig.add_scatter(y=[v.name for v in kept], x=p90, text=texts, mode="markers+text", textposition="middle right",
+                    marker={"size": 2 * LATENCY_GAP, "opacity": 0}, name="median", cliponaxis=False,
+                    hoverinfo="skip", textfont={"size": LABEL_FONT, "color": _DARK})  # the marker: a gap
+    return _layout(fig, f"{title}<br><sup>{note}</sup>", margin=BAR_MARGIN | {"t": 70 + 24 * len(slow)},
+                   height=max(360, 120 + 30 * len(vs)) + 24 * len(slow),
+                   xaxis={"title": "ms", "range": [0, x_end], "type": "linear"},
                    yaxis={"autorange": "reversed"}, barmode="overlay")
 
 
-def _latency_bars(vs, x: list[float], text: list[str]) -> go.Bar:
-    """Horizontal latency bars with their labels and hover text (grey for variants with a warning)."""
-    return go.Bar(y=[v.name for v in vs], x=x, text=text, orientation="h", insidetextanchor="end",
+def _latency_bars(vs, x: list[float], text: list[str] | None) -> go.Bar:
+    """Horizontal latency bars with their hover text (grey for variants with a warning)."""
+    return go.Bar(y=[v.name for v in vs], x=x, text=text, orientation="h",
                   marker_color=[_GREY if v.warning else _ORANGE for v in vs],
                   hovertemplate="%{hovertext}<extra></extra>",
                   hovertext=[f"<b>{v.name}</b>: median {MEDIAN_MS.format_number(v.latency.median_ms)} ms, p90 "
@@ -465,16 +628,18 @@ def live_frame(partial: CompareResult | None, names: tuple[str, ...], *, current
 
 
 def layer_error_chart(report: LayerReport, chosen: set[str]) -> go.Figure:
-    """Added error per layer (bars, the chosen ones orange) and the accumulated error (line), in graph order."""
+    """Added error per layer (bars, the chosen ones orange; below zero: noise evened out) and the accumulated error
+    (line), in graph order; the numbers are the table's and the summary's (`layers.percent`)."""
     layers = report.layers
     xs = [layer.position for layer in layers]
-    hover = [f"#{layer.position} {layer.op} · {layer_name(layer.tensor)}<br>adds {layer.added:.2%}, accumulated "
-             f"{layer.relative_error:.2%}<br>" + (f"{layer.rmse_steps:.2f} quantization steps RMS, "
-                                                 if layer.rmse_steps is not None else "kept in float, ")
+    hover = [f"#{layer.position} {layer.op} · {layer_name(layer.tensor)}<br>adds {percent(layer.added, signed=True)}, "
+             f"accumulated {percent(layer.relative_error)}<br>"
+             + (f"{layer.rmse_steps:.2f} quantization steps RMS, " if layer.rmse_steps is not None
+                else "kept in float, ")
              + f"max |error| {layer.max_abs_error:.3g}" for layer in layers]
     colours = [_ORANGE if layer.tensor in chosen else _GREY if layer.scale is None else _BLUE for layer in layers]
     fig = go.Figure()
-    fig.add_bar(x=xs, y=[max(layer.added, 0.0) * 100 for layer in layers], marker_color=colours, name="added",
+    fig.add_bar(x=xs, y=[layer.added * 100 for layer in layers], marker_color=colours, name="added",
                 hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
     fig.add_scatter(x=xs, y=[layer.relative_error * 100 for layer in layers], mode="lines", name="accumulated",
                     line={"color": _DARK, "width": 1.5}, hoverinfo="skip")
