@@ -9,8 +9,7 @@ from quant_core.errors import report_internal
 from ui import charts, logs, published, resume, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
-from ui.settings import Settings
-from ui.share import RUN_PARAM, override_from_query
+from ui.share import RUN_PARAM, override_from_query, settings_from_query
 from ui.widgets import show_error, sidebar_status
 
 st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
@@ -30,7 +29,7 @@ def apply_query_params() -> bool:
     if params.get("sample") not in {s.name for s in samples()} or state.get(state.RESULT) is not None:
         return False  # not a sample link (a reload's ?r= brought its own result and options back)
     try:
-        settings, override = Settings.from_query(params), override_from_query(params)
+        settings, override = settings_from_query(params), override_from_query(params)
     except (QuantError, ValueError) as err:
         st.toast(f"Ignored the link's settings: {err}")
         return False

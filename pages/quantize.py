@@ -9,7 +9,7 @@ import streamlit as st
 from quant_core import MODE_INFO, CalibrationSource, Mode
 from ui import run, state
 from ui.settings import Settings
-from ui.widgets import accept_settings, current_inputs, option_controls
+from ui.widgets import accept_settings, current_inputs, float_layer_toggles, option_controls, will_build
 
 st.title("Quantize")
 st.caption(f"Working on {current_inputs().title}.")
@@ -23,6 +23,9 @@ for mode in Mode:
                    disabled=mode is Mode.FLOAT32):
         chosen.append(mode)
     st.caption(f"`{mode.value}` · {info.help}")
+if settings.float_layers:
+    st.caption("Added on **Layers**: a calibrated mode with some layers kept in float.")
+settings = float_layer_toggles(settings, prefix="w")
 
 st.subheader("Options")
 c1, c2 = st.columns(2)
@@ -41,7 +44,7 @@ new = replace(options, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode
 accept_settings(new)
 
 st.divider()
-st.caption("Will build: " + ", ".join(MODE_INFO[m].title for m in new.modes))
+st.caption("Will build: " + will_build(new))
 if st.button("Run", type="primary", icon=":material/play_arrow:", key="w.run"):
     run.start(new)
     st.switch_page("pages/compare.py")  # rows appear there as they are measured

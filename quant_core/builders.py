@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +96,90 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
     """Builds one variant from a resolved recipe.
 
     Raises:
+        InputError: the recipe keeps in float layers this model does not have (`check_float_layers`).
         ConversionError: the engine refused or failed on this model.
     """
+    if recipe.float_layers:
+        check_float_layers([recipe], graph_layers(source.float_tflite))
     return _REGISTRY[(recipe.mode, recipe.engine)](source, recipe, calibration, calibration_digest, calibrated)
+
+
+def graph_layers(float_model: bytes) -> tuple[str, ...]:
+    """The output tensor names of every op of a float .tflite, in execution order: the names `float_layers` takes.
+
+    Both engines find a float layer by these names (the TF converter's `denylisted_nodes`,
+    the LiteRT Quantizer's op scope) and both ignore a name they do not find, so a recipe is
+    checked against them before it is built (`check_float_layers`).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=import-outside-toplevel
+
+    with _engine(Backend.LITERT_QUANTIZER):  # a model the interpreter cannot read: one line, not a traceback
+        interp = Interpreter(model_content=bytes(float_model),
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+        ops = interp._get_ops_details()  # pylint: disable=protected-access
+    return tuple(dict.fromkeys(names[i] for op in ops for i in op["outputs"] if i in names))
+
+
+def check_float_layers(recipes: Sequence[Recipe], layers: Sequence[str]) -> None:
+    """Refuses recipes that keep in float layers not among `layers` (the model's `graph_layers`), in one line.
+
+    An engine given a name its model does not have builds the mode without it, byte for
+    byte: the variant would look like a float-layer variant and be plain int8.
+
+    Raises:
+        InputError: naming the first missing layers.
+    """
+    known = set(layers)
+    for recipe in recipes:
+        missing = [name for name in recipe.float_layers if name not in known]
+        if missing:
+            n = len(recipe.float_layers)
+            which = ("the layer it keeps in float is" if n == 1 else f"the {n} layers it keeps in float are"
+                     if len(missing) == n else f"{len(missing)} of the {n} layers it keeps in float are")
+            raise InputError(f"{recipe.name}: {which} not in this model ({_few([m.split(';')[0] for m in missing])}); "
+                             "they were chosen on another model: choose them again on this one")
+
+
+def match_layers(wanted: Sequence[str], layers: Sequence[str]) -> tuple[str, ...]:
+    """The model's layers (`graph_layers`) meant by names a person typed: an exact tensor name, or a Keras layer name.
+
+    A Keras layer name ('conv_b', as the Layers page lists it) means every op whose output
+    tensor name has a part from that layer ('outlier_1/conv_b_1/Relu;outlier_1/conv_b_1/BiasAdd'
+    for conv_b): the layer may have become several ops, or been fused with its neighbours.
+
+    Raises:
+        InputError: a name that matches no layer, with the model's layer names to choose from.
+    """
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for name in (n.strip() for n in wanted):
+        found = [name] if name in layers else [t for t in layers if name in _keras_names(t) or name in t.split(";")]
+        chosen += found
+        if not found and name:
+            unknown.append(name)
+    if unknown:
+        readable = list(dict.fromkeys(_keras_name(t.split(";")[0]) for t in layers))
+        raise InputError(f"no layer named {_few(unknown)} in this model; its layers include {_few(readable, 8)} "
+                         "(a Keras layer name, or a tensor name from a recipe's float_layers)")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _keras_names(tensor: str) -> set[str]:
+    """The Keras layer names in a tensor name: 'model_1/conv_b_1/Relu;model_1/conv_b_1/BiasAdd' -> {'conv_b'}."""
+    return {_keras_name(part) for part in tensor.split(";")}
+
+
+def _keras_name(part: str) -> str:
+    """The Keras layer of one op name: 'model_1/conv_b_1/Relu' -> 'conv_b' (Keras 3's '_1' suffix dropped)."""
+    steps = part.split("/")
+    return re.sub(r"_\d+$", "", steps[1] if len(steps) >= 2 else steps[0])
+
+
+def _few(names: Sequence[str], n: int = 3) -> str:
+    """The first n names, then how many more."""
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 @contextmanager

@@ -17,17 +17,19 @@ import tempfile
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from quant_core import _quiet
+from quant_core.builders import graph_layers, match_layers
 from quant_core.errors import Cancelled, InputError, QuantError, first_line
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
 from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                    parse_numbers)
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
 from quant_core.results import CompareResult
-from quant_core.summary import ACCURACY, TOP5_ACCURACY, Unit, summarize
+from quant_core.summary import ACCURACY, TOP5_ACCURACY, Unit, failure_lines, summarize
 from quant_core.verdict import Floor, FloorKind, Verdict, decide
 
 
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     floor.add_argument("--max-accuracy-drop", type=float, default=None,
                        help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (needs labels)")
     _add_recipe_options(cmp)
+    _add_float_layer_options(cmp, compare=True)
     _add_preprocessing_options(cmp)
 
     qnt = sub.add_parser("quantize", help="build one variant and write it")
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     qnt.add_argument("--images", nargs="+", default=[], help="calibration (and check) images")
     qnt.add_argument("-o", "--output", required=True, help="OUT.tflite (its recipe JSON is written beside)")
     _add_recipe_options(qnt)
+    _add_float_layer_options(qnt, compare=False)
     _add_preprocessing_options(qnt)
 
     tun = sub.add_parser("tune", help="search the smallest (or fastest) variant within a fidelity budget")
@@ -90,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 1.0)")
     tun.add_argument("--objective", choices=["size", "latency"], default="size",
                      help="what to minimize within the budget (default size; latency measures every step)")
+    tun.add_argument("--target", choices=["cpu", "gpu", "integer-only"], default="cpu",
+                     help="where the winner will run, as in the verdict (default cpu): cpu searches every mode and "
+                          "int8 with layers kept in float; gpu float16; integer-only int8 and int16x8 whose ops are "
+                          "all integer")
+    tun.add_argument("--no-latency", action="store_true",
+                     help="time nothing (the winner is then not checked against float32's speed)")
     tun.add_argument("--max-steps", type=int, default=12, help="at most this many recipes are built (default 12)")
     tun.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     tun.add_argument("--json", dest="report_json", help="write the search (every step and the winner) as JSON here")
@@ -113,6 +123,17 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="cache folder (default $QUANT_CACHE_DIR or ~/.cache/quant-workbench)")
 
 
+def _add_float_layer_options(p: argparse.ArgumentParser, *, compare: bool) -> None:
+    what = ("adds the variant MODE+Nfloat beside --modes (MODE: --float-layers-mode)" if compare else
+            "with a calibrated --mode: int8, int8_float_io or int16x8")
+    p.add_argument("--float-layers", action="append", metavar="NAME[,NAME...]",
+                   help="keep these layers in float, the rest quantized: Keras layer names (as the app's Layers page "
+                        f"lists them) or tensor names (a recipe JSON's float_layers); {what}")
+    if compare:
+        p.add_argument("--float-layers-mode", metavar="MODE",
+                       help="the calibrated mode --float-layers applies to (default int8; int8_float_io, int16x8)")
+
+
 def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
     presets = "; ".join(f"{n.value}: {n.description}" for n in Preset)
     p.add_argument("--normalization", "--value-range", dest="normalization", choices=[n.value for n in Preset],
@@ -130,6 +151,33 @@ def _recipes(modes: Sequence[Mode], args: argparse.Namespace) -> tuple[Recipe, .
                            calibration_count=args.calibration_count,
                            calibration_source=CalibrationSource(args.calibration_source),
                            per_channel=not args.per_tensor, int8_io=IOType(args.int8_io) if args.int8_io else None)
+
+
+def _float_layer_recipe(args: argparse.Namespace, mode: Mode) -> Recipe | None:
+    """`mode` with --float-layers kept in float, each name matched in the model's graph; None without the option.
+
+    Raises:
+        InputError: a mode that quantizes no activations, or a name that is no layer of this model.
+    """
+    if not args.float_layers:
+        if getattr(args, "float_layers_mode", None):
+            raise InputError("--float-layers-mode says which mode --float-layers applies to: give --float-layers too")
+        return None
+    wanted = tuple(name.strip() for value in args.float_layers for name in value.split(",") if name.strip())
+    if not wanted:
+        raise InputError("--float-layers needs at least one layer name")
+    recipe = replace(_recipes([mode], args)[0], float_layers=wanted)  # a mode without activations fails here, early
+    return replace(recipe, float_layers=match_layers(wanted, _model_layers(args)))
+
+
+def _model_layers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The layers of the model's float graph (its float .tflite comes from the cache when converted before)."""
+    from quant_core.compare import float_tflite  # pylint: disable=import-outside-toplevel
+    from quant_core.models import load_model  # pylint: disable=import-outside-toplevel
+
+    if not Path(args.model).exists():
+        raise InputError(f"{args.model}: no such file or folder")
+    return graph_layers(float_tflite(load_model(args.model), _cache(args)))
 
 
 def _override(args: argparse.Namespace) -> PreprocessingOverride:
@@ -163,7 +211,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
 
     floor = _floor(args)
-    options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args),
+    kept = _float_layer_recipe(args, parse_mode(args.float_layers_mode or Mode.INT8.value))
+    options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args) + ((kept,) if kept else ()),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
     cache = _cache(args)
@@ -297,6 +346,8 @@ def format_table(result: CompareResult) -> str:
         padded = [text.ljust(w) if c.unit is Unit.TEXT else text.rjust(w)
                   for text, w, c in zip(row, widths, table.columns)]
         lines.append("  ".join(padded).rstrip())
+    if failures := failure_lines(result):  # whole reasons beneath the table: a column of them would stretch every row
+        lines += ["", *failures]
     return "\n".join(lines) + "\n"
 
 
@@ -311,7 +362,8 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.quantize import quantize_file  # pylint: disable=import-outside-toplevel
 
     mode = parse_mode(args.mode)
-    summary = quantize_file(args.model, _recipes([mode], args)[0], images=tuple(args.images), output=Path(args.output),
+    recipe = _float_layer_recipe(args, mode) or _recipes([mode], args)[0]
+    summary = quantize_file(args.model, recipe, images=tuple(args.images), output=Path(args.output),
                             preprocessing=_override(args), cache=_cache(args))
     out.write(summary + "\n")
     return 0
@@ -322,16 +374,18 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
     from quant_core.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.results import write_files  # pylint: disable=import-outside-toplevel
-    from quant_core.tune import Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
+    from quant_core.tune import TARGETS, Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
     from quant_core.dataset_compare import DatasetScorer, describe, open_sampled  # pylint: disable=import-outside-toplevel
 
     if not 0.0 <= args.max_drop <= 100.0:
         raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
     if args.output and not args.output.endswith(".tflite"):
         raise InputError(f"{args.output}: the output file must end in .tflite")
-    objective = Objective(args.objective)
+    objective, target = Objective(args.objective), TARGETS[args.target]
+    if objective is Objective.LATENCY and args.no_latency:
+        raise InputError("the latency objective measures latency: drop --no-latency")
     options = CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
-                             preprocessing=_override(args), measure_latency=objective is Objective.LATENCY)
+                             preprocessing=_override(args), measure_latency=not args.no_latency)
     class_names = read_labels_file(args.labels) if args.labels else None
     dataset = _whole_set(args)
     executor, scorer = None, None
@@ -350,10 +404,12 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     steps: list[Step] = []
     start = time.perf_counter()
     try:
-        result = tune(bench, budget, objective=objective, base=options.recipes[-1], max_steps=args.max_steps,
-                      on_progress=lambda p: progress.info("%s", p.message), on_step=steps.append, scorer=scorer)
+        result = tune(bench, budget, objective=objective, target=target, base=options.recipes[-1],
+                      max_steps=args.max_steps, on_progress=lambda p: progress.info("%s", p.message),
+                      on_step=steps.append, scorer=scorer)
     except (KeyboardInterrupt, Cancelled):  # Ctrl-C: the steps measured so far, their best, and exit 130
-        result = TuneResult.of(budget, objective, steps, cancelled=True, seconds=time.perf_counter() - start)
+        result = TuneResult.of(budget, objective, steps, target=target, cancelled=True,
+                               seconds=time.perf_counter() - start)
     finally:
         if executor is not None:
             executor.close()
@@ -377,8 +433,11 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def format_tune(result) -> str:
-    """The search's trail, one line per step, and its winner."""
-    lines = [f"budget: {result.budget.label}; objective: smallest {result.objective.value}", ""]
+    """The search's trail, one line per step, and its winner (said when it runs far slower than float32)."""
+    from quant_core.tune import no_winner_advice, target_name  # pylint: disable=import-outside-toplevel
+
+    lines = [f"budget: {result.budget.label}; objective: smallest {result.objective.value}; "
+             f"target: {target_name(result.target)} ({result.target.heading})", ""]
     for k, step in enumerate(result.steps, 1):
         v = step.variant
         if not v.ok:
@@ -398,7 +457,9 @@ def format_tune(result) -> str:
         lines.append(f"Winner: {best.name} (step {result.winner + 1}), within the budget.")
     else:
         lines.append(f"No recipe met the budget{' (cancelled)' if result.cancelled else ''}; the most faithful: "
-                     f"{best.name} (step {result.winner + 1}).")
+                     f"{best.name} (step {result.winner + 1}). {no_winner_advice(result.target)}")
+    if result.speed_note:
+        lines.append(f"Note: {result.speed_note}")
     return "\n".join(lines) + "\n"
 
 

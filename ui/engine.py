@@ -16,6 +16,7 @@ import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, InternalError, KeptModels, Mode,
                         ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
+from quant_core import builders
 from quant_core.cache import cache_key
 from quant_core.errors import report_internal
 from quant_core.env import engine_versions
@@ -26,7 +27,7 @@ from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
 from quant_core.images import SkippedFile
 from quant_core.layers import LayerReport
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
-from quant_core.verdict import Floor
+from quant_core.verdict import Floor, Target
 from quant_core.worker import Limits
 from ui.inputs import Inputs
 from ui.settings import Settings
@@ -162,6 +163,32 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
     threading.Thread(target=work, name="prepare", daemon=True).start()
 
 
+def graph_layers(inputs: Inputs) -> tuple[str, ...]:
+    """The layers of the inputs' float model, in graph order (what float layers name; cached for the server).
+
+    The float model is the float32 variant of the baseline comparison: stored by `ui.prewarm`
+    for the bundled samples, else measured now by the inputs' warm engine.
+
+    Raises:
+        QuantError: the model cannot be converted to float.
+    """
+    return _graph_layers(inputs, inputs.digest)
+
+
+@st.cache_data(show_spinner="Reading the model's layers…", max_entries=16)
+def _graph_layers(_inputs: Inputs, key: str) -> tuple[str, ...]:
+    override = PreprocessingOverride()  # the float model is the same whatever the preprocessing
+    cache = artifact_cache()
+    found = cached_result(baseline_request(_inputs, override), cache)
+    if not isinstance(found, CompareResult):
+        found = CompareResult.from_dict(engine_pool().run(engine_key(_inputs, override), "compare",
+                                                          baseline_payload(_inputs, override, cache)))
+    float32 = found.variants[0]
+    if not float32.ok or float32.tflite_sha256 is None:
+        raise QuantError(f"the model's float conversion failed: {float32.error}")
+    return builders.graph_layers(cache.model_bytes(float32.tflite_sha256))
+
+
 def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: Settings) -> CompareRequest:
     """The comparison of these inputs with these settings (raises InputError for settings that cannot be built)."""
     return CompareRequest(
@@ -218,7 +245,8 @@ def _layer_report(_inputs: Inputs, key: str, override: PreprocessingOverride, se
 
 
 def tune(inputs: Inputs, override: PreprocessingOverride, settings: Settings, budget: Floor, objective: Objective, *,
-         on_progress: Callable[[Progress], None], on_step: Callable[[Step], None]) -> TuneResult:
+         target: Target = Target.CPU, on_progress: Callable[[Progress], None],
+         on_step: Callable[[Step], None]) -> TuneResult:
     """The accuracy-budget search from the settings' int8, run by the inputs' warm engine; steps come as measured."""
     base = replace(settings, modes=(Mode.INT8,), float_layers=()).recipes()[0]
 
@@ -231,7 +259,7 @@ def tune(inputs: Inputs, override: PreprocessingOverride, settings: Settings, bu
     answer = engine_pool().run(engine_key(inputs, override), "tune", {
         "request": to_jsonable(compare_request(inputs, override, settings)), "cache_dir": str(artifact_cache().root),
         "work_dir": str(inputs.folder) if inputs.folder else None, "budget": to_jsonable(budget),
-        "objective": objective.value, "base": base.to_dict()}, on_progress=relay)
+        "objective": objective.value, "target": target.value, "base": base.to_dict()}, on_progress=relay)
     return from_jsonable(TuneResult, answer)
 
 

@@ -33,8 +33,8 @@ def save(result: CompareResult, settings: Settings, inputs: Inputs, override: Pr
 
     A store that cannot take it (full, unwritable) costs only the reload-safety: logged, not shown.
     """
-    context = {"sample": inputs.sample, "query": dict(parse_qsl(share_query(inputs.sample or "", settings,
-                                                                            override)[1:]))}
+    context = {"sample": inputs.sample, "query": dict(parse_qsl(share_query(inputs.sample or "", settings, override,
+                                                                            by_place=False)[1:]))}
     thumbs = published.png_thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     files = {thumbnail_name(k): thumbs[image.file] for k, image in enumerate(result.images) if image.file in thumbs}
     files[_CONTEXT] = json.dumps(context).encode()

@@ -26,7 +26,7 @@ from quant_core.errors import Cancelled, InternalError, QuantError, report_inter
 from ui import charts, engine, resume, sessions, state
 from ui.inputs import Inputs
 from ui.settings import Settings
-from ui.widgets import ENGINE_ERRORS, current_inputs, show_error
+from ui.widgets import ENGINE_ERRORS, current_inputs, refresh_sidebar, show_error
 
 ABANDON_S = float(os.environ.get("QW_ABANDON_S", "30"))  # a session gone this long no longer wants its run
 _REDRAW_S = 0.2
@@ -59,6 +59,11 @@ class Run:
     def measured(self) -> int:
         """How many variants have their numbers (latency may still be coming)."""
         return len(self.partial.variants) if self.partial is not None else 0
+
+    @property
+    def tally(self) -> str:
+        """How far it is, in the words of every place that shows it (the progress bar, the sidebar)."""
+        return f"{self.measured} of {len(self.names)} variants measured"
 
     def update(self, progress: Progress) -> None:
         """The engine's report (called in the run's thread); stops the run when its session is gone."""
@@ -152,6 +157,7 @@ def reset() -> None:
         working.cancel.set()
     state.put(state.RUN, None)
     state.put(state.RESULT, None)
+    state.put(state.RESULT_SETTINGS, None)
     state.put(state.RESTORED, None)
 
 
@@ -189,8 +195,8 @@ def follow(run: Run, *, table: bool = True) -> None:
             seen = run.version
             p = run.progress
             bar.progress(min(max(p.fraction, 0.0), 1.0),
-                         text=f"{p.message} · {run.measured} of {len(run.names)} variants measured · "
-                              f"{time.monotonic() - run.started:.0f} s")
+                         text=f"{p.message} · {run.tally} · {time.monotonic() - run.started:.0f} s")
+            refresh_sidebar()  # drawn before the page: it would say how far the run was when the page began
             if table:
                 rows.table(charts.live_frame(run.partial, run.names, current=p.variant,
                                              timing=True).set_index("variant"))

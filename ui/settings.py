@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from quant_core import Backend, CalibrationSource, IOType, Mode, Recipe
@@ -40,10 +41,24 @@ class Settings:
         entry = (mode, tuple(sorted(set(names))))
         return self if entry in self.float_layers else replace(self, float_layers=(*self.float_layers, entry))
 
-    def to_query(self) -> dict[str, str]:
-        """Query parameters for the settings that differ from the defaults."""
+    def without_float_layers(self) -> Settings:
+        """These settings for another model: the float-layer variants name this model's layers, so they end here."""
+        return replace(self, float_layers=()) if self.float_layers else self
+
+    def to_query(self, *, layers: Sequence[str] | None = None) -> dict[str, str]:
+        """Query parameters for the settings that differ from the defaults.
+
+        With `layers` (the model's `quant_core.builders.graph_layers`), float layers go by their
+        place in the graph (`fl`: a few characters a layer, where their names take hundreds);
+        without it, or for a name not among them, by name (`keep`: JSON).
+        """
         default = Settings().to_all()
-        return {k: v for k, v in self.to_all().items() if v != default[k]}
+        params = {k: v for k, v in self.to_all().items() if v != default[k]}
+        if self.float_layers and layers is not None and all(n in layers for _, names in self.float_layers
+                                                           for n in names):
+            del params["keep"]
+            params[FLOAT_LAYERS_PARAM] = _by_place(self.float_layers, layers)
+        return params
 
     def to_all(self) -> dict[str, str]:
         """All settings as query parameters."""
@@ -57,8 +72,13 @@ class Settings:
         }
 
     @classmethod
-    def from_query(cls, params: Mapping[str, str]) -> Settings:
-        """Settings from query parameters; unknown or invalid values raise InputError."""
+    def from_query(cls, params: Mapping[str, str], *, layers: Callable[[], Sequence[str]] | None = None) -> Settings:
+        """Settings from query parameters; unknown or invalid values raise InputError.
+
+        `layers` gives the model's graph layers (`quant_core.builders.graph_layers`), asked
+        for only when the link keeps layers in float: `fl` is read against them, and `keep`
+        (names; older links) is checked against them.
+        """
         s = cls()
         try:
             if "modes" in params:
@@ -79,10 +99,63 @@ class Settings:
                 s = replace(s, threads=int(params["threads"]))
             if params.get("keep"):
                 s = replace(s, float_layers=_float_layers(params["keep"]))
+            if params.get(FLOAT_LAYERS_PARAM) or s.float_layers:
+                s = _with_graph_layers(s, params.get(FLOAT_LAYERS_PARAM, ""), layers)
         except (ValueError, TypeError) as err:
             raise InputError(f"the link's settings are not valid ({err})") from None
         s.recipes()  # validates
         return s
+
+
+FLOAT_LAYERS_PARAM = "fl"  # float layers by place: "<graph digest>~<mode>-<i>.<j>~<mode>-<k>" (URL-safe as is)
+_DIGEST_CHARS = 8  # of the graph's layer names' sha256: a link made on another graph is refused, not misread
+
+
+def _graph_digest(layers: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(layers).encode()).hexdigest()[:_DIGEST_CHARS]
+
+
+def _by_place(entries: tuple[tuple[Mode, tuple[str, ...]], ...], layers: Sequence[str]) -> str:
+    """The `fl` parameter: each entry's layers as their places in `layers`, after the digest of `layers`."""
+    place = {name: k for k, name in enumerate(layers)}
+    return "~".join([_graph_digest(layers), *(f"{mode.value}-" + ".".join(str(place[n]) for n in sorted(
+        names, key=place.__getitem__)) for mode, names in entries)])
+
+
+def _with_graph_layers(s: Settings, text: str, layers: Callable[[], Sequence[str]] | None) -> Settings:
+    """`s` plus the entries of an `fl` parameter, with every float layer checked against the model's graph.
+
+    Raises:
+        InputError: no graph to read the link against, one other than the link's, or a layer not in it.
+    """
+    if layers is None:
+        if text:
+            raise InputError("the link keeps layers in float by their place in a bundled sample's model, and names "
+                             "no sample")
+        return s  # names (`keep`): a build refuses the ones its model has not
+    graph = tuple(layers())
+    entries = list(s.float_layers)
+    if text:
+        digest, *parts = text.split("~")
+        if digest != _graph_digest(graph):
+            raise InputError("the link's float layers were chosen on another build of this model (its layers "
+                             "differ): choose them again on Layers")
+        for part in parts:
+            mode, _, places = part.partition("-")
+            entries.append((parse_choice(Mode, mode, "mode"), tuple(_layer_at(graph, k) for k in places.split("."))))
+    known = set(graph)
+    missing = [n for _, names in entries for n in names if n not in known]
+    if missing:
+        raise InputError(f"the link keeps in float {len(missing)} layer(s) this model does not have "
+                         f"({', '.join(n.split(';')[0] for n in missing[:3])}): choose them again on Layers")
+    return replace(s, float_layers=tuple((mode, tuple(sorted(set(names)))) for mode, names in entries))
+
+
+def _layer_at(graph: tuple[str, ...], place: str) -> str:
+    """The layer at a place given in a link (raises ValueError for anything but a place in the graph)."""
+    if not place.isdigit() or int(place) >= len(graph):
+        raise ValueError(f"float layer {place!r} is not a place in this model's {len(graph)} layers")
+    return graph[int(place)]
 
 
 def _float_layers(text: str) -> tuple[tuple[Mode, tuple[str, ...]], ...]:

@@ -13,6 +13,8 @@ from quant_core import (CompareResult, ModelStore, Normalization, PreprocessingO
 from quant_core.errors import InputError
 from quant_core.preprocess import parse_numbers
 from quant_core.verdict import Floor
+from ui import engine
+from ui.inputs import sample_inputs, samples
 from ui.settings import Settings
 
 
@@ -41,9 +43,15 @@ def report_csv(result: CompareResult) -> str:
 RUN_PARAM = "run"  # "1": the link opens on Compare with the results (run, or answered from the cache)
 
 
-def share_query(sample: str, settings: Settings, override: PreprocessingOverride) -> str:
-    """Query string that reopens the app on a bundled sample with the same options."""
-    params = {"sample": sample, **settings.to_query(), RUN_PARAM: "1"}
+def share_query(sample: str, settings: Settings, override: PreprocessingOverride, *, by_place: bool = True) -> str:
+    """Query string that reopens the app on a bundled sample with the same options.
+
+    Float layers go by their place in the sample's model (`Settings.to_query`): a few
+    characters each, where their tensor names take hundreds. With `by_place` False (a
+    record kept on the server, not a link) they go by name.
+    """
+    layers = sample_layers(sample) if settings.float_layers and by_place else None
+    params = {"sample": sample, **settings.to_query(layers=layers), RUN_PARAM: "1"}
     norm = override.normalization
     if norm is not None:
         params["norm"] = norm.preset.value
@@ -51,6 +59,21 @@ def share_query(sample: str, settings: Settings, override: PreprocessingOverride
             params["mean"] = ",".join(repr(v) for v in norm.mean)
             params["std"] = ",".join(repr(v) for v in norm.std)
     return "?" + urlencode(params)
+
+
+def sample_layers(sample: str | None) -> tuple[str, ...] | None:
+    """The graph layers of a bundled sample's model (`ui.engine.graph_layers`); None for anything else."""
+    return engine.graph_layers(sample_inputs(sample)) if sample in {s.name for s in samples()} else None
+
+
+def settings_from_query(params: Mapping[str, str]) -> Settings:
+    """The settings a link carries, its float layers read against its bundled sample's model (`Settings.from_query`).
+
+    Raises:
+        QuantError: invalid settings, or float layers that are not in the sample's model.
+    """
+    sample = params.get("sample")
+    return Settings.from_query(params, layers=(lambda: sample_layers(sample) or ()) if sample else None)
 
 
 def override_from_query(params: Mapping[str, str]) -> PreprocessingOverride | None:

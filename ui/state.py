@@ -77,10 +77,26 @@ def upload_folder() -> Iterator[Path]:
 def use_inputs(inputs: Inputs) -> None:
     """Makes `inputs` the session's, with the inferred preprocessing; the previous upload's folder is removed.
 
-    Callers forget the result of the previous inputs (`ui.run.reset`).
+    What named the previous model's layers ends with it (`forget_model_choices`). Callers
+    forget the result of the previous inputs (`ui.run.reset`).
     """
     previous = get(INPUTS)
     put(INPUTS, inputs)
     put(OVERRIDE, PreprocessingOverride())
+    if previous is None or previous.digest != inputs.digest:
+        forget_model_choices()
     if previous is not None and previous.folder is not None and previous.folder != inputs.folder:
         shutil.rmtree(previous.folder, ignore_errors=True)
+
+
+def forget_model_choices() -> None:
+    """Drops the choices tied to one model: its float-layer variants, the Layers page's search and calibration sweep.
+
+    Kept, they would name layers another model has not (an engine told to keep a layer it
+    cannot find builds the mode without it) or show another model's search as this one's.
+    """
+    settings = get(SETTINGS)
+    if settings is not None:
+        put(SETTINGS, settings.without_float_layers())
+    put(TUNE, None)
+    put(SWEEP, None)

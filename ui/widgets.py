@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import replace
 
 import streamlit as st
 
 from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError
+from quant_core.layers import layer_name
 from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
@@ -34,21 +37,33 @@ def show_error(err: QuantError | InternalError) -> None:
         st.error(str(err), icon=":material/error:")
 
 
+_SIDEBAR = threading.local()  # the status slot of the script run on this thread (each run has its own thread)
+
+
 def sidebar_status(slot) -> None:
-    """What is loaded and whether results exist, on every page (drawn into a sidebar slot)."""
+    """What is loaded and whether results exist, on every page (drawn into a sidebar slot; see `refresh_sidebar`)."""
+    _SIDEBAR.slot = slot
     inputs = current_inputs()
     with slot.container():
         st.caption(f"**Working on:** {inputs.title}")
         result = state.get(state.RESULT)
         run = state.get(state.RUN)
-        if run is not None and not run.finished:
-            st.caption(f"**Running:** {run.measured} of {len(run.names)} variants measured.")
+        running = run is not None and not run.finished
+        if running:
+            st.caption(f"**Running:** {run.tally}.")  # the progress bar's own words (ui.run.Run.tally)
             st.page_link("pages/compare.py", label="Watch it on Compare", icon=":material/compare:")
-        if result is None:
-            st.caption("No comparison yet.")
-        else:
+        if result is not None:
             ok = sum(v.ok for v in result.variants)
             st.caption(f"**Last run:** {ok}/{len(result.variants)} variants on {len(result.images)} images.")
+        elif not running:
+            st.caption("No comparison yet.")
+
+
+def refresh_sidebar() -> None:
+    """Draws the sidebar status again: a page that follows a run keeps it in step with its progress bar."""
+    slot = getattr(_SIDEBAR, "slot", None)
+    if slot is not None:
+        sidebar_status(slot)
 
 
 def normalization_picker(current: Normalization, *, channels: int, key: str) -> Normalization:
@@ -118,7 +133,32 @@ def variant_toggles(settings: Settings, *, prefix: str) -> Settings:
         if columns[k % 4].toggle(mode.value, value=mode in settings.modes, key=f"{prefix}.mode.{mode.value}",
                       help=f"{info.title}: {info.help}", disabled=mode is Mode.FLOAT32):
             chosen.append(mode)
-    return replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]))
+    return float_layer_toggles(replace(settings, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32])),
+                               prefix=prefix)
+
+
+def float_layer_label(mode: Mode, names: tuple[str, ...]) -> str:
+    """A float-layer variant in words: 'int8 + 3 float layers'."""
+    return f"{mode.value} + {len(names)} float layer{'s' * (len(names) != 1)}"
+
+
+def float_layer_toggles(settings: Settings, *, prefix: str) -> Settings:
+    """A toggle per float-layer variant (added on Layers), on; one turned off leaves the settings."""
+    kept = []
+    for mode, names in settings.float_layers:
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+        shown = ", ".join(layer_name(n) for n in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        if st.toggle(float_layer_label(mode, names), value=True, key=f"{prefix}.float.{mode.value}.{digest}",
+                     help=f"Added on Layers: {mode.value} with these layers kept in float: {shown}. Turn it off to "
+                          "remove this variant."):
+            kept.append((mode, names))
+    return replace(settings, float_layers=tuple(kept))
+
+
+def will_build(settings: Settings) -> str:
+    """Every variant the settings build, in table order, in words."""
+    return ", ".join([*(MODE_INFO[m].title for m in settings.modes),
+                      *(float_layer_label(m, names) for m, names in settings.float_layers)])
 
 
 FOLLOW_UP_S = 0.25  # after the top's first paint, the rest of the page follows this much later
