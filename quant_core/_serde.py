@@ -1,15 +1,56 @@
-"""Lossless JSON round-trip for the frozen result dataclasses (used by the result cache)."""
+"""JSON: lossless round-trip for the frozen result dataclasses (the result cache), and parsing a user's JSON."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import functools
+import json
 import types
 import typing
 from typing import Any
 
 import numpy as np
+
+from quant_core.errors import InputError, first_line
+
+MAX_USER_JSON = 16 * 1024 * 1024  # characters: a labels file of 21,000 ImageNet-21k names is under 1 MB
+
+
+def parse_json(text: str, *, what: str) -> Any:
+    """Parses JSON a user gave (a labels file, a recipe), refusing in one line what cannot be read.
+
+    Python's parser raises RecursionError, not a decoding error, on deep nesting (a
+    thousand levels of `[`), and ValueError on integers of more than 4,300 digits.
+
+    Raises:
+        InputError: "<what>: ..." for invalid, too deeply nested or oversized JSON.
+    """
+    if len(text) > MAX_USER_JSON:
+        raise InputError(f"{what}: {len(text):,} characters of JSON; expected at most {MAX_USER_JSON:,}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{what}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{what}: JSON nested too deeply to read; expected a flat list or object") from None
+    except ValueError as err:  # e.g. an integer too long to convert
+        raise InputError(f"{what}: unreadable JSON ({first_line(err, limit=120)})") from None
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("an object", "a list of 3", "a number")."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} key{'' if len(value) == 1 else 's'}"
+    return type(value).__name__
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tempfile
 import warnings
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from quant_core._serde import json_kind, parse_json
 from quant_core.archives import extract_zip
 from quant_core.errors import ImageError, InputError
 
@@ -192,14 +192,20 @@ def list_images(rel_paths: Sequence[str], display: str,
     return found
 
 
+MAX_LABELS_BYTES = 16 * 1024 * 1024  # a labels file of 21,000 ImageNet-21k names is under 1 MB
+
+
 def read_labels_file(path: str | Path) -> tuple[str, ...]:
     """Reads class names: a text file (one per line) or JSON (list, or {index: name}).
 
     Raises:
-        InputError: unreadable or inconsistent file.
+        InputError: unreadable, oversized or inconsistent file.
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_LABELS_BYTES:
+            raise InputError(f"{path.name}: labels file of {size:,} bytes; expected at most {MAX_LABELS_BYTES:,}")
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path.name}: cannot read labels file ({type(err).__name__})") from None
@@ -213,20 +219,22 @@ def read_labels_file(path: str | Path) -> tuple[str, ...]:
 
 def _labels_from_json(name: str, text: str) -> tuple[str, ...]:
     """Parses a JSON list of names or an {index: name} object with indices 0..N-1."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{name}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    data = parse_json(text, what=name)
     if isinstance(data, list) and data and all(isinstance(x, str) for x in data):
         return tuple(data)
-    if isinstance(data, dict) and data:
-        try:
-            mapping = {int(k): str(v) for k, v in data.items()}
-        except ValueError:
-            mapping = {}
+    if isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values()):
+        mapping = {int(k): v for k, v in data.items() if k.isascii() and k.isdigit() and len(k) < 10}
         if len(mapping) == len(data) and sorted(mapping) == list(range(len(mapping))):
             return tuple(mapping[i] for i in range(len(mapping)))
-    raise InputError(f"{name}: expected a JSON list of class names or an object {{\"0\": \"name\", ...}}")
+    raise InputError(f"{name}: expected a JSON list of class names or an object {{\"0\": \"name\", ...}} "
+                     f"with indices 0 to N-1, got {_json_detail(data)}")
+
+
+def _json_detail(data: object) -> str:
+    """What a labels JSON holds instead of names: its kind, or its first entry that is not a name."""
+    values = data if isinstance(data, list) else list(data.values()) if isinstance(data, dict) else []
+    odd = [v for v in values if not isinstance(v, str)][:1]
+    return f"{json_kind(data)} holding {json_kind(odd[0])}" if odd else json_kind(data)
 
 
 def resolve_labels(images: ImageSet, num_classes: int, class_names: Sequence[str] | None = None) -> Labels:

@@ -7,7 +7,7 @@ import logging
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError, first_line
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner, batch_size
-from quant_core.tflite_info import float_param_count, input_scale_factor
+from quant_core.tflite_info import check_structure, float_param_count, input_scale_factor
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +182,42 @@ def load_model(path: str | Path, *, work_dir: Path | None = None) -> SourceModel
     return _load_keras(path, fmt, digest)
 
 
-def _check_io(name: str, input_shape: tuple, output_shape: tuple, n_inputs: int, n_outputs: int) -> int:
-    """Validates the interface; returns the number of classes."""
-    if n_inputs != 1:
-        raise UnsupportedModelError(f"{name}: the model has {n_inputs} inputs; the workbench supports {SCOPE}")
-    if n_outputs != 1:
-        raise UnsupportedModelError(f"{name}: the model has {n_outputs} outputs; the workbench supports {SCOPE}")
+MAX_IMAGE_SIDE = 4096  # input height and width the workbench runs (an image is resized to it in float32)
+
+
+def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> int:
+    """Validates the interface (one shape per input and per output); returns the number of classes."""
+    if len(inputs) != 1:
+        got = f"{len(inputs)} inputs {_shapes(inputs)}" if inputs else "no input"
+        raise UnsupportedModelError(f"{name}: expected one image input [N, H, W, 1 or 3], got {got}; "
+                                    f"the workbench supports {SCOPE}")
+    if len(outputs) != 1:
+        got = f"{len(outputs)} outputs {_shapes(outputs)}" if outputs else "no output"
+        raise UnsupportedModelError(f"{name}: expected one output of class scores [N, classes], got {got}; "
+                                    f"the workbench supports {SCOPE}")
+    input_shape, output_shape = tuple(inputs[0]), tuple(outputs[0])
     if len(input_shape) != 4 or input_shape[3] not in (1, 3) or None in input_shape[1:]:
         raise UnsupportedModelError(
             f"{name}: input shape {_shape(input_shape)} is not an image; the workbench supports {SCOPE}"
         )
+    if max(input_shape[1:3]) > MAX_IMAGE_SIDE:
+        raise UnsupportedModelError(f"{name}: input shape {_shape(input_shape)} is larger than the workbench runs; "
+                                    f"expected images of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels")
     if len(output_shape) != 2 or not output_shape[1]:
-        raise UnsupportedModelError(
-            f"{name}: output shape {_shape(output_shape)} is not class scores; the workbench supports {SCOPE}"
-        )
+        raise UnsupportedModelError(f"{name}: expected one output of class scores [N, classes], got output shape "
+                                    f"{_shape(output_shape)}; the workbench supports {SCOPE}")
     return 2 if output_shape[1] == 1 else int(output_shape[1])
+
+
+def _shapes(shapes: Sequence[tuple]) -> str:
+    """Up to four shapes in words: '[1, 213] and [1, 15]'."""
+    words = [_shape(tuple(s)) for s in shapes[:4]] + (["..."] if len(shapes) > 4 else [])
+    return " and ".join(words) if len(words) == 2 else ", ".join(words)
+
+
+def _dims(shape: Any) -> tuple:
+    """A TensorShape as a tuple of dimensions; () when even its rank is unknown (it cannot be iterated)."""
+    return () if getattr(shape, "rank", 0) is None else tuple(shape)
 
 
 def _shape(shape: tuple) -> str:
@@ -216,8 +237,13 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], n
 def _load_tflite(path: Path, digest: str) -> SourceModel:
     """A float .tflite: predictions through LiteRT; quantized ones are refused."""
     data = path.read_bytes()
-    runner = TFLiteRunner(data)
-    num_classes = _check_io(path.name, runner.input_shape, runner.output_shape, 1, 1)
+    declared = check_structure(data, name=path.name)  # before any interpreter or quantizer reads the file
+    _check_io(path.name, declared.inputs, declared.outputs)
+    try:
+        runner = TFLiteRunner(data)
+    except InputError as err:
+        raise InputError(f"{path.name}: {err}") from None
+    num_classes = _check_io(path.name, [runner.input_shape], [runner.output_shape])
     if runner.input_dtype != np.float32:
         raise UnsupportedModelError(
             f"{path.name}: input is {runner.input_dtype}, so the model is already quantized; "
@@ -235,7 +261,19 @@ def _load_tflite(path: Path, digest: str) -> SourceModel:
         num_classes=num_classes, param_count=float_param_count(data), preprocessing_layers=(),
         input_scale=input_scale_factor(data),
     )
-    return SourceModel(info, float_tflite=data, predict=runner.predict, converter_factory=None)
+    return SourceModel(info, float_tflite=data, predict=_one_row_per_image(path.name, runner.predict),
+                       converter_factory=None)
+
+
+def _one_row_per_image(name: str, predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """Refuses a graph that mixes images of a batch (its output rows are not one per input image)."""
+    def checked(x: np.ndarray) -> np.ndarray:
+        out = predict(x)
+        if len(out) != len(x):
+            raise UnsupportedModelError(f"{name}: the model gives {len(out)} rows of class scores for {len(x)} "
+                                        "images; expected one row per image (its graph mixes the batch dimension)")
+        return out
+    return checked
 
 
 def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
@@ -253,9 +291,8 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         raise _keras_load_error(path.name, err) from None
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(f"{path.name}: the file holds a {type(model).__name__}, not a model")
-    input_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else ()
-    output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else ()
-    num_classes = _check_io(path.name, input_shape, output_shape, len(model.inputs), len(model.outputs))
+    num_classes = _check_io(path.name, [tuple(t.shape) for t in model.inputs], [tuple(t.shape) for t in model.outputs])
+    input_shape, output_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if model.inputs[0].dtype not in ("float32", "float16", "float64"):
         raise UnsupportedModelError(f"{path.name}: input dtype {model.inputs[0].dtype}; expected float32 images")
 
@@ -337,13 +374,9 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
         raise UnsupportedModelError(f"{path.name}: the SavedModel has no 'serving_default' signature")
     specs = signature.structured_input_signature[1]
     outputs = signature.structured_outputs
-    in_spec = next(iter(specs.values())) if len(specs) == 1 else None
-    out_spec = next(iter(outputs.values())) if len(outputs) == 1 else None
-    num_classes = _check_io(
-        path.name, tuple(in_spec.shape) if in_spec is not None else (),
-        tuple(out_spec.shape) if out_spec is not None else (), len(specs), len(outputs),
-    )
-    assert in_spec is not None and out_spec is not None  # _check_io refuses anything but one input, one output
+    num_classes = _check_io(path.name, [_dims(s.shape) for s in specs.values()],
+                            [_dims(getattr(o, "shape", ())) for o in outputs.values()])
+    in_spec, out_spec = next(iter(specs.values())), next(iter(outputs.values()))  # one each: checked above
     in_name, out_name = next(iter(specs)), next(iter(outputs))
 
     def converter() -> Any:

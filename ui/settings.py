@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from quant_core import Backend, CalibrationSource, IOType, Mode, Recipe
+from quant_core._serde import parse_json
 from quant_core.errors import InputError, parse_choice
 from quant_core.modes import parse_modes
 from quant_core.recipe import compile_recipes
@@ -159,8 +160,8 @@ def _layer_at(graph: tuple[str, ...], place: str) -> str:
 
 
 def _float_layers(text: str) -> tuple[tuple[Mode, tuple[str, ...]], ...]:
-    """The `keep` parameter: JSON [[mode, [tensor name, ...]], ...] (raises ValueError or TypeError)."""
-    entries = json.loads(text)
+    """The `keep` parameter: JSON [[mode, [tensor name, ...]], ...] (raises ValueError, TypeError or InputError)."""
+    entries = parse_json(text, what="the link's keep setting")  # deep nesting: an InputError, not a RecursionError
     if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[1], list)
                                                 for e in entries):
         raise ValueError("keep must be a list of [mode, [layer, ...]]")
