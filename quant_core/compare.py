@@ -183,11 +183,18 @@ def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
     changed = recipe.what_ifs()
     if changed:
         hint = f"with {' and '.join(changed)} (changed from the defaults): undo that first"
-    elif recipe.needs_calibration:
-        hint = "try more or more representative calibration images, or int16x8"
     else:
-        hint = "try weight_only or float16"
+        hint = f"try {' or '.join(_alternatives(recipe))}"
     return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32, {hint}"
+
+
+def _alternatives(recipe: Recipe) -> list[str]:
+    """What else to try after `recipe` changed many predictions: never the variant itself."""
+    if recipe.needs_calibration:
+        others = [m.value for m in (Mode.INT16X8,) if m is not recipe.mode]
+        return ["more or more representative calibration images", *others]
+    others = [m.value for m in (Mode.WEIGHT_ONLY, Mode.FLOAT16) if m is not recipe.mode]
+    return others if recipe.mode is not Mode.FLOAT16 else ["float32 (this model is sensitive to float16 rounding)"]
 
 
 def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:

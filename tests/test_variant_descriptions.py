@@ -166,3 +166,17 @@ def test_the_per_image_grid_shows_only_classes_with_a_score(per_tensor):
     cells = [m.value for m in at.markdown if m.value.startswith("**int8**")]  # one per image on the first page
     assert cells and not any(re.search(r": 0\.000\b", cell) for cell in cells)
     assert any("(others 0)" in cell for cell in cells)
+
+
+@pytest.mark.parametrize("mode", list(Mode)[1:])
+def test_a_low_agreement_warning_never_suggests_the_variant_itself(mode):
+    """A weight_only variant that changes many predictions was told to 'try weight_only or float16'."""
+    from quant_core.compare import _agreement_warning
+    from quant_core.recipe import compile_recipes
+
+    recipe = compile_recipes((mode,))[0]
+    warning = _agreement_warning(recipe, 0.33)
+    assert warning is not None and "67%" in warning
+    hint = warning.split(", try ", 1)[1]
+    assert mode.value not in [choice.split(" (")[0] for choice in hint.split(" or ")], warning
+    assert _agreement_warning(recipe, 0.99) is None
