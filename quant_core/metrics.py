@@ -49,8 +49,13 @@ def topk_accuracy(probs: np.ndarray, labels: list[int] | np.ndarray, k: int) -> 
 
 
 def top_classes(probs: np.ndarray, k: int) -> np.ndarray:
-    """The k highest-scoring classes per row, best first (ties broken by class order)."""
-    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    """The k highest-scoring classes per row, best first (ties broken by class order).
+
+    A class scored exactly 0 is never among them (-1 in its place): an int8 softmax rounds
+    most classes to 0, and the order among those says nothing.
+    """
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return np.where(np.take_along_axis(probs, order, axis=1) > 0, order, -1)
 
 
 def topk_agreement(probs: np.ndarray, ref: np.ndarray, k: int) -> float:

@@ -44,3 +44,15 @@ def test_top5_accuracy_and_agreement_count_the_true_or_float_class_among_the_top
     reference = np.eye(7)[[0, 6]]  # the float model's top-1: classes 0 and 6
     assert metrics.topk_agreement(probs, reference, 5) == 0.5
     assert metrics.topk_agreement(probs, probs, 5) == 1.0 and metrics.topk_agreement(probs, probs, 1) == 1.0
+
+
+def test_a_class_scored_zero_is_never_a_top_k_hit():
+    """An int8 softmax: one class at 1.0, the rest exactly 0; the label among the zeros came 'second' by class order."""
+    from quant_core import metrics
+
+    probs = np.zeros((2, 10), dtype=np.float32)
+    probs[0, 3] = 1.0
+    probs[1, [3, 7]] = [0.75, 0.25]
+    assert metrics.top_classes(probs, 5).tolist() == [[3, -1, -1, -1, -1], [3, 7, -1, -1, -1]]
+    assert metrics.topk_accuracy(probs, [0, 7], 5) == 0.5  # class 0 scored 0 on image 0: not a hit
+    assert metrics.topk_agreement(probs, probs[[1, 0]], 5) == 1.0  # the reference's top-1 (3) is there both times

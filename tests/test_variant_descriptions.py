@@ -180,3 +180,20 @@ def test_a_low_agreement_warning_never_suggests_the_variant_itself(mode):
     hint = warning.split(", try ", 1)[1]
     assert mode.value not in [choice.split(" (")[0] for choice in hint.split(" or ")], warning
     assert _agreement_warning(recipe, 0.99) is None
+
+
+def test_a_true_class_scored_zero_has_no_rank_among_the_mistakes():
+    """An int8 softmax lists classes at exactly 0 in its top k: the true class there is no rank, it is not scored."""
+    from dataclasses import replace
+
+    from quant_core.results import Prediction
+    from synthetic_results import comparison
+
+    result = comparison({"float32": 10.0, "int8": 5.0}, labelled=True)
+    int8 = result.variant("int8")  # wrong on images 0 and 1 (predicts class k + 1)
+    zero = (Prediction(1, "class 1", 1.0), Prediction(0, "class 0", 0.0))  # image 0's true class at exactly 0
+    low = (Prediction(2, "class 2", 0.9), Prediction(1, "class 1", 0.1))  # image 1's true class second, scored
+    topk = (zero, low, *int8.topk[2:])
+    result = replace(result, variants=(result.variants[0], replace(int8, topk=topk)))
+    ranks = charts.mistakes_frame(result, "int8")["true class rank"].tolist()
+    assert ranks == ["not in top 2", "#2"]

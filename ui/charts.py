@@ -538,7 +538,7 @@ def mistakes_frame(result: CompareResult, name: str) -> pd.DataFrame:
         if image.label_index is None or v.top1[k] == image.label_index:
             continue
         top = v.topk[k][0]
-        rank = next((r + 1 for r, p in enumerate(v.topk[k]) if p.index == image.label_index), None)
+        rank = next((r + 1 for r, p in enumerate(v.topk[k]) if p.index == image.label_index and p.prob > 0), None)
         rows.append({"image": image.file.split("/")[-1], "true class": image.label,
                      f"{name} predicts": f"{top.label} ({top.prob:.2f})",
                      "true class rank": f"#{rank}" if rank else f"not in top {len(v.topk[k])}",
