@@ -57,7 +57,7 @@ class ProcessWatch:
             workers = 0
             for proc in Path("/proc").iterdir():
                 try:
-                    if proc.name.isdigit() and b"quant_core.worker" in (proc / "cmdline").read_bytes():
+                    if proc.name.isdigit() and b"quant_core.serving.worker" in (proc / "cmdline").read_bytes():
                         workers += 1
                 except OSError:
                     continue

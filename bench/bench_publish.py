@@ -34,7 +34,7 @@ from live_server import CHROMIUM, DONE, LAUNCH_ARGS, streamlit_server  # noqa: E
 from results_md import report  # noqa: E402  pylint: disable=wrong-import-position
 
 from quant_core import ArtifactCache, CompareRequest, run_compare  # noqa: E402  pylint: disable=wrong-import-position
-from quant_core.publications import PublicationStore, thumbnail_name  # noqa: E402  pylint: disable=wrong-import-position
+from quant_core.store.publications import PublicationStore, thumbnail_name  # noqa: E402  pylint: disable=wrong-import-position
 
 SAMPLE = REPO / "sample_models"
 REPEATS = 5
@@ -48,7 +48,7 @@ def comparison(cache_dir: Path):
 
 
 def thumbnails(result) -> dict[str, bytes]:
-    from quant_core.images import load_images
+    from quant_core.inputs.images import load_images
     from ui.engine import _small
     from ui.published import png_bytes
 

@@ -52,11 +52,11 @@ def main() -> None:
     from quant_core import CompareOptions, Mode
     from quant_core.cache import ArtifactCache
     from quant_core.compare import Workbench, measure_variants
-    from quant_core.datasets import decode_entries, open_dataset
-    from quant_core.evaluation import evaluate_dataset
-    from quant_core.executors import LocalExecutor, RayExecutor
-    from quant_core.images import load_images, read_labels_file
-    from quant_core.preprocess import to_model_input
+    from quant_core.inputs.datasets import decode_entries, open_dataset
+    from quant_core.serving.dataset_evaluation import evaluate_dataset
+    from quant_core.serving.executors import LocalExecutor, RayExecutor
+    from quant_core.inputs.images import load_images, read_labels_file
+    from quant_core.inputs.preprocess import to_model_input
     from quant_core.recipe import compile_recipes
     from quant_core.runner import TFLiteRunner
 

@@ -43,10 +43,10 @@ def search_rows(cache: Path) -> list[str]:
     from quant_core import CompareOptions, Mode, Recipe
     from quant_core.cache import ArtifactCache
     from quant_core.compare import Workbench
-    from quant_core.images import load_images, read_labels_file
+    from quant_core.inputs.images import load_images, read_labels_file
     from quant_core.layers import layer_name
     from quant_core.tune import Objective, tune
-    from quant_core.verdict import Floor, FloorKind
+    from quant_core.results.verdict import Floor, FloorKind
 
     (cache / "outlier").mkdir()
     outlier = write_outlier(cache / "outlier")
@@ -123,7 +123,7 @@ def cost_rows(cache: Path) -> list[str]:
     from quant_core import CompareOptions, Mode, Recipe
     from quant_core.cache import ArtifactCache
     from quant_core.compare import Workbench, float_tflite
-    from quant_core.images import load_images
+    from quant_core.inputs.images import load_images
 
     _, model, images, _ = MOBILENET
     folder = cache / "cost"

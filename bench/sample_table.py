@@ -1,6 +1,6 @@
 """Prints the README's results table: every mode on every bundled sample, measured now.
 
-The table is the summary every view renders (quant_core.summary.markdown_table): the
+The table is the summary every view renders (quant_core.results.summary.markdown_table): the
 same columns, rounding and best values as the app, the CLI and the HTML report; top-5
 columns only where they say something (more than five classes).
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from quant_core import ArtifactCache, CompareOptions, CompareRequest, run_compare  # noqa: E402
 from quant_core._quiet import stdout_to_stderr  # noqa: E402
-from quant_core.summary import markdown_table  # noqa: E402
+from quant_core.results.summary import markdown_table  # noqa: E402
 
 
 def main() -> None:

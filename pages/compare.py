@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import CompareResult
-from quant_core.summary import prediction_lines
+from quant_core.results.summary import prediction_lines
 from ui import charts, engine, published, run, state, verdict
 from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from quant_core.ops import OpKind, integer_verdict
-from quant_core.report import variant_description, variant_title
+from quant_core.results.report import variant_description, variant_title
 from ui import charts, published
 
 st.title("Ops")

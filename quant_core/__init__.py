@@ -13,14 +13,14 @@ from quant_core.cache import ArtifactCache, KeptModels, MissingModelError, Model
 from quant_core.compare import CompareOptions, CompareRequest, Progress, Workbench, run_compare
 from quant_core.errors import (Cancelled, ConversionError, ImageError, InputError, InternalError, QuantError,
                                UnsafeModelError, UnsupportedModelError)
-from quant_core.images import ImageSet, load_images, read_labels_file
-from quant_core.models import ModelInfo, SourceModel, load_model
+from quant_core.inputs.images import ImageSet, load_images, read_labels_file
+from quant_core.inputs.models import ModelInfo, SourceModel, load_model
+from quant_core.inputs.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
+                                          ResizeMethod)
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
-from quant_core.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
-                                   ResizeMethod)
 from quant_core.recipe import CalibrationSource, Recipe
-from quant_core.report import report_dict, variants_csv
-from quant_core.results import CompareResult, VariantResult
+from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.report import report_dict, variants_csv
 
 __all__ = [
     "ArtifactCache", "Backend", "CalibrationSource", "Cancelled", "ChannelOrder", "CompareOptions", "CompareRequest",

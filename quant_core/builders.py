@@ -27,7 +27,7 @@ from quant_core import _quiet
 from quant_core.calibration import NestedStates
 from quant_core.env import installed_version
 from quant_core.errors import ConversionError, InputError, QuantError, first_line
-from quant_core.models import SourceModel
+from quant_core.inputs.models import SourceModel
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,24 +20,23 @@ import numpy as np
 
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
-from quant_core.calibration import spread_order
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
+from quant_core.calibration import spread_order
 from quant_core.env import describe_environment, engine_versions
 from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
-from quant_core.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
-from quant_core.evaluation import ModelSet
+from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
+from quant_core.inputs.models import OutputKind, SourceModel, load_model
+from quant_core.inputs.preprocess import Preprocessing, to_model_input
+from quant_core.inputs.preprocess_inference import infer_preprocessing
 from quant_core.layers import LayerReport, layer_errors
-from quant_core.models import SourceModel, load_model
 from quant_core.modes import Mode
 from quant_core.ops import op_inventory, per_tensor_hybrid_depthwise
-from quant_core.preprocess import Preprocessing, to_model_input
-from quant_core.preprocess_inference import infer_preprocessing
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import CompareOptions, CompareRequest, Progress, ProgressCallback
-from quant_core.results import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
-                                VariantResult)
+from quant_core.results.compare_result import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
+                                               VariantResult)
+from quant_core.results.verdict import contested
 from quant_core.runner import TFLiteRunner, measure_memory
-from quant_core.verdict import contested
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +238,32 @@ def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
     data = source.float_tflite
     cache.put_json("floats", key, {"tflite_sha256": cache.put_model(data)})
     return data
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """What every shard needs besides its images: the models (reference first) and how to feed them.
+
+    The workbench builds it (`Workbench.model_set`); whole-dataset evaluation runs it
+    (quant_core.serving.dataset_evaluation).
+    """
+
+    names: tuple[str, ...]
+    models: tuple[np.ndarray, ...]  # uint8 views of .tflite bytes: Ray's object store shares them unpickled
+    preprocessing: Preprocessing
+    output_kind: OutputKind
+    threads: int = 1
+    shas: tuple[str, ...] = ()  # sha256 of each model
+    key: str = ""  # digest of the models: a worker keeps their interpreters while the key stays
+
+    @classmethod
+    def of(cls, variants: Sequence[tuple[str, bytes]], *, preprocessing: Preprocessing, output_kind: OutputKind,
+           threads: int = 1) -> ModelSet:
+        """The set for (name, .tflite bytes) pairs, the float32 reference first."""
+        shas = tuple(hashlib.sha256(m).hexdigest() for _, m in variants)
+        key = hashlib.sha256("\0".join(f"{n}\0{h}" for (n, _), h in zip(variants, shas)).encode()).hexdigest()
+        return cls(tuple(n for n, _ in variants), tuple(np.frombuffer(m, np.uint8) for _, m in variants),
+                   preprocessing, output_kind, threads, shas, key)
 
 
 class Workbench:

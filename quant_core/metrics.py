@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quant_core.models import OutputKind
+from quant_core.inputs.models import OutputKind
 
 _EPS = 1e-7
 

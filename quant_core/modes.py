@@ -2,7 +2,7 @@
 
 The CLI, the JSON report and the web app all use the `Mode` values as identifiers and
 `MODE_INFO[mode].help` as the one-line explanation of a mode shown where one is chosen. Text
-about a variant once built comes from what was measured on it (`quant_core.report.variant_title`
+about a variant once built comes from what was measured on it (`quant_core.results.report.variant_title`
 and `variant_description`), never from its mode's help: a variant with layers kept in float is
 not what its mode promises.
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quant_core.tflite_info import plain_interpreter
+from quant_core.inputs.tflite_info import plain_interpreter
 
 
 class OpKind(enum.StrEnum):

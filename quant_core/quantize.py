@@ -10,12 +10,12 @@ import numpy as np
 from quant_core.cache import ArtifactCache
 from quant_core.compare import CompareOptions, Workbench
 from quant_core.errors import InputError
-from quant_core.images import ImageItem, ImageSet, load_images
-from quant_core.models import load_model
+from quant_core.inputs.images import ImageItem, ImageSet, load_images
+from quant_core.inputs.models import load_model
+from quant_core.inputs.preprocess import PreprocessingOverride
 from quant_core.modes import MODE_INFO, Mode
-from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import CalibrationSource, Recipe
-from quant_core.results import write_files
+from quant_core.results.compare_result import write_files
 
 
 def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...], output: Path,

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quant_core.errors import InputError
+from quant_core.inputs.preprocess import PreprocessingOverride
 from quant_core.modes import Mode
-from quant_core.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
-from quant_core.results import CompareResult
+from quant_core.results.compare_result import CompareResult
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Accuracy-budget search: the smallest (or fastest) variant a deployment target runs within a fidelity budget.
 
-The target is one of the verdict's three (`quant_core.verdict.Target`) and decides what is
+The target is one of the verdict's three (`quant_core.results.verdict.Target`) and decides what is
 searched: on a CPU every mode (int8, int8 with float I/O, int16x8, dynamic range,
 weight-only, float16) and then int8 with layers kept in float; on a GPU float16 (GPU
 delegates compute in float: the verdict's GPU card picks float16 or float32); on an
@@ -36,8 +36,8 @@ from quant_core.layers import layer_name
 from quant_core.modes import MODE_INFO, IOType, Mode
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import Progress, ProgressCallback
-from quant_core.results import VariantResult
-from quant_core.verdict import Floor, Target
+from quant_core.results.compare_result import VariantResult
+from quant_core.results.verdict import Floor, Target
 
 
 class Objective(enum.StrEnum):
@@ -200,7 +200,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         patience: stop falling back layers after this many steps without a fidelity gain.
         on_step: called with each step as soon as it is measured (a caller keeps the best so far).
         scorer: judges each built variant's fidelity elsewhere, e.g. on a whole dataset through an
-            executor (`quant_core.dataset_compare.DatasetScorer`); by default, the workbench's images.
+            executor (`quant_core.serving.dataset_evaluation.DatasetScorer`); by default, the workbench's images.
 
     Raises:
         InputError: a latency objective on a workbench that does not measure latency, or a bad base.

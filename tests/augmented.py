@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from quant_core.datasets import open_dataset
-from quant_core.images import spread_over_classes
+from quant_core.inputs.datasets import open_dataset
+from quant_core.inputs.images import spread_over_classes
 
 
 def write_augmented(source: Path, dest: Path, count: int, *, seed: int = 0, size: int | None = None,

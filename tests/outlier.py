@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from conftest import CLASSES, SIZE, colour_images
-from quant_core.images import ImageSet, load_images
+from quant_core.inputs.images import ImageSet, load_images
 
 OUTLIER_WEIGHT = 100.0
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from quant_core.env import Environment
-from quant_core.models import ModelFormat, ModelInfo, OutputKind
+from quant_core.inputs.models import ModelFormat, ModelInfo, OutputKind
+from quant_core.inputs.preprocess import Normalization, Preprocessing
 from quant_core.modes import Mode
 from quant_core.ops import OpInventory
-from quant_core.preprocess import Normalization, Preprocessing
 from quant_core.recipe import Recipe
-from quant_core.results import CalibrationInfo, CompareResult, ImageRecord, Prediction, Status, VariantResult
+from quant_core.results.compare_result import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
+                                               VariantResult)
 from quant_core.runner import Latency, Memory
 
 IMAGES = 22

@@ -1,4 +1,4 @@
-"""Tests for quant_core.archives.extract_zip: real archives built with zipfile in tmp_path."""
+"""Tests for quant_core.inputs.archives.extract_zip: real archives built with zipfile in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quant_core import archives
-from quant_core.archives import extract_zip
 from quant_core.errors import InputError
+from quant_core.inputs import archives
+from quant_core.inputs.archives import extract_zip
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import CLASSES
 from quant_core import Backend, CompareOptions, Mode, Recipe
 from quant_core.compare import Workbench
-from quant_core.images import load_images
+from quant_core.inputs.images import load_images
 from quant_core.recipe import compile_recipes
 from ui.settings import Settings
 

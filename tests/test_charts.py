@@ -17,13 +17,14 @@ from dataclasses import replace
 import pytest
 
 from quant_core.env import Environment
-from quant_core.models import ModelFormat, ModelInfo, OutputKind
+from quant_core.inputs.models import ModelFormat, ModelInfo, OutputKind
+from quant_core.inputs.preprocess import Normalization, Preprocessing
 from quant_core.modes import Mode
-from quant_core.preprocess import Normalization, Preprocessing
 from quant_core.recipe import Recipe
-from quant_core.results import CalibrationInfo, CompareResult, ImageRecord, Prediction, Status, VariantResult
+from quant_core.results.compare_result import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
+                                               VariantResult)
+from quant_core.results.summary import ACCURACY, COLUMNS, summarize
 from quant_core.runner import Latency, Memory
-from quant_core.summary import ACCURACY, COLUMNS, summarize
 from ui import charts
 from ui.html_report import IMAGES_SHOWN, render_report
 

@@ -12,11 +12,11 @@ from conftest import CLASSES
 from quant_core import builders, metrics
 from quant_core.compare import _RETIME_ROUNDS, CompareOptions, CompareRequest, Progress, run_compare
 from quant_core.errors import ImageError
+from quant_core.inputs.preprocess import Normalization, PreprocessingOverride, Preset
 from quant_core.modes import Mode
-from quant_core.preprocess import Normalization, PreprocessingOverride, Preset
 from quant_core.recipe import CalibrationSource, Recipe
-from quant_core.report import report_dict, variants_csv
-from quant_core.results import CompareResult, Status
+from quant_core.results.compare_result import CompareResult, Status
+from quant_core.results.report import report_dict, variants_csv
 
 
 def _request(model_files, image_dir, labels_file=None, **options):
@@ -236,7 +236,7 @@ def test_a_bug_in_a_builder_is_not_passed_off_as_a_failed_variant(model_files, i
 
 def test_nan_variant_is_failed_not_shown(model_files, image_dir, cache, monkeypatch):
     from quant_core.compare import Workbench
-    from quant_core.images import load_images
+    from quant_core.inputs.images import load_images
 
     bench = Workbench.open(model_files["keras"], load_images([image_dir]),
                            options=CompareOptions(measure_latency=False), cache=cache)

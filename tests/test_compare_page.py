@@ -102,7 +102,7 @@ def test_each_image_says_which_variants_disagree_even_when_not_shown(result):
 
 
 def test_the_html_report_shows_the_verdict_under_the_floor_in_force(result):
-    from quant_core.verdict import Floor
+    from quant_core.results.verdict import Floor
     from ui.html_report import render_report
 
     strict = render_report(result)

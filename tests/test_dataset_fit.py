@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 from augmented import write_augmented
 from conftest import REPO
 from quant_core.cli import main
-from quant_core.dataset_compare import DOUBT_POINTS, labels_in_doubt
-from quant_core.datasets import class_fit, open_dataset
+from quant_core.inputs.datasets import class_fit, open_dataset
+from quant_core.results.dataset_compare import DOUBT_POINTS, labels_in_doubt
 from test_layers_app import APP, ok  # the same app under AppTest, and its check for errors
 
 SAMPLES = REPO / "sample_models"

@@ -1,4 +1,4 @@
-"""Tests for quant_core.datasets: folders, .zip and .tar archives listed lazily, sharded, sampled and decoded.
+"""Tests for quant_core.inputs.datasets: folders, .zip and .tar archives listed lazily, sharded, sampled and decoded.
 
 Every dataset is built from real PNG/JPEG files written with Pillow under tmp_path, and real
 archives written with zipfile/tarfile.
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from quant_core import datasets
-from quant_core.datasets import Container, Dataset, Entry, decode_entries, open_dataset
 from quant_core.errors import ImageError, InputError
-from quant_core.images import ImageSet, SkippedFile
+from quant_core.inputs import datasets
+from quant_core.inputs.datasets import Container, Dataset, Entry, decode_entries, open_dataset
+from quant_core.inputs.images import ImageSet, SkippedFile
 
 # ----------------------------------------------------------------------------- helpers
 

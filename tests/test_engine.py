@@ -7,7 +7,7 @@ import pytest
 
 from conftest import CLASSES
 from quant_core.compare import CompareOptions, Workbench
-from quant_core.images import load_images
+from quant_core.inputs.images import load_images
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.runner import TFLiteRunner
@@ -15,7 +15,7 @@ from quant_core.runner import TFLiteRunner
 
 @pytest.fixture(scope="session")
 def bench(model_files, image_dir, labels_file, session_cache):
-    from quant_core.images import read_labels_file
+    from quant_core.inputs.images import read_labels_file
 
     return Workbench.open(model_files["keras"], load_images([image_dir]), class_names=read_labels_file(labels_file),
                           options=CompareOptions(measure_latency=False), cache=session_cache)

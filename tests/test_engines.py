@@ -10,9 +10,9 @@ import pytest
 from conftest import REPO
 from quant_core import CompareOptions, CompareRequest, Mode, Recipe
 from quant_core._serde import to_jsonable
-from quant_core.engines import EnginePool
-from quant_core.results import CompareResult
-from quant_core.worker import Limits, WorkerError
+from quant_core.results.compare_result import CompareResult
+from quant_core.serving.pool import WarmPool
+from quant_core.serving.worker import Limits, WorkerError
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def test_jobs(monkeypatch):
 
 @pytest.fixture()
 def pool():
-    engines = EnginePool(size=2, idle_s=600, spare=False)
+    engines = WarmPool(size=2, idle_s=600, spare=False)
     yield engines
     engines.close()
 
@@ -55,7 +55,7 @@ def test_a_second_request_on_the_same_model_reuses_the_loaded_model(pool, model_
 
 
 def test_the_least_recently_used_engine_is_closed_beyond_the_pool_size(model_files, image_dir, tmp_path):
-    pool = EnginePool(size=1, idle_s=600, spare=False)
+    pool = WarmPool(size=1, idle_s=600, spare=False)
     try:
         first = pool.run("a", "engine.stats", {})["pid"]
         second = pool.run("b", "engine.stats", {})["pid"]
@@ -67,7 +67,7 @@ def test_the_least_recently_used_engine_is_closed_beyond_the_pool_size(model_fil
 
 
 def test_idle_engines_expire(model_files):
-    pool = EnginePool(size=2, idle_s=0.5, spare=False)
+    pool = WarmPool(size=2, idle_s=0.5, spare=False)
     try:
         pid = pool.run("a", "engine.stats", {})["pid"]
         assert pool.engines() == {"a": pid}
@@ -107,7 +107,7 @@ def test_an_abandoned_request_ends_its_engine(pool):
 
 
 def test_a_spare_engine_with_tensorflow_imported_serves_the_next_new_model():
-    pool = EnginePool(size=2, idle_s=600, spare=True)
+    pool = WarmPool(size=2, idle_s=600, spare=True)
     try:
         pool.warm_up()
         spare = pool.spare_pid
@@ -167,7 +167,7 @@ def test_a_superseded_request_stops_at_its_next_step_and_its_engine_stays_warm(p
 def test_a_job_that_does_not_stop_when_cancelled_is_killed_after_the_grace_period(pool, monkeypatch):
     import threading
 
-    from quant_core import worker
+    from quant_core.serving import worker
     from quant_core.errors import Cancelled
 
     monkeypatch.setattr(worker, "_CANCEL_GRACE_S", 0.5)

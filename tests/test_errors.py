@@ -21,7 +21,7 @@ def test_every_typed_option_is_parsed_by_one_coercion_with_one_message():
 
     from quant_core import IOType, Mode, PreprocessingOverride, Recipe
     from quant_core.errors import InputError, parse_choice
-    from quant_core.preprocess import Normalization, Preset
+    from quant_core.inputs.preprocess import Normalization, Preset
     from ui.settings import Settings
 
     assert parse_choice(Mode, " int8 ", "mode") is Mode.INT8

@@ -22,13 +22,14 @@ from augmented import write_augmented
 from conftest import REPO
 from quant_core.cli import main
 from quant_core.compare import Workbench, measure_variants
-from quant_core.datasets import Dataset, open_dataset
 from quant_core.errors import Cancelled, ImageError, InputError
-from quant_core.evaluation import DatasetEvaluation, evaluate_dataset, evaluate_shard
-from quant_core.executors import LocalExecutor, RayExecutor, make_executor
+from quant_core.inputs.datasets import Dataset, open_dataset
 from quant_core.modes import Mode
 from quant_core.recipe import compile_recipes
 from quant_core.request import CompareOptions
+from quant_core.results.dataset_compare import DatasetEvaluation
+from quant_core.serving.dataset_evaluation import evaluate_dataset, evaluate_shard
+from quant_core.serving.executors import LocalExecutor, RayExecutor, make_executor
 
 pytest.importorskip("ray")
 
@@ -294,7 +295,7 @@ def test_cli_bad_sample_is_one_line(generated, capfd):
 
 
 def test_default_shards_give_every_worker_several(built, generated, ray_executor):
-    from quant_core.evaluation import _shard_size
+    from quant_core.serving.dataset_evaluation import _shard_size
 
     assert _shard_size(50_000, 32) == 64 and _shard_size(241, 2) == 31 and _shard_size(20, 2) == 8
     result = _evaluate(built, open_dataset([generated]), ray_executor, shard_size=None)
@@ -305,9 +306,9 @@ def test_default_shards_give_every_worker_several(built, generated, ray_executor
 @pytest.mark.parametrize("search", ["tune", "calibration"])
 def test_searches_judge_on_the_whole_set_through_an_executor(built, generated, ray_executor, search):
     """The accuracy-budget search and the calibration what-ifs, each variant scored on every image: Ray = local."""
-    from quant_core.dataset_compare import DatasetScorer
+    from quant_core.serving.dataset_evaluation import DatasetScorer
     from quant_core.tune import calibration_sweep, tune
-    from quant_core.verdict import Floor, FloorKind
+    from quant_core.results.verdict import Floor, FloorKind
 
     bench, _ = built
     dataset = open_dataset([generated])

@@ -10,9 +10,9 @@ import pytest
 from quant_core import Backend, CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
 from quant_core.ops import OpKind, op_inventory, per_tensor_hybrid_depthwise
+from quant_core.results.summary import MEMORY, SIZE, summarize
+from quant_core.results.verdict import Floor, FloorKind, Target, decide
 from quant_core.runner import measure_memory
-from quant_core.summary import MEMORY, SIZE, summarize
-from quant_core.verdict import Floor, FloorKind, Target, decide
 
 
 def compare(model_files, image_dir, labels_file, tmp_path, *recipes: Recipe, latency: bool = False) -> CompareResult:
@@ -48,7 +48,7 @@ def test_the_check_finds_per_tensor_hybrid_depthwise_ops_only(model_files, image
     agree, so a test of the nondeterminism itself would be flaky.)
     """
     from quant_core.compare import Workbench
-    from quant_core.images import load_images
+    from quant_core.inputs.images import load_images
 
     bench = Workbench.open(model_files["keras"], load_images([image_dir]), cache=ArtifactCache(tmp_path))
     assert per_tensor_hybrid_depthwise(bench.build(Recipe(Mode.DYNAMIC_RANGE, per_channel=False)).model) == 1
@@ -179,7 +179,7 @@ def test_the_cli_prints_the_verdict(model_files, image_dir, labels_file, tmp_pat
 
 
 def test_the_json_report_carries_the_verdict_and_memory(result):
-    from quant_core.report import report_dict
+    from quant_core.results.report import report_dict
 
     report = report_dict(result, floor=Floor(FloorKind.ACCURACY_DROP, 0.5))
     verdict = report["verdict"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from quant_core.publications import PublicationStore
-from quant_core.verdict import FloorKind
+from quant_core.results.verdict import FloorKind
+from quant_core.store.publications import PublicationStore
 from synthetic_results import comparison
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))

@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO
 from hostile import RUNTIME_MUTATIONS, TFLITE_MUTATIONS, edit_tflite
 from quant_core.errors import InputError, UnsupportedModelError
-from quant_core.images import read_labels_file
-from quant_core.models import load_model
+from quant_core.inputs.images import read_labels_file
+from quant_core.inputs.models import load_model
 from quant_core.recipe import Recipe
 
 ALL_MUTATIONS = {**TFLITE_MUTATIONS, **RUNTIME_MUTATIONS}
@@ -47,7 +47,7 @@ def tiny_tflite(model_files) -> bytes:
 
 def test_the_unbroken_model_passes_every_check(tiny_tflite):
     """The checks refuse the mutations, not the converter's own output."""
-    from quant_core.tflite_info import check_structure
+    from quant_core.inputs.tflite_info import check_structure
 
     declared = check_structure(tiny_tflite, name="tiny.tflite")
     assert declared.inputs == ((None, 16, 16, 3),) and declared.outputs == ((None, 3),)

@@ -1,4 +1,4 @@
-"""Tests for quant_core.images: decoding, folders, archives, digests and labels.
+"""Tests for quant_core.inputs.images: decoding, folders, archives, digests and labels.
 
 Every image here is written to tmp_path by the test itself (Pillow/numpy/zipfile) and
 decoded for real; assertions are on decoded pixel values.
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from quant_core import images as images_mod
 from quant_core.errors import ImageError, InputError
-from quant_core.images import (ImageItem, ImageSet, Labels, SkippedFile, decode_image, load_images,
-                               read_labels_file, resolve_labels)
+from quant_core.inputs import images as images_mod
+from quant_core.inputs.images import (ImageItem, ImageSet, Labels, SkippedFile, decode_image, load_images,
+                                      read_labels_file, resolve_labels)
 
 # ----------------------------------------------------------------------------- helpers
 

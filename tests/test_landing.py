@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from quant_core.images import Labels, class_counts, spread_over_classes
+from quant_core.inputs.images import Labels, class_counts, spread_over_classes
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
 from streamlit.testing.v1 import AppTest

@@ -18,7 +18,7 @@ from outlier import write_outlier
 from quant_core import CompareOptions, Mode, Recipe
 from quant_core.cache import ArtifactCache
 from quant_core.compare import Workbench
-from quant_core.images import ImageItem, ImageSet, load_images
+from quant_core.inputs.images import ImageItem, ImageSet, load_images
 from quant_core.layers import LayerReport, percent
 
 NO_LATENCY = CompareOptions(measure_latency=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from quant_core import metrics
-from quant_core.models import OutputKind
+from quant_core.inputs.models import OutputKind
 
 
 def test_output_kinds_are_detected():

@@ -17,7 +17,7 @@ from quant_core import ArtifactCache, Backend, Mode, Recipe
 from quant_core.builders import graph_layers
 from quant_core.compare import CompareOptions, CompareRequest, Workbench, run_compare
 from quant_core.errors import InputError
-from quant_core.images import load_images
+from quant_core.inputs.images import load_images
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
 from streamlit.testing.v1 import AppTest

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import SIZE, colour_images
-from quant_core import keras_introspection
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError
-from quant_core.models import ModelFormat, load_model
+from quant_core.inputs import keras_introspection
+from quant_core.inputs.models import ModelFormat, load_model
 from quant_core.runner import batch_size
 
 FORMATS = ["keras", "h5", "saved_model", "zip", "tflite"]

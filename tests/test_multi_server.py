@@ -11,7 +11,7 @@ import pytest
 from live_server import CHROMIUM, DONE, ERROR, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
 from quant_core import CompareOptions, CompareRequest, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
-from quant_core.publications import PublicationStore, thumbnail_name
+from quant_core.store.publications import PublicationStore, thumbnail_name
 from ui.published import png_bytes
 
 pytestmark = pytest.mark.browser

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import SIZE, colour_images
 from quant_core.compare import infer_preprocessing
-from quant_core.images import load_images, resolve_labels
-from quant_core.models import load_model
-from quant_core.preprocess import ChannelOrder, Normalization, PreprocessingOverride, Preset
+from quant_core.inputs.images import load_images, resolve_labels
+from quant_core.inputs.models import load_model
+from quant_core.inputs.preprocess import ChannelOrder, Normalization, PreprocessingOverride, Preset
 
 
 def build_nested(preset: str, *, sequential: bool = False):

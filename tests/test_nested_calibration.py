@@ -18,7 +18,7 @@ from conftest import SIZE
 from quant_core.builders import Built, CalibratedModels, build_variant
 from quant_core.calibration import NestedStates, spread_order
 from quant_core.compare import Workbench
-from quant_core.images import load_images
+from quant_core.inputs.images import load_images
 from quant_core.modes import Backend, Mode
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import CompareOptions

@@ -1,4 +1,4 @@
-"""Tests for quant_core.preprocess: normalization presets, resizing, cropping, channels and overrides."""
+"""Tests for quant_core.inputs.preprocess: normalization presets, resizing, cropping, channels and overrides."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from conftest import HAND_WRITTEN
 from quant_core.errors import InputError
-from quant_core.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
-                                   ResizeMethod, parse_numbers, resize_pixels, to_model_input)
+from quant_core.inputs.preprocess import (ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, Preset,
+                                          ResizeMethod, parse_numbers, resize_pixels, to_model_input)
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -10,7 +10,7 @@ import pytest
 
 from quant_core import CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
-from quant_core.publications import Kind, NotFoundError, PublicationStore, StoreFullError, anonymised
+from quant_core.store.publications import Kind, NotFoundError, PublicationStore, StoreFullError, anonymised
 
 THUMBS = {"thumbs/a.png": b"a" * 300, "thumbs/b.png": b"b" * 300}
 
@@ -120,7 +120,7 @@ def test_the_cap_refuses_with_a_clear_message_and_writes_nothing(make_store, res
 
 
 def test_a_crash_mid_publish_leaves_no_record_and_its_files_are_collected(make_store, result, monkeypatch):
-    from quant_core import publications
+    from quant_core.store import publications
 
     store = make_store()
     kept = store.publish(result, THUMBS)
@@ -142,7 +142,7 @@ def test_the_store_survives_a_restart(make_store, result):
     receipt = make_store().publish(result, THUMBS)
     again = make_store()  # a new process: the schema is already there, the records too
     assert again.open(receipt.id).result == result
-    from quant_core.migrations import current
+    from quant_core.store.migrations import current
 
     assert current(again.engine) == "0001"
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from quant_core import CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
-from quant_core.publications import PublicationStore
+from quant_core.store.publications import PublicationStore
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
 from streamlit.testing.v1 import AppTest

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import REPO
 from quant_core.modes import Mode
-from quant_core.publications import PublicationStore
 from quant_core.recipe import Recipe
+from quant_core.store.publications import PublicationStore
 from synthetic_results import comparison
 
 os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
@@ -110,7 +110,7 @@ def test_the_owner_reads_the_plain_sentence_with_the_terms_beside_it():
 def test_when_the_gpu_keeps_the_original_the_card_says_why_float16_is_not_it(change, words):
     from dataclasses import replace
 
-    from quant_core.verdict import Target, decide
+    from quant_core.results.verdict import Target, decide
 
     result = replace(RESULT, variants=tuple(replace(v, **change) if v.name == "float16" else v
                                             for v in RESULT.variants))

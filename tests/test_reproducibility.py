@@ -5,8 +5,8 @@ from __future__ import annotations
 from conftest import REPO
 from quant_core import ArtifactCache, CompareOptions, CompareRequest, run_compare
 from quant_core._serde import to_jsonable
-from quant_core.results import CompareResult
-from quant_core.worker import run_job
+from quant_core.results.compare_result import CompareResult
+from quant_core.serving.worker import run_job
 
 # Measured on the machine, not computed: timings, and the interpreter's heap (allocator noise of about 1 %).
 _TIMINGS = {"latency", "build_seconds", "seconds", "request_key", "memory"}

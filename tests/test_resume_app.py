@@ -82,7 +82,7 @@ def test_an_uploads_result_comes_back_to_read_without_its_files(model_files, ima
     import numpy as np
 
     from quant_core import ArtifactCache, CompareOptions, CompareRequest, Mode, Recipe, run_compare
-    from quant_core.publications import Kind, PublicationStore, thumbnail_name
+    from quant_core.store.publications import Kind, PublicationStore, thumbnail_name
     from ui.published import png_bytes
 
     request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(

@@ -50,7 +50,7 @@ def test_digits_sample_reaches_its_documented_accuracy_in_float_and_int8(sample,
 def imagenet(session_cache):
     """The ImageNet sample opened once, with every mode built and checked once (latency off)."""
     from quant_core import Workbench
-    from quant_core.images import load_images, read_labels_file
+    from quant_core.inputs.images import load_images, read_labels_file
 
     images = load_images([ROOT / IMAGENET["images_dir"]])
     bench = Workbench.open(ROOT / IMAGENET["file"], images, cache=session_cache,

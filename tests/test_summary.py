@@ -15,9 +15,9 @@ from quant_core.compare import CompareOptions, CompareRequest, run_compare
 from quant_core.errors import ConversionError
 from quant_core.modes import Mode
 from quant_core.recipe import Recipe
-from quant_core.report import report_dict, variants_csv
-from quant_core.results import CompareResult, VariantResult
-from quant_core.summary import COLUMNS, MEAN_ABS_DIFF, Unit, markdown_table, summarize
+from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.report import report_dict, variants_csv
+from quant_core.results.summary import COLUMNS, MEAN_ABS_DIFF, Unit, markdown_table, summarize
 from ui import charts
 from ui.html_report import render_report
 

@@ -15,8 +15,8 @@ from outlier import write_outlier
 from quant_core import CompareOptions, InputError, Mode, Recipe
 from quant_core.cache import ArtifactCache
 from quant_core.compare import Workbench
+from quant_core.results.verdict import Floor, FloorKind
 from quant_core.tune import Objective, tune
-from quant_core.verdict import Floor, FloorKind
 
 
 @pytest.fixture(scope="module")

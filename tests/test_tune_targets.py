@@ -19,9 +19,9 @@ from quant_core import CompareOptions
 from quant_core.cache import ArtifactCache
 from quant_core.cli import format_tune
 from quant_core.compare import Workbench
+from quant_core.results.verdict import Floor, FloorKind, Target
 from quant_core.runner import Latency
 from quant_core.tune import SLOWER, Objective, Step, TuneResult, tune
-from quant_core.verdict import Floor, FloorKind, Target
 
 ONE_POINT = Floor(FloorKind.ACCURACY_DROP, 0.01)
 CPU_MODES = ["int8", "int8_float_io", "int16x8", "dynamic_range", "weight_only", "float16"]

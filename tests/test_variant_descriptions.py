@@ -22,8 +22,8 @@ from quant_core.cache import ArtifactCache
 from quant_core.cli import format_table
 from quant_core.compare import Workbench
 from quant_core.modes import MODE_INFO
-from quant_core.report import report_dict, variant_description, variants_csv
-from quant_core.summary import prediction_lines
+from quant_core.results.report import report_dict, variant_description, variants_csv
+from quant_core.results.summary import prediction_lines
 from ui import charts
 from ui.html_report import render_report
 
@@ -186,7 +186,7 @@ def test_a_true_class_scored_zero_has_no_rank_among_the_mistakes():
     """An int8 softmax lists classes at exactly 0 in its top k: the true class there is no rank, it is not scored."""
     from dataclasses import replace
 
-    from quant_core.results import Prediction
+    from quant_core.results.compare_result import Prediction
     from synthetic_results import comparison
 
     result = comparison({"float32": 10.0, "int8": 5.0}, labelled=True)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from quant_core.compare import _RETIME_ROUNDS, retime_contested
-from quant_core.results import CompareResult, VariantResult
+from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.verdict import Floor, Pace, Target, contested, decide, pace
 from quant_core.runner import Latency
-from quant_core.verdict import Floor, Pace, Target, contested, decide, pace
 from synthetic_results import comparison, runs
 
 LINE = 1.25  # the CPU rule's "about as fast" factor

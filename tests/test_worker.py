@@ -14,8 +14,8 @@ from conftest import REPO, IncidentWatch
 from quant_core import CompareOptions, CompareRequest, Mode, QuantError, Recipe, run_compare
 from quant_core._serde import to_jsonable
 from quant_core.errors import ImageError, InternalError, report_internal
-from quant_core.results import CompareResult
-from quant_core.worker import Limits, WorkerError, run_job
+from quant_core.results.compare_result import CompareResult
+from quant_core.serving.worker import Limits, WorkerError, run_job
 
 
 @pytest.fixture(autouse=True)

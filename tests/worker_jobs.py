@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from quant_core.worker import job
+from quant_core.serving.worker import job
 
 
 @job("test.abort")

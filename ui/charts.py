@@ -18,11 +18,11 @@ from pandas.io.formats.style import Styler
 
 from quant_core import CompareResult
 from quant_core.layers import LayerReport, layer_name, percent
-from quant_core.recipe import CalibrationSource
-from quant_core.tune import CalibrationSweep, Objective, Step
 from quant_core.ops import OpKind
-from quant_core.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE, STATUS,
-                                VARIANT, X_SMALLER, Column, Summary, summarize)
+from quant_core.recipe import CalibrationSource
+from quant_core.results.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE,
+                                        STATUS, VARIANT, X_SMALLER, Column, Summary, summarize)
+from quant_core.tune import CalibrationSweep, Objective, Step
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"

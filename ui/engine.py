@@ -18,17 +18,18 @@ from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareRe
                         ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
 from quant_core import builders
 from quant_core.cache import cache_key
-from quant_core.errors import report_internal
-from quant_core.env import engine_versions
-from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.compare import cached_result
-from quant_core.engines import EnginePool
-from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
-from quant_core.images import SkippedFile
+from quant_core.env import engine_versions
+from quant_core.errors import report_internal
+from quant_core.inputs.images import SkippedFile
 from quant_core.layers import LayerReport
+from quant_core.results import from_jsonable, to_jsonable
+from quant_core.results.dataset_compare import DatasetEvaluation
+from quant_core.results.verdict import Floor, Target
+from quant_core.serving.dataset_evaluation import EvaluationProgress
+from quant_core.serving.pool import WarmPool
+from quant_core.serving.worker import Limits
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
-from quant_core.verdict import Floor, Target
-from quant_core.worker import Limits
 from ui.inputs import Inputs
 from ui.settings import Settings
 
@@ -63,9 +64,9 @@ def artifact_cache() -> ArtifactCache:
 
 
 @st.cache_resource(show_spinner=False)
-def engine_pool() -> EnginePool:
+def engine_pool() -> WarmPool:
     """The server's warm engines (one per model in use, plus a spare with TensorFlow imported)."""
-    pool = EnginePool()
+    pool = WarmPool()
     pool.warm_up()
     return pool
 
@@ -141,7 +142,7 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
     The first run on a model otherwise starts by converting it to float and measuring the
     float32 baseline (~10 s for MobileNetV2 on 2 cores: bench/RESULTS.md, section 1). Here
     that happens once per engine key, right after the model is described; a run that comes
-    meanwhile waits for this engine (quant_core.engines) instead of loading the model a
+    meanwhile waits for this engine (quant_core.serving.pool) instead of loading the model a
     second time. QW_PREPARE=0 turns it off.
     """
     key = engine_key(inputs, override)
@@ -207,7 +208,7 @@ def cached(inputs: Inputs, override: PreprocessingOverride, settings: Settings, 
 
 def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
             on_progress: Callable[[Progress], None], work_dir: Path, earlier: CompareResult | None = None,
-            cancel: threading.Event | None = None, pool: EnginePool | None = None,
+            cancel: threading.Event | None = None, pool: WarmPool | None = None,
             cache: ArtifactCache | None = None) -> CompareResult:
     """The comparison run by the inputs' warm engine (callers look in the results cache first: `cached`).
 

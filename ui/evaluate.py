@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from quant_core import CompareResult, PreprocessingOverride, QuantError
-from quant_core.dataset_compare import accuracy_doubt
-from quant_core.datasets import ClassFit, class_fit, open_dataset
-from quant_core.evaluation import DatasetEvaluation, EvaluationProgress
+from quant_core.inputs.datasets import ClassFit, class_fit, open_dataset
+from quant_core.results.dataset_compare import DatasetEvaluation, accuracy_doubt
+from quant_core.serving.dataset_evaluation import EvaluationProgress
 from ui import engine, state
 from ui.inputs import SAMPLES_DIR
 from ui.settings import Settings

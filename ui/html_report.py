@@ -14,9 +14,9 @@ from plotly.offline import get_plotlyjs
 from PIL import Image
 
 from quant_core import CompareResult, Mode
-from quant_core.report import variant_description, variant_title
-from quant_core.summary import STATUS, failure_lines, summarize
-from quant_core.verdict import Floor, Target, decide
+from quant_core.results.report import variant_description, variant_title
+from quant_core.results.summary import STATUS, failure_lines, summarize
+from quant_core.results.verdict import Floor, Target, decide
 from ui import charts
 
 _CSS = """

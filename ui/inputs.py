@@ -9,8 +9,8 @@ from pathlib import Path
 
 from quant_core.cache import cache_key, content_sha256
 from quant_core.errors import InputError
-from quant_core.images import IMAGE_SUFFIXES
-from quant_core.models import detect_format
+from quant_core.inputs.images import IMAGE_SUFFIXES
+from quant_core.inputs.models import detect_format
 
 IMAGE_TYPES = ", ".join(sorted(IMAGE_SUFFIXES)) + ", or a .zip of them"
 LABEL_SUFFIXES = (".txt", ".json")

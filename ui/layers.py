@@ -9,9 +9,9 @@ import streamlit as st
 
 from quant_core import CompareResult, PreprocessingOverride
 from quant_core.layers import LayerError, LayerReport, layer_name, percent
-from quant_core.results import VariantResult
+from quant_core.results.compare_result import VariantResult
+from quant_core.results.verdict import Floor, FloorKind
 from quant_core.tune import TARGETS, Objective, Step, TuneResult, best_step, no_winner_advice, speed_note
-from quant_core.verdict import Floor, FloorKind
 from ui import charts, engine, run, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, accept_settings, current_inputs, show_error

@@ -13,7 +13,7 @@ import time
 
 from quant_core import ArtifactCache, CompareResult, PreprocessingOverride, QuantError
 from quant_core.compare import cached_result
-from quant_core.worker import run_job
+from quant_core.serving.worker import run_job
 from ui.engine import baseline_payload, baseline_request, stored_description
 from ui.inputs import sample_inputs, samples
 

@@ -15,8 +15,8 @@ from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
 from quant_core import CompareResult, ModelStore
-from quant_core.publications import (NotFoundError, Publication, PublicationStore, PublishedModels, Receipt,
-                                     model_name, thumbnail_name)
+from quant_core.store.publications import (NotFoundError, Publication, PublicationStore, PublishedModels, Receipt,
+                                           model_name, thumbnail_name)
 from ui import state
 from ui.inputs import Inputs
 

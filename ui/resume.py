@@ -17,7 +17,7 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from quant_core import CompareResult, PreprocessingOverride, QuantError
-from quant_core.publications import Kind, NotFoundError, thumbnail_name
+from quant_core.store.publications import Kind, NotFoundError, thumbnail_name
 from ui import engine, published, state
 from ui.inputs import Inputs, sample_inputs, samples
 from ui.settings import Settings

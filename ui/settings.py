@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from quant_core import Backend, CalibrationSource, IOType, Mode, Recipe
-from quant_core._serde import parse_json
 from quant_core.errors import InputError, parse_choice
+from quant_core.inputs import parse_json
 from quant_core.modes import parse_modes
 from quant_core.recipe import compile_recipes
 

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from quant_core import (CompareResult, ModelStore, Normalization, PreprocessingOverride, Preset, report_dict,
                         variants_csv)
 from quant_core.errors import InputError
-from quant_core.preprocess import parse_numbers
-from quant_core.verdict import Floor
+from quant_core.inputs.preprocess import parse_numbers
+from quant_core.results.verdict import Floor
 from ui import engine
 from ui.inputs import sample_inputs, samples
 from ui.settings import Settings

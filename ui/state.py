@@ -29,15 +29,16 @@ RUN = "qw.run"  # ui.run.Run: the session's latest comparison run (working or en
 MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in this session's folder
 WORKDIR = "qw.workdir"  # this session's private folder for uploads
 PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
-VIEWING = "qw.viewing"  # quant_core.publications.Publication opened read-only from a ?view= link
-RECEIPT = "qw.receipt"  # quant_core.publications.Receipt of this session's last publish (its links)
+VIEWING = "qw.viewing"  # quant_core.store.publications.Publication opened read-only from a ?view= link
+RECEIPT = "qw.receipt"  # quant_core.store.publications.Receipt of this session's last publish (its links)
 SAVED = "qw.saved"  # private id of this session's current result in the store (?r= in the address)
-RESTORED = "qw.restored"  # quant_core.publications.Publication: a reload brought back an upload's result
+RESTORED = "qw.restored"  # quant_core.store.publications.Publication: a reload brought back an upload's result
 DETAILS = "qw.details"  # False once Compare drew its top alone (first paint), True once it drew everything
 TUNE = "qw.tune"  # (result request key, Objective, [Step], [True] once finished): the Layers page's last search
-EVALUATION = "qw.evaluation"  # (result request key, quant_core.evaluation.DatasetEvaluation): Full dataset's last
+# (result request key, quant_core.results.dataset_compare.DatasetEvaluation): Full dataset's last
+EVALUATION = "qw.evaluation"
 SWEEP = "qw.sweep"  # quant_core.Recipe whose calibration sweep the Layers page shows
-FLOOR = "qw.floor"  # quant_core.verdict.Floor chosen on Compare: the verdict and the HTML report use it
+FLOOR = "qw.floor"  # quant_core.results.verdict.Floor chosen on Compare: the verdict and the HTML report use it
 
 
 def get(key: str, default: Any = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import CompareResult
-from quant_core.verdict import Floor, FloorKind, Target, Verdict, decide
+from quant_core.results.verdict import Floor, FloorKind, Target, Verdict, decide
 from ui import state
 
 _KINDS = {FloorKind.AGREEMENT: "the original's answer (top-1 agreement with float32) on at least",

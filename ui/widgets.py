@@ -9,8 +9,8 @@ from dataclasses import replace
 import streamlit as st
 
 from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError
+from quant_core.inputs.preprocess import format_numbers, parse_numbers
 from quant_core.layers import layer_name
-from quant_core.preprocess import format_numbers, parse_numbers
 from ui import state
 from ui.inputs import Inputs, sample_inputs
 from ui.settings import Settings

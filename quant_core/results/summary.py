@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from quant_core.results import CompareResult, Prediction, VariantResult
+from quant_core.results.compare_result import CompareResult, Prediction, VariantResult
 
 Value = int | float | str | bool | None
 MISSING = "–"  # a number that was not measured (failed variant, latency off, no labels)

@@ -2,7 +2,7 @@
 
 TensorFlow's converter can abort the whole process (C++ check failures) or run for a very
 long time on odd graphs, and a model file is untrusted input. Jobs therefore run in a
-child process (`python -m quant_core.worker`): a crash, a timeout or a memory overrun ends
+child process (`python -m quant_core.serving.worker`): a crash, a timeout or a memory overrun ends
 that child and becomes a one-line `WorkerError` for that request, while the caller (the web
 server) keeps serving everyone else and never imports TensorFlow itself. A bounded pool
 limits how many jobs run at once.
@@ -16,7 +16,7 @@ lines on a private descriptor: {"progress": ...} while it works, then {"result":
 {"error": <message>, "kind": <QuantError subclass name>} for a user error (re-raised here as
 that class), or {"internal": <traceback>} for a bug (logged here under an incident id and
 raised as `InternalError`). Engine output and the child's logging go to its stderr, a log
-file that is relayed to this process's logging ("quant_core.worker") when the job ends: at
+file that is relayed to this process's logging ("quant_core.serving.worker") when the job ends: at
 DEBUG level when it succeeded, as a warning or with the incident when it did not.
 """
 
@@ -90,11 +90,11 @@ def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
         InternalError: the job hit a bug (logged with the worker's traceback and output).
     """
     with worker_slot(on_wait):
-        engine = Engine()
+        process = WorkerProcess()
         try:
-            return engine.run(name, payload, limits=limits, on_progress=on_progress)
+            return process.run(name, payload, limits=limits, on_progress=on_progress)
         finally:
-            engine.close()
+            process.close()
 
 
 @contextmanager
@@ -110,10 +110,10 @@ def worker_slot(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         _POOL.release()
 
 
-class Engine:
-    """One worker process (`python -m quant_core.worker`) that runs jobs one at a time.
+class WorkerProcess:
+    """One worker process (`python -m quant_core.serving.worker`) that runs jobs one at a time.
 
-    A one-shot engine runs one job (`run_job`); a warm engine (quant_core.engines) keeps
+    A one-shot engine runs one job (`run_job`); a warm one (quant_core.serving.pool.WarmPool) keeps
     what its jobs loaded for the next one. Each job gets its own private temporary folder
     and its own time and memory limits; a job that overruns them, crashes the process or
     is abandoned by its caller ends the whole process (`alive` turns False), so nothing a
@@ -125,7 +125,7 @@ class Engine:
         read_fd, write_fd = os.pipe()
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed by kill()
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "quant_core.worker", str(write_fd), *(["--preload"] if preload else [])],
+            [sys.executable, "-m", "quant_core.serving.worker", str(write_fd), *(["--preload"] if preload else [])],
             stdin=subprocess.PIPE, stdout=self._output, stderr=self._output, pass_fds=(write_fd,),
             cwd=os.getcwd(), start_new_session=True)
         os.close(write_fd)
@@ -328,9 +328,9 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import importlib  # pylint: disable=import-outside-toplevel
 
-    for module in ["quant_core.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
+    for module in ["quant_core.serving.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
         importlib.import_module(module)  # registers the jobs
-    registry = importlib.import_module("quant_core.worker").JOBS  # not __main__'s copy
+    registry = importlib.import_module("quant_core.serving.worker").JOBS  # not __main__'s copy
     if preload:
         from quant_core import _quiet  # pylint: disable=import-outside-toplevel
 

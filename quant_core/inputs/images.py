@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from quant_core._serde import json_kind, parse_json
-from quant_core.archives import extract_zip
 from quant_core.errors import ImageError, InputError
+from quant_core.inputs.archives import extract_zip
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 MAX_IMAGES = 5_000

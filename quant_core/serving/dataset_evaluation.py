@@ -1,5 +1,9 @@
 """Evaluating built variants on a whole dataset, shard by shard, through an executor.
 
+Named apart from evaluating one variant on the workbench's images (quant_core.compare):
+`compare_on_dataset` builds and times the variants on a sample, then scores them here on
+every image; `DatasetScorer` does the same for the searches (quant_core.tune).
+
 The variants' .tflite bytes (the float32 reference first) travel once to wherever shards
 run; each shard decodes its own images with the workbench's preprocessing, runs every
 variant on them with the LiteRT interpreter and sends back only what the metrics need
@@ -9,49 +13,32 @@ numbers are the same whichever executor ran the shards; only timings differ.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from quant_core import metrics
-from quant_core._serde import from_jsonable, to_jsonable
-from quant_core.datasets import Dataset, decode_entries
+from quant_core.cache import ArtifactCache
+from quant_core.compare import ModelSet, Workbench, measure_variants
 from quant_core.errors import Cancelled, InputError
-from quant_core.executors import Executor, LocalExecutor
-from quant_core.images import SkippedFile, resolve_label_names
-from quant_core.models import OutputKind
-from quant_core.preprocess import Preprocessing, to_model_input
+from quant_core.inputs.datasets import Dataset, decode_entries
+from quant_core.inputs.images import SkippedFile, resolve_label_names
+from quant_core.inputs.models import load_model
+from quant_core.inputs.preprocess import to_model_input
+from quant_core.request import CompareOptions, ProgressCallback
+from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.dataset_compare import DatasetEvaluation, VariantScore, apply_evaluation, rescored
 from quant_core.runner import TFLiteRunner
+from quant_core.serving.executors import Executor, LocalExecutor
 
 SHARD_SIZE = 64  # images per task: big enough to amortize a task (~ms), small enough to stream
 TOP_K = 5
-
-
-@dataclass(frozen=True)
-class ModelSet:
-    """What every shard needs besides its images: the models (reference first) and how to feed them."""
-
-    names: tuple[str, ...]
-    models: tuple[np.ndarray, ...]  # uint8 views of .tflite bytes: Ray's object store shares them unpickled
-    preprocessing: Preprocessing
-    output_kind: OutputKind
-    threads: int = 1
-    shas: tuple[str, ...] = ()  # sha256 of each model
-    key: str = ""  # digest of the models: a worker keeps their interpreters while the key stays
-
-    @classmethod
-    def of(cls, variants: Sequence[tuple[str, bytes]], *, preprocessing: Preprocessing, output_kind: OutputKind,
-           threads: int = 1) -> ModelSet:
-        """The set for (name, .tflite bytes) pairs, the float32 reference first."""
-        shas = tuple(hashlib.sha256(m).hexdigest() for _, m in variants)
-        key = hashlib.sha256("\0".join(f"{n}\0{h}" for (n, _), h in zip(variants, shas)).encode()).hexdigest()
-        return cls(tuple(n for n, _ in variants), tuple(np.frombuffer(m, np.uint8) for _, m in variants),
-                   preprocessing, output_kind, threads, shas, key)
+SAMPLE_IMAGES = 500  # the in-memory sample: calibration (up to 100 by default), checks and per-image detail
 
 
 @dataclass(frozen=True)
@@ -77,21 +64,6 @@ class ShardResult:
 
 
 @dataclass(frozen=True)
-class VariantScore:
-    """A variant's numbers on the whole dataset."""
-
-    name: str
-    tflite_sha256: str
-    top1_agreement: float  # with the float32 reference
-    top5_agreement: float  # the reference's top-1 among this variant's top 5
-    accuracy: float | None  # with labels
-    top5_accuracy: float | None
-    mean_abs_diff: float
-    kl_divergence: float
-    top1: tuple[int, ...]  # per image in dataset order; -1 where the image was skipped
-
-
-@dataclass(frozen=True)
 class EvaluationProgress:
     """How far an evaluation is: images done of all, and the pace so far."""
 
@@ -113,48 +85,6 @@ class EvaluationProgress:
         left = self.seconds_left
         eta = f", about {_duration(left)} left" if left is not None and self.done < self.total else ""
         return f"{self.done:,} of {self.total:,} images, {self.images_per_second:.1f} images/s{eta}"
-
-
-@dataclass(frozen=True)
-class DatasetEvaluation:
-    """Every variant on every image of a dataset, and how the work ran."""
-
-    dataset: str
-    images: tuple[str, ...]  # names, in dataset order
-    labels: tuple[int | None, ...]  # class index per image
-    labels_source: str
-    variants: tuple[VariantScore, ...]
-    skipped: tuple[SkippedFile, ...]
-    executor: str
-    workers: int
-    shards: int
-    seconds: float
-    cancelled: bool = False  # stopped early: the numbers cover `evaluated` images only
-    worker_names: tuple[str, ...] = field(default=())  # host:pid of every process that ran a shard
-
-    @property
-    def evaluated(self) -> int:
-        """Images decoded and run (skipped and, when cancelled, not reached images excluded)."""
-        return sum(1 for t in self.variants[0].top1 if t >= 0) if self.variants else 0
-
-    @property
-    def images_per_second(self) -> float:
-        return self.evaluated / self.seconds if self.seconds > 0 else 0.0
-
-    def score(self, name: str) -> VariantScore:
-        """The named variant's numbers."""
-        for v in self.variants:
-            if v.name == name:
-                return v
-        raise KeyError(name)
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (round-trips through `from_dict`)."""
-        return to_jsonable(self) | {"evaluated": self.evaluated, "images_per_second": self.images_per_second}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DatasetEvaluation:
-        return from_jsonable(cls, {k: v for k, v in data.items() if k not in ("evaluated", "images_per_second")})
 
 
 _RUNNERS: dict[str, list[TFLiteRunner]] = {}  # in a worker process: the interpreters of the last ModelSet
@@ -279,3 +209,61 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def compare_on_dataset(model: str | Path, dataset: Dataset, options: CompareOptions, *, executor: Executor,
+                       sample: int = SAMPLE_IMAGES, class_names: Sequence[str] | None = None,
+                       cache: ArtifactCache | None = None,
+                       on_progress: ProgressCallback | None = None,
+                       on_evaluation: Callable[[EvaluationProgress], None] | None = None,
+                       ) -> tuple[CompareResult, DatasetEvaluation]:
+    """Builds and measures the variants on a sample of `dataset`, then scores them on all of it.
+
+    Labels are resolved on the whole dataset first, so a sample that misses a class maps
+    folder names to the same indices as the full set.
+
+    Raises:
+        QuantError: the model, images or options cannot be used; ExecutorError: the executor failed.
+    """
+    bench = open_sampled(model, dataset, options, sample=sample, class_names=class_names, cache=cache)
+    result = measure_variants(bench, options, on_progress=on_progress or (lambda p: None))
+    evaluation = evaluate_dataset(dataset, bench.model_set(result.variants), num_classes=bench.source.info.num_classes,
+                                  class_names=bench.labels.class_names, executor=executor, on_progress=on_evaluation)
+    return apply_evaluation(result, evaluation), evaluation
+
+
+class DatasetScorer:
+    """Scores built variants on every image of a dataset through an executor (the searches' way beyond one machine).
+
+    Given to `tune` and `calibration_sweep`: each variant they build on the workbench's sample
+    is then judged on the whole dataset. Each call is one pass over the dataset, with the
+    float32 reference beside the variants (agreement is measured against it, image by image).
+    """
+
+    def __init__(self, bench: Workbench, dataset: Dataset, executor: Executor, *,
+                 on_evaluation: Callable[[EvaluationProgress], None] | None = None) -> None:
+        self.bench, self.dataset, self.executor, self.on_evaluation = bench, dataset, executor, on_evaluation
+        self.passes: list[DatasetEvaluation] = []  # every pass, in order (how the work ran)
+
+    def __call__(self, variants: Sequence[VariantResult]) -> tuple[VariantResult, ...]:
+        if not any(v.ok for v in variants):
+            return tuple(variants)
+        evaluation = evaluate_dataset(self.dataset, self.bench.model_set(variants),
+                                      num_classes=self.bench.source.info.num_classes,
+                                      class_names=self.bench.labels.class_names, executor=self.executor,
+                                      on_progress=self.on_evaluation)
+        if evaluation.cancelled:
+            raise Cancelled("stopped while scoring on the whole dataset")
+        self.passes.append(evaluation)
+        return rescored(variants, evaluation)
+
+
+def open_sampled(model: str | Path, dataset: Dataset, options: CompareOptions, *, sample: int = SAMPLE_IMAGES,
+                 class_names: Sequence[str] | None = None, cache: ArtifactCache | None = None) -> Workbench:
+    """A workbench on a spread sample of `dataset`, its labels resolved on the whole set (same indices)."""
+    source = load_model(model)
+    names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
+    bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
+                           cache=cache, source=source)
+    bench.labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
+    return bench

@@ -1,55 +1,83 @@
-"""A comparison on a dataset of any size: variants built and timed on a sample, scored on every image.
+"""Whole-dataset scores and how they fold into a comparison.
 
 Calibration, the checks, latency, sizes and the per-image detail need a few hundred images
 in memory (a spread sample); agreement and accuracy need every image, which an executor
-streams shard by shard (quant_core.evaluation). `apply_evaluation` puts the whole-set numbers
-into the comparison, so its table and verdict speak for the whole dataset.
+streams shard by shard (quant_core.serving.dataset_evaluation) into a `DatasetEvaluation`.
+`apply_evaluation` puts the whole-set numbers into the comparison, so its table and verdict
+speak for the whole dataset.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
-from quant_core.cache import ArtifactCache
-from quant_core.errors import Cancelled
-from quant_core.compare import Workbench, measure_variants
-from quant_core.datasets import Dataset
-from quant_core.evaluation import DatasetEvaluation, EvaluationProgress, evaluate_dataset
-from quant_core.executors import Executor
-from quant_core.images import resolve_label_names
-from quant_core.models import load_model
-from quant_core.request import CompareOptions, ProgressCallback
-from quant_core.results import CompareResult, VariantResult
+from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.inputs.images import SkippedFile
+from quant_core.results.compare_result import CompareResult, VariantResult
 
-SAMPLE_IMAGES = 500  # the in-memory sample: calibration (up to 100 by default), checks and per-image detail
 # float32 scoring this far below its accuracy on the comparison's own images puts the set's labels in doubt. Not
 # less: a few chosen photos are easier than a whole validation set (the bundled ImageNet photos: 90.9 % against
 # the published 71.9 %, 19 points), and beyond 3 standard errors of the comparison's figure on a small sample.
 DOUBT_POINTS = 0.20
 
 
-def compare_on_dataset(model: str | Path, dataset: Dataset, options: CompareOptions, *, executor: Executor,
-                       sample: int = SAMPLE_IMAGES, class_names: Sequence[str] | None = None,
-                       cache: ArtifactCache | None = None,
-                       on_progress: ProgressCallback | None = None,
-                       on_evaluation: Callable[[EvaluationProgress], None] | None = None,
-                       ) -> tuple[CompareResult, DatasetEvaluation]:
-    """Builds and measures the variants on a sample of `dataset`, then scores them on all of it.
+@dataclass(frozen=True)
+class VariantScore:
+    """A variant's numbers on the whole dataset."""
 
-    Labels are resolved on the whole dataset first, so a sample that misses a class maps
-    folder names to the same indices as the full set.
+    name: str
+    tflite_sha256: str
+    top1_agreement: float  # with the float32 reference
+    top5_agreement: float  # the reference's top-1 among this variant's top 5
+    accuracy: float | None  # with labels
+    top5_accuracy: float | None
+    mean_abs_diff: float
+    kl_divergence: float
+    top1: tuple[int, ...]  # per image in dataset order; -1 where the image was skipped
 
-    Raises:
-        QuantError: the model, images or options cannot be used; ExecutorError: the executor failed.
-    """
-    bench = open_sampled(model, dataset, options, sample=sample, class_names=class_names, cache=cache)
-    result = measure_variants(bench, options, on_progress=on_progress or (lambda p: None))
-    evaluation = evaluate_dataset(dataset, bench.model_set(result.variants), num_classes=bench.source.info.num_classes,
-                                  class_names=bench.labels.class_names, executor=executor, on_progress=on_evaluation)
-    return apply_evaluation(result, evaluation), evaluation
+
+@dataclass(frozen=True)
+class DatasetEvaluation:
+    """Every variant on every image of a dataset, and how the work ran."""
+
+    dataset: str
+    images: tuple[str, ...]  # names, in dataset order
+    labels: tuple[int | None, ...]  # class index per image
+    labels_source: str
+    variants: tuple[VariantScore, ...]
+    skipped: tuple[SkippedFile, ...]
+    executor: str
+    workers: int
+    shards: int
+    seconds: float
+    cancelled: bool = False  # stopped early: the numbers cover `evaluated` images only
+    worker_names: tuple[str, ...] = field(default=())  # host:pid of every process that ran a shard
+
+    @property
+    def evaluated(self) -> int:
+        """Images decoded and run (skipped and, when cancelled, not reached images excluded)."""
+        return sum(1 for t in self.variants[0].top1 if t >= 0) if self.variants else 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.evaluated / self.seconds if self.seconds > 0 else 0.0
+
+    def score(self, name: str) -> VariantScore:
+        """The named variant's numbers."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (round-trips through `from_dict`)."""
+        return to_jsonable(self) | {"evaluated": self.evaluated, "images_per_second": self.images_per_second}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetEvaluation:
+        return from_jsonable(cls, {k: v for k, v in data.items() if k not in ("evaluated", "images_per_second")})
 
 
 def apply_evaluation(result: CompareResult, evaluation: DatasetEvaluation) -> CompareResult:
@@ -73,43 +101,6 @@ def rescored(variants: Sequence[VariantResult], evaluation: DatasetEvaluation) -
             top5_accuracy=score.top5_accuracy, mean_abs_diff=score.mean_abs_diff, kl_divergence=score.kl_divergence,
             top1_agreement_source=None))
     return tuple(out)
-
-
-class DatasetScorer:
-    """Scores built variants on every image of a dataset through an executor (the searches' way beyond one machine).
-
-    Given to `tune` and `calibration_sweep`: each variant they build on the workbench's sample
-    is then judged on the whole dataset. Each call is one pass over the dataset, with the
-    float32 reference beside the variants (agreement is measured against it, image by image).
-    """
-
-    def __init__(self, bench: Workbench, dataset: Dataset, executor: Executor, *,
-                 on_evaluation: Callable[[EvaluationProgress], None] | None = None) -> None:
-        self.bench, self.dataset, self.executor, self.on_evaluation = bench, dataset, executor, on_evaluation
-        self.passes: list[DatasetEvaluation] = []  # every pass, in order (how the work ran)
-
-    def __call__(self, variants: Sequence[VariantResult]) -> tuple[VariantResult, ...]:
-        if not any(v.ok for v in variants):
-            return tuple(variants)
-        evaluation = evaluate_dataset(self.dataset, self.bench.model_set(variants),
-                                      num_classes=self.bench.source.info.num_classes,
-                                      class_names=self.bench.labels.class_names, executor=self.executor,
-                                      on_progress=self.on_evaluation)
-        if evaluation.cancelled:
-            raise Cancelled("stopped while scoring on the whole dataset")
-        self.passes.append(evaluation)
-        return rescored(variants, evaluation)
-
-
-def open_sampled(model: str | Path, dataset: Dataset, options: CompareOptions, *, sample: int = SAMPLE_IMAGES,
-                 class_names: Sequence[str] | None = None, cache: ArtifactCache | None = None) -> Workbench:
-    """A workbench on a spread sample of `dataset`, its labels resolved on the whole set (same indices)."""
-    source = load_model(model)
-    names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
-    bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
-                           cache=cache, source=source)
-    bench.labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
-    return bench
 
 
 def describe(evaluation: DatasetEvaluation) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from quant_core.errors import InputError
 from quant_core.modes import Mode
-from quant_core.results import CompareResult, VariantResult
+from quant_core.results.compare_result import CompareResult, VariantResult
 from quant_core.runner import Latency
 
 _SAME_SPEED = 1.25  # latencies within this factor of the fastest count as equally fast (timing noise, x86 vs ARM)

@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from quant_core.errors import ImageError, InputError
-from quant_core.images import (IMAGE_SUFFIXES, ImageItem, ImageSet, SkippedFile, decode_image, list_images,
-                               resolve_label_names, scan_folder, spread_over_classes)
+from quant_core.inputs.images import (IMAGE_SUFFIXES, ImageItem, ImageSet, SkippedFile, decode_image, list_images,
+                                      resolve_label_names, scan_folder, spread_over_classes)
 
 MAX_FILE_BYTES = 64 * 1024**2  # one image file; a larger member of an archive is skipped unread
 

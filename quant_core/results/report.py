@@ -9,9 +9,9 @@ from typing import Any
 from quant_core._serde import to_jsonable
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import describe_ops
-from quant_core.results import CompareResult, VariantResult
-from quant_core.summary import X_SMALLER, rounded, summarize
-from quant_core.verdict import Floor, decide
+from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.summary import X_SMALLER, rounded, summarize
+from quant_core.results.verdict import Floor, decide
 
 REPORT_VERSION = 1
 _DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, not a view
@@ -103,7 +103,7 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
 
 
 def variants_csv(result: CompareResult) -> str:
-    """One CSV row per variant: every summary column (quant_core.summary), rounded as the tables show it.
+    """One CSV row per variant: every summary column (quant_core.results.summary), rounded as the tables show it.
 
     The header is the same for every result (the tables leave out columns that say nothing
     here; the CSV keeps them, empty where nothing was measured), so scripts can rely on it.

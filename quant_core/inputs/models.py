@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from quant_core import _quiet, keras_introspection, savedmodel_guard
-from quant_core.archives import extract_zip
+from quant_core import _quiet
 from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError, first_line
+from quant_core.inputs import keras_introspection, savedmodel_guard
+from quant_core.inputs.archives import extract_zip
+from quant_core.inputs.tflite_info import check_structure, float_param_count, input_scale_factor
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner, batch_size
-from quant_core.tflite_info import check_structure, float_param_count, input_scale_factor
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """Warm engines: worker processes kept alive per model, so a what-if costs its own work only.
 
 A cold request spawns a process that imports TensorFlow (~3 s), loads the model and
-converts it to float before any variant is built. An `EnginePool` keeps up to `size`
+converts it to float before any variant is built. A `WarmPool` keeps up to `size`
 engines alive, one per key (the caller's model content digest and preprocessing), each
 holding its open workbenches (quant_core.compare.Workbenches): loaded model, float .tflite,
 reference outputs, calibrations and measured variants. It also keeps one spare engine that
 has already imported TensorFlow, so a new model does not wait for the import.
 
-Every protection of a one-shot worker stays (quant_core.worker.Engine): each request has
+Every protection of a one-shot worker stays (quant_core.serving.worker.WorkerProcess): each request has
 its own time and memory limit and private temporary folder; a crash, an overrun or an
 abandoned request ends that engine, and the next request on its key gets a fresh one.
 Engines idle longer than `idle_s`, and the least recently used beyond `size`, are closed;
@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from quant_core.worker import Engine, Limits, worker_slot
+from quant_core.serving.worker import Limits, WorkerProcess, worker_slot
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _env_number(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-class EnginePool:
+class WarmPool:
     """Warm engines by key, least recently used first out, plus one spare with TensorFlow imported."""
 
     def __init__(self, *, size: int | None = None, idle_s: float | None = None, keep_mb: float | None = None,
@@ -42,9 +42,9 @@ class EnginePool:
         self.idle_s = idle_s if idle_s is not None else _env_number("QW_ENGINE_IDLE_S", 900)
         self.keep_mb = keep_mb if keep_mb is not None else _env_number("QW_ENGINE_KEEP_MB", 4096)
         self.spare_enabled = spare if spare is not None else os.environ.get("QW_SPARE_ENGINE", "1") != "0"
-        self._idle: OrderedDict[str, Engine] = OrderedDict()  # engines waiting for their next request
+        self._idle: OrderedDict[str, WorkerProcess] = OrderedDict()  # engines waiting for their next request
         self._busy: dict[str, int] = {}  # keys with a request running, and how many
-        self._spare: Engine | None = None
+        self._spare: WorkerProcess | None = None
         self._reaper: threading.Thread | None = None
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)  # notified when a key's request ends
@@ -54,7 +54,7 @@ class EnginePool:
             on_wait: Callable[[], None] | None = None, cancel: threading.Event | None = None) -> Any:
         """Runs a job on the warm engine of `key` (started, or taken from the spare, when there is none).
 
-        Raises what `quant_core.worker.run_job` raises, and `Cancelled` when `cancel` is set
+        Raises what `quant_core.serving.worker.run_job` raises, and `Cancelled` when `cancel` is set
         meanwhile (the engine stays warm when its job stopped in time). After a crash, an
         overrun or an interruption the engine is gone and the next request starts a fresh one.
         """
@@ -121,29 +121,29 @@ class EnginePool:
         stale = None
         with self._lock:
             if self.spare_enabled and not self._usable(self._spare):
-                stale, self._spare = self._spare, Engine(preload=True)
+                stale, self._spare = self._spare, WorkerProcess(preload=True)
         if stale is not None:  # dead, or started for other job modules
             stale.close()
         self._start_reaper()
 
-    def _checkout(self, key: str) -> Engine:
+    def _checkout(self, key: str) -> WorkerProcess:
         """The key's idle engine, else the spare, else a new engine."""
         self.expire_idle()
         self._start_reaper()
-        stale: list[Engine] = []
+        stale: list[WorkerProcess] = []
         with self._lock:
             kept = self._idle.pop(key, None)
             if kept is not None and self._usable(kept):
                 return kept
             spare, self._spare = self._spare, None
             stale += [e for e in (kept, spare) if e is not None and not self._usable(e)]
-            engine = spare if spare is not None and self._usable(spare) else Engine()
+            engine = spare if spare is not None and self._usable(spare) else WorkerProcess()
         for old in stale:
             old.close()
         return engine
 
     @staticmethod
-    def _usable(engine: Engine | None) -> bool:
+    def _usable(engine: WorkerProcess | None) -> bool:
         """Alive, and started with the job modules this process would give it now (tests add some)."""
         return engine is not None and engine.alive and engine.job_modules == os.environ.get("QW_JOB_MODULES", "")
 
@@ -160,7 +160,7 @@ class EnginePool:
             time.sleep(max(0.2, min(30.0, self.idle_s / 2)))
             self.expire_idle()
 
-    def _checkin(self, key: str, engine: Engine) -> None:
+    def _checkin(self, key: str, engine: WorkerProcess) -> None:
         """Keeps a healthy engine for its key; closes the least recently used beyond `size`; replaces the spare.
 
         The next spare starts only now, after the request: its TensorFlow import would

@@ -1,4 +1,4 @@
-"""The jobs a worker process can run (see quant_core.worker): plain JSON in, JSON out."""
+"""The jobs a worker process can run (see quant_core.serving.worker): plain JSON in, JSON out."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ from typing import Any
 
 from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
-from quant_core.errors import InputError
-from quant_core.datasets import open_dataset
-from quant_core.evaluation import evaluate_dataset
-from quant_core.executors import Executor, make_executor
 from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches, infer_preprocessing, run_compare,
                                 variant_names)
-from quant_core.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
-from quant_core.preprocess import PreprocessingOverride
+from quant_core.errors import InputError
+from quant_core.inputs.datasets import open_dataset
+from quant_core.inputs.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
+from quant_core.inputs.preprocess import PreprocessingOverride
 from quant_core.recipe import Recipe
+from quant_core.results.compare_result import CompareResult
+from quant_core.results.verdict import Floor, Target
+from quant_core.serving.dataset_evaluation import evaluate_dataset
+from quant_core.serving.executors import Executor, make_executor
+from quant_core.serving.worker import job
 from quant_core.tune import Objective, calibration_sweep, tune
-from quant_core.verdict import Floor, Target
-from quant_core.results import CompareResult
-from quant_core.worker import job
 
 
-# What this worker process keeps between jobs: in a warm engine (quant_core.engines) the next
+# What this worker process keeps between jobs: in a warm engine (quant_core.serving.pool) the next
 # request on the same model skips loading it, and on the same images re-measures nothing.
 WORKBENCHES = Workbenches(size=int(os.environ.get("QW_ENGINE_WORKBENCHES", "2")))
 

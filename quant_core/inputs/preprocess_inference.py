@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 
 from quant_core import metrics
-from quant_core.images import ImageSet, Labels
-from quant_core.models import SourceModel
-from quant_core.preprocess import Normalization, Preprocessing, PreprocessingOverride, Preset, to_model_input
+from quant_core.inputs.images import ImageSet, Labels
+from quant_core.inputs.models import SourceModel
+from quant_core.inputs.preprocess import Normalization, Preprocessing, PreprocessingOverride, Preset, to_model_input
 from quant_core.runner import TFLiteRunner
 
 _RAW_SCALE_LIMIT = 0.02  # an input multiplied by less than this expects 0..255 pixels

@@ -12,11 +12,11 @@ from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ModelStore
 from quant_core.env import Environment
 from quant_core.errors import InputError
-from quant_core.images import SkippedFile
-from quant_core.models import ModelInfo, OutputKind
+from quant_core.inputs.images import SkippedFile
+from quant_core.inputs.models import ModelInfo, OutputKind
+from quant_core.inputs.preprocess import Preprocessing
 from quant_core.modes import Mode
 from quant_core.ops import OpInventory
-from quant_core.preprocess import Preprocessing
 from quant_core.recipe import Recipe
 from quant_core.runner import Latency, Memory
 

@@ -4,7 +4,7 @@ A publication is a finished comparison (the CompareResult as JSON) with named bl
 (thumbnails, and the .tflite files or the source model when the owner chose to include
 them). Records live in SQLite by default (a file in the store's folder; nothing to
 install) or in PostgreSQL when a database URL is given, so that several app servers share
-them. The schema is created and upgraded by Alembic (quant_core/migrations).
+them. The schema is created and upgraded by Alembic (quant_core/store/migrations).
 
 Safety, by construction:
 - ids carry 128 random bits (`secrets`), never derived from content another user could know;
@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from quant_core.errors import InputError
-from quant_core.results import CompareResult
+from quant_core.results.compare_result import CompareResult
 
 STORE_DIR_ENV = "QW_STORE_DIR"  # the folder of the SQLite file and the blobs
 DATABASE_URL_ENV = "QW_DATABASE_URL"  # e.g. postgresql+psycopg://user@host/db; default: SQLite in the folder
@@ -177,7 +177,7 @@ class PublicationStore:
         self.retention = retention
         self.max_bytes = max_bytes
         self.engine = _engine(self.url)
-        from quant_core.migrations import upgrade  # pylint: disable=import-outside-toplevel
+        from quant_core.store.migrations import upgrade  # pylint: disable=import-outside-toplevel
 
         upgrade(self.engine)
         self.collect_garbage()  # what a publish that crashed before its commit left behind
