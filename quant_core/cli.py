@@ -24,13 +24,17 @@ from typing import TextIO
 from quant_core import _quiet
 from quant_core.builders import graph_layers, match_layers
 from quant_core.errors import Cancelled, InputError, QuantError, first_line
+from quant_core.inputs.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
+                                          parse_numbers)
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
-from quant_core.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
-                                   parse_numbers)
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
-from quant_core.results import CompareResult
-from quant_core.summary import ACCURACY, TOP5_ACCURACY, Unit, failure_lines, summarize
-from quant_core.verdict import Floor, FloorKind, Verdict, decide
+from quant_core.results.compare_result import CompareResult
+from quant_core.results.summary import ACCURACY, TOP5_ACCURACY, Unit, failure_lines, summarize
+from quant_core.results.verdict import Floor, FloorKind, Verdict, decide
+
+
+STDOUT = "-"  # a --json PATH of "-" (or --json alone) puts the JSON on stdout instead of the text
+_Commands = argparse._SubParsersAction  # what add_subparsers returns
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,50 +50,75 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser."""
+    """The CLI's argument parser.
+
+    One spelling per option across subcommands: `--json [PATH]` writes the command's JSON to
+    PATH with the text still on stdout, or, with `-` or no PATH, prints the JSON on stdout
+    instead of the text; `-o/--output` names one .tflite file, `--out-dir` a folder of them.
+    Old spellings stay as aliases hidden from --help.
+    """
     parser = _Parser(prog="python -m quant_core",
                      description="Post-training quantization workbench for TF/Keras image classifiers.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs on stderr")
+    _add_verbose_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_compare_command(sub)
+    _add_quantize_command(sub)
+    _add_tune_command(sub)
+    _add_inspect_command(sub)
+    return parser
 
+
+def _command(sub: _Commands, name: str, what: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help starts with what it does and takes -v/--verbose there too."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".",
+                                                **kwargs)
+    _add_verbose_option(p, default=argparse.SUPPRESS)
+    return p
+
+
+def _add_compare_command(sub: _Commands) -> None:
     modes_help = "; ".join(f"{m.value}: {MODE_INFO[m].title}" for m in Mode)
-    cmp = sub.add_parser("compare", help="build every variant and compare them side by side")
-    cmp.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
-    cmp.add_argument("--images", nargs="+", required=True,
-                     help="image files, folders, .zip or .tar of any size (class subfolders = labels)")
+    cmp = _command(sub, "compare", "build every variant and compare them side by side")
+    _add_model_argument(cmp)
+    _add_images_option(cmp, required=True, text="image files, folders, .zip or .tar of any size "
+                                                "(class subfolders = labels)")
     _add_executor_options(cmp)
-    cmp.add_argument("--labels", help="class names: text file (one per line) or JSON")
+    _add_labels_option(cmp)
     cmp.add_argument("--modes", default=",".join(m.value for m in Mode), help=f"comma-separated ({modes_help})")
-    cmp.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    cmp.add_argument("--top-k", type=int, default=5, help="classes kept per image and variant (default 5)")
+    _add_threads_option(cmp)
+    cmp.add_argument("--top-k", type=int, default=5, metavar="K", help="classes kept per image and variant (default 5)")
     cmp.add_argument("--no-latency", action="store_true", help="skip latency measurement")
-    cmp.add_argument("--out-dir", help="write each variant's .tflite and recipe JSON here")
-    cmp.add_argument("--report-json", help="write the full report as JSON here")
+    cmp.add_argument("--out-dir", metavar="DIR", help="write each variant's .tflite and recipe JSON here")
+    _add_json_option(cmp, what="the full report", old="--report-json")
     floor = cmp.add_mutually_exclusive_group()
-    floor.add_argument("--min-agreement", type=float, default=None,
+    floor.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",
                        help="verdict: fidelity floor as top-1 agreement with float32, 0..1 (default 0.99)")
-    floor.add_argument("--max-accuracy-drop", type=float, default=None,
+    floor.add_argument("--max-accuracy-drop", type=float, default=None, metavar="FRACTION",
                        help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (needs labels)")
     _add_recipe_options(cmp)
     _add_float_layer_options(cmp, compare=True)
     _add_preprocessing_options(cmp)
 
-    qnt = sub.add_parser("quantize", help="build one variant and write it")
-    qnt.add_argument("model")
+
+def _add_quantize_command(sub: _Commands) -> None:
+    qnt = _command(sub, "quantize", "build one variant and write it")
+    _add_model_argument(qnt)
     qnt.add_argument("--mode", required=True, help=", ".join(m.value for m in Mode))
-    qnt.add_argument("--images", nargs="+", default=[], help="calibration (and check) images")
-    qnt.add_argument("-o", "--output", required=True, help="OUT.tflite (its recipe JSON is written beside)")
+    _add_images_option(qnt, required=False, text="calibration (and check) images")
+    _add_output_option(qnt, required=True, text="the variant (its recipe JSON is written beside)")
     _add_recipe_options(qnt)
     _add_float_layer_options(qnt, compare=False)
     _add_preprocessing_options(qnt)
 
-    tun = sub.add_parser("tune", help="search the smallest (or fastest) variant within a fidelity budget")
-    tun.add_argument("model", help=".keras, .h5, .tflite, SavedModel folder or .zip")
-    tun.add_argument("--images", nargs="+", required=True, help="image files, folders, .zip or .tar (class "
-                     "subfolders = labels): calibration and the fidelity check")
+
+def _add_tune_command(sub: _Commands) -> None:
+    tun = _command(sub, "tune", "search the smallest (or fastest) variant within a fidelity budget")
+    _add_model_argument(tun)
+    _add_images_option(tun, required=True, text="image files, folders, .zip or .tar (class subfolders = labels): "
+                                                "calibration and the fidelity check")
     _add_executor_options(tun)
-    tun.add_argument("--labels", help="class names: text file (one per line) or JSON")
-    tun.add_argument("--max-drop", type=float, default=1.0,
+    _add_labels_option(tun)
+    tun.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                      help="the budget, in points below float32: of accuracy with labels, else of top-1 agreement "
                           "(default 1.0)")
     tun.add_argument("--objective", choices=["size", "latency"], default="size",
@@ -100,27 +129,81 @@ def build_parser() -> argparse.ArgumentParser:
                           "all integer")
     tun.add_argument("--no-latency", action="store_true",
                      help="time nothing (the winner is then not checked against float32's speed)")
-    tun.add_argument("--max-steps", type=int, default=12, help="at most this many recipes are built (default 12)")
-    tun.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    tun.add_argument("--json", dest="report_json", help="write the search (every step and the winner) as JSON here")
-    tun.add_argument("-o", "--output", help="write the winner here (OUT.tflite, its recipe JSON beside)")
+    tun.add_argument("--max-steps", type=int, default=12, metavar="N",
+                     help="at most this many recipes are built (default 12)")
+    _add_threads_option(tun)
+    _add_json_option(tun, what="the search (every step and the winner)")
+    _add_output_option(tun, required=False, text="write the winner here (its recipe JSON beside)")
     _add_recipe_options(tun)
     _add_preprocessing_options(tun)
 
-    ins = sub.add_parser("inspect", help="describe a model")
-    ins.add_argument("model")
-    ins.add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
+
+def _add_inspect_command(sub: _Commands) -> None:
+    # MODEL is optional to argparse only so that `inspect --json MODEL` (from when --json was a flag) still
+    # reads MODEL: --json takes it as its PATH and _inspect_target gives it back; the usage says MODEL is needed.
+    ins = _command(sub, "inspect", "describe a model", usage="%(prog)s [-h] [-v] [--json [PATH]] model")
+    _add_model_argument(ins, nargs="?")
+    _add_json_option(ins, what="the description")
+
+
+def _add_verbose_option(p: argparse.ArgumentParser, *, default: object = False) -> None:
+    # Under a subcommand the default is SUPPRESS, so `-v compare ...` is not reset by the subcommand's parser.
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="show engine logs on stderr")
+
+
+def _add_model_argument(p: argparse.ArgumentParser, *, nargs: str | None = None) -> None:
+    p.add_argument("model", nargs=nargs, help=".keras, .h5, .tflite, SavedModel folder or .zip")
+
+
+def _add_images_option(p: argparse.ArgumentParser, *, required: bool, text: str) -> None:
+    p.add_argument("--images", nargs="+", required=required, default=[], metavar="PATH", help=text)
+
+
+def _add_labels_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", metavar="FILE", help="class names: text file (one per line) or JSON")
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="interpreter threads (default 1)")
+
+
+def _add_output_option(p: argparse.ArgumentParser, *, required: bool, text: str) -> None:
+    p.add_argument("-o", "--output", required=required, metavar="OUT.tflite", help=text)
+
+
+def _add_json_option(p: argparse.ArgumentParser, *, what: str, old: str | None = None) -> None:
+    """--json [PATH] (the one spelling), and an old spelling that takes a PATH, hidden from --help."""
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help=f"write {what} as JSON to PATH, the text still on stdout; '-' or no PATH: "
+                        "the JSON on stdout instead of the text")
+    if old:
+        p.add_argument(old, dest="json", metavar="PATH", help=argparse.SUPPRESS)
+
+
+def _write_json(data: dict, path: str, out: TextIO) -> None:
+    """The JSON to PATH (its folder created), or to stdout for `-`."""
+    text = json.dumps(data, indent=2) + "\n"
+    if path == STDOUT:
+        out.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def _text_wanted(args: argparse.Namespace) -> bool:
+    """The human-readable output goes to stdout unless the JSON does."""
+    return args.json != STDOUT
 
 
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration-count", type=int, default=100, help="calibration images (default 100)")
+    p.add_argument("--calibration-count", type=int, default=100, metavar="N", help="calibration images (default 100)")
     p.add_argument("--calibration-source", choices=[c.value for c in CalibrationSource], default="images",
                    help="'random' is a what-if that shows why real images matter")
     p.add_argument("--backend", choices=[b.value for b in Backend], help="preferred engine where a mode has a choice")
     p.add_argument("--int8-io", choices=[IOType.INT8.value, IOType.UINT8.value], default=None, help="I/O type of int8")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
-    p.add_argument("--cache-dir", help="cache folder (default $QUANT_CACHE_DIR or ~/.cache/quant-workbench)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache folder (default $QUANT_CACHE_DIR or ~/.cache/quant-workbench)")
 
 
 def _add_float_layer_options(p: argparse.ArgumentParser, *, compare: bool) -> None:
@@ -136,10 +219,13 @@ def _add_float_layer_options(p: argparse.ArgumentParser, *, compare: bool) -> No
 
 def _add_preprocessing_options(p: argparse.ArgumentParser) -> None:
     presets = "; ".join(f"{n.value}: {n.description}" for n in Preset)
-    p.add_argument("--normalization", "--value-range", dest="normalization", choices=[n.value for n in Preset],
-                   help=f"override the inferred input normalization ({presets})")
-    p.add_argument("--mean", help="custom per-channel mean in units of x/255, e.g. 0.485,0.456,0.406 (with --std)")
-    p.add_argument("--std", help="custom per-channel std in units of x/255, e.g. 0.229,0.224,0.225 (with --mean)")
+    choices = [n.value for n in Preset]
+    p.add_argument("--normalization", choices=choices, help=f"override the inferred input normalization ({presets})")
+    p.add_argument("--value-range", dest="normalization", choices=choices, help=argparse.SUPPRESS)  # the old spelling
+    p.add_argument("--mean", metavar="M[,M,M]",
+                   help="custom per-channel mean in units of x/255, e.g. 0.485,0.456,0.406 (with --std)")
+    p.add_argument("--std", metavar="S[,S,S]",
+                   help="custom per-channel std in units of x/255, e.g. 0.229,0.224,0.225 (with --mean)")
     p.add_argument("--resize", choices=[r.value for r in ResizeMethod])
     p.add_argument("--channel-order", choices=[c.value for c in ChannelOrder])
     p.add_argument("--center-crop", action="store_true", default=None)
@@ -173,7 +259,7 @@ def _float_layer_recipe(args: argparse.Namespace, mode: Mode) -> Recipe | None:
 def _model_layers(args: argparse.Namespace) -> tuple[str, ...]:
     """The layers of the model's float graph (its float .tflite comes from the cache when converted before)."""
     from quant_core.compare import float_tflite  # pylint: disable=import-outside-toplevel
-    from quant_core.models import load_model  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.models import load_model  # pylint: disable=import-outside-toplevel
 
     if not Path(args.model).exists():
         raise InputError(f"{args.model}: no such file or folder")
@@ -206,9 +292,10 @@ def _cache(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the comparison and prints a table."""
     from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
-    from quant_core.dataset_compare import compare_on_dataset, describe  # pylint: disable=import-outside-toplevel
-    from quant_core.images import read_labels_file  # pylint: disable=import-outside-toplevel
-    from quant_core.report import report_dict  # pylint: disable=import-outside-toplevel
+    from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.dataset_evaluation import compare_on_dataset  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.images import read_labels_file  # pylint: disable=import-outside-toplevel
+    from quant_core.results.report import report_dict  # pylint: disable=import-outside-toplevel
 
     floor = _floor(args)
     kept = _float_layer_recipe(args, parse_mode(args.float_layers_mode or Mode.INT8.value))
@@ -234,17 +321,17 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         finally:
             executor.close()
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
-    if args.report_json:
-        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
+    if args.json:
         report = report_dict(result, tflite_paths=paths, floor=floor)
         if evaluation is not None:
             report["evaluation"] = evaluation.to_dict()
-        Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
-    out.write(format_table(result))
-    if evaluation is not None:
-        out.write(f"whole set: {describe(evaluation)}; agreement, accuracy and output error above are on it, "
-                  "the rest on the sample\n")
-    out.write(format_verdict(decide(result, floor=floor)))
+        _write_json(report, args.json, out)
+    if _text_wanted(args):
+        out.write(format_table(result))
+        if evaluation is not None:
+            out.write(f"whole set: {describe(evaluation)}; agreement, accuracy and output error above are on it, "
+                      "the rest on the sample\n")
+        out.write(format_verdict(decide(result, floor=floor)))
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
     if evaluation is not None and evaluation.cancelled:
@@ -254,8 +341,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    """--sample, checked (default: quant_core.dataset_compare.SAMPLE_IMAGES)."""
-    from quant_core.dataset_compare import SAMPLE_IMAGES  # pylint: disable=import-outside-toplevel
+    """--sample, checked (default: quant_core.serving.dataset_evaluation.SAMPLE_IMAGES)."""
+    from quant_core.serving.dataset_evaluation import SAMPLE_IMAGES  # pylint: disable=import-outside-toplevel
 
     sample = SAMPLE_IMAGES if args.sample is None else args.sample
     if sample < 1:
@@ -268,7 +355,7 @@ def _executor_kind(args: argparse.Namespace) -> str:
 
 
 def _executor(args: argparse.Namespace):
-    from quant_core.executors import make_executor  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.executors import make_executor  # pylint: disable=import-outside-toplevel
 
     return make_executor(_executor_kind(args), address=args.ray_address)
 
@@ -280,7 +367,7 @@ def _whole_set(args: argparse.Namespace):
     images, or it is a .tar (uploads and the in-memory path take no .tar). Otherwise files the
     listing cannot use are left for the in-memory path to report, in its own words.
     """
-    from quant_core.datasets import Container, open_dataset  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.datasets import Container, open_dataset  # pylint: disable=import-outside-toplevel
 
     sample = _sample(args)
     if not Path(args.model).exists():
@@ -300,9 +387,9 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where the whole set is evaluated: this process or Ray (default $QW_EXECUTOR or local); "
                         "ray, or more images than --sample, scores every variant on every image")
-    p.add_argument("--ray-address", default=None,
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="a Ray cluster to join (default $QW_RAY_ADDRESS; none: a local Ray on this machine's CPUs)")
-    p.add_argument("--sample", type=int, default=None,
+    p.add_argument("--sample", type=int, default=None, metavar="N",
                    help="images kept in memory for calibration, checks, latency and per-image detail when the "
                         "whole set is evaluated by an executor (default 500)")
 
@@ -324,7 +411,7 @@ def format_verdict(verdict: Verdict) -> str:
 
 
 def format_table(result: CompareResult) -> str:
-    """A plain-text summary of a CompareResult: the summary columns (quant_core.summary) as the app shows them."""
+    """A CompareResult in plain text: the summary columns (quant_core.results.summary) as the app shows them."""
     m = result.model
     source = ""
     if result.source_accuracy is not None:
@@ -372,10 +459,11 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the accuracy-budget search and prints its trail and winner."""
     from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
-    from quant_core.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
-    from quant_core.results import write_files  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
+    from quant_core.results.compare_result import write_files  # pylint: disable=import-outside-toplevel
     from quant_core.tune import TARGETS, Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
-    from quant_core.dataset_compare import DatasetScorer, describe, open_sampled  # pylint: disable=import-outside-toplevel
+    from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.dataset_evaluation import DatasetScorer, open_sampled  # pylint: disable=import-outside-toplevel
 
     if not 0.0 <= args.max_drop <= 100.0:
         raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
@@ -414,18 +502,17 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if executor is not None:
             executor.close()
     whole = describe(scorer.passes[-1]) if scorer is not None and scorer.passes else None
-    if args.report_json:
-        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
-        report = result.to_dict() | ({"whole_set": whole, "whole_set_passes": len(scorer.passes)}
-                                     if scorer is not None else {})
-        Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        _write_json(result.to_dict() | ({"whole_set": whole, "whole_set_passes": len(scorer.passes)}
+                                        if scorer is not None else {}), args.json, out)
     best = result.best
     if args.output and best is not None:
         path = Path(args.output)
         write_files(path.parent, best.variant.files(path.stem, bench.source.info, bench.preprocessing, bench.cache))
-    out.write(format_tune(result))
-    if whole is not None:
-        out.write(f"every step scored on the whole set (one pass each, float32 beside it); last pass: {whole}\n")
+    if _text_wanted(args):
+        out.write(format_tune(result))
+        if whole is not None:
+            out.write(f"every step scored on the whole set (one pass each, float32 beside it); last pass: {whole}\n")
     if result.cancelled:
         err.write("error: interrupted; the steps so far and their best are above\n")
         return 130
@@ -467,13 +554,23 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Prints what the workbench understands about a model."""
     from quant_core.quantize import describe_model  # pylint: disable=import-outside-toplevel
 
-    data = describe_model(args.model)
-    if args.json:
-        out.write(json.dumps(data, indent=2) + "\n")
-    else:
+    model, json_path = _inspect_target(args)
+    data = describe_model(model)
+    if json_path:
+        _write_json(data, json_path, out)
+    if json_path != STDOUT:
         for key, value in data.items():
             out.write(f"{key}: {value}\n")
     return 0
+
+
+def _inspect_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The model and where its JSON goes; `inspect --json MODEL` reads MODEL, as when --json was a flag."""
+    if args.model is not None:
+        return args.model, args.json
+    if args.json in (None, STDOUT):
+        raise InputError("the following arguments are required: model")
+    return args.json, STDOUT
 
 
 def _parse(argv: Sequence[str] | None, out: TextIO) -> argparse.Namespace | int:

@@ -34,7 +34,7 @@ def test_compare_writes_report_models_and_a_clean_table(model_files, image_dir, 
     report, out_dir = tmp_path / "report.json", tmp_path / "out"
     proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--labels", labels_file,
                    "--modes", "float32,dynamic_range,int8,int16x8", "--calibration-count", "10",
-                   "--report-json", report, "--out-dir", out_dir, cache_dir=tmp_path / "cache")
+                   "--json", report, "--out-dir", out_dir, cache_dir=tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
@@ -70,7 +70,7 @@ def test_compare_on_unlabelled_files_reports_null_accuracy(model_files, image_di
     files = sorted(image_dir.rglob("*.png"))[:4]
     report = tmp_path / "r.json"
     proc = run_cli("compare", model_files["tflite"], "--images", *files, "--modes", "int8", "--no-latency",
-                   "--report-json", report, cache_dir=tmp_path / "cache")
+                   "--json", report, cache_dir=tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     assert [v["mode"] for v in data["variants"]] == ["float32", "int8"]
@@ -176,7 +176,7 @@ def test_every_normalization_round_trips_through_the_cli_and_gives_hand_written_
 
     report, out_dir = tmp_path / "report.json", tmp_path / "out"
     proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--modes", "float32", "--no-latency",
-                   "--report-json", report, "--out-dir", out_dir, *flags, cache_dir=tmp_path / "cache")
+                   "--json", report, "--out-dir", out_dir, *flags, cache_dir=tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     norm = data["preprocessing"]["normalization"]
@@ -211,3 +211,109 @@ def test_bad_normalization_flags_are_one_line_errors(flags, pattern, model_files
     proc = run_cli("compare", model_files["keras"], "--images", image_dir, "--modes", "float32", "--no-latency",
                    *flags, cache_dir=tmp_path / "cache")
     assert_one_line_error(proc, pattern)
+
+
+def run_main(*args, capfd) -> tuple[int, str, str]:
+    """`python -m quant_core ARGS` in this process (no second TensorFlow import): exit code, stdout, stderr.
+
+    sys.stdout and sys.stderr write to file descriptors 1 and 2 as in a real process (capfd
+    would take Python's prints straight to its capture), so engine chatter meets the CLI's
+    redirection and stdout holds only what the CLI writes.
+    """
+    from quant_core import cli
+
+    saved = sys.stdout, sys.stderr
+    with open(1, "w", closefd=False) as sys.stdout, open(2, "w", closefd=False) as sys.stderr:
+        try:
+            code = cli.main([str(a) for a in args])
+        finally:
+            sys.stdout, sys.stderr = saved
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def without_timings(data):
+    """A report minus what differs between two identical runs (seconds, latency)."""
+    if isinstance(data, dict):
+        return {k: without_timings(v) for k, v in data.items() if k not in {"seconds", "build_seconds", "latency_ms"}}
+    if isinstance(data, list):
+        return [without_timings(v) for v in data]
+    return data
+
+
+def test_compare_json_path_stdout_and_the_old_spellings_give_one_report(model_files, image_dir, tmp_path, capfd,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a '-' taken for a file name would land here
+    common = ["compare", model_files["keras"], "--images", image_dir, "--modes", "int8", "--calibration-count", "4",
+              "--no-latency", "--cache-dir", tmp_path / "cache"]
+    new, old = tmp_path / "new" / "report.json", tmp_path / "old.json"
+    runs = {"--json PATH": [*common, "--normalization", "0,255", "--json", new],
+            "--report-json PATH (old)": [*common, "--value-range", "0,255", "--report-json", old],
+            "--json -": [*common, "--normalization", "0,255", "--json", "-"],
+            "--json": [*common, "--normalization", "0,255", "--json"]}
+    reports = {}
+    for name, args in runs.items():
+        code, out, err = run_main(*args, capfd=capfd)
+        assert code == 0 and err == "", (name, err)
+        if name.endswith("PATH") or name.endswith("(old)"):  # the file, and the table still on stdout
+            assert out.startswith("model: tiny (keras)") and "Which variant to ship" in out, name
+            reports[name] = json.loads((new if name == "--json PATH" else old).read_text())
+        else:  # stdout is the report alone, ready for a pipe
+            reports[name] = json.loads(out)
+    first = reports["--json PATH"]
+    assert [v["mode"] for v in first["variants"]] == ["float32", "int8"] and first["verdict"]["picks"]
+    assert first["preprocessing"]["normalization"]["preset"] == "0,255"
+    assert {name: without_timings(r) for name, r in reports.items()} == dict.fromkeys(runs, without_timings(first))
+    assert not (tmp_path / "-").exists()
+
+
+def test_tune_json_path_and_stdout_give_one_search(model_files, image_dir, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["tune", model_files["keras"], "--images", image_dir, "--max-steps", "1", "--calibration-count", "4",
+              "--no-latency", "--cache-dir", tmp_path / "cache"]
+    path = tmp_path / "tune" / "search.json"
+    code, text, err = run_main(*common, "--json", path, capfd=capfd)
+    assert code == 0, err
+    assert text.startswith("budget: ") and "Winner: " in text
+    searches = [json.loads(path.read_text())]
+    for flags in (["--json", "-"], ["--json"]):
+        code, out, err = run_main(*common, *flags, capfd=capfd)
+        assert code == 0, err
+        searches.append(json.loads(out))
+    assert [s["steps"][0]["name"] for s in searches] == ["int8"] * 3
+    assert [without_timings(s) for s in searches] == [without_timings(searches[0])] * 3
+    assert not (tmp_path / "-").exists()
+
+
+def test_inspect_json_flag_either_side_of_the_model_a_path_and_verbose_after_the_command(model_files, tmp_path,
+                                                                                         capfd):
+    model, path = model_files["tflite"], tmp_path / "out" / "describe.json"
+    code, text, _ = run_main("inspect", model, capfd=capfd)
+    assert code == 0 and text.startswith("name: tiny\nformat: tflite\n")
+    outputs = {}
+    for args in (["inspect", model, "--json"], ["inspect", "--json", model], ["inspect", model, "--json", "-"],
+                 ["inspect", "--json", "-", model], ["-v", "inspect", model, "--json"],
+                 ["inspect", model, "--json", "-v"]):
+        code, out, err = run_main(*args, capfd=capfd)
+        assert code == 0, (args, err)
+        outputs[" ".join(map(str, args))] = json.loads(out)
+    code, out, err = run_main("inspect", model, "--json", path, capfd=capfd)
+    assert code == 0 and out == text, err  # the file gets the JSON, stdout keeps the text
+    expected = json.loads(path.read_text())
+    assert expected["format"] == "tflite" and expected["num_classes"] == 3
+    assert outputs == dict.fromkeys(outputs, expected)
+    assert run_main("inspect", "--json", capfd=capfd) == (2, "", "error: the following arguments are required: model\n")
+
+
+@pytest.mark.parametrize("command", ["compare", "quantize", "tune", "inspect"])
+def test_help_shows_one_spelling_per_option_and_hides_the_old_ones(command, capfd):
+    code, out, _ = run_main(command, "--help", capfd=capfd)
+    assert code == 0
+    assert "-v, --verbose" in out  # -v works after the command too, as before it
+    assert ("--json [PATH]" in out) == (command != "quantize")
+    for old in ("--report-json", "--value-range", "REPORT_JSON", "OUT_DIR", "OUTPUT", "IMAGES"):
+        assert old not in out, old
+    if command != "inspect":
+        assert "--images PATH [PATH ...]" in out
+    if command in ("quantize", "tune"):
+        assert "-o OUT.tflite, --output OUT.tflite" in out
