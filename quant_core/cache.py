@@ -13,11 +13,9 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any, Protocol
 
+from quant_core.config import config
 from quant_core.errors import QuantError
 
-DEFAULT_DIR_ENV = "QUANT_CACHE_DIR"
-MAX_MB_ENV = "QUANT_CACHE_MAX_MB"
-_DEFAULT_MAX_MB = 2048
 _MIN_AGE_S = 600  # entries used in the last 10 minutes are kept even over the cap
 # Other processes (worker subprocesses) write to the same folder unseen by this instance's
 # running size estimate, so a full scan also runs after this many writes or seconds.
@@ -89,8 +87,7 @@ def content_sha256(path: Path) -> str:
 
 def default_cache_dir() -> Path:
     """$QUANT_CACHE_DIR, else ~/.cache/quant-workbench."""
-    env = os.environ.get(DEFAULT_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "quant-workbench"
+    return config().cache_dir
 
 
 class ArtifactCache:
@@ -108,8 +105,7 @@ class ArtifactCache:
     def __init__(self, root: Path | None = None, *, max_bytes: int | None = None,
                  rescan_writes: int = _RESCAN_WRITES, rescan_s: float = _RESCAN_S) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
-        limit_mb = int(os.environ.get(MAX_MB_ENV, _DEFAULT_MAX_MB))
-        self.max_bytes = max_bytes if max_bytes is not None else limit_mb * 1024 * 1024
+        self.max_bytes = max_bytes if max_bytes is not None else config().cache_max_mb * 1024 * 1024
         self.rescan_writes = rescan_writes
         self.rescan_s = rescan_s
         self._lock = threading.Lock()  # Streamlit reruns share one instance across threads

@@ -12,7 +12,7 @@ from ui import sessions
 
 @pytest.fixture()
 def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(sessions.ROOT_ENV, str(tmp_path / "sessions"))
+    monkeypatch.setenv("QW_SESSION_ROOT", str(tmp_path / "sessions"))
     return tmp_path / "sessions"
 
 

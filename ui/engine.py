@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareRe
 from quant_core import builders
 from quant_core.cache import cache_key
 from quant_core.compare import cached_result
+from quant_core.config import config
 from quant_core.env import engine_versions
 from quant_core.errors import report_internal
 from quant_core.inputs.images import SkippedFile
@@ -34,7 +34,7 @@ from ui.inputs import Inputs
 from ui.settings import Settings
 
 THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
-EVALUATION_TIMEOUT_S = float(os.environ.get("QW_EVALUATION_TIMEOUT_S", str(12 * 3600)))  # a whole dataset: hours
+EVALUATION_TIMEOUT_S = config().evaluation_timeout_s  # a whole dataset: hours
 DESCRIBE_SCHEMA = 2  # bump when the describe job's answer changes shape: stored descriptions are then ignored
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
     """
     key = engine_key(inputs, override)
     prepared = _prepared()
-    if os.environ.get("QW_PREPARE", "1") == "0" or key in prepared:
+    if not config().prepare or key in prepared:
         return
     prepared.add(key)
     pool = engine_pool()

@@ -7,23 +7,23 @@ tell whose they are without storing anything: a folder whose session is no longe
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT_ENV = "QW_SESSION_ROOT"
-GRACE_S = float(os.environ.get("QW_SESSION_GRACE_S", 30 * 60))  # a disconnected browser may come back meanwhile
-MAX_AGE_S = float(os.environ.get("QW_SESSION_MAX_AGE_S", 24 * 3600))
-_SWEEP_EVERY_S = float(os.environ.get("QW_SESSION_SWEEP_S", 60))
+from quant_core.config import config
+
+GRACE_S = config().session_grace_s  # a disconnected browser may come back meanwhile
+MAX_AGE_S = config().session_max_age_s
+_SWEEP_EVERY_S = config().session_sweep_s
 _last_sweep = 0.0
 
 
 def session_root() -> Path:
     """The folder holding every session's folder."""
-    root = Path(os.environ.get(ROOT_ENV) or Path(tempfile.gettempdir()) / "quant-workbench-sessions")
+    root = config().session_root
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     return root
 

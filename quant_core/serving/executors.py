@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from quant_core.config import config
 from quant_core.errors import InputError, QuantError, parse_choice
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class RayExecutor:
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "runtime_env": _runtime_env(remote=bool(address))}
             if not address:  # not $TMPDIR: a job's scratch folder is removed when the job ends, Ray's must stay
-                options["_temp_dir"] = os.environ.get("QW_RAY_TMPDIR") or f"/tmp/qw-ray-{os.getuid()}"
+                options["_temp_dir"] = str(config().ray_tmpdir)
             try:
                 if address:
                     ray.init(address=address, **options)
@@ -158,14 +159,13 @@ def make_executor(kind: ExecutorKind | str | None = None, *, address: str | None
         InputError: an unknown executor, or Ray asked for and not installed.
         ExecutorError: Ray cannot be started or reached.
     """
-    kind = parse_choice(ExecutorKind, kind or os.environ.get("QW_EXECUTOR") or "local", "executor")
+    settings = config()
+    kind = parse_choice(ExecutorKind, kind or settings.executor, "executor")
     if kind is ExecutorKind.LOCAL:
         if address:
             raise InputError("--ray-address needs --executor ray")
         return LocalExecutor()
-    env_cpus = os.environ.get("QW_RAY_CPUS")
-    return RayExecutor(address=address or os.environ.get("QW_RAY_ADDRESS") or None,
-                       cpus=cpus or (int(env_cpus) if env_cpus else None))
+    return RayExecutor(address=address or settings.ray_address, cpus=cpus or settings.ray_cpus)
 
 
 def _apply(fn: Callable[[Task, Shared], Result], task: Task, shared: Shared) -> Result:

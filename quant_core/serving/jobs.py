@@ -10,6 +10,7 @@ from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ArtifactCache
 from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches, infer_preprocessing, run_compare,
                                 variant_names)
+from quant_core.config import config
 from quant_core.errors import InputError
 from quant_core.inputs.datasets import open_dataset
 from quant_core.inputs.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
@@ -25,7 +26,7 @@ from quant_core.tune import Objective, calibration_sweep, tune
 
 # What this worker process keeps between jobs: in a warm engine (quant_core.serving.pool) the next
 # request on the same model skips loading it, and on the same images re-measures nothing.
-WORKBENCHES = Workbenches(size=int(os.environ.get("QW_ENGINE_WORKBENCHES", "2")))
+WORKBENCHES = Workbenches(size=config().engine_workbenches)
 
 
 @job("engine.stats")

@@ -17,20 +17,16 @@ an engine whose memory grew beyond `keep_mb` is closed after its request instead
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from quant_core.config import config
 from quant_core.serving.worker import Limits, WorkerProcess, worker_slot
 
 log = logging.getLogger(__name__)
-
-
-def _env_number(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
 
 
 class WarmPool:
@@ -38,10 +34,11 @@ class WarmPool:
 
     def __init__(self, *, size: int | None = None, idle_s: float | None = None, keep_mb: float | None = None,
                  spare: bool | None = None) -> None:
-        self.size = int(size if size is not None else _env_number("QW_WARM_ENGINES", 2))
-        self.idle_s = idle_s if idle_s is not None else _env_number("QW_ENGINE_IDLE_S", 900)
-        self.keep_mb = keep_mb if keep_mb is not None else _env_number("QW_ENGINE_KEEP_MB", 4096)
-        self.spare_enabled = spare if spare is not None else os.environ.get("QW_SPARE_ENGINE", "1") != "0"
+        settings = config()
+        self.size = size if size is not None else settings.warm_engines
+        self.idle_s = idle_s if idle_s is not None else settings.engine_idle_s
+        self.keep_mb = keep_mb if keep_mb is not None else settings.engine_keep_mb
+        self.spare_enabled = spare if spare is not None else settings.spare_engine
         self._idle: OrderedDict[str, WorkerProcess] = OrderedDict()  # engines waiting for their next request
         self._busy: dict[str, int] = {}  # keys with a request running, and how many
         self._spare: WorkerProcess | None = None
@@ -79,7 +76,7 @@ class WarmPool:
         A second engine for the same model would load it again and compete for the CPU;
         waiting for the first is faster. Waits at most QW_ENGINE_WAIT_S, then goes on.
         """
-        deadline = time.monotonic() + _env_number("QW_ENGINE_WAIT_S", 600)
+        deadline = time.monotonic() + config().engine_wait_s
         with self._lock:
             if self._busy.get(key) and on_wait is not None:
                 on_wait()  # under the lock: it only reports (a page's progress callback)
@@ -145,7 +142,7 @@ class WarmPool:
     @staticmethod
     def _usable(engine: WorkerProcess | None) -> bool:
         """Alive, and started with the job modules this process would give it now (tests add some)."""
-        return engine is not None and engine.alive and engine.job_modules == os.environ.get("QW_JOB_MODULES", "")
+        return engine is not None and engine.alive and engine.job_modules == config().job_modules
 
     def _start_reaper(self) -> None:
         """A daemon thread that closes idle engines even when no request comes (started once)."""

@@ -35,18 +35,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quant_core.config import config
 from quant_core.errors import Cancelled, QuantError, report_internal
 
-_POOL_SIZE = max(1, int(os.environ.get("QW_WORKERS", "2")))
-_POOL = threading.BoundedSemaphore(_POOL_SIZE)
+_POOL = threading.BoundedSemaphore(config().workers)
 _POLL_S = 0.1
 _TMP_PREFIX = "qw-job-"
-_NICENESS = int(os.environ.get("QW_WORKER_NICE", "10"))
-_CANCEL_GRACE_S = float(os.environ.get("QW_CANCEL_GRACE_S", "20"))  # a converter call can take ~10 s
+_CANCEL_GRACE_S = config().cancel_grace_s
 _LOG_TAIL_LINES = 200  # of a failed job's output, logged with the failure
 log = logging.getLogger(__name__)
 
@@ -64,8 +63,8 @@ class Limits:
         memory_mb: resident memory (RSS) above which the worker is killed.
     """
 
-    timeout_s: float = float(os.environ.get("QW_JOB_TIMEOUT_S", "1800"))
-    memory_mb: int = int(os.environ.get("QW_JOB_MEMORY_MB", "6144"))
+    timeout_s: float = field(default_factory=lambda: config().job_timeout_s)
+    memory_mb: int = field(default_factory=lambda: config().job_memory_mb)
 
 
 JOBS: dict[str, Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Any]] = {}
@@ -131,7 +130,7 @@ class WorkerProcess:
         os.close(write_fd)
         self._channel = os.fdopen(read_fd, "rb", buffering=0)
         self._lines = _LineReader(self._channel)
-        self.job_modules = os.environ.get("QW_JOB_MODULES", "")  # extra jobs it registered (tests)
+        self.job_modules = config().job_modules  # extra jobs it registered (tests): its environment is this one
         self.jobs = 0  # jobs answered by this process
         self.last_used = time.monotonic()
 
@@ -323,12 +322,12 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
     stop = threading.Event()  # set by SIGUSR1: the parent cancelled the running job
     signal.signal(signal.SIGUSR1, lambda signum, frame: stop.set())
     channel = os.fdopen(channel_fd, "w", buffering=1)
-    os.nice(_NICENESS)  # batch work yields the CPU to the web server that shares the machine
+    os.nice(config().worker_nice)  # batch work yields the CPU to the web server that shares the machine
     os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import importlib  # pylint: disable=import-outside-toplevel
 
-    for module in ["quant_core.serving.jobs", *filter(None, os.environ.get("QW_JOB_MODULES", "").split(","))]:
+    for module in ["quant_core.serving.jobs", *config().job_modules]:
         importlib.import_module(module)  # registers the jobs
     registry = importlib.import_module("quant_core.serving.worker").JOBS  # not __main__'s copy
     if preload:

@@ -37,15 +37,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from quant_core.config import Config, config
 from quant_core.errors import InputError
 from quant_core.results.compare_result import CompareResult
 
-STORE_DIR_ENV = "QW_STORE_DIR"  # the folder of the SQLite file and the blobs
-DATABASE_URL_ENV = "QW_DATABASE_URL"  # e.g. postgresql+psycopg://user@host/db; default: SQLite in the folder
-RETENTION_DAYS_ENV = "QW_PUBLISH_DAYS"
-MAX_MB_ENV = "QW_PUBLISH_MAX_MB"
-DEFAULT_RETENTION = timedelta(days=30)
-DEFAULT_MAX_BYTES = 2048 * 2**20
+DEFAULT_RETENTION = timedelta(days=Config.publish_days)
+DEFAULT_MAX_BYTES = int(Config.publish_max_mb * 2**20)
 _ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # token_urlsafe(16): 128 bits in 22 characters
 _NAME = re.compile(r"^[a-z]+(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$")  # "thumbs/00001.png", "models/<sha256>.tflite"
 
@@ -184,11 +181,11 @@ class PublicationStore:
 
     @classmethod
     def from_env(cls, default_folder: Path) -> PublicationStore:
-        """The store configured by QW_STORE_DIR, QW_DATABASE_URL, QW_PUBLISH_DAYS and QW_PUBLISH_MAX_MB."""
-        days = float(os.environ.get(RETENTION_DAYS_ENV, DEFAULT_RETENTION.days))
-        max_mb = float(os.environ.get(MAX_MB_ENV, DEFAULT_MAX_BYTES / 2**20))
-        return cls(Path(os.environ.get(STORE_DIR_ENV, default_folder)), url=os.environ.get(DATABASE_URL_ENV),
-                   retention=timedelta(days=days), max_bytes=int(max_mb * 2**20))
+        """The store configured by QW_STORE_DIR (else `default_folder`), QW_DATABASE_URL, QW_PUBLISH_DAYS and
+        QW_PUBLISH_MAX_MB (quant_core.config)."""
+        settings = config()
+        return cls(settings.store_dir or default_folder, url=settings.database_url,
+                   retention=timedelta(days=settings.publish_days), max_bytes=int(settings.publish_max_mb * 2**20))
 
     # --- writing --------------------------------------------------------------------------------------------------
 
@@ -222,7 +219,7 @@ class PublicationStore:
                 raise StoreFullError(
                     f"the publication store is full: {used / 2**20:.0f} MB used of {self.max_bytes / 2**20:.0f} MB "
                     f"and this needs {wanted / 2**20:.1f} MB; publish without the model files, delete older "
-                    f"publications, or raise {MAX_MB_ENV}")
+                    f"publications, or raise QW_PUBLISH_MAX_MB")
             if added:  # checked under the writer lock: no other writer adds them meanwhile
                 conn.execute(blobs.insert(), [{"sha256": sha, "size": size} for sha, size in added.items()])
             for name, sha in digests.items():  # files are written under the rows' locks (see the module doc)
