@@ -351,7 +351,9 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _executor_kind(args: argparse.Namespace) -> str:
-    return args.executor or os.environ.get("QW_EXECUTOR") or "local"
+    from quant_core.config import config  # pylint: disable=import-outside-toplevel
+
+    return args.executor or config().executor
 
 
 def _executor(args: argparse.Namespace):
@@ -458,34 +460,11 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the accuracy-budget search and prints its trail and winner."""
-    from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
-    from quant_core.inputs.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
-    from quant_core.results.compare_result import write_files  # pylint: disable=import-outside-toplevel
     from quant_core.tune import TARGETS, Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
-    from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
-    from quant_core.serving.dataset_evaluation import DatasetScorer, open_sampled  # pylint: disable=import-outside-toplevel
 
-    if not 0.0 <= args.max_drop <= 100.0:
-        raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
-    if args.output and not args.output.endswith(".tflite"):
-        raise InputError(f"{args.output}: the output file must end in .tflite")
+    options = _tune_options(args)
     objective, target = Objective(args.objective), TARGETS[args.target]
-    if objective is Objective.LATENCY and args.no_latency:
-        raise InputError("the latency objective measures latency: drop --no-latency")
-    options = CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
-                             preprocessing=_override(args), measure_latency=not args.no_latency)
-    class_names = read_labels_file(args.labels) if args.labels else None
-    dataset = _whole_set(args)
-    executor, scorer = None, None
-    if dataset is None:
-        bench = Workbench.open(args.model, load_images(tuple(args.images)), class_names=class_names,
-                               options=options, cache=_cache(args))
-    else:  # built on a sample, each step judged on every image
-        bench = open_sampled(args.model, dataset, options, sample=_sample(args), class_names=class_names,
-                             cache=_cache(args))
-        executor = _executor(args)
-        scorer = DatasetScorer(bench, dataset, executor,
-                               on_evaluation=lambda p: logging.getLogger("quant_core.progress").info("%s", p.message))
+    bench, scorer = _tune_workbench(args, options)
     budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
         Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
     progress = logging.getLogger("quant_core.progress")
@@ -499,8 +478,59 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = TuneResult.of(budget, objective, steps, target=target, cancelled=True,
                                seconds=time.perf_counter() - start)
     finally:
-        if executor is not None:
-            executor.close()
+        if scorer is not None:
+            scorer.executor.close()
+    _write_tune(args, result, bench, scorer, out)
+    if result.cancelled:
+        err.write("error: interrupted; the steps so far and their best are above\n")
+        return 130
+    return 0
+
+
+def _tune_options(args: argparse.Namespace):
+    """The search's CompareOptions, once --max-drop, --output and the objective are checked (before any work)."""
+    from quant_core.compare import CompareOptions  # pylint: disable=import-outside-toplevel
+    from quant_core.tune import Objective  # pylint: disable=import-outside-toplevel
+
+    if not 0.0 <= args.max_drop <= 100.0:
+        raise InputError(f"--max-drop is in points from 0 to 100, got {args.max_drop}")
+    if args.output and not args.output.endswith(".tflite"):
+        raise InputError(f"{args.output}: the output file must end in .tflite")
+    if Objective(args.objective) is Objective.LATENCY and args.no_latency:
+        raise InputError("the latency objective measures latency: drop --no-latency")
+    return CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
+                          preprocessing=_override(args), measure_latency=not args.no_latency)
+
+
+def _tune_workbench(args: argparse.Namespace, options):
+    """The workbench the search builds on and, for a whole set, the DatasetScorer judging each step on every image.
+
+    Returns:
+        (workbench, scorer or None); the scorer's executor is the caller's to close.
+    """
+    from quant_core.compare import Workbench  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.images import load_images, read_labels_file  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.dataset_evaluation import DatasetScorer, open_sampled  # pylint: disable=import-outside-toplevel
+
+    class_names = read_labels_file(args.labels) if args.labels else None
+    dataset = _whole_set(args)
+    if dataset is None:
+        bench = Workbench.open(args.model, load_images(tuple(args.images)), class_names=class_names,
+                               options=options, cache=_cache(args))
+        return bench, None
+    # built on a sample, each step judged on every image
+    bench = open_sampled(args.model, dataset, options, sample=_sample(args), class_names=class_names,
+                         cache=_cache(args))
+    scorer = DatasetScorer(bench, dataset, _executor(args),
+                           on_evaluation=lambda p: logging.getLogger("quant_core.progress").info("%s", p.message))
+    return bench, scorer
+
+
+def _write_tune(args: argparse.Namespace, result, bench, scorer, out: TextIO) -> None:
+    """The search's JSON (with the whole set's last pass), the winner's files and the text, as the options ask."""
+    from quant_core.results.compare_result import write_files  # pylint: disable=import-outside-toplevel
+    from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
+
     whole = describe(scorer.passes[-1]) if scorer is not None and scorer.passes else None
     if args.json:
         _write_json(result.to_dict() | ({"whole_set": whole, "whole_set_passes": len(scorer.passes)}
@@ -513,10 +543,6 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(format_tune(result))
         if whole is not None:
             out.write(f"every step scored on the whole set (one pass each, float32 beside it); last pass: {whole}\n")
-    if result.cancelled:
-        err.write("error: interrupted; the steps so far and their best are above\n")
-        return 130
-    return 0
 
 
 def format_tune(result) -> str:

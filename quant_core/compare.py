@@ -1,8 +1,8 @@
 """The comparison: request in, measured side-by-side result out.
 
-`run_compare` is the whole pipeline for one request. `Workbench` keeps a loaded model,
-its images and the float baseline in memory so that a new variant (another mode,
-another calibration count) costs only its own build and evaluation.
+`run_compare` is the whole pipeline for one request. `Workbench` keeps a `Reference` (a
+loaded model, its images and the float baseline, quant_core.reference) in memory so that a
+new variant (another mode, another calibration count) costs only its own build and evaluation.
 """
 
 from __future__ import annotations
@@ -21,27 +21,25 @@ import numpy as np
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
-from quant_core.calibration import spread_order
-from quant_core.env import describe_environment, engine_versions
-from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
+from quant_core.env import engine_versions
+from quant_core.errors import Cancelled, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
-from quant_core.inputs.preprocess import Preprocessing, to_model_input
+from quant_core.inputs.preprocess import Preprocessing
 from quant_core.inputs.preprocess_inference import infer_preprocessing
 from quant_core.layers import LayerReport, layer_errors
 from quant_core.modes import Mode
-from quant_core.ops import op_inventory, per_tensor_hybrid_depthwise
-from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.ops import op_inventory
+from quant_core.recipe import Recipe
+from quant_core.reference import Reference, float_tflite
 from quant_core.request import CompareOptions, CompareRequest, Progress, ProgressCallback
-from quant_core.results.compare_result import (CalibrationInfo, CompareResult, ImageRecord, Prediction, Status,
-                                               VariantResult)
+from quant_core.results.compare_result import CompareResult, Status, VariantResult
 from quant_core.results.verdict import contested
 from quant_core.runner import TFLiteRunner, measure_memory
 
 log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = 6  # bump when CompareResult changes shape: old cache entries are then ignored
-_FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
@@ -217,29 +215,6 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
     )
 
 
-def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
-    """The source's float .tflite: a conversion of the same model bytes by the same engines is taken from the cache.
-
-    Converting a Keras model costs seconds (~10 s for MobileNetV2 on 2 cores, bench/RESULTS.md
-    section 1) and depends only on its bytes and the engine versions. What comes from the
-    cache is still checked like a fresh conversion: the float32 variant must reproduce the
-    source model.
-    """
-    if not source.float_tflite_pending:
-        return source.float_tflite
-    key = cache_key("float-tflite", source.info.sha256, engine_versions())
-    entry = cache.get_json("floats", key)
-    if entry is not None:
-        try:
-            source.use_float_tflite(cache.model_bytes(entry["tflite_sha256"]))
-            return source.float_tflite
-        except MissingModelError:  # removed meanwhile: convert again
-            pass
-    data = source.float_tflite
-    cache.put_json("floats", key, {"tflite_sha256": cache.put_model(data)})
-    return data
-
-
 @dataclass(frozen=True)
 class ModelSet:
     """What every shard needs besides its images: the models (reference first) and how to feed them.
@@ -267,23 +242,21 @@ class ModelSet:
 
 
 class Workbench:
-    """A loaded model with its images, preprocessing and float32 reference, ready for variants."""
+    """Variants built, checked, measured and timed against one `Reference`, each at most once.
 
-    def __init__(self, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing,
-                 *, options: CompareOptions, cache: ArtifactCache, remember: bool = False) -> None:
-        self.source = source
-        self.images = images
-        self.labels = labels
-        self.preprocessing = preprocessing
+    The reference (the loaded model, its images and the float32 answers) never changes; the
+    workbench keeps what building and measuring need between variants: the artifact cache,
+    the engine's calibrated models, the interpreters waiting to be timed and, when it
+    `remember`s (a warm engine), every variant measured so far.
+    """
+
+    def __init__(self, reference: Reference, *, options: CompareOptions, cache: ArtifactCache,
+                 remember: bool = False) -> None:
+        self.reference = reference
         self.options = options
         self.cache = cache
-        self.x = to_model_input([i.pixels for i in images.items], preprocessing)
-        self.source_raw = source.predict(self.x)
-        self.output_kind = metrics.detect_output_kind(self.source_raw)
-        self.source_probs = metrics.to_probabilities(self.source_raw, self.output_kind)
-        self.reference_probs = self._predict(float_tflite(source, cache))
         self._calibrated = CalibratedModels()
-        self._float_size = len(source.float_tflite)
+        self._float_size = len(reference.source.float_tflite)
         # With `remember` (a warm engine), each measured variant is kept: asking again costs nothing.
         self._measured: dict[tuple[Recipe, str], VariantResult] | None = {} if remember else None
         self._untimed: dict[str, TFLiteRunner] = {}  # evaluated, latency not measured yet: by model sha256
@@ -294,29 +267,49 @@ class Workbench:
              work_dir: Path | None = None, source: SourceModel | None = None, remember: bool = False) -> Workbench:
         """Loads the model (unless `source` is it, already loaded), resolves labels and preprocessing."""
         options = options or CompareOptions()
+        cache = cache or ArtifactCache()
         source = source or load_model(model, work_dir=work_dir)
         labels = resolve_labels(images, source.info.num_classes, class_names)
         pre = infer_preprocessing(source, images, labels, options.preprocessing)
-        return cls(source, images, labels, pre, options=options, cache=cache or ArtifactCache(), remember=remember)
+        reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache)
+        return cls(reference, options=options, cache=cache, remember=remember)
 
-    def _predict(self, model: bytes) -> np.ndarray:
-        """Probabilities of a .tflite model on all images."""
-        runner = TFLiteRunner(model, num_threads=self.options.threads)
-        return metrics.to_probabilities(runner.predict(self.x), self.output_kind)
+    # The reference's parts, read through the workbench.
+    @property
+    def source(self) -> SourceModel:
+        return self.reference.source
+
+    @property
+    def images(self) -> ImageSet:
+        return self.reference.images
+
+    @property
+    def labels(self) -> Labels:
+        return self.reference.labels
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.reference.preprocessing
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.reference.x
+
+    @property
+    def output_kind(self) -> OutputKind:
+        return self.reference.output_kind
+
+    @property
+    def source_probs(self) -> np.ndarray:
+        return self.reference.source_probs
+
+    @property
+    def reference_probs(self) -> np.ndarray:
+        return self.reference.reference_probs
 
     def calibration_data(self, recipe: Recipe) -> np.ndarray:
-        """Calibration samples: evenly spread user images, or uniform noise as a what-if.
-
-        Images come in a nested order (`spread_order`): the samples for a count are the
-        leading rows of those for any larger count, so raising the count feeds only the
-        extra images through the float model.
-        """
-        n = min(recipe.calibration_count, len(self.x))
-        if recipe.calibration_source is CalibrationSource.RANDOM:  # uniform pixels, normalized as images are
-            rng = np.random.default_rng(0)
-            shape = (recipe.calibration_count, *self.x.shape[1:])
-            return self.preprocessing.normalization.apply(rng.uniform(0.0, 255.0, size=shape))
-        return np.ascontiguousarray(self.x[spread_order(len(self.x))[:n]])
+        """The recipe's calibration samples (`Reference.calibration_data`)."""
+        return self.reference.calibration_data(recipe)
 
     def build(self, recipe: Recipe) -> BuiltVariant:
         """Builds one variant, or fetches it from the artifact cache (the recipe is resolved first).
@@ -378,14 +371,14 @@ class Workbench:
         runner = TFLiteRunner(model, num_threads=self.options.threads)
         probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
         ops = op_inventory(model)
-        self._check(recipe, model, probs, ops)
+        self.reference.check(recipe, model, probs, ops)
         latency = None
         if self.options.measure_latency and time_it:
             report(Progress(0.7, f"Timing {name}", name))
             latency = runner.measure_latency(self.x[:1])
         elif self.options.measure_latency:
             self._untimed[hashlib.sha256(model).hexdigest()] = runner
-        labels = [i for i in self.labels.indices if i is not None]
+        labels = self.reference.known_labels()
         agreement = metrics.top1_agreement(probs, self.reference_probs)
         return VariantResult(
             name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, engine_settings=built.settings,
@@ -400,7 +393,7 @@ class Workbench:
             top5_accuracy=metrics.topk_accuracy(probs, labels, 5) if self.labels.known else None,
             mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
             kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
-            top1=tuple(int(i) for i in probs.argmax(1)), topk=self._topk(probs),
+            top1=tuple(int(i) for i in probs.argmax(1)), topk=self.reference.topk(probs, self.options.top_k),
             tflite_sha256=hashlib.sha256(model).hexdigest(),
             build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
@@ -448,41 +441,6 @@ class Workbench:
             self._measured[(timed.recipe, timed.name)] = timed
         return timed
 
-    def _check(self, recipe: Recipe, model: bytes, probs: np.ndarray, ops) -> None:
-        """Raises ConversionError when a variant is unusable or breaks its mode's promise."""
-        broken = per_tensor_hybrid_depthwise(model) if not recipe.per_channel else 0
-        if broken:
-            raise ConversionError(
-                f"per-tensor weights break dynamic range here: LiteRT's hybrid DEPTHWISE_CONV_2D kernel needs one "
-                f"scale per channel, so {broken} depthwise op(s) give different outputs on every run; "
-                "turn per-channel weights back on"
-            )
-        reason = metrics.collapse_reason(probs, self.reference_probs)
-        if reason:
-            raise ConversionError(reason)
-        if recipe.mode is Mode.FLOAT32:
-            gap = float(np.abs(probs - self.source_probs).max()) if len(probs) else 0.0
-            if gap > _FLOAT_TOLERANCE:
-                raise ConversionError(
-                    f"the converted float32 model does not reproduce the source model (max |Δp| = {gap:.3g}); "
-                    "the conversion route is broken for this model"
-                )
-        if recipe.mode is Mode.INT8 and not recipe.float_layers and not ops.integer_only:
-            floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
-            raise ConversionError(
-                f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
-            )
-
-    def _topk(self, probs: np.ndarray) -> tuple[tuple[Prediction, ...], ...]:
-        """Top-k predictions per image."""
-        k = min(self.options.top_k, probs.shape[1])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        names = self.labels.class_names
-        return tuple(
-            tuple(Prediction(int(c), names[c] if c < len(names) else str(c), round(float(p[c]), 6)) for c in row)
-            for p, row in zip(probs, order)
-        )
-
     def adopt(self, earlier: CompareResult) -> int:
         """Remembers the variants of an earlier result of this same setup as measured; returns how many.
 
@@ -491,11 +449,7 @@ class Workbench:
         instead of a second timing's noise. An earlier result of other inputs, preprocessing
         or measurement options is ignored, and so are variants whose model left the cache.
         """
-        frame = self.result(())
-        same = (earlier.model == frame.model and earlier.preprocessing == frame.preprocessing
-                and earlier.class_names == frame.class_names and earlier.images == frame.images
-                and earlier.environment.threads == frame.environment.threads)
-        if not same:
+        if not self.reference.same_inputs(earlier, threads=self.options.threads):
             return 0
         if self._measured is None:
             self._measured = {}
@@ -512,23 +466,7 @@ class Workbench:
     def result(self, variants: tuple[VariantResult, ...], *, request_key: str = "",
                seconds: float = 0.0) -> CompareResult:
         """Assembles the comparison from evaluated variants."""
-        recipes = [v.recipe for v in variants if v.recipe.needs_calibration]
-        random = any(r.calibration_source is CalibrationSource.RANDOM for r in recipes)
-        labels = [i for i in self.labels.indices if i is not None]
-        return CompareResult(
-            model=self.source.info, output_kind=self.output_kind,
-            environment=describe_environment(threads=self.options.threads), preprocessing=self.preprocessing,
-            class_names=self.labels.class_names, labels_source=self.labels.source,
-            images=tuple(ImageRecord(item.name, None if idx is None else self.labels.class_names[idx], idx)
-                         for item, idx in zip(self.images.items, self.labels.indices)),
-            skipped=self.images.skipped, variants=variants,
-            calibration=CalibrationInfo(
-                source="random uniform noise (what-if)" if random else "your images, evenly spread",
-                available_images=len(self.x), what_if=random),
-            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.labels.known else None,
-            source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
-            request_key=request_key, seconds=seconds,
-        )
+        return self.reference.result(variants, threads=self.options.threads, request_key=request_key, seconds=seconds)
 
 
 class Workbenches:

@@ -205,13 +205,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
     Raises:
         InputError: a latency objective on a workbench that does not measure latency, or a bad base.
     """
-    if objective is Objective.LATENCY and not bench.options.measure_latency:
-        raise InputError("the latency objective needs latency measured; drop --no-latency")
-    if not 1 <= max_steps <= 100:
-        raise InputError(f"max steps must be from 1 to 100, got {max_steps}")
-    base = base or Recipe(Mode.INT8)
-    if base.mode is not Mode.INT8 or base.float_layers:
-        raise InputError("the search starts from a plain int8 recipe")
+    base = _start(bench, objective=objective, base=base, max_steps=max_steps)
     report = on_progress or (lambda p: None)
     start = time.perf_counter()
     score = scorer or tuple
@@ -233,10 +227,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
     def stopped() -> bool:
         return len(steps) >= max_steps or (cancel is not None and cancel.is_set())
 
-    for mode in TARGET_MODES[target]:  # the first is always built; cancel stops the search between steps
-        if steps and (stopped() or (steps[0].within_budget and steps[0].recipe.mode is Mode.INT8)):
-            break  # int8 within the budget: nothing is smaller or faster
-        tried(_recipe_for(base, mode, target), _WHY[mode])
+    _try_modes(base, target, steps, tried, stopped)
     if target is Target.CPU and steps and steps[0].recipe.mode is Mode.INT8:
         _fall_back_layers(bench, steps[0], steps, tried, stopped, patience=patience, objective=objective,
                           report=report, max_steps=max_steps)
@@ -247,6 +238,27 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         result = _timed(bench, result, baseline)
     report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
     return result
+
+
+def _start(bench: Workbench, *, objective: Objective, base: Recipe | None, max_steps: int) -> Recipe:
+    """The int8 recipe the search starts from, once the search's arguments are checked against the workbench."""
+    if objective is Objective.LATENCY and not bench.options.measure_latency:
+        raise InputError("the latency objective needs latency measured; drop --no-latency")
+    if not 1 <= max_steps <= 100:
+        raise InputError(f"max steps must be from 1 to 100, got {max_steps}")
+    base = base or Recipe(Mode.INT8)
+    if base.mode is not Mode.INT8 or base.float_layers:
+        raise InputError("the search starts from a plain int8 recipe")
+    return base
+
+
+def _try_modes(base: Recipe, target: Target, steps: list[Step], tried: Callable[[Recipe, str], Step],
+               stopped: Callable[[], bool]) -> None:
+    """Builds each mode the target runs, in order, until full int8 meets the budget or the search stops."""
+    for mode in TARGET_MODES[target]:  # the first is always built; cancel stops the search between steps
+        if steps and (stopped() or (steps[0].within_budget and steps[0].recipe.mode is Mode.INT8)):
+            break  # int8 within the budget: nothing is smaller or faster
+        tried(_recipe_for(base, mode, target), _WHY[mode])
 
 
 def _recipe_for(base: Recipe, mode: Mode, target: Target) -> Recipe:

@@ -265,5 +265,6 @@ def open_sampled(model: str | Path, dataset: Dataset, options: CompareOptions, *
     names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
     bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
                            cache=cache, source=source)
-    bench.labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
+    labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
+    bench.reference = replace(bench.reference, labels=labels)
     return bench

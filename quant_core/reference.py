@@ -1,0 +1,167 @@
+"""What every variant of one comparison is measured against: the inputs and the float32 reference.
+
+A `Reference` holds the loaded model, its images with their labels and preprocessing, the
+images as model input, and the answers on them of the source model and of its float32
+.tflite; it checks a variant's answers against them and frames the comparison's result. It
+never changes once made; building, measuring, timing and remembering variants against it
+is the workbench's job (quant_core.compare.Workbench).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from quant_core import metrics
+from quant_core.cache import ArtifactCache, MissingModelError, cache_key
+from quant_core.calibration import spread_order
+from quant_core.env import describe_environment, engine_versions
+from quant_core.errors import ConversionError
+from quant_core.inputs.images import ImageSet, Labels
+from quant_core.inputs.models import OutputKind, SourceModel
+from quant_core.inputs.preprocess import Preprocessing, to_model_input
+from quant_core.modes import Mode
+from quant_core.ops import OpInventory, per_tensor_hybrid_depthwise
+from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
+from quant_core.runner import TFLiteRunner
+
+_FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
+
+
+def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
+    """The source's float .tflite: a conversion of the same model bytes by the same engines is taken from the cache.
+
+    Converting a Keras model costs seconds (~10 s for MobileNetV2 on 2 cores, bench/RESULTS.md
+    section 1) and depends only on its bytes and the engine versions. What comes from the
+    cache is still checked like a fresh conversion: the float32 variant must reproduce the
+    source model.
+    """
+    if not source.float_tflite_pending:
+        return source.float_tflite
+    key = cache_key("float-tflite", source.info.sha256, engine_versions())
+    entry = cache.get_json("floats", key)
+    if entry is not None:
+        try:
+            source.use_float_tflite(cache.model_bytes(entry["tflite_sha256"]))
+            return source.float_tflite
+        except MissingModelError:  # removed meanwhile: convert again
+            pass
+    data = source.float_tflite
+    cache.put_json("floats", key, {"tflite_sha256": cache.put_model(data)})
+    return data
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A comparison's inputs and the answers a variant's are held against (arrays: compared by identity)."""
+
+    source: SourceModel
+    images: ImageSet
+    labels: Labels
+    preprocessing: Preprocessing
+    x: np.ndarray  # the images as model input, in the images' order
+    output_kind: OutputKind
+    source_probs: np.ndarray  # the source model's class probabilities, one row per image
+    reference_probs: np.ndarray  # the float32 .tflite's: agreement and output error are measured against these
+
+    @classmethod
+    def of(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing, *,
+           threads: int, cache: ArtifactCache) -> Reference:
+        """Runs the source model and its float32 .tflite (converted, or taken from `cache`) on the images."""
+        x = to_model_input([i.pixels for i in images.items], preprocessing)
+        raw = source.predict(x)
+        kind = metrics.detect_output_kind(raw)
+        source_probs = metrics.to_probabilities(raw, kind)
+        runner = TFLiteRunner(float_tflite(source, cache), num_threads=threads)
+        return cls(source, images, labels, preprocessing, x, kind, source_probs,
+                   metrics.to_probabilities(runner.predict(x), kind))
+
+    def calibration_data(self, recipe: Recipe) -> np.ndarray:
+        """Calibration samples: evenly spread user images, or uniform noise as a what-if.
+
+        Images come in a nested order (`spread_order`): the samples for a count are the
+        leading rows of those for any larger count, so raising the count feeds only the
+        extra images through the float model.
+        """
+        n = min(recipe.calibration_count, len(self.x))
+        if recipe.calibration_source is CalibrationSource.RANDOM:  # uniform pixels, normalized as images are
+            rng = np.random.default_rng(0)
+            shape = (recipe.calibration_count, *self.x.shape[1:])
+            return self.preprocessing.normalization.apply(rng.uniform(0.0, 255.0, size=shape))
+        return np.ascontiguousarray(self.x[spread_order(len(self.x))[:n]])
+
+    def check(self, recipe: Recipe, model: bytes, probs: np.ndarray, ops: OpInventory) -> None:
+        """Raises ConversionError when a variant is unusable or breaks its mode's promise.
+
+        Unusable: per-tensor depthwise weights LiteRT's hybrid kernel gets wrong, or outputs
+        collapsed against the float32 reference's (`probs` are the variant's on these images).
+        Broken promises: a float32 that does not reproduce the source model, a full int8 whose
+        `ops` are not all integer.
+        """
+        broken = per_tensor_hybrid_depthwise(model) if not recipe.per_channel else 0
+        if broken:
+            raise ConversionError(
+                f"per-tensor weights break dynamic range here: LiteRT's hybrid DEPTHWISE_CONV_2D kernel needs one "
+                f"scale per channel, so {broken} depthwise op(s) give different outputs on every run; "
+                "turn per-channel weights back on"
+            )
+        reason = metrics.collapse_reason(probs, self.reference_probs)
+        if reason:
+            raise ConversionError(reason)
+        if recipe.mode is Mode.FLOAT32:
+            gap = float(np.abs(probs - self.source_probs).max()) if len(probs) else 0.0
+            if gap > _FLOAT_TOLERANCE:
+                raise ConversionError(
+                    f"the converted float32 model does not reproduce the source model (max |Δp| = {gap:.3g}); "
+                    "the conversion route is broken for this model"
+                )
+        if recipe.mode is Mode.INT8 and not recipe.float_layers and not ops.integer_only:
+            floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
+            raise ConversionError(
+                f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
+            )
+
+    def known_labels(self) -> list[int]:
+        """The class index of every labelled image (all of them when `labels.known`)."""
+        return [i for i in self.labels.indices if i is not None]
+
+    def topk(self, probs: np.ndarray, k: int) -> tuple[tuple[Prediction, ...], ...]:
+        """Each image's `k` most probable classes (at most as many as there are), named by the class names."""
+        k = min(k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        names = self.labels.class_names
+        return tuple(
+            tuple(Prediction(int(c), names[c] if c < len(names) else str(c), round(float(p[c]), 6)) for c in row)
+            for p, row in zip(probs, order)
+        )
+
+    def result(self, variants: Sequence[VariantResult], *, threads: int, request_key: str = "",
+               seconds: float = 0.0) -> CompareResult:
+        """The comparison of `variants` on these inputs: the model, images, labels and source accuracy around them."""
+        recipes = [v.recipe for v in variants if v.recipe.needs_calibration]
+        random = any(r.calibration_source is CalibrationSource.RANDOM for r in recipes)
+        labels = self.known_labels()
+        return CompareResult(
+            model=self.source.info, output_kind=self.output_kind,
+            environment=describe_environment(threads=threads), preprocessing=self.preprocessing,
+            class_names=self.labels.class_names, labels_source=self.labels.source,
+            images=tuple(ImageRecord(item.name, None if idx is None else self.labels.class_names[idx], idx)
+                         for item, idx in zip(self.images.items, self.labels.indices)),
+            skipped=self.images.skipped, variants=tuple(variants),
+            calibration=CalibrationInfo(
+                source="random uniform noise (what-if)" if random else "your images, evenly spread",
+                available_images=len(self.x), what_if=random),
+            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.labels.known else None,
+            source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
+            request_key=request_key, seconds=seconds,
+        )
+
+    def same_inputs(self, earlier: CompareResult, *, threads: int) -> bool:
+        """True when `earlier` was measured on these same inputs: model, preprocessing, class names, images, threads."""
+        frame = self.result((), threads=threads)
+        return (earlier.model == frame.model and earlier.preprocessing == frame.preprocessing
+                and earlier.class_names == frame.class_names and earlier.images == frame.images
+                and earlier.environment.threads == frame.environment.threads)
