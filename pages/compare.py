@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import streamlit as st
 
 from quant_core import CompareResult
 from quant_core.results.summary import prediction_lines
 from ui import charts, engine, published, run, state, verdict
-from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
 
 st.title("Compare")
@@ -19,12 +21,10 @@ def what_if_controls() -> CompareResult | None:
     """The owner's What if… controls and the run they start; the result to draw (None while a run streams)."""
     run.collect()  # again: a run may have ended since the router collected
     working = run.live()
-    result = state.get(state.RESULT) if working is None else None
+    result = state.session.result if working is None else None
     if working is None and result is None:
         result = run.need_result()  # explains how to get one, and stops
-    latest = run.current()  # a failed what-if stays the choice shown: it is not tried again at every click
-    shown = (latest.settings if latest is not None else state.get(state.RESULT_SETTINGS)) or state.get(
-        state.SETTINGS) or Settings()
+    shown = state.current_settings(latest_run=True)  # also a failed what-if: it is not tried again at every click
     with st.expander("What if… change a variant or an option here: the table follows", expanded=True,
                      icon=":material/tune:"):
         wanted = option_controls(variant_toggles(shown, prefix="w.cmp"), prefix="w.cmp")
@@ -41,18 +41,21 @@ def what_if_controls() -> CompareResult | None:
     return result
 
 
-restored = state.get(state.RESTORED)  # an upload's result brought back by a reload: its files are gone
+restored = state.session.restored  # an upload's result brought back by a reload: its files are gone
+found: CompareResult | None  # None only while a run streams: `what_if_controls` follows it, then reruns the page
+thumbs: Mapping[str, np.ndarray | bytes]
 if publication is not None:
-    result, thumbs = publication.result, published.thumbnails(publication)
+    found, thumbs = publication.result, published.thumbnails(publication)
 elif restored is not None:
-    result, thumbs = state.get(state.RESULT), published.thumbnails(restored)
+    found, thumbs = state.session.result, published.thumbnails(restored)
     st.info("Brought back after a reload. Uploaded files are not kept across sessions: upload them again on "
             "**Model & data** to change options or run again.", icon=":material/history:")
 else:
-    result = what_if_controls()
+    found = what_if_controls()
     inputs = current_inputs()
     thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
-assert result is not None
+assert found is not None
+result: CompareResult = found
 with verdict_slot:
     setup = (f"{result.model.name}: {len(result.images)} images, preprocessing "
              f"{result.preprocessing.normalization.label}, calibration from {result.calibration.source}.")

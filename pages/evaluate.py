@@ -5,11 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import evaluate, run, state
-from ui.settings import Settings
 
 st.title("Full dataset")
 result = run.need_result()
-if state.get(state.RESTORED) is not None:
+if state.session.restored is not None:
     st.info("Brought back after a reload: uploaded files are not kept across sessions. Upload them again on "
             "**Model & data** to evaluate on a dataset.", icon=":material/history:")
     st.stop()
@@ -33,8 +32,7 @@ if evaluate.stopped():
     st.info("Stopped: the evaluation and its remaining work were cancelled.", icon=":material/stop_circle:")
 if st.button(f"Evaluate on {offer.dataset.images:,} images", type="primary", icon=":material/playlist_play:",
              disabled=not variants or offer.refusal is not None, key="w.evaluate_go"):
-    settings = state.get(state.RESULT_SETTINGS) or state.get(state.SETTINGS) or Settings()
-    evaluate.run(result, settings, offer.dataset, tuple(variants))
-entry = state.get(state.EVALUATION)
+    evaluate.run(result, state.current_settings(), offer.dataset, tuple(variants))
+entry = state.session.evaluation
 if entry is not None and entry[0] == result.request_key:
     evaluate.render(result, entry[1])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import Mode, PreprocessingOverride
+from quant_core import Mode
 from ui import charts, engine, layers, run, state
-from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, accept_settings, current_inputs, show_error
 
 st.title("Layers")
@@ -16,7 +15,7 @@ if not candidates:
     st.info("Per-layer error is for the variants that quantize activations: int8, int8_float_io and int16x8. "
             "Add one on **Quantize** and run again.", icon=":material/info:")
     st.stop()
-if state.get(state.RESTORED) is not None:
+if state.session.restored is not None:
     st.info("Brought back after a reload: uploaded files are not kept across sessions. Upload them again on "
             "**Model & data** to look inside the layers.", icon=":material/history:")
     st.stop()
@@ -26,10 +25,10 @@ st.caption("Where a quantized variant loses accuracy: each layer's output compar
 name = st.selectbox("Variant", [v.name for v in candidates], key="w.layers_variant",
                     help="Lowest agreement with float32 first.")
 variant = result.variant(name)
-settings = state.get(state.RESULT_SETTINGS) or state.get(state.SETTINGS) or Settings()
+settings = state.current_settings()
 with st.spinner(f"Comparing every layer of {name} with the float model…"):
     try:
-        report = engine.layer_report(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(),
+        report = engine.layer_report(current_inputs(), state.session.override,
                                      settings, variant.recipe, name)
     except ENGINE_ERRORS as err:
         show_error(err)

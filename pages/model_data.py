@@ -58,7 +58,7 @@ else:
         st.stop()
 
 inputs = current_inputs()
-override = state.get(state.OVERRIDE) or PreprocessingOverride()
+override = state.session.override
 try:
     description = engine.describe(inputs, override)
 except ENGINE_ERRORS as err:
@@ -99,7 +99,7 @@ with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} 
         channel_order=order if order is not pre.channel_order or override.channel_order else None,
         center_crop=crop if crop != pre.center_crop or override.center_crop is not None else None)
     if chosen != override:
-        state.put(state.OVERRIDE, chosen)
+        state.session.override = chosen
         run.reset()
         st.rerun()
 

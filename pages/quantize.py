@@ -8,12 +8,11 @@ import streamlit as st
 
 from quant_core import MODE_INFO, CalibrationSource, Mode
 from ui import run, state
-from ui.settings import Settings
 from ui.widgets import accept_settings, current_inputs, float_layer_toggles, option_controls, will_build
 
 st.title("Quantize")
 st.caption(f"Working on {current_inputs().title}.")
-settings: Settings = state.get(state.SETTINGS) or Settings()
+settings = state.session.settings
 
 st.subheader("Variants")
 chosen = []
@@ -29,8 +28,8 @@ settings = float_layer_toggles(settings, prefix="w")
 
 st.subheader("Options")
 c1, c2 = st.columns(2)
-source = c1.radio("Calibration data", list(CalibrationSource), key="w.cal_src",
-                  index=list(CalibrationSource).index(settings.calibration_source),
+sources: list[CalibrationSource] = list(CalibrationSource)
+source = c1.radio("Calibration data", sources, key="w.cal_src", index=sources.index(settings.calibration_source),
                   format_func=lambda s: "Your images" if s is CalibrationSource.IMAGES else "Random noise (what-if)",
                   help="Calibration sets the int8/int16 activation ranges of int8, int8_float_io and int16x8.")
 if source is CalibrationSource.RANDOM:

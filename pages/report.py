@@ -7,11 +7,10 @@ from collections.abc import Mapping
 import numpy as np
 import streamlit as st
 
-from quant_core import MissingModelError, PreprocessingOverride
+from quant_core import MissingModelError
 from ui import engine, published, share, state
 from ui.verdict import current_floor
 from ui.html_report import render_report
-from ui.settings import Settings
 from ui.widgets import current_inputs
 
 st.title("Report & share")
@@ -19,10 +18,10 @@ result, publication = published.result_shown()
 name = result.model.name
 if publication is None:
     inputs = current_inputs()
-    restored = state.get(state.RESTORED)  # an upload's result after a reload: the thumbnails it was kept with
+    restored = state.session.restored  # an upload's result after a reload: the thumbnails it was kept with
     thumbs: Mapping[str, np.ndarray | bytes] = published.thumbnails(restored) if restored is not None else \
         engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
-    models = state.get(state.MODELS)  # this session's copies: they outlive the shared cache's cleaning
+    models = state.session.models  # this session's copies: they outlive the shared cache's cleaning
 else:
     thumbs, models = published.thumbnails(publication), published.models(publication)
 
@@ -53,7 +52,8 @@ def model_downloads(models) -> None:
         if not v.ok:
             continue
         cols = st.columns([3, 2, 2])
-        cols[0].markdown(f"**{v.name}** · {v.size_bytes / 1024:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
+        size_kb = (v.size_bytes or 0) / 1024  # set for every built variant
+        cols[0].markdown(f"**{v.name}** · {size_kb:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
         (model_name, model), (recipe_name, recipe) = result.variant_files(v, models).items()
         cols[1].download_button(".tflite", model, model_name, "application/octet-stream", on_click="ignore",
                                 key=f"dl.tflite.{v.name}")
@@ -81,8 +81,7 @@ st.subheader("Publish")
 published.publish_form(result, thumbs, models, inputs)
 st.subheader("Share the options")
 if inputs.sample:
-    query = share.share_query(inputs.sample, state.get(state.SETTINGS) or Settings(),
-                              state.get(state.OVERRIDE) or PreprocessingOverride())
+    query = share.share_query(inputs.sample, state.session.settings, state.session.override)
     base = (st.context.url or "").split("?")[0]
     st.caption("This link opens the workbench on the same bundled sample with the same options, on Compare with "
                "the results (from the server's cache when it has them).")

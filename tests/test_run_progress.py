@@ -38,7 +38,7 @@ def page() -> None:
     from ui import run, state, widgets
 
     widgets.sidebar_status(st.sidebar.empty())
-    run.follow(state.get(state.RUN), table=False)
+    run.follow(state.session.run, table=False)
 
 
 def test_the_sidebar_counts_what_the_progress_bar_counts(monkeypatch):

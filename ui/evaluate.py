@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from quant_core import CompareResult, PreprocessingOverride, QuantError
+from quant_core import CompareResult, QuantError
+from quant_core.config import config
 from quant_core.inputs.datasets import ClassFit, class_fit, open_dataset
 from quant_core.results.dataset_compare import DatasetEvaluation, accuracy_doubt
 from quant_core.serving.dataset_evaluation import EvaluationProgress
@@ -51,8 +51,7 @@ class Offer:
 
 def datasets_dir() -> Path | None:
     """$QW_DATASETS_DIR, where an operator puts datasets; None: the bundled samples' photos are offered."""
-    configured = os.environ.get("QW_DATASETS_DIR")
-    return Path(configured) if configured else None
+    return config().datasets_dir
 
 
 def server_datasets() -> tuple[ServerDataset, ...]:
@@ -89,7 +88,7 @@ def _listing(path: str, mtime: float) -> ServerDataset | None:
 
 def executor_config() -> dict[str, str | None]:
     """Where evaluations run, as this server is configured: QW_EXECUTOR and QW_RAY_ADDRESS."""
-    return {"kind": os.environ.get("QW_EXECUTOR") or None, "address": os.environ.get("QW_RAY_ADDRESS") or None}
+    return {"kind": config().executor, "address": config().ray_address}
 
 
 def executor_label() -> str:
@@ -102,7 +101,7 @@ def executor_label() -> str:
 
 
 def run(result: CompareResult, settings: Settings, dataset: ServerDataset, variants: tuple[str, ...]) -> None:
-    """Evaluates with a progress bar and a Stop button; the outcome is kept in state.EVALUATION."""
+    """Evaluates with a progress bar and a Stop button; the outcome is kept in `state.session.evaluation`."""
     stop = st.empty()  # shown while the evaluation runs; its click ends this run (see `stopped`)
     stop.button("Stop", icon=":material/stop_circle:", key="w.evaluate_stop",
                 help="Stops when the shard being scored ends (seconds), and the cluster's work with it.")
@@ -112,7 +111,7 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
         bar.progress(min(1.0, p.done / max(p.total, 1)), text=p.message)
 
     try:
-        evaluation = engine.evaluate(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(), settings,
+        evaluation = engine.evaluate(current_inputs(), state.session.override, settings,
                                      result, variants, dataset.path, executor=executor_config(),
                                      on_progress=on_progress)
     except ENGINE_ERRORS as err:
@@ -122,12 +121,12 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
         return
     stop.empty()
     bar.empty()
-    state.put(state.EVALUATION, (result.request_key, evaluation))
+    state.session.evaluation = (result.request_key, evaluation)
 
 
 def stopped() -> bool:
     """True in the run that the Stop button started (the evaluation it interrupted is gone)."""
-    return bool(state.get("w.evaluate_stop"))
+    return bool(st.session_state.get("w.evaluate_stop"))
 
 
 def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.DataFrame:

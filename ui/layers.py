@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from quant_core import CompareResult, PreprocessingOverride
+from quant_core import CompareResult
 from quant_core.layers import LayerError, LayerReport, layer_name, percent
 from quant_core.results.compare_result import VariantResult
 from quant_core.results.verdict import Floor, FloorKind
@@ -106,7 +106,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
             Floor(FloorKind.AGREEMENT, 1 - points / 100)
         steps: list[Step] = []
         finished: list[TuneResult] = []  # the search's result once it ends
-        state.put(state.TUNE, (result.request_key, objective, steps, finished))  # a stopped search keeps its steps
+        state.session.tune = (result.request_key, objective, steps, finished)  # a stopped search keeps its steps
         stop = right.empty()  # shown while the search runs
         stop.button("Stop", icon=":material/stop_circle:", key="w.tune_stop",
                     help="Stops after the step being measured; the steps so far and their best are kept.")
@@ -115,7 +115,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                 steps.append(step)
                 status.write(f"{len(steps)}. **{step.name}**: {_outcome(step)}")
             try:
-                finished.append(engine.tune(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(),
+                finished.append(engine.tune(current_inputs(), state.session.override,
                                             settings, budget, objective, target=target,
                                             on_progress=lambda p: status.update(label=p.message), on_step=on_step))
             except ENGINE_ERRORS as err:
@@ -123,7 +123,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
             stop.empty()
             status.update(label=f"Searched: {len(steps)} step{'s' * (len(steps) != 1)}", state="complete",
                           expanded=False)
-    entry = state.get(state.TUNE)
+    entry = state.session.tune
     if entry is None or entry[0] != result.request_key or not entry[2]:
         return
     _show_search(result, settings, *entry[1:])
@@ -197,12 +197,12 @@ def calibration_section(variant: VariantResult, settings: Settings) -> None:
     st.caption(f"Builds {variant.mode} calibrated on 1, 5, 10, 20 and all your images, and on random data (what a "
                "tutorial's placeholder does), and measures each like any variant.")
     if st.button("Measure", icon=":material/science:", key="w.calibration_go"):
-        state.put(state.SWEEP, variant.recipe)
-    if state.get(state.SWEEP) != variant.recipe:
+        state.session.sweep = variant.recipe
+    if state.session.sweep != variant.recipe:
         return
     with st.spinner("Building and measuring each calibration…"):
         try:
-            sweep = engine.calibration_sweep(current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride(),
+            sweep = engine.calibration_sweep(current_inputs(), state.session.override,
                                              settings, replace(variant.recipe, float_layers=()))
         except ENGINE_ERRORS as err:
             show_error(err)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,25 +10,19 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
 from quant_core import CompareResult, ModelStore
-from quant_core.store.publications import (NotFoundError, Publication, PublicationStore, PublishedModels, Receipt,
-                                           model_name, thumbnail_name)
-from ui import state
+from quant_core.store.publications import (NotFoundError, Publication, PublishedModels, Receipt, model_name,
+                                           thumbnail_name)
+from ui import run, state
 from ui.inputs import Inputs
+from ui.store import png_bytes, store
+from ui.widgets import ENGINE_ERRORS, show_error
 
 log = logging.getLogger(__name__)
 VIEW = "view"  # query parameter: a published comparison's id
 DELETE = "delete"  # query parameter: its private delete token (the owner's second link)
-_DEFAULT_FOLDER = Path.home() / ".local" / "share" / "quant-workbench" / "publications"
-
-
-@st.cache_resource(show_spinner=False)
-def store() -> PublicationStore:
-    """The server's publication store (QW_STORE_DIR, QW_DATABASE_URL, QW_PUBLISH_DAYS, QW_PUBLISH_MAX_MB)."""
-    return PublicationStore.from_env(_DEFAULT_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -39,15 +32,6 @@ class Choices:
     models: bool = False  # every built variant's .tflite
     source: bool = False  # the uploaded model file
     anonymise: bool = False  # image file names replaced by image_001...
-
-
-def png_bytes(thumb: np.ndarray | bytes) -> bytes:
-    """A thumbnail as PNG bytes, from RGB pixels or PNG bytes already (a stored comparison's)."""
-    if isinstance(thumb, bytes):
-        return thumb
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(thumb, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
 
 
 def publish(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes], models: ModelStore | None,
@@ -70,7 +54,7 @@ def publish(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes], mod
 def viewing() -> Publication | None:
     """The published comparison this session was opened on (?view=<id>), or None; a bad link stops with an error."""
     view = st.query_params.get(VIEW)
-    cached = state.get(state.VIEWING)
+    cached = state.session.viewing
     if not view and cached is not None:  # a page change drops the query string: the address keeps the link
         st.query_params[VIEW] = cached.id
         return cached
@@ -86,7 +70,7 @@ def viewing() -> Publication | None:
     except (SQLAlchemyError, OSError) as err:
         st.error(_unavailable(err), icon=":material/cloud_off:")
         st.stop()
-    state.put(state.VIEWING, publication)
+    state.session.viewing = publication
     return publication
 
 
@@ -101,14 +85,6 @@ def _thumbnails(publication_id: str, files: tuple[str, ...], names: frozenset[st
     """Read once per publication, not at every rerun (its blobs never change; a deleted one no longer opens)."""
     return {file: store().blob(publication_id, thumbnail_name(k)) for k, file in enumerate(files)
             if thumbnail_name(k) in names}
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def png_thumbnails(paths: tuple[str, ...], key: str) -> dict[str, bytes]:
-    """Every input image's thumbnail as PNG bytes, encoded once per set of inputs (a what-if keeps its images)."""
-    from ui import engine  # pylint: disable=import-outside-toplevel  (engine imports the worker pool)
-
-    return {name: png_bytes(pixels) for name, pixels in engine.thumbnails(paths, key).items()}
 
 
 def models(publication: Publication) -> ModelStore | None:
@@ -139,7 +115,7 @@ def root_url() -> str:
 
 def is_viewing() -> bool:
     """True when this session shows a published comparison (from its link, or since it opened one)."""
-    return bool(st.query_params.get(VIEW)) or state.get(state.VIEWING) is not None
+    return bool(st.query_params.get(VIEW)) or state.session.viewing is not None
 
 
 def links(receipt: Receipt) -> tuple[str, str]:
@@ -150,8 +126,6 @@ def links(receipt: Receipt) -> tuple[str, str]:
 
 def result_shown() -> tuple[CompareResult, Publication | None]:
     """The comparison a page shows: the published one (said so above it), else this session's (or a stop)."""
-    from ui import run  # pylint: disable=import-outside-toplevel  (run imports the engine; views never need it)
-
     publication = viewing()
     if publication is not None:
         st.info(f"A published comparison, read-only: {publication.summary}.", icon=":material/public:")
@@ -162,8 +136,6 @@ def result_shown() -> tuple[CompareResult, Publication | None]:
 def publish_form(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes], models: ModelStore | None,
                  inputs: Inputs) -> None:
     """The owner's Publish form, then the share link and the private delete link of what this session published."""
-    from ui.widgets import ENGINE_ERRORS, show_error  # pylint: disable=import-outside-toplevel
-
     days = store().retention.days
     st.caption(f"Stores this comparison on the server and gives a link that opens it read-only, at once, for anyone "
                f"who has it: Compare, Ops and this page, with the thumbnails. It expires after {days} days; a "
@@ -188,8 +160,8 @@ def publish_form(result: CompareResult, thumbs: Mapping[str, np.ndarray | bytes]
         except (SQLAlchemyError, OSError) as err:
             st.error(_unavailable(err), icon=":material/cloud_off:")
             return
-        state.put(state.RECEIPT, (result.request_key, receipt))
-    entry = state.get(state.RECEIPT)
+        state.session.receipt = (result.request_key, receipt)
+    entry = state.session.receipt
     if entry is None or entry[0] != result.request_key:
         return
     share_link, delete_link = links(entry[1])
@@ -216,6 +188,6 @@ def delete_form(publication: Publication) -> None:
     except NotFoundError as err:
         st.error(str(err), icon=":material/link_off:")
         return
-    state.put(state.VIEWING, None)
+    state.session.viewing = None
     st.success("Deleted.", icon=":material/check:")
     st.stop()

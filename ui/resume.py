@@ -18,10 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from quant_core import CompareResult, PreprocessingOverride, QuantError
 from quant_core.store.publications import Kind, NotFoundError, thumbnail_name
-from ui import engine, published, state
+from ui import engine, state
 from ui.inputs import Inputs, sample_inputs, samples
 from ui.settings import Settings
 from ui.share import override_from_query, share_query
+from ui.store import png_thumbnails, store
 
 RESUME = "r"  # query parameter: the private id of the session's current result
 log = logging.getLogger(__name__)
@@ -35,27 +36,27 @@ def save(result: CompareResult, settings: Settings, inputs: Inputs, override: Pr
     """
     context = {"sample": inputs.sample, "query": dict(parse_qsl(share_query(inputs.sample or "", settings, override,
                                                                             by_place=False)[1:]))}
-    thumbs = published.png_thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    thumbs = png_thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     files = {thumbnail_name(k): thumbs[image.file] for k, image in enumerate(result.images) if image.file in thumbs}
     files[_CONTEXT] = json.dumps(context).encode()
-    store = published.store()
+    publications = store()
     try:
-        receipt = store.publish(result, files, kind=Kind.SESSION)
-        previous = state.get(state.SAVED)
+        receipt = publications.publish(result, files, kind=Kind.SESSION)
+        previous = state.session.saved
         if previous is not None:
-            store.delete(previous, kind=Kind.SESSION)
+            publications.delete(previous, kind=Kind.SESSION)
     except NotFoundError:  # the previous one expired meanwhile
         pass
     except (QuantError, OSError, SQLAlchemyError) as err:
         log.warning("the result is not kept for a reload: %s", err)
         return
-    state.put(state.SAVED, receipt.id)
+    state.session.saved = receipt.id
     st.query_params[RESUME] = receipt.id
 
 
 def keep_in_address() -> None:
     """Puts the saved id back in the address when a page change dropped the query string."""
-    saved = state.get(state.SAVED)
+    saved = state.session.saved
     if saved is not None and st.query_params.get(RESUME) != saved:
         st.query_params[RESUME] = saved
 
@@ -63,24 +64,24 @@ def keep_in_address() -> None:
 def restore() -> None:
     """A new session opened with ?r=<id>: brings that result (and its options and sample) back, once."""
     wanted = st.query_params.get(RESUME)
-    if not wanted or state.get(state.SAVED) == wanted or state.get(state.RESULT) is not None:
+    if not wanted or state.session.saved == wanted or state.session.result is not None:
         return
-    store = published.store()
+    publications = store()
     try:
-        record = store.open(wanted, kind=Kind.SESSION)
-        context = json.loads(store.blob(wanted, _CONTEXT))
+        record = publications.open(wanted, kind=Kind.SESSION)
+        context = json.loads(publications.blob(wanted, _CONTEXT))
     except NotFoundError:
         del st.query_params[RESUME]
         st.toast("That result is no longer kept (it expired or was replaced): run the comparison again.")
         return
     settings = Settings.from_query(context["query"])
     if context.get("sample") in {s.name for s in samples()}:
-        state.put(state.INPUTS, sample_inputs(context["sample"]))
-        state.put(state.OVERRIDE, override_from_query(context["query"]) or PreprocessingOverride())
+        state.session.inputs = sample_inputs(context["sample"])
+        state.session.override = override_from_query(context["query"]) or PreprocessingOverride()
     else:
-        state.put(state.RESTORED, record)  # the uploaded files are gone: the result is there to read
-    state.put(state.SETTINGS, settings)
-    state.put(state.RESULT, record.result)
-    state.put(state.RESULT_SETTINGS, settings)
-    state.put(state.MODELS, engine.artifact_cache())  # models by content key, while the cache keeps them
-    state.put(state.SAVED, wanted)
+        state.session.restored = record  # the uploaded files are gone: the result is there to read
+    state.session.settings = settings
+    state.session.result = record.result
+    state.session.result_settings = settings
+    state.session.models = engine.artifact_cache()  # models by content key, while the cache keeps them
+    state.session.saved = wanted

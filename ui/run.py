@@ -1,6 +1,6 @@
 """Comparisons that run beside the pages: rows stream in, a page change keeps the run, a newer request stops it.
 
-A run is a thread of the server owned by one session (under `state.RUN`). It asks the
+A run is a thread of the server owned by one session (`state.session.run`). It asks the
 inputs' warm engine for the comparison and keeps what the engine reports: progress and the
 comparison so far (`Progress.partial`). Pages only read it: Compare draws its rows as they
 come (`follow`); any page that runs after it ended moves its result into the session
@@ -12,7 +12,6 @@ stopped and its worker killed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,13 +21,14 @@ import streamlit as st
 
 from quant_core import CompareOptions, CompareResult, KeptModels, PreprocessingOverride, Progress
 from quant_core.compare import variant_names
+from quant_core.config import config
 from quant_core.errors import Cancelled, InternalError, QuantError, report_internal
 from ui import charts, engine, resume, sessions, state
 from ui.inputs import Inputs
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, refresh_sidebar, show_error
 
-ABANDON_S = float(os.environ.get("QW_ABANDON_S", "30"))  # a session gone this long no longer wants its run
+ABANDON_S = config().abandon_s  # a session gone this long no longer wants its run
 _REDRAW_S = 0.2
 
 
@@ -85,7 +85,7 @@ class Run:
 
 def current() -> Run | None:
     """The session's latest run (running or ended), if any."""
-    return state.get(state.RUN)
+    return state.session.run
 
 
 def live() -> Run | None:
@@ -101,8 +101,8 @@ def start(settings: Settings | None = None) -> Run:
         InputError: the settings cannot be built.
     """
     inputs = current_inputs()
-    override = state.get(state.OVERRIDE) or PreprocessingOverride()
-    settings = settings or state.get(state.SETTINGS) or Settings()
+    override = state.session.override
+    settings = settings or state.session.settings
     names = variant_names(CompareOptions(recipes=settings.recipes()).recipes)
     previous = live()
     if previous is not None:
@@ -111,7 +111,7 @@ def start(settings: Settings | None = None) -> Run:
     run = Run(settings, names, session_id=sessions.current_session_id())
     if _answer_from_cache(run, inputs, override, work_dir):
         return run
-    pool, cache, earlier = engine.engine_pool(), engine.artifact_cache(), state.get(state.RESULT)
+    pool, cache, earlier = engine.engine_pool(), engine.artifact_cache(), state.session.result
 
     def work() -> None:
         if previous is not None:  # its engine serves this request once it stopped
@@ -129,7 +129,7 @@ def start(settings: Settings | None = None) -> Run:
             run.version += 1
             run.done.set()
 
-    state.put(state.RUN, run)
+    state.session.run = run
     threading.Thread(target=work, name=f"compare-{run.session_id[:8]}", daemon=True).start()
     return run
 
@@ -145,7 +145,7 @@ def _answer_from_cache(run: Run, inputs: Inputs, override: PreprocessingOverride
         return False
     run.result, run.progress = hit, Progress(1.0, "Served from cache", partial=hit)
     run.done.set()
-    state.put(state.RUN, run)
+    state.session.run = run
     collect()
     return True
 
@@ -155,10 +155,10 @@ def reset() -> None:
     working = live()
     if working is not None:
         working.cancel.set()
-    state.put(state.RUN, None)
-    state.put(state.RESULT, None)
-    state.put(state.RESULT_SETTINGS, None)
-    state.put(state.RESTORED, None)
+    state.session.run = None
+    state.session.result = None
+    state.session.result_settings = None
+    state.session.restored = None
 
 
 def collect() -> None:
@@ -168,11 +168,11 @@ def collect() -> None:
         return
     run.collected = True
     if run.result is not None:
-        state.put(state.RESULT, run.result)
-        state.put(state.RESULT_SETTINGS, run.settings)
-        state.put(state.MODELS, run.models)
-        state.put(state.RESTORED, None)
-        resume.save(run.result, run.settings, current_inputs(), state.get(state.OVERRIDE) or PreprocessingOverride())
+        state.session.result = run.result
+        state.session.result_settings = run.settings
+        state.session.models = run.models
+        state.session.restored = None
+        resume.save(run.result, run.settings, current_inputs(), state.session.override)
 
 
 def show_failure() -> None:
@@ -207,7 +207,7 @@ def follow(run: Run, *, table: bool = True) -> None:
 def need_result() -> CompareResult:
     """The last comparison; while the first one runs, its progress until it is done; else how to get one."""
     collect()  # a run may have ended since the router collected
-    result = state.get(state.RESULT)
+    result = state.session.result
     if result is not None:
         return result
     run = live()

@@ -9,54 +9,98 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import streamlit as st
 
-from quant_core import PreprocessingOverride
+from quant_core import CompareResult, ModelStore, PreprocessingOverride, Recipe
+from quant_core.results.dataset_compare import DatasetEvaluation
+from quant_core.results.verdict import Floor
+from quant_core.store.publications import Publication, Receipt
+from quant_core.tune import Objective, Step, TuneResult
 from ui import sessions
 from ui.inputs import Inputs
+from ui.settings import Settings
 
-INPUTS = "qw.inputs"  # ui.inputs.Inputs: the model, images and labels in use
-OVERRIDE = "qw.override"  # quant_core.PreprocessingOverride chosen on the Model & data page
-SETTINGS = "qw.settings"  # ui.settings.Settings: the quantization choices
-RESULT = "qw.result"  # quant_core.CompareResult of the last run
-RESULT_SETTINGS = "qw.result_settings"  # ui.settings.Settings that RESULT was run with
-RUN = "qw.run"  # ui.run.Run: the session's latest comparison run (working or ended)
-MODELS = "qw.models"  # quant_core.KeptModels: RESULT's .tflite files, kept in this session's folder
-WORKDIR = "qw.workdir"  # this session's private folder for uploads
-PARAMS_APPLIED = "qw.params_applied"  # query parameters are applied once per session
-VIEWING = "qw.viewing"  # quant_core.store.publications.Publication opened read-only from a ?view= link
-RECEIPT = "qw.receipt"  # quant_core.store.publications.Receipt of this session's last publish (its links)
-SAVED = "qw.saved"  # private id of this session's current result in the store (?r= in the address)
-RESTORED = "qw.restored"  # quant_core.store.publications.Publication: a reload brought back an upload's result
-DETAILS = "qw.details"  # False once Compare drew its top alone (first paint), True once it drew everything
-TUNE = "qw.tune"  # (result request key, Objective, [Step], [True] once finished): the Layers page's last search
-# (result request key, quant_core.results.dataset_compare.DatasetEvaluation): Full dataset's last
-EVALUATION = "qw.evaluation"
-SWEEP = "qw.sweep"  # quant_core.Recipe whose calibration sweep the Layers page shows
-FLOOR = "qw.floor"  # quant_core.results.verdict.Floor chosen on Compare: the verdict and the HTML report use it
+if TYPE_CHECKING:  # ui.run keeps its runs here: a run-time import would be a circle
+    from ui.run import Run
+
+T = TypeVar("T")
 
 
-def get(key: str, default: Any = None) -> Any:
-    """The value under a state key, or default."""
-    return st.session_state.get(key, default)
+class _Key(Generic[T]):
+    """One non-widget session-state key, read and written as an attribute of `Session`; None when unset."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __get__(self, session: object, owner: type | None = None) -> T | None:
+        return st.session_state.get(self.key)
+
+    def __set__(self, session: object, value: T | None) -> None:
+        st.session_state[self.key] = value
 
 
-def put(key: str, value: Any) -> None:
-    """Stores a value under a state key."""
-    st.session_state[key] = value
+class _KeyWithDefault(_Key[T]):
+    """A key that reads as its default while unset (or set to None)."""
+
+    def __init__(self, key: str, default: Callable[[], T]) -> None:
+        super().__init__(key)
+        self.default = default
+
+    def __get__(self, session: object, owner: type | None = None) -> T:
+        value = st.session_state.get(self.key)
+        return self.default() if value is None else value
+
+
+class Session:
+    """This session's state, one typed attribute per key (the keys are what tests read in `AppTest.session_state`)."""
+
+    inputs: _Key[Inputs] = _Key("qw.inputs")  # the model, images and labels in use (see `ui.widgets.current_inputs`)
+    override: _KeyWithDefault[PreprocessingOverride] = _KeyWithDefault(  # chosen on the Model & data page
+        "qw.override", PreprocessingOverride)
+    settings: _KeyWithDefault[Settings] = _KeyWithDefault("qw.settings", Settings)  # the choices, as Quantize shows
+    result: _Key[CompareResult] = _Key("qw.result")  # the last run's comparison
+    result_settings: _Key[Settings] = _Key("qw.result_settings")  # the settings `result` was run with
+    run: _Key[Run] = _Key("qw.run")  # the session's latest comparison run (working or ended)
+    models: _Key[ModelStore] = _Key("qw.models")  # result's .tflite files: kept in this session's folder, or a cache
+    workdir: _Key[Path] = _Key("qw.workdir")  # this session's private folder for uploads (see `workdir`)
+    params_applied: _Key[bool] = _Key("qw.params_applied")  # query parameters are applied once per session
+    viewing: _Key[Publication] = _Key("qw.viewing")  # opened read-only from a ?view= link
+    receipt: _Key[tuple[str, Receipt]] = _Key("qw.receipt")  # (result request key, receipt) of the last publish
+    saved: _Key[str] = _Key("qw.saved")  # private id of the current result in the store (?r= in the address)
+    restored: _Key[Publication] = _Key("qw.restored")  # a reload brought back an upload's result (its files are gone)
+    details: _Key[bool] = _Key("qw.details")  # False once Compare drew its top alone (first paint), True once all
+    # (result request key, objective, steps, [the result] once finished): the Layers page's last search
+    tune: _Key[tuple[str, Objective, list[Step], list[TuneResult]]] = _Key("qw.tune")
+    evaluation: _Key[tuple[str, DatasetEvaluation]] = _Key("qw.evaluation")  # (result request key, Full dataset's)
+    sweep: _Key[Recipe] = _Key("qw.sweep")  # the recipe whose calibration sweep the Layers page shows
+    floor: _KeyWithDefault[Floor] = _KeyWithDefault("qw.floor", Floor)  # chosen on Compare: the verdict's, the report's
+
+
+session = Session()
+
+
+def current_settings(*, latest_run: bool = False) -> Settings:
+    """Which settings are current, for every page that shows a result: those it was run with, else the session's.
+
+    Args:
+        latest_run: the latest run's settings first, working or failed (Compare's What if… controls show the
+            latest request: a failed what-if stays the choice shown, not tried again at every click).
+    """
+    if latest_run and session.run is not None:
+        return session.run.settings
+    return session.result_settings or session.settings
 
 
 def workdir() -> Path:
     """This session's private folder, created on first use (see ui.sessions for its removal)."""
-    path = get(WORKDIR)
+    path = session.workdir
     if path is None or not Path(path).is_dir():
-        path = sessions.new_session_dir(sessions.current_session_id())
-        put(WORKDIR, path)
+        path = session.workdir = sessions.new_session_dir(sessions.current_session_id())
     os.utime(path)  # activity keeps the folder from expiring
     return Path(path)
 
@@ -81,9 +125,9 @@ def use_inputs(inputs: Inputs) -> None:
     What named the previous model's layers ends with it (`forget_model_choices`). Callers
     forget the result of the previous inputs (`ui.run.reset`).
     """
-    previous = get(INPUTS)
-    put(INPUTS, inputs)
-    put(OVERRIDE, PreprocessingOverride())
+    previous = session.inputs
+    session.inputs = inputs
+    session.override = PreprocessingOverride()
     if previous is None or previous.digest != inputs.digest:
         forget_model_choices()
     if previous is not None and previous.folder is not None and previous.folder != inputs.folder:
@@ -96,8 +140,7 @@ def forget_model_choices() -> None:
     Kept, they would name layers another model has not (an engine told to keep a layer it
     cannot find builds the mode without it) or show another model's search as this one's.
     """
-    settings = get(SETTINGS)
-    if settings is not None:
-        put(SETTINGS, settings.without_float_layers())
-    put(TUNE, None)
-    put(SWEEP, None)
+    if session.settings.float_layers:
+        session.settings = session.settings.without_float_layers()
+    session.tune = None
+    session.sweep = None

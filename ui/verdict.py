@@ -21,7 +21,7 @@ _DEFAULT_PERCENT = {FloorKind.AGREEMENT: 99.0, FloorKind.ACCURACY_DROP: 1.0}
 
 def current_floor() -> Floor:
     """The floor the user chose in this session (the default until they change it)."""
-    return state.get(state.FLOOR) or Floor()
+    return state.session.floor
 
 
 def _percent(floor: Floor, kind: FloorKind) -> float:
@@ -38,7 +38,7 @@ def _floor_changed() -> None:
     floor = current_floor()
     kind = FloorKind(st.session_state.get(_KIND_INPUT, floor.kind))
     percent = st.session_state.get(_INPUTS[kind])
-    state.put(state.FLOOR, Floor(kind, round((_percent(floor, kind) if percent is None else percent) / 100, 4)))
+    state.session.floor = Floor(kind, round((_percent(floor, kind) if percent is None else percent) / 100, 4))
 
 
 def floor_picker(result: CompareResult) -> Floor:
@@ -47,7 +47,7 @@ def floor_picker(result: CompareResult) -> Floor:
     floor = current_floor()
     if floor.kind not in kinds:  # an accuracy floor, then a result without labels
         floor = Floor()
-        state.put(state.FLOOR, floor)
+        state.session.floor = floor
     with st.popover(f"Required: {floor.plain}", icon=":material/tune:",
                     help=f"The fidelity floor: {floor.label}. A variant is picked only when it stays this close to "
                          "the original model (float32); top-1 is the class a model ranks first."):

@@ -18,10 +18,9 @@ from ui.settings import Settings
 
 def current_inputs() -> Inputs:
     """The inputs in use; the default bundled sample until the user picks something else."""
-    inputs = state.get(state.INPUTS)
+    inputs = state.session.inputs
     if inputs is None:
-        inputs = sample_inputs()
-        state.put(state.INPUTS, inputs)
+        inputs = state.session.inputs = sample_inputs()
     return inputs
 
 
@@ -46,16 +45,16 @@ def sidebar_status(slot) -> None:
     inputs = current_inputs()
     with slot.container():
         st.caption(f"**Working on:** {inputs.title}")
-        result = state.get(state.RESULT)
-        run = state.get(state.RUN)
-        running = run is not None and not run.finished
-        if running:
-            st.caption(f"**Running:** {run.tally}.")  # the progress bar's own words (ui.run.Run.tally)
+        result = state.session.result
+        run = state.session.run
+        running = run if run is not None and not run.finished else None
+        if running is not None:
+            st.caption(f"**Running:** {running.tally}.")  # the progress bar's own words (ui.run.Run.tally)
             st.page_link("pages/compare.py", label="Watch it on Compare", icon=":material/compare:")
         if result is not None:
             ok = sum(v.ok for v in result.variants)
             st.caption(f"**Last run:** {ok}/{len(result.variants)} variants on {len(result.images)} images.")
-        elif not running:
+        elif running is None:
             st.caption("No comparison yet.")
 
 
@@ -101,7 +100,7 @@ def accept_settings(settings: Settings) -> None:
     except QuantError as err:
         show_error(err)
         st.stop()
-    state.put(state.SETTINGS, settings)
+    state.session.settings = settings
 
 
 def option_controls(settings: Settings, *, prefix: str) -> Settings:
@@ -172,17 +171,17 @@ def details_now() -> bool:
     Drawn first alone, the verdict and table show at once; a timer fragment then reruns the
     page, which draws everything (every later run does so at once).
     """
-    if state.get(state.DETAILS) is not None:  # the follow-up run, or any run after it
-        state.put(state.DETAILS, True)
+    if state.session.details is not None:  # the follow-up run, or any run after it
+        state.session.details = True
         return True
     _follow_up()
-    state.put(state.DETAILS, False)
+    state.session.details = False
     return False
 
 
 @st.fragment(run_every=FOLLOW_UP_S)
 def _follow_up() -> None:
     """Inline, a placeholder; from its timer, a rerun of the whole page (which no longer calls this)."""
-    if state.get(state.DETAILS) is False:
+    if state.session.details is False:
         st.rerun()
     st.caption("Charts and per-image results follow…")
