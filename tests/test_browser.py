@@ -172,7 +172,8 @@ def test_layers_and_the_full_dataset_on_the_imagenet_sample(page, server, tmp_pa
     page.wait_for_selector('[data-testid="stPlotlyChart"]')
     shot(page, "07b_layers_imagenet")
     goto(page, "Full dataset")
-    page.wait_for_selector("text=imagenet_images (22 images, 21 of the model's classes)")  # preselected: it fits
+    dataset = page.get_by_role("combobox", name="Dataset")  # the selected option is the input's value
+    assert dataset.input_value() == "imagenet_images (22 images, 21 of the model's classes)"  # preselected: it fits
     page.locator('button[data-testid^="stBaseButton-"]', has_text="Evaluate on 22 images").click()
     page.wait_for_selector("text=On imagenet_images", timeout=600_000)
     page.wait_for_selector(IDLE)
