@@ -1,4 +1,5 @@
-"""Warm engines: reuse per model, eviction and idle expiry, limits still enforced, the spare, cancel."""
+"""The warm pool of worker processes (quant_core.serving.pool.WarmPool): reuse per model, eviction and idle
+expiry, limits still enforced, the spare, cancel."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Issue 11's engine findings: per-tensor weights, identical numbers for identical requests, index ops,
-measured runtime memory, the verdict, and warned variants never highlighted as best."""
+"""What a comparison measures and decides: per-tensor weights refused where engines misbehave, identical numbers
+for identical requests, index ops, measured runtime memory, the verdict, and warned variants never highlighted."""
 
 from __future__ import annotations
 
