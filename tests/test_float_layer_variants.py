@@ -3,27 +3,15 @@ in What if…, and shared by a short link (its layers by place in the model's gr
 
 from __future__ import annotations
 
-import os
-import tempfile
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
-from conftest import REPO
-from quant_core import Mode
-from quant_core.errors import InputError
-from ui.settings import Settings
-
-os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
 from streamlit.testing.v1 import AppTest
 
-APP = str(REPO / "streamlit_app.py")
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+from quant_core import Mode
+from quant_core.errors import InputError
+from test_layers_app import APP, ok  # the same app under AppTest, and its check for errors
+from ui.settings import Settings
 
 
 def keep_three_layers_in_float() -> AppTest:
