@@ -4,31 +4,20 @@ refused in one line, never built as a silent copy of the mode without them."""
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
 from quant_core import ArtifactCache, Backend, Mode, Recipe
 from quant_core.builders import graph_layers
 from quant_core.compare import CompareOptions, CompareRequest, Workbench, run_compare
 from quant_core.errors import InputError
 from quant_core.inputs.images import load_images
-
-os.environ.setdefault("QUANT_CACHE_DIR", tempfile.mkdtemp(prefix="qw-apptest-cache-"))
-from streamlit.testing.v1 import AppTest
-
-APP = str(REPO / "streamlit_app.py")
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+from test_layers_app import APP, ok  # the same app under AppTest, and its check for errors
 
 
 def keep_three_layers_in_float(at: AppTest) -> AppTest:
