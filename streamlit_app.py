@@ -13,7 +13,7 @@ from ui.inputs import sample_inputs, samples
 from ui.share import RUN_PARAM, override_from_query, settings_from_query
 from ui.widgets import show_error, sidebar_status
 
-READ_ONLY = ("Compare", "Ops", "Report & share")  # what a published comparison shows: no engine work
+READ_ONLY = ("Compare", "Ops", "Report & share")  # what a published comparison shows: nothing is computed
 
 
 def apply_query_params() -> bool:
@@ -70,7 +70,8 @@ def sidebar_heading(*, viewing: bool) -> None:
     """The workbench's name, and for a published comparison what the reader is looking at."""
     with st.sidebar:
         st.markdown("### Quantization Workbench")
-        st.caption("Post-training quantization of TF/Keras image classifiers, measured on real engines.")
+        st.caption("Post-training quantization of TF/Keras image classifiers, measured on the real converters and "
+                   "interpreter.")
         if viewing:
             st.caption("You are looking at a published comparison (read-only).")
             st.link_button("Open the workbench", published.root_url(), icon=":material/home:")
@@ -94,7 +95,7 @@ def main() -> None:
     """Page config, the session brought back, the navigation, the sidebar, then the page."""
     st.set_page_config(page_title="Quantization Workbench", page_icon=":material/compress:", layout="wide")
     logs.configure()
-    viewing = published.is_viewing()  # a published comparison: read-only pages, no engine work
+    viewing = published.is_viewing()  # a published comparison: read-only pages, nothing is computed
     linked = not viewing and bring_back()
     sessions.sweep()  # removes the folders of sessions that ended (at most every QW_SESSION_SWEEP_S, 60 s)
     pages = all_pages(viewing=viewing)

@@ -1,4 +1,4 @@
-"""Benchmarks of the quant_core engine against the bare engines it wraps, on the ImageNet sample.
+"""Benchmarks of the quant_core engine against the bare backends and interpreter it wraps, on the ImageNet sample.
 
 Usage::
 
@@ -10,7 +10,7 @@ MobileNetV2 ported to Keras (sample_models/mobilenet_v2_imagenet.keras) and its 
 labelled photos. Measures, in one process and one run (ratios are never compared across
 runs):
 
-0. every mode with quant_core's default engine: size against the targets, agreement
+0. every mode with quant_core's default backend: size against the targets, agreement
    with float32, accuracy on the photos, mean |Δp|, latency at 1 and 2 threads, build time;
 1. engine overhead: quant_core's build of each mode vs the bare TFLiteConverter /
    LiteRT Quantizer with the same settings and calibration data;
@@ -18,14 +18,14 @@ runs):
 3. re-quantization: time to a new variant after Workbench.open (new mode, new
    calibration count), with an empty artifact cache;
 4. peak RSS and wall time of run_compare with all 7 modes, in a fresh subprocess;
-5. sizes with the non-default engine and with per-tensor int8, and where int8's bytes go.
+5. sizes with the non-default backend and with per-tensor int8, and where int8's bytes go.
 
 Results are printed and written as a section of bench/RESULTS.md (a full and a quick
 section are kept separately; a rerun replaces its own section). Targets are reported as
-PASS or MISS and never asserted. Engine chatter goes to stderr (`2>/dev/null` hides it).
+PASS or MISS and never asserted. The backends' chatter goes to stderr (`2>/dev/null` hides it).
 
 The pieces: engine_models.py (the sample, workbenches, quant_core builds),
-engine_baselines.py (the bare engines), engine_benchmarks.py (one function per
+engine_baselines.py (the bare backends and interpreter), engine_benchmarks.py (one function per
 benchmark), engine_report.py (tables, environment, RESULTS.md).
 """
 
@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:
 
 from quant_core import _quiet  # noqa: E402  (light: no TensorFlow import)
 
-_quiet.silence_tf_logging()  # the same TF environment for quant_core and the bare engines
+_quiet.silence_tf_logging()  # the same TF environment for quant_core and the bare backends
 
 import engine_benchmarks as benchmarks  # noqa: E402
 from engine_models import IMAGES, LABELS, MODEL, Workspace, other_samples  # noqa: E402
@@ -91,7 +91,7 @@ def run(settings: benchmarks.Settings, ws: Workspace, contention: Contention, *,
         rss.notes.append(f"quant_core changed during this run ({code_at_start} -> {code_state()}): "
                          "this child imported the newer code.")
     add(rss)
-    add(benchmarks.other_engine_sizes(ws, bench))
+    add(benchmarks.other_backend_sizes(ws, bench))
     del bench
     contention.sample("end")
     return tables

@@ -477,16 +477,16 @@ def _span(a: float | None, b: float | None) -> float | None:
 
 
 def one_click_causes(r: StateResult) -> dict[str, str]:
-    """Measured reasons for the one-click timings: the wait for the engine, and int16x8's row."""
+    """Measured reasons for the one-click timings: the wait for a worker, and int16x8's row."""
     a = r.one_click
     _, f32 = a.row_times("float32")
     b16, r16 = a.row_times("int16x8")
-    waited = a.message_at("Waiting for the engine")
+    waited = a.message_at("Waiting for a worker")
     resumed = next((s["dt"] for s in a.timeline if waited is not None and s["dt"] > waited and s["progress"]
                     and not s["progress"].startswith("Waiting")), None)
     causes = {}
     if waited is not None and resumed is not None and f32 is not None:
-        causes["first"] = (f"the run waited {resumed - waited:.1f} s (to {resumed:.1f} s) for the engine, busy "
+        causes["first"] = (f"the run waited {resumed - waited:.1f} s (to {resumed:.1f} s) for its worker, busy "
                            f"with the background preparation that starts with the description "
                            f"{r.click_after_s:.0f} s before the click (model load, float conversion, float32 "
                            f"baseline); float32's row at {f32:.1f} s")

@@ -1,4 +1,4 @@
-"""The bare engines quant_core is compared against: TFLiteConverter, LiteRT Quantizer, LiteRT Interpreter.
+"""The bare backends and interpreter quant_core is compared against: TFLiteConverter, LiteRT Quantizer, Interpreter.
 
 Each is configured with the same settings quant_core uses for a mode (FIELD_NOTES documents
 them), so a difference in time or bytes is quant_core's own.

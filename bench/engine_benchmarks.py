@@ -1,7 +1,7 @@
 """The engine benchmarks, one function each; every one returns the Table it measured.
 
 0 `every_mode`, 1 `engine_overhead`, 2 `evaluation_throughput`, 3 `requantization`,
-4 `peak_rss` (its child process runs `child_compare`), 5 `other_engine_sizes`.
+4 `peak_rss` (its child process runs `child_compare`), 5 `other_backend_sizes`.
 bench/README.md says what each measures and why.
 """
 
@@ -69,9 +69,9 @@ QUICK = Settings(
 # --- 0 -----------------------------------------------------------------------------------------
 
 def every_mode(ws: Workspace, bench: Workbench, *, open_seconds: float, settings: Settings) -> Table:
-    """Every mode with its default engine: size, quality on the photos, latency, build time."""
+    """Every mode with its default backend: size, quality on the photos, latency, build time."""
     budget = settings.latency_budget_s
-    t = Table("0. Every mode on the ImageNet MobileNetV2, default engines (size targets: int8 <= 0.28x, "
+    t = Table("0. Every mode on the ImageNet MobileNetV2, default backends (size targets: int8 <= 0.28x, "
               "float16 <= 0.51x)",
               ["variant", "bytes", "x float32", "size target", "top-1 agreement", "top-5 agreement", "accuracy",
                "top-5 accuracy", "mean |Δp|", "median ms, 1 thread", "median ms, 2 threads", "build"])
@@ -122,7 +122,7 @@ def every_mode(ws: Workspace, bench: Workbench, *, open_seconds: float, settings
 class _Timings:
     """Benchmark 1's measurements by resolved recipe: seconds of each kind, and the bytes each side made.
 
-    Kinds: "bare" (the bare engine), "qc" (quant_core from a fresh calibration state), "qc_next"
+    Kinds: "bare" (the bare backend), "qc" (quant_core from a fresh calibration state), "qc_next"
     (quant_core with the calibrated model memoized), "reuse" (float32: the .tflite made at load).
     """
 
@@ -140,7 +140,7 @@ class _Timings:
 def engine_overhead(ws: Workspace, bench: Workbench, model_path: Path, label: str, *, settings: Settings,
                     tf_modes: tuple[Mode, ...], lq_modes: tuple[Mode, ...], float_row: bool,
                     keep: bool = True) -> Table:
-    """quant_core's build of each mode vs the bare engine with the same settings and calibration data.
+    """quant_core's build of each mode vs the bare backend with the same settings and calibration data.
 
     `keep` stores quant_core's builds in `ws.built` (the ImageNet model's, for benchmarks 2 and 5).
     """
@@ -224,7 +224,7 @@ def _time_litert(ws: Workspace, bench: Workbench, float_bare: bytes, mode: Mode,
 
 def _overhead_table(timings: _Timings, label: str, *, repeats: int, float_row: bool, samples: int) -> Table:
     """Benchmark 1's table: medians, ratios, same bytes, and the notes saying how they were taken."""
-    t = Table(f"1. Engine overhead: quant_core build vs bare engine ({label}; target <= {TARGET_OVERHEAD:.2f}x)",
+    t = Table(f"1. Engine overhead: quant_core build vs bare backend ({label}; target <= {TARGET_OVERHEAD:.2f}x)",
               ["variant", "bare (median)", "quant_core first", "ratio first", "quant_core next", "ratio next",
                "same bytes", "target"])
     for recipe, times in timings.seconds.items():
@@ -250,7 +250,7 @@ def _overhead_table(timings: _Timings, label: str, *, repeats: int, float_row: b
         "every time). The target is judged on 'first'.",
         "litert_quantizer rows: bare `Quantizer` configured with the same calls and arguments as quant_core, "
         "starting from the bare float .tflite; calibration samples = `Workbench.calibration_data(recipe)` for both.",
-        "same bytes: sha256 of quant_core's .tflite equals the bare engine's.",
+        "same bytes: sha256 of quant_core's .tflite equals the bare backend's.",
         f"`Workbench.build(float32)` only reuses the float .tflite made at load: {fmt_s(reuse)}.",
     ]
     if float_row:
@@ -490,16 +490,16 @@ def child_compare(model: str, images: str, labels: str, cache: str, out: str, mo
 
 # --- 5 -----------------------------------------------------------------------------------------
 
-def other_engine_sizes(ws: Workspace, bench: Workbench) -> Table:
-    """Sizes with the non-default engine and with per-tensor int8, and where int8's bytes go."""
-    log("bench 5: sizes with the other engine and an int8 per-tensor build")
+def other_backend_sizes(ws: Workspace, bench: Workbench) -> Table:
+    """Sizes with the non-default backend and with per-tensor int8, and where int8's bytes go."""
+    log("bench 5: sizes with the other backend and an int8 per-tensor build")
     per_tensor = resolved(Mode.INT8, backend=Backend.TF_CONVERTER, per_channel=False)
     int8 = resolved(Mode.INT8, backend=Backend.TF_CONVERTER)
     defaults = {resolved(m) for m in Mode}
     others = {recipe: model for recipe, model in ws.built.items() if recipe not in defaults}
     others[per_tensor] = ws.build(bench, per_tensor, reset_calibration=False)[1]
     base = len(ws.built[resolved(Mode.FLOAT32)])
-    t = Table("5. Sizes with the non-default engine and with per-tensor int8 (default engines: see 0)",
+    t = Table("5. Sizes with the non-default backend and with per-tensor int8 (default backends: see 0)",
               ["variant", "bytes", "x float32", "top-1 agreement", "mean |Δp|", "size target"])
     for recipe, model in others.items():
         ratio, target = len(model) / base, TARGET_SIZE.get(recipe.mode)

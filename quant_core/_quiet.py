@@ -1,4 +1,4 @@
-"""Keeping engine chatter (converter prints, C++ logs) out of the tool's own stdout."""
+"""Keeping the backends' chatter (converter prints, C++ logs) out of the tool's own stdout."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
-"""Building variants with the real engines: a registry from (mode, backend) to a builder.
+"""Building variants with the real backends: a registry from (mode, backend) to a builder.
 
-Every builder returns the .tflite bytes and the exact engine settings used, which are
+Every builder returns the .tflite bytes and the exact backend settings used, which are
 written beside the model. Calibrated converter modes calibrate the float .tflite once
 and then quantize it, which is what `TFLiteConverter.convert()` does internally; the
 result is byte-identical to the bare converter with the same data (tested), but a new
 mode costs a quantization pass instead of a full conversion.
 
-Only the engines' own calls are wrapped (`_engine`): what they raise becomes a one-line
-`ConversionError` for that variant. A bug in this module is not an engine failure and
+Only the backends' own calls are wrapped (`_backend_call`): what they raise becomes a one-line
+`ConversionError` for that variant. A bug in this module is not a backend failure and
 propagates as itself.
 """
 
@@ -34,7 +34,7 @@ from quant_core.recipe import Recipe
 
 @dataclass(frozen=True)
 class Built:
-    """A built variant: model bytes and the engine settings that produced them."""
+    """A built variant: model bytes and the backend settings that produced them."""
 
     model: bytes
     settings: dict[str, Any]
@@ -66,7 +66,7 @@ class CalibratedModels:
         """The float model with activation statistics recorded from `data`."""
         if digest not in self._calibrated:
             fed = self.calibrator(source, data, digest)
-            with _engine(Backend.TF_CONVERTER):
+            with _backend_call(Backend.TF_CONVERTER):
                 self._calibrated[digest] = bytes(fed._calibrator.Calibrate())  # pylint: disable=protected-access
         return self._calibrated[digest]
 
@@ -74,12 +74,12 @@ class CalibratedModels:
         """The LiteRT Quantizer's calibration result for `data` under `quantizer`'s recipe.
 
         A result for the leading rows of `data` under the same recipe is resumed with the
-        remaining rows (`previous_calibration_result`); the engine folds samples one at a
+        remaining rows (`previous_calibration_result`); the Quantizer folds samples one at a
         time into its statistics, so this equals calibrating on all rows at once.
         """
         def calibrate(previous: Any, rows: np.ndarray) -> Any:
             samples = _litert_samples(source.float_tflite, rows)
-            with _engine(Backend.LITERT_QUANTIZER):
+            with _backend_call(Backend.LITERT_QUANTIZER):
                 return quantizer.calibrate(samples, previous_calibration_result=previous,
                                            num_threads=os.cpu_count() or 1)
 
@@ -97,23 +97,23 @@ def build_variant(source: SourceModel, recipe: Recipe, calibration: np.ndarray |
 
     Raises:
         InputError: the recipe keeps in float layers this model does not have (`check_float_layers`).
-        ConversionError: the engine refused or failed on this model.
+        ConversionError: the backend refused or failed on this model.
     """
     if recipe.float_layers:
         check_float_layers([recipe], graph_layers(source.float_tflite))
-    return _REGISTRY[(recipe.mode, recipe.engine)](source, recipe, calibration, calibration_digest, calibrated)
+    return _REGISTRY[(recipe.mode, recipe.backend_used)](source, recipe, calibration, calibration_digest, calibrated)
 
 
 def graph_layers(float_model: bytes) -> tuple[str, ...]:
     """The output tensor names of every op of a float .tflite, in execution order: the names `float_layers` takes.
 
-    Both engines find a float layer by these names (the TF converter's `denylisted_nodes`,
+    Both backends find a float layer by these names (the TF converter's `denylisted_nodes`,
     the LiteRT Quantizer's op scope) and both ignore a name they do not find, so a recipe is
     checked against them before it is built (`check_float_layers`).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=import-outside-toplevel
 
-    with _engine(Backend.LITERT_QUANTIZER):  # a model the interpreter cannot read: one line, not a traceback
+    with _backend_call(Backend.LITERT_QUANTIZER):  # a model the interpreter cannot read: one line, not a traceback
         interp = Interpreter(model_content=bytes(float_model),
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
@@ -124,7 +124,7 @@ def graph_layers(float_model: bytes) -> tuple[str, ...]:
 def check_float_layers(recipes: Sequence[Recipe], layers: Sequence[str]) -> None:
     """Refuses recipes that keep in float layers not among `layers` (the model's `graph_layers`), in one line.
 
-    An engine given a name its model does not have builds the mode without it, byte for
+    A backend given a name its model does not have builds the mode without it, byte for
     byte: the variant would look like a float-layer variant and be plain int8.
 
     Raises:
@@ -183,11 +183,11 @@ def _few(names: Sequence[str], n: int = 3) -> str:
 
 
 @contextmanager
-def _engine(backend: Backend) -> Iterator[None]:
-    """Around a third-party engine call: its output goes to stderr, its exceptions become ConversionError.
+def _backend_call(backend: Backend) -> Iterator[None]:
+    """Around a third-party backend call: its output goes to stderr, its exceptions become ConversionError.
 
-    Engines raise RuntimeError, ConverterError, ValueError and more for models they cannot
-    handle; that is this variant failing, reported in one line. Only engine calls go here.
+    Backends raise RuntimeError, ConverterError, ValueError and more for models they cannot
+    handle; that is this variant failing, reported in one line. Only backend calls go here.
     """
     try:
         with _quiet.stdout_to_stderr():
@@ -214,13 +214,13 @@ def _rep_dataset(data: np.ndarray) -> Callable[[], Any]:
 def _tf_new_calibrator(source: SourceModel) -> Any:
     """A converter Calibrator on the float model, nothing fed yet."""
     module = _tf_calibrator()
-    with _engine(Backend.TF_CONVERTER):
+    with _backend_call(Backend.TF_CONVERTER):
         return module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
 
 
 def _tf_feed(fed: Any, rows: np.ndarray) -> Any:
     """Feeds `rows` through a converter Calibrator (its min/max statistics grow) and returns it."""
-    with _engine(Backend.TF_CONVERTER):
+    with _backend_call(Backend.TF_CONVERTER):
         fed._feed_tensors(_rep_dataset(rows), resize_input=True)  # pylint: disable=protected-access
     return fed
 
@@ -234,7 +234,7 @@ def _tf_calibrator():
 
 def _tf_settings(route: str, **converter: Any) -> dict[str, Any]:
     """Settings record for a TF converter build."""
-    return {"engine": f"tensorflow {_version('tensorflow')} TFLiteConverter", "route": route,
+    return {"backend": f"tensorflow {_version('tensorflow')} TFLiteConverter", "route": route,
             "converter_settings": converter}
 
 
@@ -242,7 +242,7 @@ def _tf_settings(route: str, **converter: Any) -> dict[str, Any]:
 
 def _tf_float32(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
     if source.is_tflite:
-        return Built(source.float_tflite, {"engine": "none", "route": "the uploaded float32 .tflite, unchanged"})
+        return Built(source.float_tflite, {"backend": "none", "route": "the uploaded float32 .tflite, unchanged"})
     return Built(source.float_tflite, _tf_settings(
         f"TFLiteConverter.from_{'keras_model' if source.info.format != 'saved_model' else 'saved_model'}",
         optimizations=[], exclude_conversion_metadata=True))
@@ -252,7 +252,7 @@ def _tf_full_conversion(*, float16: bool) -> Builder:
     """A builder that reruns the converter from the source graph (dynamic range, or float16 weights)."""
     def build(source: SourceModel, recipe: Recipe, *_: Any) -> Built:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with _engine(recipe.engine):
+        with _backend_call(recipe.backend_used):
             conv = source.new_converter()
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             if float16:
@@ -274,7 +274,7 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
     assert data is not None
     io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io]
     calibrated_model = calibrated.get(source, data, digest)
-    with _engine(recipe.engine):
+    with _backend_call(recipe.backend_used):
         model = convert.mlir_quantize(
             calibrated_model, disable_per_channel=not recipe.per_channel,
             input_data_type=io, output_data_type=io, denylisted_nodes=list(recipe.float_layers) or None)
@@ -301,13 +301,13 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     assert data is not None
     if recipe.float_layers:  # the converter's 16x8 step (QuantizeModel) has no way to skip ops
         raise InputError("the TFLite converter cannot keep layers in float in 16x8; choose the LiteRT Quantizer "
-                         "engine, which can")
+                         "backend, which can")
     if not recipe.per_channel:  # the converter's QuantizeModel fails: "Quantized dimension ... Got 3 and 0"
         raise InputError("the TFLite converter builds 16x8 with per-channel weights only; turn per-channel weights "
-                         "back on, or choose the LiteRT Quantizer engine, which builds per-tensor 16x8")
+                         "back on, or choose the LiteRT Quantizer backend, which builds per-tensor 16x8")
     io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
     fed = calibrated.calibrator(source, data, digest)
-    with _engine(recipe.engine):
+    with _backend_call(recipe.backend_used):
         # What Calibrator.calibrate_and_quantize does after feeding the data.
         model = fed._calibrator.QuantizeModel(  # pylint: disable=protected-access
             io, io, False, np.dtype(np.int16).num, np.dtype(np.int64).num, not recipe.per_channel, False)
@@ -332,7 +332,7 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
         grains = qtyping.QuantGranularity
         granularity = grains.CHANNELWISE if recipe.per_channel else grains.TENSORWISE
         result = None
-        with _engine(recipe.engine):
+        with _backend_call(recipe.backend_used):
             quantizer = Quantizer(bytes(source.float_tflite))
             configure(quantizer, granularity)
             _keep_in_float(quantizer, recipe.float_layers)
@@ -340,10 +340,10 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
         if needs_calibration:
             assert data is not None, "calibrated LiteRT recipes come with calibration data"
             result = calibrated.litert(quantizer, source, data, digest)
-        with _engine(recipe.engine):
+        with _backend_call(recipe.backend_used):
             model = quantizer.quantize(result, enable_progress_bar=False, enable_progress_report=False).quantized_model
-            engine_recipe = quantizer.get_quantization_recipe()
-        settings = {"engine": f"litert-quantizer {_version('litert-quantizer')} Quantizer", "recipe": engine_recipe}
+            quantizer_recipe = quantizer.get_quantization_recipe()
+        settings = {"backend": f"litert-quantizer {_version('litert-quantizer')} Quantizer", "recipe": quantizer_recipe}
         if data is not None and result is not None:
             settings["calibration_samples"] = len(data)
         return Built(bytes(model), settings)

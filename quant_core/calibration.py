@@ -2,8 +2,8 @@
 
 `spread_order` lists image indices so that every prefix is spread over the whole set, so
 the samples for a count are the leading samples for any larger count. `NestedStates`
-keeps what an engine computed from the rows fed so far and, asked for rows that begin
-with them, feeds only the rest. This is exact when the engine folds samples one at a
+keeps what a backend computed from the rows fed so far and, asked for rows that begin
+with them, feeds only the rest. This is exact when the backend folds samples one at a
 time into its statistics (the converter's running min/max, the LiteRT Quantizer's moving
 average resumed from a previous result): the state after rows A then B is the state
 after A + B.
@@ -68,7 +68,7 @@ class Fed:
 
 
 class NestedStates(Generic[State]):
-    """Engine calibration states by the rows fed into them, grown with only the extra rows.
+    """Backend calibration states by the rows fed into them, grown with only the extra rows.
 
     With `in_place`, `extend` changes the state it is given (the converter's calibrator):
     that state then stands for the longer rows only, so the entry of the shorter rows is
@@ -89,7 +89,7 @@ class NestedStates(Generic[State]):
             digest: the caller's key for `data` (an exact hit needs no hashing).
             start: computes a state from rows.
             extend: feeds more rows into a state.
-            group: states of different groups (engine settings) never extend each other.
+            group: states of different groups (backend settings) never extend each other.
         """
         key = (group, digest)
         if key in self._states:

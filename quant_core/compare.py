@@ -21,7 +21,7 @@ import numpy as np
 from quant_core import metrics
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
-from quant_core.env import engine_versions
+from quant_core.env import package_versions
 from quant_core.errors import Cancelled, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
@@ -60,7 +60,7 @@ def run_compare(request: CompareRequest, *, cache: ArtifactCache | None = None,
     """Builds, checks and measures every requested variant.
 
     Identical requests (same model bytes, images, labels and options) are answered from
-    the cache without loading TensorFlow. With `workbenches` (a warm engine's open
+    the cache without loading TensorFlow. With `workbenches` (a warm worker's open
     workbenches) a model already loaded for the same images and preprocessing is reused,
     and only variants it has not measured yet are built. `earlier` (the result the user is
     looking at) lends its variants to an identical setup, so a what-if keeps their numbers.
@@ -211,7 +211,7 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
         RESULT_SCHEMA, content_sha256(model_path), model_path.name, images.digest(),
         [(s.name, s.reason) for s in images.skipped], class_names,
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
-        opts.measure_latency, engine_versions(),
+        opts.measure_latency, package_versions(),
     )
 
 
@@ -246,8 +246,8 @@ class Workbench:
 
     The reference (the loaded model, its images and the float32 answers) never changes; the
     workbench keeps what building and measuring need between variants: the artifact cache,
-    the engine's calibrated models, the interpreters waiting to be timed and, when it
-    `remember`s (a warm engine), every variant measured so far.
+    the backends' calibrated models, the interpreters waiting to be timed and, when it
+    `remember`s (a warm worker), every variant measured so far.
     """
 
     def __init__(self, reference: Reference, *, options: CompareOptions, cache: ArtifactCache,
@@ -257,7 +257,7 @@ class Workbench:
         self.cache = cache
         self._calibrated = CalibratedModels()
         self._float_size = len(reference.source.float_tflite)
-        # With `remember` (a warm engine), each measured variant is kept: asking again costs nothing.
+        # With `remember` (a warm worker), each measured variant is kept: asking again costs nothing.
         self._measured: dict[tuple[Recipe, str], VariantResult] | None = {} if remember else None
         self._untimed: dict[str, TFLiteRunner] = {}  # evaluated, latency not measured yet: by model sha256
 
@@ -315,13 +315,13 @@ class Workbench:
         """Builds one variant, or fetches it from the artifact cache (the recipe is resolved first).
 
         Raises:
-            InputError: the recipe's engine cannot build it from this source.
-            ConversionError: the engine failed.
+            InputError: the recipe's backend cannot build it from this source.
+            ConversionError: the backend failed.
         """
         recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
         data = self.calibration_data(recipe) if recipe.needs_calibration else None
         digest = hashlib.sha256(data.tobytes()).hexdigest() if data is not None else None
-        key = cache_key(self.source.info.sha256, recipe.to_dict(), digest, engine_versions())
+        key = cache_key(self.source.info.sha256, recipe.to_dict(), digest, package_versions())
         entry = self.cache.get_json("builds", key)  # {"tflite_sha256": content key of the model, "settings": ...}
         if entry is not None and self.cache.has_model(entry["tflite_sha256"]):
             try:
@@ -338,11 +338,11 @@ class Workbench:
 
     def evaluate(self, recipe: Recipe, *, name: str | None = None, on_progress: ProgressCallback | None = None,
                  time_it: bool = True) -> VariantResult:
-        """Builds, checks and measures one variant; user and engine errors become a failed result.
+        """Builds, checks and measures one variant; user and backend errors become a failed result.
 
         With `time_it` False latency is left for `time` (None until then, unless it was
         measured before). A cancelled request and anything else that is not a user or
-        engine error propagate: a bug must not pass for a variant the engine refused.
+        backend error propagate: a bug must not pass for a variant the backend refused.
         """
         report = on_progress or (lambda p: None)
         name = name or recipe.name
@@ -381,7 +381,7 @@ class Workbench:
         labels = self.reference.known_labels()
         agreement = metrics.top1_agreement(probs, self.reference_probs)
         return VariantResult(
-            name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, engine_settings=built.settings,
+            name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, backend_settings=built.settings,
             warning=_agreement_warning(recipe, agreement),
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
@@ -403,7 +403,7 @@ class Workbench:
 
         Raises:
             InputError: a mode that quantizes no activations, or a model the interpreter cannot run.
-            ConversionError: the engine cannot build the variant.
+            ConversionError: the backend cannot build the variant.
         """
         recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
         if not recipe.needs_calibration:
@@ -470,7 +470,7 @@ class Workbench:
 
 
 class Workbenches:
-    """The workbenches a warm engine keeps open between requests (least recently used closed first).
+    """The workbenches a warm worker keeps open between requests (least recently used closed first).
 
     A workbench is reused for a request with the same model file (path and bytes), images
     (names, labels and pixels), class names and the options that shape its measurements
@@ -493,7 +493,7 @@ class Workbenches:
         key = cache_key(self._model_key(model), images.digest(), class_names, options.preprocessing.to_dict(),
                         options.threads, options.top_k, options.measure_latency)
         if key in self._benches:  # reported before anything is taken out: a cancel here loses nothing
-            report(Progress(0.05, "Using the model already loaded in this engine"))
+            report(Progress(0.05, "Using the model already loaded in this worker"))
         bench = self._benches.pop(key, None)
         if bench is None:
             source = self.source(model, work_dir=work_dir, on_progress=report)

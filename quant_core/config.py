@@ -82,9 +82,12 @@ TEXT = Kind("text", str)
 NAMES = Kind("module names separated by commas", _names)
 
 
-def _about(env: str, kind: Kind, meaning: str, *, shown: str | None = None) -> dict[str, Any]:
-    """A Config field's metadata: its variable, how it is read, what it means, its default as the docs write it."""
-    return {"env": env, "kind": kind, "meaning": meaning, "shown": shown}
+def _about(env: str, kind: Kind, meaning: str, *, shown: str | None = None, old: str | None = None) -> dict[str, Any]:
+    """A Config field's metadata: its variable, how it is read, what it means, its default as the docs write it.
+
+    `old` is the variable's former name, still read when the new one is unset (an old deployment keeps working).
+    """
+    return {"env": env, "kind": kind, "meaning": meaning, "shown": shown, "old": old}
 
 
 def _default_cache_dir() -> Path:
@@ -110,7 +113,7 @@ class Config:
     cache_max_mb: int = field(default=2048, metadata=_about(
         "QUANT_CACHE_MAX_MB", COUNT, "the cache's cap in MB; least recently used entries go first (those used in the "
         "last 10 minutes stay)"))
-    # Worker processes: every engine job runs in one.
+    # Worker processes: every job runs in one.
     workers: int = field(default=2, metadata=_about(
         "QW_WORKERS", POSITIVE, "jobs that run at once, each in its worker process; further requests wait, and say so"))
     worker_nice: int = field(default=10, metadata=_about(
@@ -127,22 +130,24 @@ class Config:
         "QW_JOB_MODULES", NAMES, "extra modules whose jobs workers register, comma-separated (the tests' misbehaving "
         "jobs)"))
     # The warm pool: workers kept alive per model, so a what-if costs its own work only.
-    warm_engines: int = field(default=2, metadata=_about(
-        "QW_WARM_ENGINES", COUNT, "warm workers kept, one per model and preprocessing; the least recently used is "
-        "closed first"))
-    engine_idle_s: float = field(default=900.0, metadata=_about(
-        "QW_ENGINE_IDLE_S", SECONDS, "seconds a warm worker may wait for a request before it is closed"))
-    engine_keep_mb: float = field(default=4096.0, metadata=_about(
-        "QW_ENGINE_KEEP_MB", AMOUNT, "a warm worker grown beyond this many MB is closed after its request instead of "
-        "kept"))
-    spare_engine: bool = field(default=True, metadata=_about(
-        "QW_SPARE_ENGINE", FLAG, "keep one spare worker with TensorFlow imported, so a new model does not wait for the "
-        "import", shown="1"))
-    engine_wait_s: float = field(default=600.0, metadata=_about(
-        "QW_ENGINE_WAIT_S", SECONDS, "seconds a request waits for its model's busy warm worker before starting "
-        "another"))
-    engine_workbenches: int = field(default=2, metadata=_about(
-        "QW_ENGINE_WORKBENCHES", COUNT, "models each worker keeps open with their images and measured variants"))
+    warm_workers: int = field(default=2, metadata=_about(
+        "QW_WARM_WORKERS", COUNT, "warm workers kept, one per model and preprocessing; the least recently used is "
+        "closed first", old="QW_WARM_ENGINES"))
+    worker_idle_s: float = field(default=900.0, metadata=_about(
+        "QW_WORKER_IDLE_S", SECONDS, "seconds a warm worker may wait for a request before it is closed",
+        old="QW_ENGINE_IDLE_S"))
+    worker_keep_mb: float = field(default=4096.0, metadata=_about(
+        "QW_WORKER_KEEP_MB", AMOUNT, "a warm worker grown beyond this many MB is closed after its request instead of "
+        "kept", old="QW_ENGINE_KEEP_MB"))
+    spare_worker: bool = field(default=True, metadata=_about(
+        "QW_SPARE_WORKER", FLAG, "keep one spare worker with TensorFlow imported, so a new model does not wait for the "
+        "import", shown="1", old="QW_SPARE_ENGINE"))
+    worker_wait_s: float = field(default=600.0, metadata=_about(
+        "QW_WORKER_WAIT_S", SECONDS, "seconds a request waits for its model's busy warm worker before starting "
+        "another", old="QW_ENGINE_WAIT_S"))
+    worker_workbenches: int = field(default=2, metadata=_about(
+        "QW_WORKER_WORKBENCHES", COUNT, "models each worker keeps open with their images and measured variants",
+        old="QW_ENGINE_WORKBENCHES"))
     prepare: bool = field(default=True, metadata=_about(
         "QW_PREPARE", FLAG, "prepare a described model in the background (float conversion and float32 baseline)",
         shown="1"))
@@ -193,15 +198,18 @@ class Config:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
         """The settings `environ` gives; unset or empty variables take their defaults.
 
+        A variable renamed is read by its new name first, then by its old one.
+
         Raises:
             InputError: a value that is not what its variable takes, e.g.
-                "QW_WORKERS: expected a positive integer, got 'x'".
+                "QW_WORKERS: expected a positive integer, got 'x'" (naming the variable read).
         """
         values: dict[str, Any] = {}
         for f in fields(cls):
-            text = environ.get(f.metadata["env"], "")
-            if text.strip():
-                values[f.name] = _parse(f.metadata["env"], f.metadata["kind"], text)
+            names = [f.metadata["env"]] + ([f.metadata["old"]] if f.metadata["old"] else [])
+            name = next((name for name in names if environ.get(name, "").strip()), None)
+            if name is not None:
+                values[f.name] = _parse(name, f.metadata["kind"], environ[name])
         return cls(**values)
 
 
@@ -213,7 +221,8 @@ def _parse(env: str, kind: Kind, text: str) -> Any:
         raise InputError(f"{env}: expected {kind.expected}, got {text!r}") from None
 
 
-NAMES_READ = tuple(f.metadata["env"] for f in fields(Config))  # every variable Config reads
+# Every variable Config reads, former names included.
+NAMES_READ = tuple(name for f in fields(Config) for name in (f.metadata["env"], f.metadata["old"]) if name)
 _last: list[tuple[tuple[str | None, ...], Config]] = []  # the environment last parsed, and its Config
 
 
@@ -230,10 +239,11 @@ def config() -> Config:
 
 
 def markdown_table() -> str:
-    """docs/settings.md's table: each variable, its default and its meaning."""
+    """docs/settings.md's table: each variable (and its former name), its default and its meaning."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for f in fields(Config):
-        rows.append(f"| `{f.metadata['env']}` | {_shown(f.metadata['shown'], f.default)} | {f.metadata['meaning']} |")
+        name = f"`{f.metadata['env']}`" + (f" (was `{f.metadata['old']}`)" if f.metadata["old"] else "")
+        rows.append(f"| {name} | {_shown(f.metadata['shown'], f.default)} | {f.metadata['meaning']} |")
     return "\n".join(rows) + "\n"
 
 

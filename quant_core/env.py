@@ -40,7 +40,7 @@ def describe_environment(*, threads: int) -> Environment:
     """Collects versions (without importing TensorFlow) and the CPU model."""
     python, system, machine = _platform()
     return Environment(python=python, platform=system, machine=machine, cpu=_cpu_model(),
-                       cpu_count=os.cpu_count() or 1, threads=threads, packages=engine_versions())
+                       cpu_count=os.cpu_count() or 1, threads=threads, packages=package_versions())
 
 
 @functools.cache
@@ -59,8 +59,8 @@ def installed_version(name: str) -> str | None:
 
 
 @functools.cache
-def engine_versions() -> tuple[tuple[str, str], ...]:
-    """(package, version) of the installed engines; part of every cache key."""
+def package_versions() -> tuple[tuple[str, str], ...]:
+    """(package, version) of the installed packages that build and run variants; part of every cache key."""
     return tuple((name, version) for name in _PACKAGES if (version := installed_version(name)))
 
 

@@ -73,7 +73,7 @@ class Cancelled(QuantError):
 def first_line(err: BaseException, *, limit: int = 300) -> str:
     """The first non-blank line of an exception's message, at most `limit` characters ('' when blank).
 
-    Third-party engines raise multi-line messages (MLIR dumps, stack excerpts); one line is
+    Third-party backends raise multi-line messages (MLIR dumps, stack excerpts); one line is
     what a user-facing error can carry. Callers add `or type(err).__name__` where needed.
     """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]

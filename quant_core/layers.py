@@ -2,7 +2,7 @@
 
 Both models run on the same images with every intermediate tensor kept; each quantized
 op's output is dequantized and compared with the float model's tensor of the same name
-(both engines keep the float model's tensor names). Per layer:
+(both backends keep the float model's tensor names). Per layer:
 - `rmse_steps`: RMSE / the output's quantization scale, i.e. how many quantization steps
   the tensor is off on average (1 is what rounding alone gives at worst, ~0.3 typically);
 - `max_abs_error`: the largest |quantized - float| seen, in the tensor's own units;
@@ -19,7 +19,7 @@ branch where two join) add to a branch the output's error does not follow: their
 still what they add there. The ranking that matters for "keep it in float" is `added`;
 `relative_error` at the last layers is what changes predictions.
 
-The same measure serves every engine (the TF converter and the LiteRT Quantizer) and every
+The same measure serves every backend (the TF converter and the LiteRT Quantizer) and every
 calibrated mode, and it is checked against TensorFlow's own QuantizationDebugger in the tests.
 """
 

@@ -28,7 +28,7 @@ class Mode(enum.StrEnum):
 
 
 class Backend(enum.StrEnum):
-    """The engine that produces a variant."""
+    """The converter backend that produces a variant: the TF converter or the LiteRT Quantizer."""
 
     TF_CONVERTER = "tf_converter"
     LITERT_QUANTIZER = "litert_quantizer"
@@ -45,15 +45,15 @@ class IOType(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ModeInfo:
-    """What a mode is, when to use it and which engines can build it."""
+    """What a mode is, when to use it and which backends can build it."""
 
     title: str
     help: str  # one line, shown next to the toggle in the UI and in `--help`
     needs_calibration: bool
-    # Engines able to build the mode, preferred first. The LiteRT Quantizer is preferred
+    # Backends able to build the mode, preferred first. The LiteRT Quantizer is preferred
     # where it can build a mode: it works on the float .tflite in well under a second and a
     # few hundred MB, where the converter re-converts the whole graph (seconds, ~1 GB).
-    # The second tuple lists the engines that work from a float .tflite alone.
+    # The second tuple lists the backends that work from a float .tflite alone.
     backends: tuple[Backend, ...]
     tflite_backends: tuple[Backend, ...]
     io_types: tuple[IOType, ...]  # allowed I/O types, default first

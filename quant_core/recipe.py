@@ -15,7 +15,7 @@ from quant_core._serde import json_kind
 from quant_core.errors import InputError, parse_choice
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode
 
-# The I/O types each engine can give a mode; the converter can do everything the
+# The I/O types each backend can give a mode; the converter can do everything the
 # mode allows, the LiteRT Quantizer's static recipes always quantize the interface.
 _LITERT_IO: dict[Mode, tuple[IOType, ...]] = {
     Mode.INT8: (IOType.INT8,),
@@ -36,7 +36,7 @@ class Recipe:
 
     Attributes:
         mode: the quantization mode.
-        backend: the engine; None picks the mode's preferred engine for the source.
+        backend: the converter backend; None picks the mode's preferred backend for the source.
         calibration_count: images used to calibrate activation ranges (calibrated
             modes only); more images give more robust ranges at a higher build cost.
         calibration_source: the user's images, or random data as an explicit what-if.
@@ -90,13 +90,13 @@ class Recipe:
     def resolve(self, *, source_is_tflite: bool) -> Recipe:
         """Returns the recipe with backend and I/O type made explicit for a source.
 
-        With no backend, the mode's preferred engine that can build these options (per-tensor
-        or float-layer 16x8: the LiteRT Quantizer); a chosen engine is kept, and refuses what
+        With no backend, the mode's preferred backend that can build these options (per-tensor
+        or float-layer 16x8: the LiteRT Quantizer); a chosen backend is kept, and refuses what
         it cannot build with the way out.
 
         Calibration settings of a mode that does not calibrate, and per-channel for a mode
         that keeps float weights, are reset to their defaults: they change nothing, so they
-        must not make a built variant look different (its cache key, a warm engine's memory
+        must not make a built variant look different (its cache key, a warm worker's memory
         of what it measured).
 
         Raises:
@@ -141,8 +141,8 @@ class Recipe:
         return tuple(changed)
 
     @property
-    def engine(self) -> Backend:
-        """The backend of a resolved recipe (see `resolve`)."""
+    def backend_used(self) -> Backend:
+        """The backend of a resolved recipe (see `resolve`): the one that builds it."""
         if self.backend is None:
             raise ValueError(f"the {self.mode} recipe is not resolved: call resolve() first")
         return self.backend
@@ -190,11 +190,11 @@ def compile_recipes(modes: Sequence[Mode], *, backend: Backend | None = None, ca
                     int8_io: IOType | None = None) -> tuple[Recipe, ...]:
     """One recipe per mode from options chosen once for all modes (the CLI's flags, the Quantize page).
 
-    The engine preference applies to the modes that engine can build; the others keep
-    their default engine. `int8_io` applies to the int8 mode only.
+    The backend preference applies to the modes that backend can build; the others keep
+    their default backend. `int8_io` applies to the int8 mode only.
 
     Raises:
-        InputError: an option the chosen engine cannot honour (e.g. uint8 I/O from the
+        InputError: an option the chosen backend cannot honour (e.g. uint8 I/O from the
             LiteRT Quantizer), never silently dropped.
     """
     return tuple(
@@ -209,7 +209,7 @@ MAX_FLOAT_LAYERS = 500
 
 
 def _can_build(recipe: Recipe, backend: Backend) -> bool:
-    """Whether the engine builds the recipe's options as well as its mode (`quant_core.builders` refuses the rest)."""
+    """Whether the backend builds the recipe's options as well as its mode (`quant_core.builders` refuses the rest)."""
     if backend is Backend.TF_CONVERTER and recipe.mode is Mode.INT16X8:  # its 16x8 step skips no op, per channel only
         return recipe.per_channel and not recipe.float_layers
     if backend is Backend.LITERT_QUANTIZER and recipe.io_type is not None and recipe.mode in _LITERT_IO:
@@ -232,7 +232,7 @@ def _check_float_layers(recipe: Recipe, calibrated: bool) -> None:
 
 # Each field's JSON type as `to_dict` writes it, in words (bool is no integer here, nor null a mode).
 _JSON_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "mode": ((str,), "a mode name"), "backend": ((str, type(None)), "an engine name or null"),
+    "mode": ((str,), "a mode name"), "backend": ((str, type(None)), "a backend name or null"),
     "calibration_count": ((int,), "an integer"), "calibration_source": ((str,), "a source name"),
     "per_channel": ((bool,), "true or false"), "io_type": ((str, type(None)), "a dtype name or null"),
     "float_layers": ((list, tuple), "a list of tensor names"),

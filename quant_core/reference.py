@@ -17,7 +17,7 @@ import numpy as np
 from quant_core import metrics
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key
 from quant_core.calibration import spread_order
-from quant_core.env import describe_environment, engine_versions
+from quant_core.env import describe_environment, package_versions
 from quant_core.errors import ConversionError
 from quant_core.inputs.images import ImageSet, Labels
 from quant_core.inputs.models import OutputKind, SourceModel
@@ -32,16 +32,16 @@ _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the
 
 
 def float_tflite(source: SourceModel, cache: ArtifactCache) -> bytes:
-    """The source's float .tflite: a conversion of the same model bytes by the same engines is taken from the cache.
+    """The source's float .tflite: a conversion of the same model bytes by the same packages is taken from the cache.
 
     Converting a Keras model costs seconds (~10 s for MobileNetV2 on 2 cores, bench/RESULTS.md
-    section 1) and depends only on its bytes and the engine versions. What comes from the
+    section 1) and depends only on its bytes and the package versions. What comes from the
     cache is still checked like a fresh conversion: the float32 variant must reproduce the
     source model.
     """
     if not source.float_tflite_pending:
         return source.float_tflite
-    key = cache_key("float-tflite", source.info.sha256, engine_versions())
+    key = cache_key("float-tflite", source.info.sha256, package_versions())
     entry = cache.get_json("floats", key)
     if entry is not None:
         try:

@@ -195,7 +195,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         budget: the fidelity floor a recipe must meet (agreement, or accuracy drop with labels).
         objective: what to minimize among the recipes within the budget.
         target: where the winner will run: what is searched (see the module's docstring).
-        base: the int8 recipe to start from (its calibration, per-channel and engine settings).
+        base: the int8 recipe to start from (its calibration, per-channel and backend settings).
         max_steps: at most this many recipes are built (float32 not counted).
         patience: stop falling back layers after this many steps without a fidelity gain.
         on_step: called with each step as soon as it is measured (a caller keeps the best so far).
@@ -262,7 +262,7 @@ def _try_modes(base: Recipe, target: Target, steps: list[Step], tried: Callable[
 
 
 def _recipe_for(base: Recipe, mode: Mode, target: Target) -> Recipe:
-    """The base's settings for another mode (its engine where that engine builds the mode); int16 I/O for 16x8 on an
+    """The base's settings for another mode (its backend where that backend builds the mode); int16 I/O for 16x8 on an
     integer-only target (float I/O would need float ops at the edges)."""
     if mode is base.mode:
         return base

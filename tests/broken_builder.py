@@ -1,6 +1,6 @@
 """A deliberately buggy int8 builder, loaded into workers through QW_JOB_MODULES.
 
-It stands for a bug in our own builder code (not an engine refusing a model): the bug must
+It stands for a bug in our own builder code (not a backend refusing a model): the bug must
 reach the server's log with its traceback and be shown as an internal error, never as a
 variant that "failed".
 """

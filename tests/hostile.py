@@ -104,7 +104,7 @@ def corpus(tmp: Path, valid_tflite: bytes) -> list[tuple[str, bytes, str, str]]:
 
 
 # ----------------------------------------------------------------------------- mutated .tflite files
-# Each field the workbench (or an engine after it) reads from a .tflite, broken one way at a
+# Each field the workbench (or a backend after it) reads from a .tflite, broken one way at a
 # time in a real converted model: unpacked with TFLite's schema object API, edited, packed again.
 
 

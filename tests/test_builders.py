@@ -1,4 +1,4 @@
-"""Every mode through the real engines: dtypes, op kinds, numbers, and equivalence with the bare converter."""
+"""Every mode through the real backends: dtypes, op kinds, numbers, and equivalence with the bare converter."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_each_mode_has_real_dtypes_ops_and_accuracy(bench, mode):
     assert 0 <= v.mean_abs_diff < 0.15
     assert len(v.topk) == len(bench.x) and len(v.topk[0]) == 3
     assert {p.label for p in v.topk[0]} == set(CLASSES)
-    assert v.engine_settings["engine"]
+    assert v.backend_settings["backend"]
     if mode is Mode.FLOAT32:
         assert v.size_ratio == 1.0 and v.mean_abs_diff < 1e-5
     if mode is Mode.FLOAT16:
@@ -158,7 +158,7 @@ def test_litert_quantizer_backend(bench, mode, io):
     assert v.ok, v.error
     assert v.input_dtype == io
     assert v.recipe.backend is Backend.LITERT_QUANTIZER
-    assert "litert-quantizer" in v.engine_settings["engine"]
+    assert "litert-quantizer" in v.backend_settings["backend"]
     assert v.top1_agreement >= 0.9
 
 
@@ -206,7 +206,7 @@ def test_saved_model_source_builds_converter_modes(model_files, image_dir, sessi
     v = bench.evaluate(Recipe(mode, backend=Backend.TF_CONVERTER))
     assert v.ok, v.error
     assert v.recipe.backend is Backend.TF_CONVERTER
-    assert "TFLiteConverter" in v.engine_settings["engine"]
+    assert "TFLiteConverter" in v.backend_settings["backend"]
     assert v.top1_agreement >= 0.9 and v.size_ratio < 0.9
 
 
@@ -231,5 +231,5 @@ def test_large_inputs_are_evaluated_in_small_batches():
 
 
 def test_build_accepts_an_unresolved_recipe(bench):
-    """build() resolves the engine itself (it used to hit the registry with backend None)."""
+    """build() resolves the backend itself (it used to hit the registry with backend None)."""
     assert bench.build(Recipe(Mode.INT8)).model == bench.build(Recipe(Mode.INT8).resolve(source_is_tflite=False)).model

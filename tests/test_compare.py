@@ -80,7 +80,9 @@ def test_report_json_contract(full_result, tmp_path):
         assert {"total", "float", "int8", "int16"} <= set(v["ops"])
         assert v["tflite"].endswith(f"tiny_{v['mode']}.tflite")
         recipe = json.loads((tmp_path / "out" / f"tiny_{v['mode']}.recipe.json").read_text())
-        assert recipe["recipe"]["mode"] == v["mode"] and recipe["engine_settings"]
+        assert recipe["recipe"]["mode"] == v["mode"] and recipe["backend_settings"]["backend"]
+        assert v["backend_settings"] == recipe["backend_settings"] and "engine_settings" not in v
+    assert report["report_version"] == 2
     assert len(report["images"]) == 24
     first = report["images"][0]
     assert first["label"] in CLASSES
@@ -94,6 +96,18 @@ def test_result_round_trips_through_json(full_result):
     result, _, _ = full_result
     again = CompareResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result
+
+
+def test_a_result_stored_with_the_former_engine_settings_key_still_reads(full_result):
+    result, _, _ = full_result
+    stored = json.loads(json.dumps(result.to_dict()))
+    for v in stored["variants"]:  # as results were cached and published before the rename
+        settings = v.pop("backend_settings")
+        v["engine_settings"] = {("engine" if k == "backend" else k): x for k, x in settings.items()}
+        assert "engine" in v["engine_settings"]
+    again = CompareResult.from_dict(stored)
+    assert again == result
+    assert "TFLiteConverter" in again.variant("int8").backend_settings["backend"]
 
 
 def test_identical_request_is_served_from_cache_without_building(full_result, model_files, image_dir, labels_file,
@@ -210,13 +224,13 @@ def test_collapsed_and_nan_outputs_are_detected():
     assert metrics.collapse_reason(ref * 0.99 + 0.005, ref) is None
 
 
-def test_an_engine_failure_fails_that_variant_while_others_succeed(model_files, image_dir, cache, monkeypatch):
-    def engine_refuses(*args, **kwargs):
+def test_a_backend_failure_fails_that_variant_while_others_succeed(model_files, image_dir, cache, monkeypatch):
+    def backend_refuses(*args, **kwargs):
         raise RuntimeError("tflite/kernels/kernel_util.cc:349 check failed\n<MLIR dump>")
 
-    from tensorflow.lite.python import convert  # the engine call inside the int8 builder
+    from tensorflow.lite.python import convert  # the backend call inside the int8 builder
 
-    monkeypatch.setattr(convert, "mlir_quantize", engine_refuses)
+    monkeypatch.setattr(convert, "mlir_quantize", backend_refuses)
     result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT16X8), Recipe(Mode.INT8))),
                          cache=cache)
     assert result.variant("int16x8").ok

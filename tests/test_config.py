@@ -26,19 +26,19 @@ _ENV_NAME = re.compile(r"\b(?:QW|QUANT)_[A-Z0-9_]*[A-Z0-9]\b")
 def test_an_empty_environment_gives_the_defaults():
     defaults = Config.from_env({})
     assert defaults.workers == 2 and defaults.job_timeout_s == 1800 and defaults.job_memory_mb == 6144
-    assert defaults.spare_engine is True and defaults.job_modules == () and defaults.executor == "local"
+    assert defaults.spare_worker is True and defaults.job_modules == () and defaults.executor == "local"
     assert defaults.datasets_dir is None and defaults.ray_cpus is None and defaults.database_url is None
     assert defaults.cache_dir == Path.home() / ".cache" / "quant-workbench"
     assert Config.from_env(dict.fromkeys(NAMES_READ, "")) == defaults  # empty means unset
 
 
 def test_values_are_parsed_into_their_types():
-    settings = Config.from_env({"QW_WORKERS": "4", "QW_SPARE_ENGINE": "0", "QW_PREPARE": "off",
+    settings = Config.from_env({"QW_WORKERS": "4", "QW_SPARE_WORKER": "0", "QW_PREPARE": "off",
                                 "QW_JOB_MODULES": "tests.a, tests.b,", "QW_RAY_CPUS": "3", "QW_EXECUTOR": "ray",
                                 "QUANT_CACHE_DIR": "/srv/cache", "QW_SESSION_GRACE_S": "0",
-                                "QW_ENGINE_KEEP_MB": "512.5", "QW_DATABASE_URL": "postgresql+psycopg://u@h/db"})
-    assert settings.workers == 4 and settings.ray_cpus == 3 and settings.engine_keep_mb == 512.5
-    assert settings.spare_engine is False and settings.prepare is False
+                                "QW_WORKER_KEEP_MB": "512.5", "QW_DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    assert settings.workers == 4 and settings.ray_cpus == 3 and settings.worker_keep_mb == 512.5
+    assert settings.spare_worker is False and settings.prepare is False
     assert settings.job_modules == ("tests.a", "tests.b")
     assert settings.executor == "ray" and settings.cache_dir == Path("/srv/cache") and settings.session_grace_s == 0
     assert settings.database_url == "postgresql+psycopg://u@h/db"
@@ -47,11 +47,11 @@ def test_values_are_parsed_into_their_types():
 @pytest.mark.parametrize("name, value, expected", [
     ("QW_WORKERS", "x", "a positive integer"),
     ("QW_WORKERS", "0", "a positive integer"),
-    ("QW_WARM_ENGINES", "-1", "an integer, 0 or more"),
+    ("QW_WARM_WORKERS", "-1", "an integer, 0 or more"),
     ("QW_JOB_TIMEOUT_S", "-5", "a number of seconds, 0 or more"),
-    ("QW_ENGINE_IDLE_S", "nan", "a number of seconds, 0 or more"),
+    ("QW_WORKER_IDLE_S", "nan", "a number of seconds, 0 or more"),
     ("QW_PUBLISH_MAX_MB", "2 GB", "a number, 0 or more"),
-    ("QW_SPARE_ENGINE", "maybe", "0 or 1"),
+    ("QW_SPARE_WORKER", "maybe", "0 or 1"),
     ("QW_EXECUTOR", "spark", "local or ray"),
     ("QW_WORKER_NICE", "25", "an integer from 0 to 19"),
     ("QUANT_CACHE_MAX_MB", "1.5", "an integer, 0 or more"),
@@ -60,6 +60,37 @@ def test_a_bad_value_is_one_line_naming_the_variable(name, value, expected):
     with pytest.raises(InputError) as caught:
         Config.from_env({name: value})
     assert str(caught.value) == f"{name}: expected {expected}, got {value!r}"
+
+
+@pytest.mark.parametrize("old, new, field, value, parsed", [
+    ("QW_WARM_ENGINES", "QW_WARM_WORKERS", "warm_workers", "5", 5),
+    ("QW_ENGINE_IDLE_S", "QW_WORKER_IDLE_S", "worker_idle_s", "12.5", 12.5),
+    ("QW_ENGINE_KEEP_MB", "QW_WORKER_KEEP_MB", "worker_keep_mb", "100", 100.0),
+    ("QW_SPARE_ENGINE", "QW_SPARE_WORKER", "spare_worker", "0", False),
+    ("QW_ENGINE_WAIT_S", "QW_WORKER_WAIT_S", "worker_wait_s", "3", 3.0),
+    ("QW_ENGINE_WORKBENCHES", "QW_WORKER_WORKBENCHES", "worker_workbenches", "7", 7),
+])
+def test_a_renamed_variable_is_still_read_by_its_old_name_and_the_new_name_wins(old, new, field, value, parsed):
+    default = getattr(Config.from_env({}), field)
+    assert parsed != default
+    assert getattr(Config.from_env({old: value}), field) == parsed  # an old deployment keeps working
+    assert getattr(Config.from_env({old: value, new: ""}), field) == parsed  # empty is unset: the old name is read
+    assert getattr(Config.from_env({old: value, new: str(default)}), field) == default  # the new name wins
+
+
+def test_a_bad_value_under_an_old_name_is_refused_naming_the_old_name():
+    with pytest.raises(InputError) as caught:
+        Config.from_env({"QW_WARM_ENGINES": "many"})
+    assert str(caught.value) == "QW_WARM_ENGINES: expected an integer, 0 or more, got 'many'"
+    assert Config.from_env({"QW_WARM_ENGINES": "many", "QW_WARM_WORKERS": "3"}).warm_workers == 3  # not even read
+
+
+def test_the_process_config_follows_an_old_name_too(monkeypatch):
+    monkeypatch.delenv("QW_SPARE_WORKER", raising=False)
+    monkeypatch.setenv("QW_SPARE_ENGINE", "0")
+    assert config().spare_worker is False
+    monkeypatch.setenv("QW_SPARE_ENGINE", "1")
+    assert config().spare_worker is True
 
 
 def test_the_executor_choices_are_the_executors():
@@ -79,7 +110,7 @@ def test_the_process_config_follows_the_environment_and_is_parsed_once_per_chang
 def test_the_product_reads_settings_set_after_it_was_imported(monkeypatch, tmp_path):
     monkeypatch.setenv("QUANT_CACHE_MAX_MB", "3")
     monkeypatch.setenv("QUANT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("QW_WARM_ENGINES", "5")
+    monkeypatch.setenv("QW_WARM_WORKERS", "5")
     monkeypatch.setenv("QW_JOB_TIMEOUT_S", "12")
     cache = ArtifactCache()
     assert cache.root == tmp_path and cache.max_bytes == 3 * 2**20

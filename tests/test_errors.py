@@ -1,4 +1,4 @@
-"""The one helper that turns an engine's (often multi-line) exception into one line."""
+"""The one helper that turns a backend's (often multi-line) exception into one line."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_a_server_dataset_is_evaluated_and_scored(datasets, monkeypatch, executo
     # the empty folder and the note are not datasets; the digits' folders are the model's class indices
     assert options == ["digits_val (91 images, 10 folders read as class indices)"]
     assert list(at.multiselect(key="w.evaluate_variants").value) == ["float32", "dynamic_range", "int8"]
-    where = "this server's engine" if executor == "local" else "a local Ray on this server's CPUs"
+    where = "this server's worker" if executor == "local" else "a local Ray on this server's CPUs"
     assert any(where in c.value for c in at.caption)
     at.multiselect(key="w.evaluate_variants").set_value(["int8"])
     next(b for b in at.button if b.label == "Evaluate on 91 images").click().run()

@@ -1,7 +1,7 @@
 """Every field of a user's .tflite and JSON, broken one way at a time: always one clear line, never a crash.
 
 Each .tflite kind starts from the tiny model's real conversion and breaks one field the
-workbench or an engine after it reads (see `hostile.TFLITE_MUTATIONS`). Before the fields
+workbench or a backend after it reads (see `hostile.TFLITE_MUTATIONS`). Before the fields
 were checked up front, these ended as "internal error" (IndexError, ValueError,
 UnicodeDecodeError), as a segfault of the interpreter or of the TF converter's quantizer,
 or were accepted and measured as if they were classifiers.

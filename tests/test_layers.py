@@ -125,7 +125,7 @@ def test_the_converters_16x8_refuses_float_layers_with_the_way_out(bench):
     worst = bench.layer_report(Recipe(Mode.INT8)).worst(1)[0]
     refused = bench.evaluate(Recipe(Mode.INT16X8, backend=Backend.TF_CONVERTER, float_layers=(worst.tensor,)),
                              time_it=False)
-    assert not refused.ok and "choose the LiteRT Quantizer engine" in refused.error
+    assert not refused.ok and "choose the LiteRT Quantizer backend" in refused.error
 
 
 def test_modes_without_quantized_activations_have_no_layer_report(bench):

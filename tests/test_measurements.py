@@ -1,4 +1,4 @@
-"""What a comparison measures and decides: per-tensor weights refused where engines misbehave, identical numbers
+"""What a comparison measures and decides: per-tensor weights refused where backends misbehave, identical numbers
 for identical requests, index ops, measured runtime memory, the verdict, and warned variants never highlighted."""
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ FOREIGN = "other_1/conv_b_1/Relu;other_1/conv_b_1/BiasAdd;other_1/conv_b_1/convo
 
 @pytest.mark.parametrize("mode,backend", [(Mode.INT8, Backend.TF_CONVERTER), (Mode.INT8, Backend.LITERT_QUANTIZER),
                                           (Mode.INT16X8, Backend.LITERT_QUANTIZER)])
-def test_a_recipe_keeping_layers_of_another_model_is_refused_by_both_engines(model_files, image_dir, mode, backend):
+def test_a_recipe_keeping_layers_of_another_model_is_refused_by_both_backends(model_files, image_dir, mode, backend):
     bench = Workbench.open(model_files["keras"], load_images([image_dir]),
                            options=CompareOptions(measure_latency=False))
     real = graph_layers(bench.source.float_tflite)[1]

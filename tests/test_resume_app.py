@@ -48,7 +48,7 @@ def test_a_sample_link_opens_on_compare_with_its_results_and_a_reload_brings_the
 
     again = session({"r": saved}, "pages/compare.py")  # a reload: a new session with the same address
     assert again.session_state["qw.result"] == first
-    assert value(again, "qw.run") is None  # no engine work
+    assert value(again, "qw.run") is None  # nothing is computed
     assert list(again.table[0].value["variant"]) == ["float32", "int8"]
     assert again.slider(key="w.cmp.cal_count").value == 20  # the options it was run with, for further what-ifs
     assert again.query_params["r"] == saved

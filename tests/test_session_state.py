@@ -1,5 +1,5 @@
 """Session state through typed attributes: unset choices read as their defaults, values live under the `qw.` keys,
-and one function says which settings are current (AppTest scripts: no engine work)."""
+and one function says which settings are current (AppTest scripts: nothing is computed)."""
 
 from __future__ import annotations
 

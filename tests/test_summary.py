@@ -21,13 +21,13 @@ from quant_core.results.summary import COLUMNS, MEAN_ABS_DIFF, Unit, markdown_ta
 from ui import charts
 from ui.html_report import render_report
 
-ENGINE_ERROR = "tf_converter failed: tflite/kernels/kernel_util.cc:349 check failed"
+BACKEND_ERROR = "tf_converter failed: tflite/kernels/kernel_util.cc:349 check failed"
 BEST_CSS = "background-color: rgba(33, 195, 84, 0.25)"
 
 
 @pytest.fixture(scope="module")
 def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResult:
-    """A real labelled comparison of the tiny model in which the engine refuses int8."""
+    """A real labelled comparison of the tiny model in which the backend refuses int8."""
     from quant_core import compare
     from quant_core.cache import ArtifactCache
 
@@ -35,7 +35,7 @@ def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResu
 
     def int8_refused(source, recipe, *args):
         if recipe.mode is Mode.INT8:
-            raise ConversionError(ENGINE_ERROR)
+            raise ConversionError(BACKEND_ERROR)
         return build(source, recipe, *args)
 
     request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(
@@ -208,7 +208,7 @@ def test_one_rounding_rule_in_every_view(result):
 
 def test_a_failed_variant_appears_everywhere_with_its_error_beneath_the_table(result):
     error = result.variant("int8").error
-    assert error == ENGINE_ERROR
+    assert error == BACKEND_ERROR
     page, _, failed = html_view(result)
     app, _ = app_view(result)
     cli = cli_view(result)
@@ -264,4 +264,4 @@ def test_the_readme_markdown_table_is_the_same_summary_with_the_best_values_in_b
     app, highlighted = app_view(result)
     assert markdown == app
     assert bold == highlighted == expected_best(result)
-    assert markdown_table(result).endswith(f"|\n\nint8 failed: {ENGINE_ERROR}\n")  # the reason beneath the table
+    assert markdown_table(result).endswith(f"|\n\nint8 failed: {BACKEND_ERROR}\n")  # the reason beneath the table

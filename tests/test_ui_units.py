@@ -55,7 +55,7 @@ def test_bad_links_are_refused(params):
 def test_backend_preference_only_where_a_mode_allows_it():
     recipes = {r.mode: r for r in Settings(backend=Backend.LITERT_QUANTIZER).recipes()}
     assert recipes[Mode.INT8].backend is Backend.LITERT_QUANTIZER and recipes[Mode.INT8].io_type is IOType.INT8
-    assert recipes[Mode.INT8_FLOAT_IO].backend is None  # converter only: the default engine
+    assert recipes[Mode.INT8_FLOAT_IO].backend is None  # converter only: the default backend
     assert recipes[Mode.FLOAT32].backend is None
 
 

@@ -23,7 +23,7 @@ class Settings:
     calibration_source: CalibrationSource = CalibrationSource.IMAGES
     per_channel: bool = True
     int8_io: IOType = IOType.INT8
-    backend: Backend | None = None  # None: each mode's preferred engine
+    backend: Backend | None = None  # None: each mode's preferred backend
     threads: int = 1
     # Extra variants from the Layers page: a calibrated mode with these layers (output tensor names) in float.
     float_layers: tuple[tuple[Mode, tuple[str, ...]], ...] = ()

@@ -137,7 +137,7 @@ def use_inputs(inputs: Inputs) -> None:
 def forget_model_choices() -> None:
     """Drops the choices tied to one model: its float-layer variants, the Layers page's search and calibration sweep.
 
-    Kept, they would name layers another model has not (an engine told to keep a layer it
+    Kept, they would name layers another model has not (a backend told to keep a layer it
     cannot find builds the mode without it) or show another model's search as this one's.
     """
     if session.settings.float_layers:

@@ -127,7 +127,7 @@ class SourceModel:
         return callable(self._float_tflite)
 
     def use_float_tflite(self, data: bytes) -> None:
-        """Takes an earlier conversion of this same model (same bytes, same engines) instead of converting again."""
+        """Takes an earlier conversion of this same model (same bytes, same package versions) instead of converting."""
         self._float_tflite = data
 
     @property

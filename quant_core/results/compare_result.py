@@ -51,7 +51,7 @@ class VariantResult:
     status: Status
     error: str | None = None
     warning: str | None = None  # set on usable variants whose predictions differ a lot from float32
-    engine_settings: dict[str, Any] = field(default_factory=dict)
+    backend_settings: dict[str, Any] = field(default_factory=dict)  # what the backend was told: the build's record
     size_bytes: int | None = None
     size_ratio: float | None = None
     input_dtype: str | None = None
@@ -86,7 +86,7 @@ class VariantResult:
     def recipe_record(self, model: ModelInfo, preprocessing: Preprocessing) -> dict[str, Any]:
         """What is written beside the variant's .tflite: enough to rebuild it exactly."""
         return {"model": model.name, "model_sha256": model.sha256, "variant": self.name,
-                "recipe": self.recipe.to_dict(), "engine_settings": self.engine_settings,
+                "recipe": self.recipe.to_dict(), "backend_settings": self.backend_settings,
                 "preprocessing": preprocessing.to_dict(), "calibration_samples": self.calibration_samples,
                 "tflite_sha256": self.tflite_sha256}
 
@@ -189,8 +189,23 @@ class CompareResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompareResult:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict`; results stored before a key was renamed (`engine_settings`) read the same."""
+        variants = data.get("variants")
+        if isinstance(variants, list):
+            data = {**data, "variants": [_renamed_keys(v) for v in variants]}
         return from_jsonable(cls, data)
+
+
+def _renamed_keys(variant: Any) -> Any:
+    """A stored variant with `engine_settings` (and its `engine` entry) under their names now, `backend`."""
+    if not isinstance(variant, dict) or "engine_settings" not in variant:
+        return variant
+    renamed = {k: v for k, v in variant.items() if k != "engine_settings"}
+    settings = variant["engine_settings"]
+    if isinstance(settings, dict) and "engine" in settings and "backend" not in settings:
+        settings = {("backend" if k == "engine" else k): v for k, v in settings.items()}
+    renamed.setdefault("backend_settings", settings)
+    return renamed
 
 
 def write_files(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:

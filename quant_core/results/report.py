@@ -13,7 +13,7 @@ from quant_core.results.compare_result import CompareResult, VariantResult
 from quant_core.results.summary import X_SMALLER, rounded, summarize
 from quant_core.results.verdict import Floor, decide
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: a variant's "engine_settings" became "backend_settings"
 _DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, not a view
 _FINE_DIGITS = 6  # probability differences and divergences are small
 
@@ -49,7 +49,7 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
     return {
         "mode": v.mode.value, "name": v.name, "title": variant_title(v),
         "description": variant_description(v), "status": v.status.value,
-        "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "engine_settings": v.engine_settings,
+        "error": v.error, "warning": v.warning, "recipe": v.recipe.to_dict(), "backend_settings": v.backend_settings,
         "size_bytes": v.size_bytes, "size_ratio": rounded(v.size_ratio, _DIGITS),
         "latency_ms": None if v.latency is None else {
             "median": rounded(v.latency.median_ms, _DIGITS), "p90": rounded(v.latency.p90_ms, _DIGITS),

@@ -224,7 +224,7 @@ def _local_cpus() -> int:
 def _runtime_env(*, remote: bool) -> dict[str, Any]:
     """How Ray workers find quant_core: this checkout's folder locally, an uploaded copy on a cluster.
 
-    Cluster nodes need the engine's own dependencies (numpy, pillow, ai-edge-litert) installed.
+    Cluster nodes need quant_core's own dependencies (numpy, pillow, ai-edge-litert) installed.
     """
     import quant_core  # pylint: disable=import-outside-toplevel
 

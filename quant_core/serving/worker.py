@@ -1,4 +1,4 @@
-"""Running engine jobs in worker processes with a time limit and a memory limit.
+"""Running jobs in worker processes with a time limit and a memory limit.
 
 TensorFlow's converter can abort the whole process (C++ check failures) or run for a very
 long time on odd graphs, and a model file is untrusted input. Jobs therefore run in a
@@ -15,7 +15,7 @@ Protocol: the parent writes one JSON job to the child's stdin; the child answers
 lines on a private descriptor: {"progress": ...} while it works, then {"result": ...},
 {"error": <message>, "kind": <QuantError subclass name>} for a user error (re-raised here as
 that class), or {"internal": <traceback>} for a bug (logged here under an incident id and
-raised as `InternalError`). Engine output and the child's logging go to its stderr, a log
+raised as `InternalError`). The backends' output and the child's logging go to its stderr, a log
 file that is relayed to this process's logging ("quant_core.serving.worker") when the job ends: at
 DEBUG level when it succeeded, as a warning or with the incident when it did not.
 """
@@ -112,7 +112,7 @@ def worker_slot(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
 class WorkerProcess:
     """One worker process (`python -m quant_core.serving.worker`) that runs jobs one at a time.
 
-    A one-shot engine runs one job (`run_job`); a warm one (quant_core.serving.pool.WarmPool) keeps
+    A one-shot worker runs one job (`run_job`); a warm one (quant_core.serving.pool.WarmPool) keeps
     what its jobs loaded for the next one. Each job gets its own private temporary folder
     and its own time and memory limits; a job that overruns them, crashes the process or
     is abandoned by its caller ends the whole process (`alive` turns False), so nothing a
@@ -159,7 +159,7 @@ class WorkerProcess:
         outlives its request.
         """
         limits = limits or Limits()
-        if cancel is not None and cancel.is_set():  # superseded before it started: the engine is not touched
+        if cancel is not None and cancel.is_set():  # superseded before it started: the worker is not touched
             raise Cancelled("stopped: a newer request replaced this one")
         _remove_orphaned_job_dirs()
         scratch = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}.")
@@ -168,7 +168,7 @@ class WorkerProcess:
         start = self._output.tell()
         try:
             if not self.alive:
-                raise WorkerError("the engine process has stopped; run the request again")
+                raise WorkerError("the worker process has stopped; run the request again")
             assert self.proc.stdin is not None  # stdin=PIPE
             try:
                 self.proc.stdin.write((json.dumps({"job": name, "payload": payload, "tmp": scratch}) + "\n").encode())
@@ -188,7 +188,7 @@ class WorkerProcess:
                 code = self.proc.wait()
                 reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
                 log.warning("%s crashed (%s)%s", where, reason, self._tail(start))
-                raise WorkerError(f"the engine process crashed ({reason}) while working on this input")
+                raise WorkerError(f"the worker process crashed ({reason}) while working on this input")
             if "internal" in answer:  # a bug may have left the process in any state: it serves no one else
                 self.kill()
                 raise report_internal(context=where, details=answer["internal"] + self._tail(start))
@@ -228,7 +228,7 @@ class WorkerProcess:
                 raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
 
     def _tail(self, start: int) -> str:
-        """The last lines this process wrote since `start` (engine output, its logging), for the server's log."""
+        """The last lines this process wrote since `start` (the backends' output, its logging), for the server's log."""
         self._output.seek(start)
         lines = self._output.read().decode("utf-8", errors="replace").splitlines()[-_LOG_TAIL_LINES:]
         return "\n--- worker output ---\n" + "\n".join(lines) if lines else ""
@@ -323,7 +323,7 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
     signal.signal(signal.SIGUSR1, lambda signum, frame: stop.set())
     channel = os.fdopen(channel_fd, "w", buffering=1)
     os.nice(config().worker_nice)  # batch work yields the CPU to the web server that shares the machine
-    os.dup2(2, 1)  # engine chatter on stdout goes to the log with stderr
+    os.dup2(2, 1)  # the backends' chatter on stdout goes to the log with stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import importlib  # pylint: disable=import-outside-toplevel
 
@@ -334,7 +334,7 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
         from quant_core import _quiet  # pylint: disable=import-outside-toplevel
 
         _quiet.silence_tf_logging()
-        importlib.import_module("tensorflow")  # the ~3 s a spare engine spends before anyone waits for it
+        importlib.import_module("tensorflow")  # the ~3 s a spare worker spends before anyone waits for it
 
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message) + "\n")
@@ -350,7 +350,7 @@ def _child(channel_fd: int, *, preload: bool = False) -> int:
             continue
         request = json.loads(line)
         stop.clear()
-        for name in ("TMPDIR", "TEMP", "TMP"):  # this job's private folder (the engine's own C++ reads TMPDIR)
+        for name in ("TMPDIR", "TEMP", "TMP"):  # this job's private folder (the backends' own C++ reads TMPDIR)
             os.environ[name] = request["tmp"]
         tempfile.tempdir = request["tmp"]
         try:
