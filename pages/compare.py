@@ -32,8 +32,7 @@ def what_if_controls() -> CompareResult | None:
                    "ones are built now, and their rows appear as soon as their size and agreement are known. "
                    "More options (calibration data, threads) on **Quantize**.")
     if wanted != shown:
-        accept_settings(wanted)
-        run.start(wanted)  # stops the run it replaces
+        run.start(wanted, recipes=accept_settings(wanted))  # stops the run it replaces
         st.rerun()
     if working is not None:
         run.follow(working)  # until it ends; then the page is drawn again with its result

@@ -53,8 +53,7 @@ if variant.mode is Mode.INT8 or variant.recipe.float_layers:
                "it (the verdict's integer-only pick ignores it); CPUs and GPUs can.")
 if submitted:
     wanted = settings.with_float_layers(variant.mode, (*variant.recipe.float_layers, *chosen))
-    accept_settings(wanted)
-    run.start(wanted)
+    run.start(wanted, recipes=accept_settings(wanted))
     st.switch_page("pages/compare.py")
 
 st.plotly_chart(charts.layer_error_chart(report, set(chosen)), key="layer_error")

@@ -40,10 +40,10 @@ options = option_controls(settings, prefix="w")
 
 new = replace(options, modes=(Mode.FLOAT32, *[m for m in chosen if m is not Mode.FLOAT32]),
               calibration_source=source, threads=threads)
-accept_settings(new)
+recipes = accept_settings(new)
 
 st.divider()
 st.caption("Will build: " + will_build(new))
 if st.button("Run", type="primary", icon=":material/play_arrow:", key="w.run"):
-    run.start(new)
+    run.start(new, recipes=recipes)
     st.switch_page("pages/compare.py")  # rows appear there as they are measured

@@ -1,8 +1,8 @@
 """`python -m quant_core`: compare, quantize and inspect from the command line.
 
 Contract: exit 0 on success; exit 2 on bad input with one `error: ...` line on stderr;
-exit 1 for internal errors. stdout carries only this tool's output: engine chatter is
-sent to a log (shown with --verbose on stderr).
+exit 1 for internal errors. stdout carries only this tool's output: the backends' chatter
+(converter output) is sent to a log (shown with --verbose on stderr).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from quant_core import _quiet
 from quant_core.builders import graph_layers, match_layers
@@ -148,7 +148,8 @@ def _add_inspect_command(sub: _Commands) -> None:
 
 def _add_verbose_option(p: argparse.ArgumentParser, *, default: object = False) -> None:
     # Under a subcommand the default is SUPPRESS, so `-v compare ...` is not reset by the subcommand's parser.
-    p.add_argument("-v", "--verbose", action="store_true", default=default, help="show engine logs on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="show the backends' logs (converter output) on stderr")
 
 
 def _add_model_argument(p: argparse.ArgumentParser, *, nargs: str | None = None) -> None:
@@ -199,7 +200,7 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-count", type=int, default=100, metavar="N", help="calibration images (default 100)")
     p.add_argument("--calibration-source", choices=[c.value for c in CalibrationSource], default="images",
                    help="'random' is a what-if that shows why real images matter")
-    p.add_argument("--backend", choices=[b.value for b in Backend], help="preferred engine where a mode has a choice")
+    p.add_argument("--backend", choices=[b.value for b in Backend], help="preferred backend where a mode has a choice")
     p.add_argument("--int8-io", choices=[IOType.INT8.value, IOType.UINT8.value], default=None, help="I/O type of int8")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     p.add_argument("--cache-dir", metavar="DIR",
@@ -291,7 +292,9 @@ def _cache(args: argparse.Namespace):
 
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the comparison and prints a table."""
-    from quant_core.compare import CompareOptions, CompareRequest, run_compare  # pylint: disable=import-outside-toplevel
+    from quant_core.compare import CompareOptions, CompareRequest  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.client import JobClient  # pylint: disable=import-outside-toplevel
+    from quant_core.serving.protocol import CompareJob, Place  # pylint: disable=import-outside-toplevel
     from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
     from quant_core.serving.dataset_evaluation import compare_on_dataset  # pylint: disable=import-outside-toplevel
     from quant_core.inputs.images import read_labels_file  # pylint: disable=import-outside-toplevel
@@ -303,21 +306,18 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency)
     cache = _cache(args)
-    progress = logging.getLogger("quant_core.progress")
     evaluation = None
     dataset = _whole_set(args)
     if dataset is None:
         request = CompareRequest(args.model, tuple(args.images), args.labels, options)
-        result = run_compare(request, cache=cache,
-                             on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message))
+        result = JobClient.in_process().run(CompareJob(request, Place.of(cache, None)), on_progress=_log_progress)
     else:
         executor = _executor(args)
         try:
             result, evaluation = compare_on_dataset(
                 args.model, dataset, options, executor=executor, sample=_sample(args),
                 class_names=read_labels_file(args.labels) if args.labels else None, cache=cache,
-                on_progress=lambda p: progress.info("%3.0f%% %s", 100 * p.fraction, p.message),
-                on_evaluation=lambda p: progress.info("%s", p.message))
+                on_progress=_log_progress, on_evaluation=_log_progress)
         finally:
             executor.close()
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
@@ -338,6 +338,16 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write("error: interrupted; the numbers above cover the images evaluated so far\n")
         return 130
     return 0
+
+
+def _log_progress(message: Any) -> None:
+    """A job's progress message (quant_core.serving.protocol.Message) on the progress log (stderr with -v)."""
+    fraction = getattr(message, "fraction", None)
+    log = logging.getLogger("quant_core.progress")
+    if fraction is None:
+        log.info("%s", message.message)
+    else:
+        log.info("%3.0f%% %s", 100 * fraction, message.message)
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -617,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code.
 
     While a command runs, file descriptors 1 and 2 point at a log file (or stderr with
-    --verbose) so that engine output cannot reach stdout; the tool writes its own output
+    --verbose) so that the backends' output cannot reach stdout; the tool writes its own output
     to saved copies of the real descriptors, which are restored on return.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)

@@ -113,7 +113,7 @@ def test_a_repeated_run_is_answered_from_the_cache_without_any_worker(sample_run
         def run(self, *args, **kwargs):
             raise AssertionError("a cached request must not reach a worker")  # an incident: the test fails
 
-    monkeypatch.setattr(engine, "engine_pool", NoWorkers)
+    monkeypatch.setattr(engine, "warm_pool", NoWorkers)
     at = sample_run
     at.switch_page("pages/model_data.py").run()
     next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=300)
@@ -141,6 +141,16 @@ def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
             assert hashlib.sha256(model).hexdigest() == v.tflite_sha256
             recipe = zf.read(f"mobilenet_v2_imagenet_{v.name}.recipe.json").decode()
             assert '"tflite_sha256": "' + v.tflite_sha256 in recipe
+
+
+def test_the_quantize_page_names_the_converter_choice_backend():
+    at = new_app()
+    at.switch_page("pages/quantize.py").run()
+    no_failures(at)
+    box = at.selectbox(key="w.backend")
+    assert box.label == "Backend" and box.value is None  # "Best per mode"
+    assert "converter backend" in box.help and "engine" not in box.help.lower()
+    assert not [s.label for s in at.selectbox if "engine" in s.label.lower()]
 
 
 def test_quantize_page_runs_selected_variants(model_files, image_dir):

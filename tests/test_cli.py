@@ -142,6 +142,9 @@ def test_inspect_json(model_files, tmp_path):
 def test_help_goes_to_stdout(tmp_path):
     proc = run_cli("compare", "--help", cache_dir=tmp_path)
     assert proc.returncode == 0 and "--calibration-count" in proc.stdout and "int16x8" in proc.stdout
+    words = " ".join(proc.stdout.split())  # argparse wraps help text
+    assert "preferred backend where a mode has a choice" in words and "show the backends' logs" in words
+    assert "engine" not in words.lower()  # one word for the converter backend
 
 
 def test_internal_errors_exit_1_with_one_line(monkeypatch, capfd, model_files, image_dir):
@@ -150,7 +153,9 @@ def test_internal_errors_exit_1_with_one_line(monkeypatch, capfd, model_files, i
     def crash(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("quant_core.compare.run_compare", crash)
+    from quant_core.serving import jobs  # the CLI's comparison runs there (JobClient.in_process)
+
+    monkeypatch.setattr(jobs, "run_compare", crash)
     code = cli.main(["compare", str(model_files["keras"]), "--images", str(image_dir)])
     captured = capfd.readouterr()
     assert code == 1
@@ -217,7 +222,7 @@ def run_main(*args, capfd) -> tuple[int, str, str]:
     """`python -m quant_core ARGS` in this process (no second TensorFlow import): exit code, stdout, stderr.
 
     sys.stdout and sys.stderr write to file descriptors 1 and 2 as in a real process (capfd
-    would take Python's prints straight to its capture), so engine chatter meets the CLI's
+    would take Python's prints straight to its capture), so the backends' chatter meets the CLI's
     redirection and stdout holds only what the CLI writes.
     """
     from quant_core import cli

@@ -22,7 +22,7 @@ def test_prewarm_stores_the_description_and_the_float_model_then_needs_no_worker
     def no_worker(*args, **kwargs):
         raise AssertionError("prepared already: no worker needed")
 
-    monkeypatch.setattr(prewarm, "run_job", no_worker)
+    monkeypatch.setattr(prewarm.JobClient, "run", no_worker)
     assert prewarm.main() == 0
 
 
@@ -36,7 +36,7 @@ def test_prewarm_says_what_failed_and_exits_2(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise InputError("digits_cnn.keras: no such file or folder")
 
-    monkeypatch.setattr(prewarm, "run_job", broken)
+    monkeypatch.setattr(prewarm.JobClient, "run", broken)
     assert prewarm.main() == 2
     assert capsys.readouterr().err.strip() == "prewarm: digits_cnn: digits_cnn.keras: no such file or folder"
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from conftest import REPO
 from quant_core import ArtifactCache, CompareOptions, CompareRequest, run_compare
-from quant_core._serde import to_jsonable
-from quant_core.results.compare_result import CompareResult
-from quant_core.serving.worker import run_job
+from quant_core.serving.client import JobClient
+from quant_core.serving.protocol import CompareJob, Place
 
 # Measured on the machine, not computed: timings, and the interpreter's heap (allocator noise of about 1 %).
 _TIMINGS = {"latency", "build_seconds", "seconds", "request_key", "memory"}
@@ -26,8 +25,7 @@ def test_two_processes_and_this_one_agree_exactly(model_files, image_dir, labels
                              CompareOptions(measure_latency=False))
     results = [run_compare(request, cache=ArtifactCache(tmp_path / "here"))]
     for name in ("one", "two"):
-        answer = run_job("compare", {"request": to_jsonable(request), "cache_dir": str(tmp_path / name)})
-        results.append(CompareResult.from_dict(answer))
+        results.append(JobClient.one_shot().run(CompareJob(request, Place(str(tmp_path / name)))))
     assert all(v.ok for v in results[0].variants)
     shas = [[v.tflite_sha256 for v in r.variants] for r in results]
     assert shas[0] == shas[1] == shas[2] and len(set(shas[0])) == len(shas[0])

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, IncidentWatch
-from quant_core import CompareOptions, CompareRequest, Mode, QuantError, Recipe, run_compare
-from quant_core._serde import to_jsonable
+from quant_core import CompareOptions, CompareRequest, Mode, PreprocessingOverride, QuantError, Recipe, run_compare
 from quant_core.errors import ImageError, InternalError, report_internal
-from quant_core.results.compare_result import CompareResult
+from quant_core.serving.client import JobClient
+from quant_core.serving.protocol import CompareJob, DescribeJob, Place
 from quant_core.serving.worker import Limits, WorkerError, run_job
 
 
@@ -90,24 +90,24 @@ def test_job_folders_of_a_dead_server_are_removed_by_the_next_job():
 
 def test_user_errors_keep_their_one_line_message(tmp_path):
     with pytest.raises(QuantError, match="missing.keras: no such file") as err:
-        run_job("describe", {"model": str(tmp_path / "missing.keras"), "images": [str(tmp_path)]})
+        JobClient.one_shot().run(DescribeJob(str(tmp_path / "missing.keras"), (str(tmp_path),), None,
+                                             PreprocessingOverride(), Place()))
     assert not isinstance(err.value, WorkerError)
 
 
 def test_describe_in_a_worker(model_files, image_dir, labels_file):
-    answer = run_job("describe", {"model": str(model_files["keras"]), "images": [str(image_dir)],
-                                  "labels": str(labels_file)})
-    assert answer["info"]["num_classes"] == 3 and answer["image_count"] == 24
-    assert answer["preprocessing"]["normalization"]["preset"] == "0,255"
-    assert answer["class_counts"] == [["red", 8], ["green", 8], ["blue", 8]]  # the labels file's order
+    answer = JobClient.one_shot().run(DescribeJob(str(model_files["keras"]), (str(image_dir),), str(labels_file),
+                                                  PreprocessingOverride(), Place()))
+    assert answer.info.num_classes == 3 and answer.image_count == 24
+    assert answer.preprocessing.normalization.preset.value == "0,255"
+    assert answer.class_counts == (("red", 8), ("green", 8), ("blue", 8))  # the labels file's order
 
 
 def test_compare_in_a_worker_matches_in_process(model_files, image_dir, labels_file, tmp_path):
     request = CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file),
                              CompareOptions(recipes=(Recipe(Mode.INT8), Recipe(Mode.FLOAT16)), measure_latency=False))
     here = run_compare(request, cache=__import__("quant_core").ArtifactCache(tmp_path / "a"))
-    there = CompareResult.from_dict(run_job("compare", {"request": to_jsonable(request),
-                                                        "cache_dir": str(tmp_path / "b")}))
+    there = JobClient.one_shot().run(CompareJob(request, Place(str(tmp_path / "b"))))
     for a, b in zip(here.variants, there.variants):
         assert (a.name, a.tflite_sha256, a.top1, a.topk, a.accuracy) == (b.name, b.tflite_sha256, b.top1, b.topk,
                                                                          b.accuracy)
@@ -137,7 +137,7 @@ def test_a_bug_in_a_builder_reaches_the_log_with_its_traceback(model_files, imag
     request = CompareRequest(str(model_files["keras"]), (str(image_dir),), None,
                              CompareOptions(recipes=(Recipe(Mode.FLOAT32), Recipe(Mode.INT8)), measure_latency=False))
     with pytest.raises(InternalError):
-        run_job("compare", {"request": to_jsonable(request), "cache_dir": str(tmp_path)})
+        JobClient.one_shot().run(CompareJob(request, Place(str(tmp_path))))
     (record,) = no_internal_errors.records
     logged = no_internal_errors.format(record)
     assert "in broken_int8_builder" in logged and "KeyError: 'per_chanel'" in logged

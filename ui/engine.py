@@ -1,4 +1,4 @@
-"""Cached wrappers around quant_core: the only place the app calls the engine."""
+"""The only place the app calls the engine: typed job requests run by a JobClient on the inputs' warm worker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -19,15 +18,18 @@ from quant_core import builders
 from quant_core.cache import cache_key
 from quant_core.compare import cached_result
 from quant_core.config import config
-from quant_core.env import engine_versions
+from quant_core.env import package_versions
 from quant_core.errors import report_internal
 from quant_core.inputs.images import SkippedFile
 from quant_core.layers import LayerReport
 from quant_core.results import from_jsonable, to_jsonable
 from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.results.verdict import Floor, Target
+from quant_core.serving.client import JobClient
 from quant_core.serving.dataset_evaluation import EvaluationProgress
 from quant_core.serving.pool import WarmPool
+from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, EvaluateJob, ExecutorChoice,
+                                         LayersJob, Message, ModelDescription, Place, PrepareJob, TuneJob)
 from quant_core.serving.worker import Limits
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 from ui.inputs import Inputs
@@ -35,13 +37,13 @@ from ui.settings import Settings
 
 THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
 EVALUATION_TIMEOUT_S = config().evaluation_timeout_s  # a whole dataset: hours
-DESCRIBE_SCHEMA = 2  # bump when the describe job's answer changes shape: stored descriptions are then ignored
+DESCRIBE_SCHEMA = 3  # bump when the describe job's answer changes shape: stored descriptions are then ignored
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Description:
-    """What the Model & data page shows about the inputs."""
+    """What the Model & data page shows about the inputs: the describe job's answer, with the thumbnails' pixels."""
 
     info: ModelInfo
     preprocessing: Preprocessing
@@ -64,16 +66,26 @@ def artifact_cache() -> ArtifactCache:
 
 
 @st.cache_resource(show_spinner=False)
-def engine_pool() -> WarmPool:
-    """The server's warm engines (one per model in use, plus a spare with TensorFlow imported)."""
+def warm_pool() -> WarmPool:
+    """The server's warm workers (one per model in use, plus a spare with TensorFlow imported)."""
     pool = WarmPool()
     pool.warm_up()
     return pool
 
 
-def engine_key(inputs: Inputs, override: PreprocessingOverride) -> str:
-    """Which warm engine serves these inputs: their content and the preprocessing chosen for them."""
+def worker_key(inputs: Inputs, override: PreprocessingOverride) -> str:
+    """Which warm worker serves these inputs: their content and the preprocessing chosen for them."""
     return f"{inputs.digest}:{to_jsonable(override)}"
+
+
+def client(inputs: Inputs, override: PreprocessingOverride, pool: WarmPool | None = None) -> JobClient:
+    """Jobs on the inputs' warm worker (`pool` defaults to the server's)."""
+    return JobClient.warm(pool or warm_pool(), worker_key(inputs, override))
+
+
+def place(inputs: Inputs, cache: ArtifactCache | None = None, work_dir: Path | None = None) -> Place:
+    """Where a job on these inputs finds its files: the cache and the folder their archives were unpacked in."""
+    return Place.of(cache or artifact_cache(), work_dir or inputs.folder)
 
 
 def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
@@ -83,79 +95,76 @@ def describe(inputs: Inputs, override: PreprocessingOverride) -> Description:
 
 @st.cache_data(show_spinner="Loading the model and images…", max_entries=32)
 def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Description:
-    answer = stored_description(_inputs, override, artifact_cache(),
-                                lambda job, payload: engine_pool().run(engine_key(_inputs, override), job, payload))
+    found = stored_description(_inputs, override, artifact_cache(), client(_inputs, override))
     prepare(_inputs, override)
-    # Thumbnails: Pillow only, no TensorFlow in the server; the engine chose which (round-robin over classes).
+    # Thumbnails: Pillow only, no TensorFlow in the server; the worker chose which (round-robin over classes).
     images = load_images(_inputs.images, work_dir=_inputs.folder).items
-    return Description(
-        info=from_jsonable(ModelInfo, answer["info"]),
-        preprocessing=from_jsonable(Preprocessing, answer["preprocessing"]),
-        class_counts=tuple((name, int(n)) for name, n in answer["class_counts"]),
-        labels_source=answer["labels_source"], skipped=from_jsonable(tuple[SkippedFile, ...], answer["skipped"]),
-        image_count=answer["image_count"],
-        thumbnails=tuple((images[k].name, _small(images[k].pixels)) for k in answer["thumbnails"] if k < len(images)),
-    )
+    return Description(found.info, found.preprocessing, found.class_counts, found.labels_source, found.skipped,
+                       found.image_count, tuple((images[k].name, _small(images[k].pixels))
+                                                for k in found.thumbnails if k < len(images)))
 
 
-Job = Callable[[str, dict[str, Any]], Any]  # runs a worker job: (name, payload) -> answer
-
-
-def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache, job: Job) -> Any:
+def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache,
+                       jobs: JobClient) -> ModelDescription:
     """The describe job's answer, kept on disk by content: a restarted server answers without a worker.
 
-    The key holds every file's name and bytes, the preprocessing chosen and the engines.
+    The key holds every file's name and bytes, the preprocessing chosen and the backends' versions.
     """
     stored = cache_key("describe", DESCRIBE_SCHEMA, THUMBNAILS, inputs.digest, to_jsonable(override),
-                       engine_versions())
+                       package_versions())
     answer = cache.get_json("descriptions", stored)
-    if answer is None:
-        answer = job("describe", {
-            "model": str(inputs.model), "images": [str(p) for p in inputs.images],
-            "labels": str(inputs.labels) if inputs.labels else None, "override": to_jsonable(override),
-            "work_dir": str(inputs.folder) if inputs.folder else None, "thumbnails": THUMBNAILS})
-        cache.put_json("descriptions", stored, answer)
-    return answer
+    if answer is not None:
+        return from_jsonable(ModelDescription, answer)
+    found = jobs.run(DescribeJob(str(inputs.model), tuple(str(p) for p in inputs.images),
+                                 str(inputs.labels) if inputs.labels else None, override, place(inputs, cache),
+                                 thumbnails=THUMBNAILS))
+    cache.put_json("descriptions", stored, to_jsonable(found))
+    return found
 
 
-def baseline_request(inputs: Inputs, override: PreprocessingOverride) -> CompareRequest:
+def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
+                    recipes: tuple[Recipe, ...] | None = None) -> CompareRequest:
+    """The comparison of these inputs with these settings, compiled here unless `recipes` already are.
+
+    Raises:
+        InputError: settings that cannot be built.
+    """
+    return CompareRequest(
+        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
+        CompareOptions(recipes=settings.recipes() if recipes is None else recipes, threads=settings.threads,
+                       preprocessing=override))
+
+
+def baseline_job(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> CompareJob:
     """The comparison that opens the inputs' workbench: float conversion and the measured float32 baseline."""
-    return compare_request(inputs, override, Settings(modes=(Mode.FLOAT32,)))
-
-
-def baseline_payload(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> dict[str, Any]:
-    """The compare job of `baseline_request`."""
-    request = baseline_request(inputs, override)
-    return {"request": to_jsonable(request), "cache_dir": str(cache.root),
-            "work_dir": str(inputs.folder) if inputs.folder else None}
+    return CompareJob(compare_request(inputs, override, Settings(modes=(Mode.FLOAT32,))), place(inputs, cache))
 
 
 @st.cache_resource(show_spinner=False)
 def _prepared() -> set[str]:
-    """Engine keys this server has prepared (see `prepare`)."""
+    """Worker keys this server has prepared (see `prepare`)."""
     return set()
 
 
 def prepare(inputs: Inputs, override: PreprocessingOverride) -> None:
-    """Opens the inputs' workbench in their warm engine, in the background, while the user reads the page.
+    """Opens the inputs' workbench in their warm worker, in the background, while the user reads the page.
 
     The first run on a model otherwise starts by converting it to float and measuring the
     float32 baseline (~10 s for MobileNetV2 on 2 cores: bench/RESULTS.md, section 1). Here
-    that happens once per engine key, right after the model is described; a run that comes
-    meanwhile waits for this engine (quant_core.serving.pool) instead of loading the model a
+    that happens once per worker key, right after the model is described; a run that comes
+    meanwhile waits for this worker (quant_core.serving.pool) instead of loading the model a
     second time. QW_PREPARE=0 turns it off.
     """
-    key = engine_key(inputs, override)
+    key = worker_key(inputs, override)
     prepared = _prepared()
     if not config().prepare or key in prepared:
         return
     prepared.add(key)
-    pool = engine_pool()
-    payload = baseline_payload(inputs, override, artifact_cache())
+    jobs, baseline = client(inputs, override), baseline_job(inputs, override, artifact_cache())
 
     def work() -> None:
         try:
-            pool.run(key, "prepare", payload)
+            jobs.run(PrepareJob(baseline.request, baseline.place))
         except (QuantError, InternalError) as err:  # the user's own run meets it again and shows it
             log.info("preparing %s stopped: %s", inputs.title, err)
         except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback under an incident id
@@ -168,7 +177,7 @@ def graph_layers(inputs: Inputs) -> tuple[str, ...]:
     """The layers of the inputs' float model, in graph order (what float layers name; cached for the server).
 
     The float model is the float32 variant of the baseline comparison: stored by `ui.prewarm`
-    for the bundled samples, else measured now by the inputs' warm engine.
+    for the bundled samples, else measured now by the inputs' warm worker.
 
     Raises:
         QuantError: the model cannot be converted to float.
@@ -180,122 +189,97 @@ def graph_layers(inputs: Inputs) -> tuple[str, ...]:
 def _graph_layers(_inputs: Inputs, key: str) -> tuple[str, ...]:
     override = PreprocessingOverride()  # the float model is the same whatever the preprocessing
     cache = artifact_cache()
-    found = cached_result(baseline_request(_inputs, override), cache)
+    baseline = baseline_job(_inputs, override, cache)
+    found = cached_result(baseline.request, cache)
     if not isinstance(found, CompareResult):
-        found = CompareResult.from_dict(engine_pool().run(engine_key(_inputs, override), "compare",
-                                                          baseline_payload(_inputs, override, cache)))
+        found = client(_inputs, override).run(baseline)
     float32 = found.variants[0]
     if not float32.ok or float32.tflite_sha256 is None:
         raise QuantError(f"the model's float conversion failed: {float32.error}")
     return builders.graph_layers(cache.model_bytes(float32.tflite_sha256))
 
 
-def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: Settings) -> CompareRequest:
-    """The comparison of these inputs with these settings (raises InputError for settings that cannot be built)."""
-    return CompareRequest(
-        str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
-        CompareOptions(recipes=settings.recipes(), threads=settings.threads, preprocessing=override))
-
-
-def cached(inputs: Inputs, override: PreprocessingOverride, settings: Settings, work_dir: Path) -> CompareResult | None:
+def cached(request: CompareRequest, work_dir: Path) -> CompareResult | None:
     """The stored result of this exact comparison with its models kept for the session, or None (Pillow only)."""
     try:
-        found = cached_result(compare_request(inputs, override, settings), artifact_cache(), work_dir=work_dir)
+        found = cached_result(request, artifact_cache(), work_dir=work_dir)
     except QuantError:  # a run meets the problem again and reports it
         return None
     return found if isinstance(found, CompareResult) else None
 
 
-def compare(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
-            on_progress: Callable[[Progress], None], work_dir: Path, earlier: CompareResult | None = None,
-            cancel: threading.Event | None = None, pool: WarmPool | None = None,
+def compare(request: CompareRequest, jobs: JobClient, *, on_progress: Callable[[Progress], None], work_dir: Path,
+            earlier: CompareResult | None = None, cancel: threading.Event | None = None,
             cache: ArtifactCache | None = None) -> CompareResult:
-    """The comparison run by the inputs' warm engine (callers look in the results cache first: `cached`).
+    """The comparison run by a warm worker (callers look in the results cache first: `cached`).
 
-    `pool` and `cache` default to the server's; a thread without a script run passes them.
+    `cache` defaults to the server's; a thread without a script run passes it.
     Raises `Cancelled` when `cancel` is set meanwhile.
     """
-    pool = pool or engine_pool()
-    cache = cache or artifact_cache()
-    request = compare_request(inputs, override, settings)
-    answer = pool.run(
-        engine_key(inputs, override), "compare",
-        {"request": to_jsonable(request), "cache_dir": str(cache.root), "work_dir": str(work_dir),
-         "earlier": earlier.to_dict() if earlier is not None else None},
-        on_progress=lambda p: on_progress(from_jsonable(Progress, p)),
-        on_wait=lambda: on_progress(Progress(0.0, "Waiting for the engine: it is busy (with this model, or other "
-                                                  "comparisons run)…")),
-        cancel=cancel)
-    return CompareResult.from_dict(answer)
+    def relay(message: Message) -> None:
+        if isinstance(message, Progress):
+            on_progress(message)
+
+    return jobs.run(CompareJob(request, Place.of(cache or artifact_cache(), work_dir), earlier),
+                    on_progress=relay, cancel=cancel,
+                    on_wait=lambda: on_progress(Progress(0.0, "Waiting for a worker: it is busy (with this model, "
+                                                              "or other comparisons run)…")))
 
 
 def layer_report(inputs: Inputs, override: PreprocessingOverride, settings: Settings, recipe: Recipe,
                  name: str) -> LayerReport:
-    """The variant's per-layer error, measured by the inputs' warm engine (cached for the server by content)."""
-    return _layer_report(inputs, engine_key(inputs, override), override, settings, json.dumps(recipe.to_dict()), name)
+    """The variant's per-layer error, measured by the inputs' warm worker (cached for the server by content)."""
+    return _layer_report(inputs, worker_key(inputs, override), override, settings, json.dumps(recipe.to_dict()), name)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _layer_report(_inputs: Inputs, key: str, override: PreprocessingOverride, settings: Settings, recipe: str,
                   name: str) -> LayerReport:
-    request = compare_request(_inputs, override, settings)
-    answer = engine_pool().run(key, "layers", {
-        "request": to_jsonable(request), "cache_dir": str(artifact_cache().root),
-        "work_dir": str(_inputs.folder) if _inputs.folder else None, "recipe": json.loads(recipe), "name": name})
-    return from_jsonable(LayerReport, answer)
+    return client(_inputs, override).run(LayersJob(compare_request(_inputs, override, settings), place(_inputs),
+                                                   Recipe.from_dict(json.loads(recipe)), name))
 
 
 def tune(inputs: Inputs, override: PreprocessingOverride, settings: Settings, budget: Floor, objective: Objective, *,
          target: Target = Target.CPU, on_progress: Callable[[Progress], None],
          on_step: Callable[[Step], None]) -> TuneResult:
-    """The accuracy-budget search from the settings' int8, run by the inputs' warm engine; steps come as measured."""
+    """The accuracy-budget search from the settings' int8, run by the inputs' warm worker; steps come as measured."""
     base = replace(settings, modes=(Mode.INT8,), float_layers=()).recipes()[0]
 
-    def relay(message: dict[str, Any]) -> None:
-        if "step" in message:
-            on_step(from_jsonable(Step, message["step"]))
-        else:
-            on_progress(from_jsonable(Progress, message))
+    def relay(message: Message) -> None:
+        if isinstance(message, Step):
+            on_step(message)
+        elif isinstance(message, Progress):
+            on_progress(message)
 
-    answer = engine_pool().run(engine_key(inputs, override), "tune", {
-        "request": to_jsonable(compare_request(inputs, override, settings)), "cache_dir": str(artifact_cache().root),
-        "work_dir": str(inputs.folder) if inputs.folder else None, "budget": to_jsonable(budget),
-        "objective": objective.value, "target": target.value, "base": base.to_dict()}, on_progress=relay)
-    return from_jsonable(TuneResult, answer)
+    return client(inputs, override).run(
+        TuneJob(compare_request(inputs, override, settings), place(inputs), budget, objective, base, target=target),
+        on_progress=relay)
 
 
 def calibration_sweep(inputs: Inputs, override: PreprocessingOverride, settings: Settings,
                       recipe: Recipe) -> CalibrationSweep:
     """A calibrated recipe built from 1, 5, 10, 20 and all images and from random data (cached by content)."""
-    return _calibration_sweep(inputs, engine_key(inputs, override), override, settings, json.dumps(recipe.to_dict()))
+    return _calibration_sweep(inputs, worker_key(inputs, override), override, settings, json.dumps(recipe.to_dict()))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _calibration_sweep(_inputs: Inputs, key: str, override: PreprocessingOverride, settings: Settings,
                        recipe: str) -> CalibrationSweep:
-    answer = engine_pool().run(key, "calibration", {
-        "request": to_jsonable(compare_request(_inputs, override, settings)), "cache_dir": str(artifact_cache().root),
-        "work_dir": str(_inputs.folder) if _inputs.folder else None, "base": json.loads(recipe)})
-    return from_jsonable(CalibrationSweep, answer)
+    return client(_inputs, override).run(CalibrationJob(compare_request(_inputs, override, settings), place(_inputs),
+                                                        Recipe.from_dict(json.loads(recipe))))
 
 
 def evaluate(inputs: Inputs, override: PreprocessingOverride, settings: Settings, result: CompareResult,
-             variants: tuple[str, ...], dataset: str, *, executor: dict[str, str | None],
+             variants: tuple[str, ...], dataset: str, *, executor: ExecutorChoice,
              on_progress: Callable[[EvaluationProgress], None]) -> DatasetEvaluation:
-    """The variants scored on every image of a server-side dataset by the inputs' warm engine.
+    """The variants scored on every image of a server-side dataset by the inputs' warm worker."""
+    def relay(message: Message) -> None:
+        if isinstance(message, EvaluationProgress):
+            on_progress(message)
 
-    `executor` ({"kind": "local" | "ray" | None, "address": ...}) says where the shards run.
-    """
-    def relay(message: dict[str, Any]) -> None:
-        if "evaluation" in message:
-            on_progress(from_jsonable(EvaluationProgress, message["evaluation"]))
-
-    answer = engine_pool().run(engine_key(inputs, override), "evaluate", {
-        "request": to_jsonable(compare_request(inputs, override, settings)), "cache_dir": str(artifact_cache().root),
-        "work_dir": str(inputs.folder) if inputs.folder else None, "result": result.to_dict(),
-        "variants": list(variants), "dataset": dataset, "executor": executor},
+    return client(inputs, override).run(
+        EvaluateJob(compare_request(inputs, override, settings), place(inputs), result, variants, dataset, executor),
         on_progress=relay, limits=Limits(timeout_s=EVALUATION_TIMEOUT_S))
-    return DatasetEvaluation.from_dict(answer)
 
 
 def keep_models(result: CompareResult, session_dir: Path, cache: ArtifactCache | None = None) -> KeptModels:

@@ -14,6 +14,7 @@ from quant_core.config import config
 from quant_core.inputs.datasets import ClassFit, class_fit, open_dataset
 from quant_core.results.dataset_compare import DatasetEvaluation, accuracy_doubt
 from quant_core.serving.dataset_evaluation import EvaluationProgress
+from quant_core.serving.protocol import ExecutorChoice
 from ui import engine, state
 from ui.inputs import SAMPLES_DIR
 from ui.settings import Settings
@@ -86,17 +87,17 @@ def _listing(path: str, mtime: float) -> ServerDataset | None:
     return ServerDataset(path, len(dataset), dataset.labelled, dataset.classes)
 
 
-def executor_config() -> dict[str, str | None]:
+def executor_config() -> ExecutorChoice:
     """Where evaluations run, as this server is configured: QW_EXECUTOR and QW_RAY_ADDRESS."""
-    return {"kind": config().executor, "address": config().ray_address}
+    return ExecutorChoice(config().executor, config().ray_address)
 
 
 def executor_label() -> str:
     """Where evaluations run, in words."""
-    config = executor_config()
-    if (config["kind"] or "local") != "ray":
-        return "this server's engine, one shard after another (QW_EXECUTOR=local)"
-    address = config["address"]
+    choice = executor_config()
+    if (choice.kind or "local") != "ray":
+        return "this server's worker, one shard after another (QW_EXECUTOR=local)"
+    address = choice.address
     return f"the Ray cluster at {address}" if address else "a local Ray on this server's CPUs (QW_EXECUTOR=ray)"
 
 

@@ -166,15 +166,15 @@ def _add_button(result: CompareResult, settings: Settings, best: Step) -> None:
     wanted = settings.with_float_layers(recipe.mode, recipe.float_layers) if recipe.float_layers else \
         replace(settings, modes=tuple(dict.fromkeys((*settings.modes, recipe.mode))))
     tflite = result.model.format.value == "tflite"
-    built = {r.resolve(source_is_tflite=tflite) for r in wanted.recipes() if r.mode is recipe.mode}
+    recipes = wanted.recipes()
+    built = {r.resolve(source_is_tflite=tflite) for r in recipes if r.mode is recipe.mode}
     if recipe.resolve(source_is_tflite=tflite) not in built:
-        st.caption(f"{best.name} as searched ({recipe.io or 'default'} input and output, {recipe.engine}) is not a "
-                   "variant the Quantize settings describe; `python -m quant_core tune -o OUT.tflite` writes it "
+        st.caption(f"{best.name} as searched ({recipe.io or 'default'} input and output, {recipe.backend_used}) is "
+                   "not a variant the Quantize settings describe; `python -m quant_core tune -o OUT.tflite` writes it "
                    "with its recipe.")
         return
     if st.button(f"Add {best.name} beside the others", type="primary", icon=":material/add_circle:"):
-        accept_settings(wanted)
-        run.start(wanted)
+        run.start(wanted, recipes=accept_settings(wanted, recipes=recipes))
         st.switch_page("pages/compare.py")
 
 

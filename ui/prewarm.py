@@ -1,7 +1,7 @@
 """Prepares the bundled samples once, before the server starts: `python -m ui.prewarm` (run by `make run`).
 
 Describing a model and converting it to float cost ~15 s for the ImageNet MobileNetV2 on
-2 cores; both depend only on the files and the engines, and both are kept in the on-disk
+2 cores; both depend only on the files and the package versions, and both are kept in the on-disk
 cache the server reads. Done here once, the first page is served from the cache and the
 first run starts from a converted model. Already prepared: returns at once.
 """
@@ -13,20 +13,21 @@ import time
 
 from quant_core import ArtifactCache, CompareResult, PreprocessingOverride, QuantError
 from quant_core.compare import cached_result
-from quant_core.serving.worker import run_job
-from ui.engine import baseline_payload, baseline_request, stored_description
+from quant_core.serving.client import JobClient
+from ui.engine import baseline_job, stored_description
 from ui.inputs import sample_inputs, samples
 
 
 def main() -> int:
     cache = ArtifactCache()
-    start = time.perf_counter()
+    start, jobs = time.perf_counter(), JobClient.one_shot()
     for sample in samples():
         inputs, override = sample_inputs(sample.name), PreprocessingOverride()
         try:
-            stored_description(inputs, override, cache, run_job)
-            if not isinstance(cached_result(baseline_request(inputs, override), cache), CompareResult):
-                run_job("compare", baseline_payload(inputs, override, cache))
+            stored_description(inputs, override, cache, jobs)
+            baseline = baseline_job(inputs, override, cache)
+            if not isinstance(cached_result(baseline.request, cache), CompareResult):
+                jobs.run(baseline)
         except QuantError as err:
             print(f"prewarm: {sample.name}: {err}", file=sys.stderr)
             return 2

@@ -1,11 +1,11 @@
 """Comparisons that run beside the pages: rows stream in, a page change keeps the run, a newer request stops it.
 
 A run is a thread of the server owned by one session (`state.session.run`). It asks the
-inputs' warm engine for the comparison and keeps what the engine reports: progress and the
+inputs' warm worker for the comparison and keeps what the worker reports: progress and the
 comparison so far (`Progress.partial`). Pages only read it: Compare draws its rows as they
 come (`follow`); any page that runs after it ended moves its result into the session
 (`collect`, called by the router). Changing page does not stop a run. Starting another run
-in the same session cancels the one before (its engine stops at its next step and stays
+in the same session cancels the one before (its worker stops at its next step and stays
 warm for the new request); a run whose browser session has been gone for QW_ABANDON_S is
 stopped and its worker killed.
 """
@@ -19,12 +19,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from quant_core import CompareOptions, CompareResult, KeptModels, PreprocessingOverride, Progress
+from quant_core import CompareRequest, CompareResult, KeptModels, Progress, Recipe
 from quant_core.compare import variant_names
 from quant_core.config import config
 from quant_core.errors import Cancelled, InternalError, QuantError, report_internal
 from ui import charts, engine, resume, sessions, state
-from ui.inputs import Inputs
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, current_inputs, refresh_sidebar, show_error
 
@@ -66,7 +65,7 @@ class Run:
         return f"{self.measured} of {len(self.names)} variants measured"
 
     def update(self, progress: Progress) -> None:
-        """The engine's report (called in the run's thread); stops the run when its session is gone."""
+        """The worker's report (called in the run's thread); stops the run when its session is gone."""
         self._check_session()
         if progress.partial is not None:
             self.partial = progress.partial
@@ -94,8 +93,11 @@ def live() -> Run | None:
     return run if run is not None and not run.finished else None
 
 
-def start(settings: Settings | None = None) -> Run:
+def start(settings: Settings | None = None, *, recipes: tuple[Recipe, ...] | None = None) -> Run:
     """Starts a comparison of the current inputs with `settings` (default: the session's); cancels the one before.
+
+    `recipes` are the settings already compiled (`widgets.accept_settings`): a request compiles
+    its settings once, here when they are not.
 
     Raises:
         InputError: the settings cannot be built.
@@ -103,22 +105,22 @@ def start(settings: Settings | None = None) -> Run:
     inputs = current_inputs()
     override = state.session.override
     settings = settings or state.session.settings
-    names = variant_names(CompareOptions(recipes=settings.recipes()).recipes)
+    request = engine.compare_request(inputs, override, settings, recipes=recipes)
     previous = live()
     if previous is not None:
         previous.cancel.set()
     work_dir = state.workdir()
-    run = Run(settings, names, session_id=sessions.current_session_id())
-    if _answer_from_cache(run, inputs, override, work_dir):
+    run = Run(settings, variant_names(request.options.recipes), session_id=sessions.current_session_id())
+    if _answer_from_cache(run, request, work_dir):
         return run
-    pool, cache, earlier = engine.engine_pool(), engine.artifact_cache(), state.session.result
+    jobs, cache, earlier = engine.client(inputs, override), engine.artifact_cache(), state.session.result
 
     def work() -> None:
-        if previous is not None:  # its engine serves this request once it stopped
+        if previous is not None:  # its worker serves this request once it stopped
             previous.done.wait()
         try:
-            result = engine.compare(inputs, override, settings, on_progress=run.update, work_dir=work_dir,
-                                    earlier=earlier, cancel=run.cancel, pool=pool, cache=cache)
+            result = engine.compare(request, jobs, on_progress=run.update, work_dir=work_dir, earlier=earlier,
+                                    cancel=run.cancel, cache=cache)
             run.models = engine.keep_models(result, work_dir, cache)
             run.result = result
         except ENGINE_ERRORS as err:
@@ -134,9 +136,9 @@ def start(settings: Settings | None = None) -> Run:
     return run
 
 
-def _answer_from_cache(run: Run, inputs: Inputs, override: PreprocessingOverride, work_dir: Path) -> bool:
+def _answer_from_cache(run: Run, request: CompareRequest, work_dir: Path) -> bool:
     """Ends `run` at once with the stored result of the same request, when there is one: no thread, no worker."""
-    hit = engine.cached(inputs, override, run.settings, work_dir)
+    hit = engine.cached(request, work_dir)
     if hit is None:
         return False
     try:

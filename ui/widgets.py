@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError
+from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError, Recipe
 from quant_core.inputs.preprocess import format_numbers, parse_numbers
 from quant_core.layers import layer_name
 from ui import state
@@ -93,18 +93,24 @@ def normalization_picker(current: Normalization, *, channels: int, key: str) -> 
 
 
 
-def accept_settings(settings: Settings) -> None:
-    """Makes `settings` the session's choice, or shows why they cannot be built and stops the page."""
+def accept_settings(settings: Settings, *, recipes: tuple[Recipe, ...] | None = None) -> tuple[Recipe, ...]:
+    """Makes `settings` the session's choice and returns them compiled, or shows why they cannot be built and stops.
+
+    `recipes`: the settings already compiled (they are not compiled twice); pass the result
+    on to `run.start`, which then compiles nothing.
+    """
     try:
-        settings.recipes()
+        compiled = settings.recipes() if recipes is None else recipes
     except QuantError as err:
         show_error(err)
         st.stop()
+        raise  # st.stop raises; this keeps `compiled` defined for the type checker
     state.session.settings = settings
+    return compiled
 
 
 def option_controls(settings: Settings, *, prefix: str) -> Settings:
-    """Calibration count, int8 I/O type, per-channel weights and engine, in one row; `settings` with the choices."""
+    """Calibration count, int8 I/O type, per-channel weights and backend, in one row; `settings` with the choices."""
     c1, c2, c3, c4 = st.columns(4)
     count = c1.slider("Calibration images", 1, 500, settings.calibration_count, key=f"{prefix}.cal_count",
                       help="Up to this many of your images, evenly spread; more gives more robust ranges. "
@@ -117,9 +123,10 @@ def option_controls(settings: Settings, *, prefix: str) -> Settings:
                             help="One scale per output channel (more accurate). Off: one per tensor, as some older "
                                  "accelerators require.")
     backends = [None, Backend.TF_CONVERTER, Backend.LITERT_QUANTIZER]
-    backend = c4.selectbox("Engine", backends, index=backends.index(settings.backend), key=f"{prefix}.backend",
+    backend = c4.selectbox("Backend", backends, index=backends.index(settings.backend), key=f"{prefix}.backend",
                            format_func=lambda b: "Best per mode" if b is None else str(b),
-                           help="Where a mode can be built by both the TF converter and the LiteRT Quantizer.")
+                           help="The converter backend, for the modes both the TF converter and the LiteRT Quantizer "
+                                "can build. Best per mode: the preferred backend that builds each mode's options.")
     return replace(settings, calibration_count=count, int8_io=int8_io, per_channel=per_channel, backend=backend)
 
 

@@ -1,154 +1,120 @@
-"""The jobs a worker process can run (see quant_core.serving.worker): plain JSON in, JSON out."""
+"""What a worker process does for each job request (quant_core.serving.protocol): typed request in, typed answer out.
+
+Importing this module registers the handlers, as worker jobs (`python -m quant_core.serving.worker`
+imports it) and for `JobClient.in_process`.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
-from quant_core._serde import from_jsonable, to_jsonable
-from quant_core.cache import ArtifactCache
-from quant_core.compare import (CompareRequest, Progress, Workbench, Workbenches, infer_preprocessing, run_compare,
-                                variant_names)
+from quant_core.compare import Workbench, Workbenches, infer_preprocessing, run_compare, variant_names
 from quant_core.config import config
 from quant_core.errors import InputError
 from quant_core.inputs.datasets import open_dataset
 from quant_core.inputs.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
-from quant_core.inputs.preprocess import PreprocessingOverride
-from quant_core.recipe import Recipe
+from quant_core.layers import LayerReport
+from quant_core.request import CompareRequest
 from quant_core.results.compare_result import CompareResult
-from quant_core.results.verdict import Floor, Target
+from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.serving.dataset_evaluation import evaluate_dataset
 from quant_core.serving.executors import Executor, make_executor
-from quant_core.serving.worker import job
-from quant_core.tune import Objective, calibration_sweep, tune
+from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, EvaluateJob, ExecutorChoice,
+                                         LayersJob, ModelDescription, Place, PrepareJob, Report, StatsJob, TuneJob,
+                                         WorkerStats, serve)
+from quant_core.tune import CalibrationSweep, TuneResult, calibration_sweep, tune
 
-
-# What this worker process keeps between jobs: in a warm engine (quant_core.serving.pool) the next
+# What this worker process keeps between jobs: in a warm worker (quant_core.serving.pool) the next
 # request on the same model skips loading it, and on the same images re-measures nothing.
-WORKBENCHES = Workbenches(size=config().engine_workbenches)
+WORKBENCHES = Workbenches(size=config().worker_workbenches)
 
 
-@job("engine.stats")
-def stats_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """What this process has done so far: its id and how many models it loaded."""
-    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
+@serve(StatsJob)
+def stats_job(request: StatsJob, report: Report) -> WorkerStats:
+    return WorkerStats(os.getpid(), WORKBENCHES.models_loaded)
 
 
-@job("compare")
-def compare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """run_compare on a serialized CompareRequest; returns CompareResult.to_dict()."""
-    request = from_jsonable(CompareRequest, payload["request"])
-    cache = ArtifactCache(Path(payload["cache_dir"])) if payload.get("cache_dir") else ArtifactCache()
-    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
-
-    def relay(p: Progress) -> None:
-        progress(to_jsonable(p))
-
-    earlier = CompareResult.from_dict(payload["earlier"]) if payload.get("earlier") else None
-    return run_compare(request, cache=cache, on_progress=relay, work_dir=work_dir, workbenches=WORKBENCHES,
-                       earlier=earlier).to_dict()
+@serve(CompareJob)
+def compare_job(request: CompareJob, report: Report) -> CompareResult:
+    return run_compare(request.request, cache=request.place.cache(), on_progress=report,
+                       work_dir=request.place.folder(), workbenches=WORKBENCHES, earlier=request.earlier)
 
 
-@job("prepare")
-def prepare_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """Opens a request's workbench in this engine and measures its variants, whatever the results cache holds.
+@serve(PrepareJob)
+def prepare_job(request: PrepareJob, report: Report) -> WorkerStats:
+    """Opens the workbench and measures its variants, whatever the results cache holds.
 
-    Run in a warm engine right after a model is described: the user's first run then
-    finds the model loaded, converted and its float32 baseline measured (and a what-if
-    after a cached run finds a warm engine).
+    Run in a warm worker right after a model is described: the user's first run then finds
+    the model loaded, converted and its float32 baseline measured (and a what-if after a
+    cached run finds a warm worker).
     """
-    request, bench = _workbench(payload, progress)
-    for recipe, name in zip(request.options.recipes, variant_names(request.options.recipes)):
+    bench = _workbench(request.request, request.place, report)
+    recipes = request.request.options.recipes
+    for recipe, name in zip(recipes, variant_names(recipes)):
         variant = bench.evaluate(recipe, name=name, time_it=False)
-        if variant.ok and variant.latency is None and request.options.measure_latency:
+        if variant.ok and variant.latency is None and request.request.options.measure_latency:
             bench.time(variant)
-    return {"pid": os.getpid(), "models_loaded": WORKBENCHES.models_loaded}
+    return WorkerStats(os.getpid(), WORKBENCHES.models_loaded)
 
 
-@job("layers")
-def layers_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """Workbench.layer_report for one recipe of a serialized CompareRequest; returns the LayerReport as JSON."""
-    _, bench = _workbench(payload, progress)
-    return to_jsonable(bench.layer_report(Recipe.from_dict(payload["recipe"]), name=payload.get("name")))
+@serve(LayersJob)
+def layers_job(request: LayersJob, report: Report) -> LayerReport:
+    return _workbench(request.request, request.place, report).layer_report(request.recipe, name=request.name)
 
 
-@job("tune")
-def tune_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """quant_core.tune on a serialized request; each step is reported as it is measured ({"step": ...})."""
-    _, bench = _workbench(payload, progress)
-    result = tune(bench, from_jsonable(Floor, payload["budget"]), objective=Objective(payload["objective"]),
-                  target=Target(payload.get("target", Target.CPU.value)),
-                  base=Recipe.from_dict(payload["base"]), max_steps=int(payload.get("max_steps", 12)),
-                  on_progress=lambda p: progress(to_jsonable(p)),
-                  on_step=lambda step: progress({"step": to_jsonable(step)}))
-    return to_jsonable(result)
+@serve(TuneJob)
+def tune_job(request: TuneJob, report: Report) -> TuneResult:
+    bench = _workbench(request.request, request.place, report)
+    return tune(bench, request.budget, objective=request.objective, target=request.target, base=request.base,
+                max_steps=request.max_steps, on_progress=report, on_step=report)
 
 
-@job("calibration")
-def calibration_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """quant_core.tune.calibration_sweep of one calibrated recipe on a serialized request."""
-    _, bench = _workbench(payload, progress)
-    return to_jsonable(calibration_sweep(bench, base=Recipe.from_dict(payload["base"]),
-                                         on_progress=lambda p: progress(to_jsonable(p))))
+@serve(CalibrationJob)
+def calibration_job(request: CalibrationJob, report: Report) -> CalibrationSweep:
+    return calibration_sweep(_workbench(request.request, request.place, report), base=request.base,
+                             on_progress=report)
 
 
-@job("evaluate")
-def evaluate_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """Scores chosen variants of a result on a server-side dataset; progress as {"evaluation": ...} messages.
-
-    The payload's executor ({"kind": "local" | "ray", "address": ...}; the server's configuration)
-    stays open in this engine for the next evaluation.
-    """
-    _, bench = _workbench(payload, progress)
-    result = CompareResult.from_dict(payload["result"])
-    wanted = set(payload["variants"])
-    dataset = open_dataset([payload["dataset"]])
-    models = bench.model_set([v for v in result.variants if v.name in wanted])
-    evaluation = evaluate_dataset(dataset, models, num_classes=bench.source.info.num_classes,
-                                  class_names=bench.labels.class_names,
-                                  executor=_executor(**payload.get("executor", {})),
-                                  on_progress=lambda p: progress({"evaluation": to_jsonable(p)}))
-    return evaluation.to_dict()
+@serve(EvaluateJob)
+def evaluate_job(request: EvaluateJob, report: Report) -> DatasetEvaluation:
+    """The executor chosen (the server's configuration) stays open in this worker for the next evaluation."""
+    bench = _workbench(request.request, request.place, report)
+    wanted = set(request.variants)
+    models = bench.model_set([v for v in request.result.variants if v.name in wanted])
+    return evaluate_dataset(open_dataset([request.dataset]), models, num_classes=bench.source.info.num_classes,
+                            class_names=bench.labels.class_names, executor=_executor(request.executor),
+                            on_progress=report)
 
 
-_EXECUTORS: dict[tuple[str | None, str | None], Executor] = {}  # made on first use (a local Ray takes ~5 s)
+@serve(DescribeJob)
+def describe_job(request: DescribeJob, report: Report) -> ModelDescription:
+    work_dir = request.place.folder()
+    if not os.path.exists(request.model):
+        raise InputError(f"{request.model}: no such file or folder")
+    images = load_images(request.images, work_dir=work_dir)
+    names = read_labels_file(request.labels) if request.labels else None
+    source = WORKBENCHES.source(request.model, work_dir=work_dir)
+    labels = resolve_labels(images, source.info.num_classes, names)
+    return ModelDescription(
+        info=source.info, preprocessing=infer_preprocessing(source, images, labels, request.override),
+        class_counts=tuple(class_counts(labels)), labels_source=labels.source, skipped=images.skipped,
+        image_count=len(images.items),
+        thumbnails=tuple(spread_over_classes(labels.indices, limit=request.thumbnails)))
 
 
-def _executor(kind: str | None = None, address: str | None = None) -> Executor:
-    if (kind, address) not in _EXECUTORS:
-        _EXECUTORS[kind, address] = make_executor(kind, address=address)
-    return _EXECUTORS[kind, address]
+_EXECUTORS: dict[ExecutorChoice, Executor] = {}  # made on first use (a local Ray takes ~5 s)
 
 
-def _workbench(payload: dict[str, Any], progress) -> tuple[CompareRequest, Workbench]:
-    """The request of a job's payload and its workbench, opened in this engine (kept for the next job)."""
-    request = from_jsonable(CompareRequest, payload["request"])
-    cache = ArtifactCache(Path(payload["cache_dir"])) if payload.get("cache_dir") else ArtifactCache()
-    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
+def _executor(choice: ExecutorChoice) -> Executor:
+    if choice not in _EXECUTORS:
+        _EXECUTORS[choice] = make_executor(choice.kind, address=choice.address)
+    return _EXECUTORS[choice]
+
+
+def _workbench(request: CompareRequest, place: Place, report: Report) -> Workbench:
+    """The request's workbench, opened in this process (kept for the next job)."""
+    work_dir = place.folder()
     images = load_images(request.images, work_dir=work_dir)
     class_names = read_labels_file(request.labels_file) if request.labels_file else None
-    bench = WORKBENCHES.open(request.model, images, class_names=class_names, options=request.options, cache=cache,
-                             work_dir=work_dir, on_progress=lambda p: progress(to_jsonable(p)))
-    return request, bench
-
-
-@job("describe")
-def describe_job(payload: dict[str, Any], progress) -> dict[str, Any]:
-    """Model facts, inferred preprocessing and an image summary, without evaluating anything."""
-    work_dir = Path(payload["work_dir"]) if payload.get("work_dir") else None
-    if not Path(payload["model"]).exists():
-        raise InputError(f"{payload['model']}: no such file or folder")
-    images = load_images(payload["images"], work_dir=work_dir)
-    names = read_labels_file(payload["labels"]) if payload.get("labels") else None
-    source = WORKBENCHES.source(payload["model"], work_dir=work_dir)
-    labels = resolve_labels(images, source.info.num_classes, names)
-    override = from_jsonable(PreprocessingOverride, payload.get("override") or {})
-    preprocessing = infer_preprocessing(source, images, labels, override)
-    return {
-        "info": to_jsonable(source.info), "preprocessing": to_jsonable(preprocessing),
-        "class_counts": class_counts(labels), "labels_source": labels.source,
-        "skipped": to_jsonable(images.skipped), "image_count": len(images.items),
-        # positions in the image list of a preview that shows every class (the server decodes only those)
-        "thumbnails": spread_over_classes(labels.indices, limit=int(payload.get("thumbnails", 16))),
-    }
+    return WORKBENCHES.open(request.model, images, class_names=class_names, options=request.options,
+                            cache=place.cache(), work_dir=work_dir, on_progress=report)
