@@ -19,7 +19,7 @@ from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.results.verdict import Floor, FloorKind, Target
 from quant_core.serving import protocol
 from quant_core.serving.client import JobClient
-from quant_core.serving.protocol import (REQUESTS, CalibrationJob, CompareJob, DescribeJob, EvaluateJob,
+from quant_core.serving.protocol import (REQUESTS, CalibrationJob, CompareJob, DescribeJob, DatasetJob,
                                          ExecutorChoice, LayersJob, MessageReader, MessageWriter, ModelDescription,
                                          Place, PrepareJob, StatsJob, TuneJob, WorkerStats)
 from quant_core.tune import CalibrationSweep, Objective, TuneResult
@@ -44,7 +44,7 @@ def test_every_job_has_one_request_type_that_names_its_answer_type():
     assert {name: (cls, cls.answer) for name, cls in REQUESTS.items()} == {
         "describe": (DescribeJob, ModelDescription), "compare": (CompareJob, CompareResult),
         "prepare": (PrepareJob, WorkerStats), "layers": (LayersJob, LayerReport), "tune": (TuneJob, TuneResult),
-        "calibration": (CalibrationJob, CalibrationSweep), "evaluate": (EvaluateJob, DatasetEvaluation),
+        "calibration": (CalibrationJob, CalibrationSweep), "dataset": (DatasetJob, DatasetEvaluation),
         "worker.stats": (StatsJob, WorkerStats)}
 
 
@@ -58,7 +58,7 @@ def test_every_request_survives_the_pipe_unchanged(model_files, image_dir, label
             TuneJob(request, place, Floor(FloorKind.ACCURACY_DROP, 0.02), Objective.LATENCY, int8,
                     target=Target.INTEGER, max_steps=3),
             CalibrationJob(request, place, int8),
-            EvaluateJob(request, place, messages[1], ("float32", "int8"), "/data/set", ExecutorChoice("ray", "h:1")),
+            DatasetJob(request, place, messages[1], ("float32", "int8"), "/data/set", ExecutorChoice("ray", "h:1")),
             StatsJob()]
     for job in jobs:
         payload = json.loads(json.dumps(protocol.encode_request(job)))  # what the worker reads from its stdin

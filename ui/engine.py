@@ -28,7 +28,7 @@ from quant_core.results.verdict import Floor, Target
 from quant_core.serving.client import JobClient
 from quant_core.serving.dataset_evaluation import EvaluationProgress
 from quant_core.serving.pool import WarmPool
-from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, EvaluateJob, ExecutorChoice,
+from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, DatasetJob, ExecutorChoice,
                                          LayersJob, Message, ModelDescription, Place, PrepareJob, TuneJob)
 from quant_core.serving.worker import Limits
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
@@ -269,7 +269,7 @@ def _calibration_sweep(_inputs: Inputs, key: str, override: PreprocessingOverrid
                                                         Recipe.from_dict(json.loads(recipe))))
 
 
-def evaluate(inputs: Inputs, override: PreprocessingOverride, settings: Settings, result: CompareResult,
+def evaluate_dataset(inputs: Inputs, override: PreprocessingOverride, settings: Settings, result: CompareResult,
              variants: tuple[str, ...], dataset: str, *, executor: ExecutorChoice,
              on_progress: Callable[[EvaluationProgress], None]) -> DatasetEvaluation:
     """The variants scored on every image of a server-side dataset by the inputs' warm worker."""
@@ -278,7 +278,7 @@ def evaluate(inputs: Inputs, override: PreprocessingOverride, settings: Settings
             on_progress(message)
 
     return client(inputs, override).run(
-        EvaluateJob(compare_request(inputs, override, settings), place(inputs), result, variants, dataset, executor),
+        DatasetJob(compare_request(inputs, override, settings), place(inputs), result, variants, dataset, executor),
         on_progress=relay, limits=Limits(timeout_s=EVALUATION_TIMEOUT_S))
 
 

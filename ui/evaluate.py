@@ -112,7 +112,7 @@ def run(result: CompareResult, settings: Settings, dataset: ServerDataset, varia
         bar.progress(min(1.0, p.done / max(p.total, 1)), text=p.message)
 
     try:
-        evaluation = engine.evaluate(current_inputs(), state.session.override, settings,
+        evaluation = engine.evaluate_dataset(current_inputs(), state.session.override, settings,
                                      result, variants, dataset.path, executor=executor_config(),
                                      on_progress=on_progress)
     except ENGINE_ERRORS as err:

@@ -19,7 +19,7 @@ from quant_core.results.compare_result import CompareResult
 from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.serving.dataset_evaluation import evaluate_dataset
 from quant_core.serving.executors import Executor, make_executor
-from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, EvaluateJob, ExecutorChoice,
+from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, DatasetJob, ExecutorChoice,
                                          LayersJob, ModelDescription, Place, PrepareJob, Report, StatsJob, TuneJob,
                                          WorkerStats, serve)
 from quant_core.tune import CalibrationSweep, TuneResult, calibration_sweep, tune
@@ -75,8 +75,8 @@ def calibration_job(request: CalibrationJob, report: Report) -> CalibrationSweep
                              on_progress=report)
 
 
-@serve(EvaluateJob)
-def evaluate_job(request: EvaluateJob, report: Report) -> DatasetEvaluation:
+@serve(DatasetJob)
+def dataset_job(request: DatasetJob, report: Report) -> DatasetEvaluation:
     """The executor chosen (the server's configuration) stays open in this worker for the next evaluation."""
     bench = _workbench(request.request, request.place, report)
     wanted = set(request.variants)

@@ -169,7 +169,7 @@ class CalibrationJob(JobRequest[CalibrationSweep], job="calibration"):
 
 
 @dataclass(frozen=True)
-class EvaluateJob(JobRequest[DatasetEvaluation], job="evaluate"):
+class DatasetJob(JobRequest[DatasetEvaluation], job="dataset"):
     """Chosen variants of a result scored on every image of a server-side dataset."""
 
     request: CompareRequest
