@@ -13,6 +13,7 @@ propagates as itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,12 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
 
 from quant_core import _quiet
 from quant_core.calibration import NestedStates
 from quant_core.env import installed_version
 from quant_core.errors import ConversionError, InputError, QuantError, first_line
 from quant_core.inputs.models import SourceModel
+from quant_core.inputs.tflite_info import custom_ops
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
 
@@ -78,7 +81,7 @@ class CalibratedModels:
         time into its statistics, so this equals calibrating on all rows at once.
         """
         def calibrate(previous: Any, rows: np.ndarray) -> Any:
-            samples = _litert_samples(source.float_tflite, rows)
+            samples = _litert_samples(backend_model(source.float_tflite), rows)
             with _backend_call(Backend.LITERT_QUANTIZER):
                 return quantizer.calibrate(samples, previous_calibration_result=previous,
                                            num_threads=os.cpu_count() or 1)
@@ -109,16 +112,52 @@ def graph_layers(float_model: bytes) -> tuple[str, ...]:
 
     Both backends find a float layer by these names (the TF converter's `denylisted_nodes`,
     the LiteRT Quantizer's op scope) and both ignore a name they do not find, so a recipe is
-    checked against them before it is built (`check_float_layers`).
+    checked against them before it is built (`check_float_layers`). They are read from the
+    model the backends are given (`backend_model`): weights stored as float16 are constants
+    there, not layers.
     """
+    return tuple(dict.fromkeys(name for _, names in _op_outputs(backend_model(float_model)) for name in names))
+
+
+def _op_outputs(model: bytes) -> list[tuple[str, list[str]]]:
+    """Every op of the model in execution order: its type and its output tensor names."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=import-outside-toplevel
 
     with _backend_call(Backend.LITERT_QUANTIZER):  # a model the interpreter cannot read: one line, not a traceback
-        interp = Interpreter(model_content=bytes(float_model),
+        interp = Interpreter(model_content=bytes(model),
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
         ops = interp._get_ops_details()  # pylint: disable=protected-access
-    return tuple(dict.fromkeys(names[i] for op in ops for i in op["outputs"] if i in names))
+    return [(op["op_name"], [names[i] for i in op["outputs"] if i in names]) for op in ops]
+
+
+def _refuse_custom_ops(source: SourceModel, recipe: Recipe) -> None:
+    """Refuses, in one line with the way out, a calibrated build a custom op of the model makes impossible.
+
+    The converter's calibrator runs builtin kernels only, so it cannot run a custom op that
+    only LiteRT's runtime provides (MediaPipe's Convolution2DTransposeBias, run by XNNPACK). The
+    LiteRT Quantizer keeps ops it does not know in float, so its int8 would not be integer-only
+    unless those layers are kept in float on purpose.
+
+    Raises:
+        ConversionError: the model has a custom op this recipe cannot build around.
+    """
+    model = backend_model(source.float_tflite)
+    ops = custom_ops(model)
+    if not ops or (recipe.backend_used is Backend.LITERT_QUANTIZER and (recipe.mode is not Mode.INT8
+                                                                        or recipe.float_layers)):
+        return
+    kinds = " and ".join(ops)
+    layers = _few([name for op, names in _op_outputs(model) if op in ops for name in names])
+    around = f"int8 with {layers} (the custom op's output) kept in float"
+    if recipe.backend_used is Backend.LITERT_QUANTIZER:
+        raise ConversionError(f"the LiteRT Quantizer cannot quantize the custom op {kinds}, so int8 would not be "
+                              f"integer-only; build {around}, or int16x8 or dynamic_range, which keep it in float")
+    way_out = {Mode.INT8: f"choose the LiteRT Quantizer backend and build {around}",
+               Mode.INT8_FLOAT_IO: f"no other backend builds it: build int16x8, or {around}, with the LiteRT Quantizer",
+               Mode.INT16X8: "choose the LiteRT Quantizer backend, which keeps it in float"}[recipe.mode]
+    raise ConversionError(f"the TF converter cannot calibrate the custom op {kinds} (its calibrator runs builtin "
+                          f"kernels only; LiteRT's XNNPACK runs this op); {way_out}")
 
 
 def check_float_layers(recipes: Sequence[Recipe], layers: Sequence[str]) -> None:
@@ -182,6 +221,151 @@ def _few(names: Sequence[str], n: int = 3) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+# --- the float model as the backends read it --------------------------------------------
+
+def backend_model(float_model: bytes) -> bytes:
+    """The float .tflite as both backends are given it: the same function, in a form they can read.
+
+    MediaPipe's and other float .tflite files store their weights as float16 constants behind
+    DEQUANTIZE ops: a float model's storage. The backends take those weights for activations
+    (the LiteRT Quantizer leaves them unquantized and the variant unchanged; the converter's
+    quantizer fails, or crashes the process in 16x8), so here they become float32 constants
+    and the DEQUANTIZE ops go. A model without a signature (the LiteRT Quantizer calibrates
+    through one) gets 'serving_default' over the main graph's inputs and outputs. A model that
+    needs neither is returned as it is; the float32 variant of a .tflite is always the file
+    unchanged.
+    """
+    return _backend_model(bytes(float_model))
+
+
+@functools.lru_cache(maxsize=4)  # a source's model is asked for at every build and calibration step
+def _backend_model(model: bytes) -> bytes:
+    """`backend_model` of bytes."""
+    if not _needs_rewrite(model):
+        return model
+    import flatbuffers  # pylint: disable=import-outside-toplevel
+
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    for code in tree.operatorCodes:  # files older than TF 2.4 name their ops in the deprecated field only
+        code.builtinCode = max(code.builtinCode, code.deprecatedBuiltinCode)
+    dequantize = {i for i, c in enumerate(tree.operatorCodes) if c.builtinCode == schema.BuiltinOperator.DEQUANTIZE}
+    for g, graph in enumerate(tree.subgraphs):
+        graph.operators = [op for op in graph.operators if not _unpack_float16(tree, graph, op, dequantize)]
+        index = _drop_unused_tensors(graph)
+        for entry in (e for sig in _or_empty(tree.signatureDefs) if sig.subgraphIndex == g
+                      for e in (*_or_empty(sig.inputs), *_or_empty(sig.outputs))):
+            entry.tensorIndex = index[entry.tensorIndex]
+    _drop_unused_buffers(tree)
+    _drop_unused_codes(tree)
+    if not tree.signatureDefs:
+        tree.signatureDefs = [_default_signature(tree.subgraphs[0])]
+    builder = flatbuffers.Builder(2 * len(model))
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _needs_rewrite(model: bytes) -> bool:
+    """Whether the model has no signature, ops named the pre-2.4 way, or a DEQUANTIZE of a float16 constant.
+
+    Read without unpacking the model. The LiteRT Quantizer reads an op's type from the current
+    field only, so an older file's ops would all read as ADD and none be quantized.
+    """
+    root = schema.Model.GetRootAs(model, 0)
+    codes = [root.OperatorCodes(i) for i in range(root.OperatorCodesLength())]
+    if not root.SignatureDefsLength() or any(c.BuiltinCode() < c.DeprecatedBuiltinCode() for c in codes):
+        return True
+    dequantize = {i for i, c in enumerate(codes) if c.BuiltinCode() == schema.BuiltinOperator.DEQUANTIZE}
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            if op.OpcodeIndex() in dequantize and op.InputsLength():
+                tensor = graph.Tensors(op.Inputs(0))
+                if tensor.Type() == schema.TensorType.FLOAT16 and root.Buffers(tensor.Buffer()).DataLength():
+                    return True
+    return False
+
+
+def _unpack_float16(tree: Any, graph: Any, op: Any, dequantize: set[int]) -> bool:
+    """Turns a DEQUANTIZE of a float16 constant into a float32 constant (its output); True when it did."""
+    if op.opcodeIndex not in dequantize or len(op.inputs) != 1 or len(op.outputs) != 1:
+        return False
+    source, target = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    data = tree.buffers[source.buffer].data
+    if source.type != schema.TensorType.FLOAT16 or target.type != schema.TensorType.FLOAT32 or data is None \
+            or not len(data) or source.sparsity is not None:
+        return False
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.frombuffer(bytes(data), "<f2").astype("<f4").tobytes(), np.uint8)
+    tree.buffers.append(buffer)
+    target.buffer = len(tree.buffers) - 1
+    return True
+
+
+def _drop_unused_tensors(graph: Any) -> dict[int, int]:
+    """Removes the tensors no op, input or output of the graph refers to; returns the rest's new numbers by old."""
+    lists = ("inputs", "outputs", "intermediates")
+    used = {int(i) for i in (*_or_empty(graph.inputs), *_or_empty(graph.outputs))}
+    for op in graph.operators:
+        used.update(int(i) for name in lists for i in _or_empty(getattr(op, name)))
+    kept = [i for i in range(len(graph.tensors)) if i in used]
+    index = {old: new for new, old in enumerate(kept)} | {-1: -1}  # -1: an omitted optional input
+    graph.tensors = [graph.tensors[i] for i in kept]
+    for op in graph.operators:
+        for name in lists:
+            if getattr(op, name) is not None:
+                setattr(op, name, [index[int(i)] for i in getattr(op, name)])
+    graph.inputs = [index[int(i)] for i in _or_empty(graph.inputs)]
+    graph.outputs = [index[int(i)] for i in _or_empty(graph.outputs)]
+    return index
+
+
+def _drop_unused_buffers(tree: Any) -> None:
+    """Empties the buffers no tensor or metadata refers to any more (the float16 weights); indices stay."""
+    used = {t.buffer for graph in tree.subgraphs for t in graph.tensors}
+    used |= {m.buffer for m in tree.metadata or ()} | {int(b) for b in _or_empty(tree.metadataBuffer)}
+    for i, buffer in enumerate(tree.buffers):
+        if i not in used:
+            buffer.data = None
+
+
+def _or_empty(vector: Any) -> Any:
+    """An optional vector of the object API (None when absent) as something to iterate."""
+    return () if vector is None else vector
+
+
+def _drop_unused_codes(tree: Any) -> None:
+    """Removes the operator codes no op uses (DEQUANTIZE, once unpacked): the converter's calibrator refuses any it
+    has no kernel for."""
+    used = sorted({op.opcodeIndex for graph in tree.subgraphs for op in graph.operators})
+    index = {old: new for new, old in enumerate(used)}
+    tree.operatorCodes = [tree.operatorCodes[i] for i in used]
+    for graph in tree.subgraphs:
+        for op in graph.operators:
+            op.opcodeIndex = index[op.opcodeIndex]
+
+
+def _default_signature(graph: Any) -> Any:
+    """A 'serving_default' signature over the graph's inputs and outputs, named after their tensors."""
+    def entries(indices: Sequence[int]) -> list[Any]:
+        maps = []
+        for i in indices:
+            entry = schema.TensorMapT()
+            entry.name, entry.tensorIndex = _text(graph.tensors[i].name) or f"tensor_{i}", i
+            maps.append(entry)
+        return maps
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = "serving_default", 0
+    signature.inputs, signature.outputs = entries(graph.inputs), entries(graph.outputs)
+    return signature
+
+
+def _text(name: bytes | str | None) -> str:
+    """A flatbuffer string as str."""
+    return name.decode("utf-8") if isinstance(name, bytes) else name or ""
+
+
 @contextmanager
 def _backend_call(backend: Backend) -> Iterator[None]:
     """Around a third-party backend call: its output goes to stderr, its exceptions become ConversionError.
@@ -215,7 +399,7 @@ def _tf_new_calibrator(source: SourceModel) -> Any:
     """A converter Calibrator on the float model, nothing fed yet."""
     module = _tf_calibrator()
     with _backend_call(Backend.TF_CONVERTER):
-        return module.Calibrator(module.add_intermediate_tensors(source.float_tflite))
+        return module.Calibrator(module.add_intermediate_tensors(backend_model(source.float_tflite)))
 
 
 def _tf_feed(fed: Any, rows: np.ndarray) -> Any:
@@ -272,6 +456,7 @@ def _tf_int8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, diges
     from tensorflow.lite.python import convert, lite  # pylint: disable=import-outside-toplevel
 
     assert data is not None
+    _refuse_custom_ops(source, recipe)
     io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}[recipe.io]
     calibrated_model = calibrated.get(source, data, digest)
     with _backend_call(recipe.backend_used):
@@ -305,6 +490,7 @@ def _tf_int16x8(source: SourceModel, recipe: Recipe, data: np.ndarray | None, di
     if not recipe.per_channel:  # the converter's QuantizeModel fails: "Quantized dimension ... Got 3 and 0"
         raise InputError("the TFLite converter builds 16x8 with per-channel weights only; turn per-channel weights "
                          "back on, or choose the LiteRT Quantizer backend, which builds per-tensor 16x8")
+    _refuse_custom_ops(source, recipe)
     io = np.dtype((tf.int16 if recipe.io_type is IOType.INT16 else tf.float32).as_numpy_dtype()).num
     fed = calibrated.calibrator(source, data, digest)
     with _backend_call(recipe.backend_used):
@@ -329,11 +515,12 @@ def _litert(configure: Callable[[Any, Any], None]) -> Builder:
               calibrated: CalibratedModels) -> Built:
         from litert_quantizer import Quantizer, qtyping  # pylint: disable=import-outside-toplevel
 
+        _refuse_custom_ops(source, recipe)
         grains = qtyping.QuantGranularity
         granularity = grains.CHANNELWISE if recipe.per_channel else grains.TENSORWISE
         result = None
         with _backend_call(recipe.backend_used):
-            quantizer = Quantizer(bytes(source.float_tflite))
+            quantizer = Quantizer(backend_model(source.float_tflite))
             configure(quantizer, granularity)
             _keep_in_float(quantizer, recipe.float_layers)
             needs_calibration = quantizer.need_calibration

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from quant_core import metrics
+from quant_core import metrics, outputs
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import package_versions
@@ -36,10 +36,11 @@ from quant_core.request import CompareOptions, CompareRequest, Progress, Progres
 from quant_core.results.compare_result import CompareResult, Status, VariantResult
 from quant_core.results.verdict import contested
 from quant_core.runner import TFLiteRunner, measure_memory
+from quant_core.tasks import OutputSpec, Role, Task
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = 6  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 7  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
@@ -173,8 +174,8 @@ def cached_result(request: CompareRequest, cache: ArtifactCache, *, work_dir: Pa
     return images, class_names, key
 
 
-def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
-    """A plain-language warning when a variant changes many predictions."""
+def _agreement_warning(recipe: Recipe, agreement: float, task: Task = Task.CLASSIFICATION) -> str | None:
+    """A plain-language warning when a variant changes many predictions (or, for another task, strays far)."""
     if not agreement < _LOW_AGREEMENT:
         return None
     changed = recipe.what_ifs()
@@ -182,6 +183,8 @@ def _agreement_warning(recipe: Recipe, agreement: float) -> str | None:
         hint = f"with {' and '.join(changed)} (changed from the defaults): undo that first"
     else:
         hint = f"try {' or '.join(_alternatives(recipe))}"
+    if task is not Task.CLASSIFICATION:
+        return f"{outputs.AGREEMENT[task][0]} with float32 is only {agreement:.0%}, {hint}"
     return f"changes the top-1 prediction on {1 - agreement:.0%} of images compared with float32, {hint}"
 
 
@@ -192,6 +195,18 @@ def _alternatives(recipe: Recipe) -> list[str]:
         return ["more or more representative calibration images", *others]
     others = [m.value for m in (Mode.WEIGHT_ONLY, Mode.FLOAT16) if m is not recipe.mode]
     return others if recipe.mode is not Mode.FLOAT16 else ["float32 (this model is sensitive to float16 rounding)"]
+
+
+def class_labels(source: SourceModel, images: ImageSet, class_names: Sequence[str] | None, *,
+                 task: Task | None = None) -> Labels:
+    """The images' class labels; none for a model that is not a classifier (its class folders are not read).
+
+    Raises:
+        ImageError: class folders or a labels file that do not fit a classifier's classes.
+    """
+    if source.info.num_classes == 0 or task not in (None, Task.CLASSIFICATION):
+        return Labels((), (None,) * len(images.items), "not used: the model is not a classifier")
+    return resolve_labels(images, source.info.num_classes, class_names)
 
 
 def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:
@@ -212,15 +227,18 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
         [(s.name, s.reason) for s in images.skipped], class_names,
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
         opts.measure_latency, package_versions(),
+        *([opts.task, [list(r) for r in opts.roles]] if opts.task or opts.roles else []),
     )
 
 
 @dataclass(frozen=True)
 class ModelSet:
-    """What every shard needs besides its images: the models (reference first) and how to feed them.
+    """What every shard needs besides its images: the models (reference first) and how to feed and score them.
 
     The workbench builds it (`Workbench.model_set`); whole-dataset evaluation runs it
-    (quant_core.serving.dataset_evaluation).
+    (quant_core.serving.dataset_evaluation). A classifier's shards score class scores
+    (`output_kind`); every model's shards tally each output of `specs` against the
+    reference's, and a model that is not a classifier (`output_kind` NONE) is scored by them.
     """
 
     names: tuple[str, ...]
@@ -230,15 +248,32 @@ class ModelSet:
     threads: int = 1
     shas: tuple[str, ...] = ()  # sha256 of each model
     key: str = ""  # digest of the models: a worker keeps their interpreters while the key stays
+    task: Task = Task.CLASSIFICATION  # what the model does: it decides the agreement every image is scored by
+    specs: tuple[OutputSpec, ...] = ()  # what each output is, in the models' output order (none: class scores only)
 
     @classmethod
     def of(cls, variants: Sequence[tuple[str, bytes]], *, preprocessing: Preprocessing, output_kind: OutputKind,
-           threads: int = 1) -> ModelSet:
+           threads: int = 1, task: Task = Task.CLASSIFICATION, specs: Sequence[OutputSpec] = ()) -> ModelSet:
         """The set for (name, .tflite bytes) pairs, the float32 reference first."""
         shas = tuple(hashlib.sha256(m).hexdigest() for _, m in variants)
         key = hashlib.sha256("\0".join(f"{n}\0{h}" for (n, _), h in zip(variants, shas)).encode()).hexdigest()
         return cls(tuple(n for n, _ in variants), tuple(np.frombuffer(m, np.uint8) for _, m in variants),
-                   preprocessing, output_kind, threads, shas, key)
+                   preprocessing, output_kind, threads, shas, key, task, tuple(specs))
+
+    @property
+    def classifier(self) -> bool:
+        """True when the models are scored by class: top-k, agreement, accuracy with labels."""
+        return self.task is Task.CLASSIFICATION
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The models' input height and width in pixels (landmark errors and PCK are measured in them)."""
+        return self.preprocessing.height, self.preprocessing.width
+
+    @property
+    def class_output(self) -> int:
+        """A classifier's class-score output (its position among the outputs)."""
+        return next((s.index for s in self.specs if s.role is Role.CLASS_SCORES), 0)
 
 
 class Workbench:
@@ -269,9 +304,10 @@ class Workbench:
         options = options or CompareOptions()
         cache = cache or ArtifactCache()
         source = source or load_model(model, work_dir=work_dir)
-        labels = resolve_labels(images, source.info.num_classes, class_names)
+        labels = class_labels(source, images, class_names, task=options.task)
         pre = infer_preprocessing(source, images, labels, options.preprocessing)
-        reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache)
+        reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache,
+                                 task=options.task, roles=options.roles)
         return cls(reference, options=options, cache=cache, remember=remember)
 
     # The reference's parts, read through the workbench.
@@ -369,33 +405,44 @@ class Workbench:
         """Evaluation, checks, op inventory and (with `time_it`) latency of a built variant."""
         model = built.model
         runner = TFLiteRunner(model, num_threads=self.options.threads)
-        probs = metrics.to_probabilities(runner.predict(self.x), self.output_kind)
+        got = runner.predict_all(self.x)
         ops = op_inventory(model)
-        self.reference.check(recipe, model, probs, ops)
+        self.reference.check(recipe, model, got, ops)
         latency = None
         if self.options.measure_latency and time_it:
             report(Progress(0.7, f"Timing {name}", name))
             latency = runner.measure_latency(self.x[:1])
         elif self.options.measure_latency:
             self._untimed[hashlib.sha256(model).hexdigest()] = runner
-        labels = self.reference.known_labels()
-        agreement = metrics.top1_agreement(probs, self.reference_probs)
-        return VariantResult(
+        found = self.reference.fidelity(got)
+        measured = VariantResult(
             name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, backend_settings=built.settings,
-            warning=_agreement_warning(recipe, agreement),
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
-            memory=measure_memory(model, num_threads=self.options.threads),
+            memory=measure_memory(model, num_threads=self.options.threads), ops=ops,
+            tflite_sha256=hashlib.sha256(model).hexdigest(), build_seconds=built.seconds,
+            calibration_samples=built.calibration_samples, outputs=found)
+        if not self.reference.classifier:
+            agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
+            return replace(measured, top1_agreement=agreement,
+                           warning=None if agreement is None else _agreement_warning(recipe, agreement,
+                                                                                      self.reference.task))
+        return self._scored(measured, self.reference.probabilities(got))
+
+    def _scored(self, measured: VariantResult, probs: np.ndarray) -> VariantResult:
+        """A classifier's variant with its class-score figures: agreement, accuracy, top-k."""
+        labels = self.reference.known_labels()
+        agreement = metrics.top1_agreement(probs, self.reference_probs)
+        return replace(
+            measured, warning=_agreement_warning(measured.recipe, agreement, Task.CLASSIFICATION),
             top1_agreement=agreement,
             top1_agreement_source=metrics.top1_agreement(probs, self.source_probs),
             top5_agreement=metrics.topk_agreement(probs, self.reference_probs, 5),
             accuracy=metrics.accuracy(probs, labels) if self.labels.known else None,
             top5_accuracy=metrics.topk_accuracy(probs, labels, 5) if self.labels.known else None,
             mean_abs_diff=metrics.mean_abs_diff(probs, self.reference_probs),
-            kl_divergence=metrics.kl_divergence(probs, self.reference_probs), ops=ops,
+            kl_divergence=metrics.kl_divergence(probs, self.reference_probs),
             top1=tuple(int(i) for i in probs.argmax(1)), topk=self.reference.topk(probs, self.options.top_k),
-            tflite_sha256=hashlib.sha256(model).hexdigest(),
-            build_seconds=built.seconds, calibration_samples=built.calibration_samples,
         )
 
     def layer_report(self, recipe: Recipe, *, name: str | None = None) -> LayerReport:
@@ -421,7 +468,7 @@ class Workbench:
                 models.append((v.name, self.cache.model_bytes(v.tflite_sha256)))
                 seen.add(v.tflite_sha256)
         return ModelSet.of(models, preprocessing=self.preprocessing, output_kind=self.output_kind,
-                           threads=self.options.threads)
+                           threads=self.options.threads, task=self.reference.task, specs=self.reference.specs)
 
     def time(self, variant: VariantResult, *, again: bool = False) -> VariantResult:
         """The variant with its latency measured (on the interpreter that evaluated it, when still open).
@@ -456,7 +503,8 @@ class Workbench:
         top_k = min(self.options.top_k, self.reference_probs.shape[1])
         adopted = 0
         for v in earlier.variants:
-            fits = (v.ok and v.tflite_sha256 is not None and len(v.topk[0]) == top_k
+            fits = (v.ok and v.tflite_sha256 is not None
+                    and (not self.reference.classifier or (bool(v.topk) and len(v.topk[0]) == top_k))
                     and (v.latency is not None) == self.options.measure_latency)
             if fits and self.cache.has_model(v.tflite_sha256 or ""):
                 self._measured[(v.recipe, v.name)] = v

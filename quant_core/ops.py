@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quant_core.inputs.tflite_info import plain_interpreter
+from quant_core.inputs.tflite_info import constant_tensors, plain_interpreter
 
 
 class OpKind(enum.StrEnum):
@@ -19,7 +19,7 @@ class OpKind(enum.StrEnum):
     HYBRID = "hybrid"  # int8 weights, float activations
     FLOAT = "float"
     QUANTIZE = "quantize"  # float -> integer at a boundary
-    DEQUANTIZE = "dequantize"  # integer -> float at a boundary
+    DEQUANTIZE = "dequantize"  # integer -> float at a boundary, or float16 weights -> float32 (`float16_weights`)
     INDEX = "index"  # int32/int64 shape and index arithmetic (SHAPE, STRIDED_SLICE, PACK): never quantized
 
     @property
@@ -46,6 +46,10 @@ class OpInventory:
 
     `integer_only` is True when no op reads or writes a float tensor: the model can run
     on integer-only accelerators (NPUs, DSPs, Edge TPU) with no CPU fallback.
+
+    `float16_weights` counts the DEQUANTIZE ops (among `dequantize`) that turn weights stored as
+    float16 into float32: a float model's storage (the float16 mode's, and MediaPipe's float
+    models'), unpacked once when the model loads, not a boundary between integer and float.
     """
 
     total: int
@@ -58,6 +62,12 @@ class OpInventory:
     index: int
     integer_only: bool
     by_op: tuple[OpCount, ...]
+    float16_weights: int = 0
+
+    @property
+    def integer_dequantize(self) -> int:
+        """DEQUANTIZE ops that turn integer tensors into float (quantized weights, or activations at a boundary)."""
+        return self.dequantize - self.float16_weights
 
     def of(self, kind: OpKind) -> int:
         """How many ops compute with this kind."""
@@ -73,8 +83,9 @@ def op_inventory(model: bytes) -> OpInventory:
     """Classifies every op of the model by the dtypes of its tensors."""
     interp = plain_interpreter(model)
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    constants = constant_tensors(interp)
     counts: Counter[tuple[str, OpKind]] = Counter()
-    touches_float = False
+    touches_float, float16_weights = False, 0
     for op in interp._get_ops_details():  # pylint: disable=protected-access
         name = op["op_name"]
         if name == "DELEGATE":
@@ -83,6 +94,7 @@ def op_inventory(model: bytes) -> OpInventory:
         outs = [dtypes[i] for i in op["outputs"] if i in dtypes]
         touches_float |= any(d.kind == "f" for d in ins + outs)
         counts[(name, _kind(name, ins, outs))] += 1
+        float16_weights += name == "DEQUANTIZE" and ins == [np.float16] and op["inputs"][0] in constants
     by_kind: Counter[OpKind] = Counter()
     for (_, kind), n in counts.items():
         by_kind[kind] += n
@@ -91,7 +103,7 @@ def op_inventory(model: bytes) -> OpInventory:
         int16=by_kind[OpKind.INT16], hybrid=by_kind[OpKind.HYBRID], quantize=by_kind[OpKind.QUANTIZE],
         dequantize=by_kind[OpKind.DEQUANTIZE], index=by_kind[OpKind.INDEX],
         integer_only=not touches_float and bool(counts),
-        by_op=tuple(OpCount(op, kind, n) for (op, kind), n in sorted(counts.items())),
+        by_op=tuple(OpCount(op, kind, n) for (op, kind), n in sorted(counts.items())), float16_weights=float16_weights,
     )
 
 
@@ -143,11 +155,13 @@ def describe_ops(ops: OpInventory, *, input_dtype: str | None, output_dtype: str
         edges = f"converted by {converts}" if converts else "with float tensors at the edges"
         return (f"Integer compute, float edges: {shares}{interface}, {edges}, so it is not integer-only: "
                 f"{_ACCELERATOR} needs the CPU there.")
+    stored = _float16_storage(ops)
     if not ops.int8 + ops.int16:
         plus = f", plus {converts} ops" if converts else ""
-        return f"Float compute: {shares}{plus}{interface}. Not integer-only: for CPUs and GPUs, not for {_ACCELERATOR}."
+        return (f"Float compute: {shares}{plus}{stored}{interface}. "
+                f"Not integer-only: for CPUs and GPUs, not for {_ACCELERATOR}.")
     plus = f"; {converts} convert between float and integer" if converts else ""
-    return (f"Not integer-only: {shares}{plus}{interface}. "
+    return (f"Not integer-only: {shares}{plus}{stored}{interface}. "
             f"{_sentence(_ACCELERATOR)} cannot run it whole: its float ops fall back to the CPU.")
 
 
@@ -178,9 +192,18 @@ def _names(ops: OpInventory, kind: OpKind) -> str:
 
 
 def _conversions(ops: OpInventory) -> str:
-    """'1 QUANTIZE and 1 DEQUANTIZE' (empty when there are none)."""
-    return " and ".join(f"{n} {name}" for name, n in (("QUANTIZE", ops.quantize), ("DEQUANTIZE", ops.dequantize))
-                        if n)
+    """'1 QUANTIZE and 1 DEQUANTIZE' (empty when there are none); DEQUANTIZE of float16 weights is storage, not this."""
+    return " and ".join(f"{n} {name}" for name, n in (("QUANTIZE", ops.quantize),
+                                                         ("DEQUANTIZE", ops.integer_dequantize)) if n)
+
+
+def _float16_storage(ops: OpInventory) -> str:
+    """', weights stored as float16 (113 DEQUANTIZE ops turn them into float32 when the model loads)', or empty."""
+    n = ops.float16_weights
+    if not n:
+        return ""
+    return f", weights stored as float16 ({n} DEQUANTIZE op{'s turn' if n > 1 else ' turns'} them into float32 " \
+           "when the model loads)"
 
 
 def _interface(input_dtype: str | None, output_dtype: str | None) -> str:

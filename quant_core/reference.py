@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quant_core import metrics
+from quant_core import metrics, outputs
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key
 from quant_core.calibration import spread_order
 from quant_core.env import describe_environment, package_versions
@@ -25,8 +25,10 @@ from quant_core.inputs.preprocess import Preprocessing, to_model_input
 from quant_core.modes import Mode
 from quant_core.ops import OpInventory, per_tensor_hybrid_depthwise
 from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.fidelity import OutputFidelity
 from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
 from quant_core.runner import TFLiteRunner
+from quant_core.tasks import OutputSpec, Role, Task
 
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 
@@ -63,21 +65,57 @@ class Reference:
     labels: Labels
     preprocessing: Preprocessing
     x: np.ndarray  # the images as model input, in the images' order
-    output_kind: OutputKind
-    source_probs: np.ndarray  # the source model's class probabilities, one row per image
+    output_kind: OutputKind  # NONE when the model is not a classifier
+    source_probs: np.ndarray  # a classifier's class probabilities, one row per image ([images, 0] otherwise)
     reference_probs: np.ndarray  # the float32 .tflite's: agreement and output error are measured against these
+    task: Task = Task.CLASSIFICATION
+    specs: tuple[OutputSpec, ...] = ()  # what each output is
+    outputs: tuple[np.ndarray, ...] = ()  # the float32 .tflite's raw outputs, one array [images, ...] each
+    source_outputs: tuple[np.ndarray, ...] = ()  # the source model's, in the same order
 
     @classmethod
     def of(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing, *,
-           threads: int, cache: ArtifactCache) -> Reference:
-        """Runs the source model and its float32 .tflite (converted, or taken from `cache`) on the images."""
+           threads: int, cache: ArtifactCache, task: Task | None = None,
+           roles: Sequence[tuple[str, Role]] = ()) -> Reference:
+        """Runs the source model and its float32 .tflite (converted, or taken from `cache`) on the images.
+
+        Raises:
+            InputError: a task or role the outputs cannot hold.
+        """
         x = to_model_input([i.pixels for i in images.items], preprocessing)
-        raw = source.predict(x)
-        kind = metrics.detect_output_kind(raw)
-        source_probs = metrics.to_probabilities(raw, kind)
         runner = TFLiteRunner(float_tflite(source, cache), num_threads=threads)
-        return cls(source, images, labels, preprocessing, x, kind, source_probs,
-                   metrics.to_probabilities(runner.predict(x), kind))
+        floats = runner.predict_all(x)
+        specs, task = outputs.specs_of(runner.output_names, runner.output_shapes, floats,
+                                       input_hw=(preprocessing.height, preprocessing.width), task=task, roles=roles)
+        mine = outputs.in_order(source.predict_all(x), floats)
+        if task is not Task.CLASSIFICATION:
+            none = np.zeros((len(x), 0))
+            return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, task, specs, floats,
+                       mine)
+        main = next(s.index for s in specs if s.role is Role.CLASS_SCORES)
+        kind = metrics.detect_output_kind(mine[main])
+        return cls(source, images, labels, preprocessing, x, kind, metrics.to_probabilities(mine[main], kind),
+                   metrics.to_probabilities(floats[main], kind), task, specs, floats, mine)
+
+    @property
+    def classifier(self) -> bool:
+        """True when the comparison reads class scores (top-1, top-5, accuracy)."""
+        return self.task is Task.CLASSIFICATION
+
+    @property
+    def scored(self) -> bool:
+        """True when accuracy can be measured: a classifier with every image labelled."""
+        return self.classifier and self.labels.known
+
+    @property
+    def class_output(self) -> int:
+        """A classifier's class-score output (its position among the outputs)."""
+        return next((s.index for s in self.specs if s.role is Role.CLASS_SCORES), 0)
+
+    def fidelity(self, got: Sequence[np.ndarray]) -> tuple[OutputFidelity, ...]:
+        """Each output of a variant against float32's on these images."""
+        return outputs.fidelities(self.specs, self.outputs, got,
+                                  input_hw=(self.preprocessing.height, self.preprocessing.width))
 
     def calibration_data(self, recipe: Recipe) -> np.ndarray:
         """Calibration samples: evenly spread user images, or uniform noise as a what-if.
@@ -93,13 +131,13 @@ class Reference:
             return self.preprocessing.normalization.apply(rng.uniform(0.0, 255.0, size=shape))
         return np.ascontiguousarray(self.x[spread_order(len(self.x))[:n]])
 
-    def check(self, recipe: Recipe, model: bytes, probs: np.ndarray, ops: OpInventory) -> None:
+    def check(self, recipe: Recipe, model: bytes, got: Sequence[np.ndarray], ops: OpInventory) -> None:
         """Raises ConversionError when a variant is unusable or breaks its mode's promise.
 
         Unusable: per-tensor depthwise weights LiteRT's hybrid kernel gets wrong, or outputs
-        collapsed against the float32 reference's (`probs` are the variant's on these images).
-        Broken promises: a float32 that does not reproduce the source model, a full int8 whose
-        `ops` are not all integer.
+        collapsed against the float32 reference's (`got`: the variant's raw outputs on these
+        images). Broken promises: a float32 that does not reproduce the source model, a full
+        int8 whose `ops` are not all integer.
         """
         broken = per_tensor_hybrid_depthwise(model) if not recipe.per_channel else 0
         if broken:
@@ -108,6 +146,23 @@ class Reference:
                 f"scale per channel, so {broken} depthwise op(s) give different outputs on every run; "
                 "turn per-channel weights back on"
             )
+        if self.classifier:
+            self._check_classes(recipe, self.probabilities(got))
+        else:
+            outputs.check(self.specs, self.outputs, got, float32=False)
+            if recipe.mode is Mode.FLOAT32:
+                outputs.check(self.specs, self.source_outputs, got, float32=True)
+        if recipe.mode is Mode.INT8 and not recipe.float_layers and not ops.integer_only:
+            floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
+            raise ConversionError(
+                f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
+            )
+
+    def probabilities(self, got: Sequence[np.ndarray]) -> np.ndarray:
+        """A classifier's class probabilities from a variant's raw outputs."""
+        return metrics.to_probabilities(got[self.class_output], self.output_kind)
+
+    def _check_classes(self, recipe: Recipe, probs: np.ndarray) -> None:
         reason = metrics.collapse_reason(probs, self.reference_probs)
         if reason:
             raise ConversionError(reason)
@@ -118,11 +173,6 @@ class Reference:
                     f"the converted float32 model does not reproduce the source model (max |Δp| = {gap:.3g}); "
                     "the conversion route is broken for this model"
                 )
-        if recipe.mode is Mode.INT8 and not recipe.float_layers and not ops.integer_only:
-            floats = sorted({c.op for c in ops.by_op if c.kind.uses_float})
-            raise ConversionError(
-                f"not integer-only: {', '.join(floats) or 'float I/O'} stayed in float; these ops have no int8 kernel"
-            )
 
     def known_labels(self) -> list[int]:
         """The class index of every labelled image (all of them when `labels.known`)."""
@@ -154,9 +204,9 @@ class Reference:
             calibration=CalibrationInfo(
                 source="random uniform noise (what-if)" if random else "your images, evenly spread",
                 available_images=len(self.x), what_if=random),
-            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.labels.known else None,
-            source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.labels.known else None,
-            request_key=request_key, seconds=seconds,
+            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.scored else None,
+            source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.scored else None,
+            request_key=request_key, seconds=seconds, task=self.task, output_specs=self.specs,
         )
 
     def same_inputs(self, earlier: CompareResult, *, threads: int) -> bool:
@@ -164,4 +214,5 @@ class Reference:
         frame = self.result((), threads=threads)
         return (earlier.model == frame.model and earlier.preprocessing == frame.preprocessing
                 and earlier.class_names == frame.class_names and earlier.images == frame.images
-                and earlier.environment.threads == frame.environment.threads)
+                and earlier.environment.threads == frame.environment.threads
+                and earlier.task == frame.task and earlier.output_specs == frame.output_specs)

@@ -10,6 +10,7 @@ from quant_core.inputs.preprocess import PreprocessingOverride
 from quant_core.modes import Mode
 from quant_core.recipe import Recipe
 from quant_core.results.compare_result import CompareResult
+from quant_core.tasks import Role, Task
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class CompareOptions:
         top_k: classes kept per image and variant.
         preprocessing: choices that replace the inferred preprocessing.
         measure_latency: False skips timing (tests, quick looks).
+        task: what the model does, when the inferred task is wrong (None: inferred, quant_core.tasks).
+        roles: (output name or index, role) for outputs whose inferred role is wrong.
     """
 
     recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
@@ -47,6 +50,8 @@ class CompareOptions:
     top_k: int = 5
     preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)
     measure_latency: bool = True
+    task: Task | None = None
+    roles: tuple[tuple[str, Role], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.recipes:

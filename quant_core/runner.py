@@ -148,7 +148,8 @@ class TFLiteRunner:
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1:
             raise InputError(f"expected a model with one input, got {len(inputs)}")
-        self._input, self._output = inputs[0], outputs[0]
+        self._input, self._outputs = inputs[0], outputs
+        self._output = outputs[0]
         self._batch = 0
 
     @property
@@ -173,25 +174,41 @@ class TFLiteRunner:
         sig = self._output.get("shape_signature", self._output["shape"])
         return tuple(None if d < 0 else int(d) for d in sig)
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output tensor's name, in the model's output order."""
+        return tuple(str(d["name"]) for d in self._outputs)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int | None, ...], ...]:
+        """Every output's shape with None for dynamic dimensions, in the model's output order."""
+        return tuple(tuple(None if d < 0 else int(d) for d in o.get("shape_signature", o["shape"]))
+                     for o in self._outputs)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Runs a float32 batch [N, ...] and returns float32 outputs [N, ...]."""
+        """Runs a float32 batch [N, ...] and returns the first output, float32 [N, ...]."""
+        return self.predict_all(x)[0]
+
+    def predict_all(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Runs a float32 batch [N, ...] and returns every output, float32 [N, ...] each, in output order."""
         if len(x) == 0:
-            return np.zeros((0, *self._output["shape"][1:]), np.float32)
+            return tuple(np.zeros((0, *o["shape"][1:]), np.float32) for o in self._outputs)
         step = batch_size(x.shape[1:])
         results = [self._run(x[i : i + step]) for i in range(0, len(x), step)]
-        return np.concatenate(results).astype(np.float32)
+        return tuple(np.concatenate(parts).astype(np.float32) for parts in zip(*results))
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         """Invokes on one batch, resizing the input (or falling back to one by one)."""
         if self._batch != len(batch):
             try:
                 self._resize(len(batch))
             except (RuntimeError, ValueError):
                 self._resize(1)
-                return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+                singles = [self._run(batch[i : i + 1]) for i in range(len(batch))]
+                return tuple(np.concatenate(parts) for parts in zip(*singles))
         self._set_input(batch)
         self._invoke()
-        return self._get_output()
+        return tuple(self._get_output(o) for o in self._outputs)
 
     def _invoke(self) -> None:
         """One `invoke()`; the interpreter's own failures (kernels refusing a model) become InputError."""
@@ -210,7 +227,8 @@ class TFLiteRunner:
         self._interpreter.resize_tensor_input(self._input["index"], shape, strict=False)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._outputs = self._interpreter.get_output_details()
+        self._output = self._outputs[0]
         self._batch = n
 
     def _set_input(self, batch: np.ndarray) -> None:
@@ -224,11 +242,11 @@ class TFLiteRunner:
             batch = batch.astype(dtype)
         self._interpreter.set_tensor(self._input["index"], batch)
 
-    def _get_output(self) -> np.ndarray:
-        """Reads the output, dequantized to float32."""
-        out = self._interpreter.get_tensor(self._output["index"])
+    def _get_output(self, detail: dict) -> np.ndarray:
+        """Reads one output, dequantized to float32 (a copy: the interpreter reuses its buffers)."""
+        out = self._interpreter.get_tensor(detail["index"])
         if out.dtype.kind in "iu":
-            scale, zero_point = self._output["quantization"]
+            scale, zero_point = detail["quantization"]
             return ((out.astype(np.float32) - zero_point) * scale).astype(np.float32)
         return out.astype(np.float32)
 

@@ -192,15 +192,16 @@ TFLITE_MUTATIONS = {
     "inputs_empty": (lambda m: _set(_graph(m), inputs=_ints()), "got no input"),
     "input_listed_twice": (lambda m: _set(_graph(m), inputs=_ints(_graph(m).inputs[0], _graph(m).inputs[0])),
                            "got 2 inputs"),
-    "second_output": (lambda m: _set(_graph(m), outputs=_ints(_graph(m).outputs[0], _op(m, "MEAN").outputs[0])),
-                      "got 2 outputs"),
+    "seventeen_outputs": (lambda m: _set(_graph(m), outputs=_ints(*[_graph(m).outputs[0]] * 17)),
+                          "expected 1 to 16 outputs, got 17 outputs"),
     "output_index_past_end": (lambda m: _set(_graph(m), outputs=_ints(999)), "outputs name tensor 999"),
     "output_index_negative": (lambda m: _set(_graph(m), outputs=_ints(-1)), "outputs name tensor -1"),
     "input_index_past_end": (lambda m: _set(_graph(m), inputs=_ints(999)), "inputs name tensor 999"),
     "input_index_negative": (lambda m: _set(_graph(m), inputs=_ints(-1)), "inputs name tensor -1"),
     # tensors: shapes, types, names
     "input_shape_empty": (lambda m: _set(_input(m), shape=_ints(), shapeSignature=None), "input shape [] is not"),
-    "output_shape_empty": (lambda m: _set(_output(m), shape=_ints(), shapeSignature=None), "got output shape []"),
+    "output_shape_empty": (lambda m: _set(_output(m), shape=_ints(), shapeSignature=None),
+                           "output shape [] is not one row"),
     "weight_shape_negative": (lambda m: _set(_graph(m).tensors[_weight(m)], shape=_ints(-96, 16)),
                               "expected sizes of 0 or more"),
     "input_shape_huge": (lambda m: _set(_input(m), shape=_ints(1, 2**30, 2**30, 3), shapeSignature=None),
@@ -252,4 +253,4 @@ TFLITE_MUTATIONS = {
     "schema_version": (lambda m: _set(m, version=99), "schema version 99"),
 }
 # Faults that only show when the model runs (inspect loads the model but runs no image).
-RUNTIME_MUTATIONS = {"batch_mixed": (_mixes_batch, "rows of class scores for")}
+RUNTIME_MUTATIONS = {"batch_mixed": (_mixes_batch, "output rows for 24 images")}

@@ -94,24 +94,26 @@ def two_output_tflite(tmp_path_factory):
     return path
 
 
-def test_a_valid_model_with_two_outputs_gets_the_unsupported_output_refusal(two_output_tflite, image_dir, tmp_path):
-    with pytest.raises(UnsupportedModelError) as caught:
-        load_model(two_output_tflite)
-    message = str(caught.value)  # the converter lists the outputs in its own order
-    assert message.startswith("eye_landmarks.tflite: expected one output of class scores [N, classes], got 2 outputs")
-    assert "[?, 213]" in message and "[?, 15]" in message and "the workbench supports image classifiers" in message
-    proc = run_cli("compare", two_output_tflite, "--images", image_dir, "--no-latency", "--modes", "int8",
-                   cache_dir=tmp_path / "cache")
-    assert_refused(proc, message)
+def test_a_valid_model_with_two_outputs_is_compared_output_by_output(two_output_tflite, image_dir, tmp_path):
+    from quant_core import ArtifactCache, CompareOptions, CompareRequest, Mode, Recipe, run_compare
+
+    info = load_model(two_output_tflite).info
+    assert info.num_classes == 0 and sorted(s[1] for s in info.outputs) == [15, 213]
+    result = run_compare(CompareRequest(str(two_output_tflite), (str(image_dir),), None, CompareOptions(
+        recipes=(Recipe(Mode.INT8, calibration_count=8),), measure_latency=False)), cache=ArtifactCache(tmp_path))
+    assert [len(s.description) > 0 for s in result.output_specs] == [True, True]
+    int8 = result.variant("int8")
+    assert int8.ok and [o.name for o in int8.outputs] == [s.name for s in result.output_specs]
+    assert all(o.whole.sqnr_db is not None and o.whole.sqnr_db > 10 for o in int8.outputs), int8.outputs
+    assert int8.top1 == () and int8.accuracy is None  # not read as class scores
 
 
-def test_broken_models_are_refused_in_the_app_with_one_error(tiny_tflite, two_output_tflite, model_files, image_dir):
+def test_broken_models_are_refused_in_the_app_with_one_error(tiny_tflite, model_files, image_dir):
     from streamlit.testing.v1 import AppTest
 
     uploads = [(f"{kind}.tflite", edit_tflite(tiny_tflite, ALL_MUTATIONS[kind][0]), ALL_MUTATIONS[kind][1])
                for kind in ("outputs_empty", "subgraphs_absent", "signature_tensor_past_end",
                             "fully_connected_without_options", "tensor_name_not_utf8")]
-    uploads.append((two_output_tflite.name, two_output_tflite.read_bytes(), "got 2 outputs"))
     images = [(p.name, p.read_bytes(), "image/png") for p in sorted(image_dir.rglob("*.png"))[:6]]
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
     at.run()

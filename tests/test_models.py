@@ -124,7 +124,7 @@ def test_two_inputs_are_out_of_scope(tmp_path):
     a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
     x = keras.layers.Flatten()(keras.layers.Add()([a, b]))
     path = _save(keras.Model([a, b], keras.layers.Dense(2)(x)), tmp_path / "two.keras")
-    with pytest.raises(UnsupportedModelError, match="2 inputs.*image classifiers"):
+    with pytest.raises(UnsupportedModelError, match="2 inputs.*image models with one image input"):
         load_model(path)
 
 

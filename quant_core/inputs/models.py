@@ -25,7 +25,8 @@ from quant_core.runner import TFLiteRunner, batch_size
 
 log = logging.getLogger(__name__)
 
-SCOPE = "image classifiers with one image input [N, H, W, 1 or 3] and one class-score output [N, classes]"
+SCOPE = "image models with one image input [N, H, W, 1 or 3] and any outputs with one row per image"
+MAX_OUTPUTS = 16  # outputs a model may have (MediaPipe's pose landmarker has 5)
 
 
 class ModelFormat(enum.StrEnum):
@@ -43,6 +44,7 @@ class OutputKind(enum.StrEnum):
     PROBABILITIES = "probabilities"  # softmax already applied
     LOGITS = "logits"  # softmax applied by the workbench
     SIGMOID = "sigmoid"  # one unit: probability of class 1 of 2
+    NONE = "none"  # not class scores: the model is not a classifier (quant_core.tasks)
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,18 @@ class ModelInfo:
     size_bytes: int
     input_shape: tuple[int | None, ...]
     input_dtype: str
-    output_shape: tuple[int | None, ...]
-    num_classes: int
+    output_shape: tuple[int | None, ...]  # the first output's
+    num_classes: int  # the first output's width when the model has one [N, classes] output; else 0
     param_count: int
     preprocessing_layers: tuple[str, ...]
     input_scale: float | None  # first constant the input is multiplied by, if any
+    outputs: tuple[tuple[int | None, ...], ...] = ()  # every output's shape, in the float .tflite's output order
+    output_names: tuple[str, ...] = ()  # every output's name, same order
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int | None, ...], ...]:
+        """Every output's shape (results stored before models had several: the one output)."""
+        return self.outputs or (self.output_shape,)
 
     @property
     def has_preprocessing_layer(self) -> bool:
@@ -100,8 +109,10 @@ class SourceModel:
 
     def __init__(self, info: ModelInfo, *, float_tflite: bytes | Callable[[], bytes],
                  predict: Callable[[np.ndarray], np.ndarray], converter_factory: Callable[[], Any] | None,
-                 keepalive: Any = None, statistics_mismatch: Callable[[np.ndarray], float] | None = None) -> None:
+                 keepalive: Any = None, statistics_mismatch: Callable[[np.ndarray], float] | None = None,
+                 predict_all: Callable[[np.ndarray], tuple[np.ndarray, ...]] | None = None) -> None:
         self.info = info
+        self._predict_all = predict_all or (lambda x: (predict(x),))
         # For Keras models with batch norm: how far the first BN layer's input statistics on
         # a batch are from those seen in training (used to infer the input value range).
         self.statistics_mismatch = statistics_mismatch
@@ -136,8 +147,12 @@ class SourceModel:
         return self._converter_factory is None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs of the source model on a float32 batch."""
+        """Raw first output of the source model on a float32 batch (a classifier's class scores)."""
         return self._predict(x)
+
+    def predict_all(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every raw output of the source model on a float32 batch, one array [N, ...] per output."""
+        return self._predict_all(x)
 
     def new_converter(self) -> Any:
         """A fresh `tf.lite.TFLiteConverter` for this model (not for .tflite sources)."""
@@ -187,14 +202,19 @@ MAX_IMAGE_SIDE = 4096  # input height and width the workbench runs (an image is 
 
 
 def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> int:
-    """Validates the interface (one shape per input and per output); returns the number of classes."""
+    """Validates the interface (one shape per input and per output).
+
+    Returns:
+        the number of classes when the model has one [N, classes] output (it may be a
+        classifier: `quant_core.tasks` decides from its values), else 0.
+    """
     if len(inputs) != 1:
         got = f"{len(inputs)} inputs {_shapes(inputs)}" if inputs else "no input"
         raise UnsupportedModelError(f"{name}: expected one image input [N, H, W, 1 or 3], got {got}; "
                                     f"the workbench supports {SCOPE}")
-    if len(outputs) != 1:
-        got = f"{len(outputs)} outputs {_shapes(outputs)}" if outputs else "no output"
-        raise UnsupportedModelError(f"{name}: expected one output of class scores [N, classes], got {got}; "
+    if not outputs or len(outputs) > MAX_OUTPUTS:
+        got = f"{len(outputs)} outputs" if outputs else "no output"
+        raise UnsupportedModelError(f"{name}: expected 1 to {MAX_OUTPUTS} outputs, got {got}; "
                                     f"the workbench supports {SCOPE}")
     input_shape, output_shape = tuple(inputs[0]), tuple(outputs[0])
     if len(input_shape) != 4 or input_shape[3] not in (1, 3) or None in input_shape[1:]:
@@ -204,9 +224,12 @@ def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> i
     if max(input_shape[1:3]) > MAX_IMAGE_SIDE:
         raise UnsupportedModelError(f"{name}: input shape {_shape(input_shape)} is larger than the workbench runs; "
                                     f"expected images of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels")
-    if len(output_shape) != 2 or not output_shape[1]:
-        raise UnsupportedModelError(f"{name}: expected one output of class scores [N, classes], got output shape "
-                                    f"{_shape(output_shape)}; the workbench supports {SCOPE}")
+    for shape in map(tuple, outputs):
+        if len(shape) < 2 or None in shape[1:] or 0 in shape[1:]:
+            raise UnsupportedModelError(f"{name}: output shape {_shape(shape)} is not one row of known size per "
+                                        f"image; the workbench supports {SCOPE}")
+    if len(outputs) != 1 or len(output_shape) != 2:
+        return 0
     return 2 if output_shape[1] == 1 else int(output_shape[1])
 
 
@@ -226,13 +249,30 @@ def _shape(shape: tuple) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _batched(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """Wraps a predict function to run in batches and return float32 numpy."""
-    def predict(x: np.ndarray) -> np.ndarray:
+def _batched(fn: Callable[[np.ndarray], Any], count: int) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """Wraps a predict function to run in batches and return its `count` outputs as float32 numpy.
+
+    A graph's outputs come as one tensor, a list or a dict (taken in key order, as the
+    converter orders a signature's outputs).
+    """
+    def outputs(batch: np.ndarray) -> list[np.ndarray]:
+        got = fn(batch)
+        got = [got[k] for k in sorted(got)] if isinstance(got, dict) else got
+        got = list(got) if isinstance(got, (list, tuple)) else [got]
+        return [np.asarray(o, np.float32) for o in got]
+
+    def predict(x: np.ndarray) -> tuple[np.ndarray, ...]:
         step = batch_size(x.shape[1:])
-        parts = [np.asarray(fn(x[i : i + step]), np.float32) for i in range(0, len(x), step)]
-        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        parts = [outputs(x[i : i + step]) for i in range(0, len(x), step)]
+        if not parts:
+            return tuple(np.zeros((0,), np.float32) for _ in range(count))
+        return tuple(np.concatenate(column) for column in zip(*parts))
     return predict
+
+
+def _shapes_known(shapes: Sequence[Any]) -> tuple[tuple[int | None, ...], ...]:
+    """Shapes as tuples of ints, None where unknown."""
+    return tuple(tuple(None if d is None else int(d) for d in _dims(s)) for s in shapes)
 
 
 def _load_tflite(path: Path, digest: str) -> SourceModel:
@@ -244,36 +284,40 @@ def _load_tflite(path: Path, digest: str) -> SourceModel:
         runner = TFLiteRunner(data)
     except InputError as err:
         raise InputError(f"{path.name}: {err}") from None
-    num_classes = _check_io(path.name, [runner.input_shape], [runner.output_shape])
+    num_classes = _check_io(path.name, [runner.input_shape], list(runner.output_shapes))
     if runner.input_dtype != np.float32:
         raise UnsupportedModelError(
             f"{path.name}: input is {runner.input_dtype}, so the model is already quantized; "
             "upload the float32 .tflite (or the Keras model) instead"
         )
-    ops = op_inventory(data)
-    if ops.int8 or ops.int16 or ops.hybrid or ops.dequantize:
+    ops = op_inventory(data)  # weights stored as float16 behind DEQUANTIZE are a float model's storage: accepted
+    if ops.int8 or ops.int16 or ops.hybrid or ops.integer_dequantize:
         raise UnsupportedModelError(
             f"{path.name}: the model is already quantized ({ops.int8 + ops.int16 + ops.hybrid} integer ops, "
-            f"{ops.dequantize} DEQUANTIZE); upload the float32 .tflite (or the Keras model) instead"
+            f"{ops.integer_dequantize} DEQUANTIZE of integer tensors); upload the float32 .tflite (or the Keras "
+            "model) instead"
         )
     info = ModelInfo(
         name=path.stem, format=ModelFormat.TFLITE, sha256=digest, size_bytes=len(data),
         input_shape=runner.input_shape, input_dtype="float32", output_shape=runner.output_shape,
         num_classes=num_classes, param_count=float_param_count(data), preprocessing_layers=(),
-        input_scale=input_scale_factor(data),
+        input_scale=input_scale_factor(data), outputs=runner.output_shapes, output_names=runner.output_names,
     )
-    return SourceModel(info, float_tflite=data, predict=_one_row_per_image(path.name, runner.predict),
+    predict_all = _one_row_per_image(path.name, runner.predict_all)
+    return SourceModel(info, float_tflite=data, predict=lambda x: predict_all(x)[0], predict_all=predict_all,
                        converter_factory=None)
 
 
-def _one_row_per_image(name: str, predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """Refuses a graph that mixes images of a batch (its output rows are not one per input image)."""
-    def checked(x: np.ndarray) -> np.ndarray:
-        out = predict(x)
-        if len(out) != len(x):
-            raise UnsupportedModelError(f"{name}: the model gives {len(out)} rows of class scores for {len(x)} "
-                                        "images; expected one row per image (its graph mixes the batch dimension)")
-        return out
+def _one_row_per_image(name: str, predict: Callable[[np.ndarray], tuple[np.ndarray, ...]],
+                       ) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """Refuses a graph that mixes images of a batch (an output's rows are not one per input image)."""
+    def checked(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        outs = predict(x)
+        for out in outs:
+            if len(out) != len(x):
+                raise UnsupportedModelError(f"{name}: the model gives {len(out)} output rows for {len(x)} images; "
+                                            "expected one row per image (its graph mixes the batch dimension)")
+        return outs
     return checked
 
 
@@ -307,7 +351,8 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
         input_shape=tuple(None if d is None else int(d) for d in input_shape), input_dtype="float32",
         output_shape=tuple(None if d is None else int(d) for d in output_shape), num_classes=num_classes,
         param_count=int(model.count_params()), preprocessing_layers=keras_introspection.preprocessing_layers(model),
-        input_scale=keras_introspection.input_scale(model),
+        input_scale=keras_introspection.input_scale(model), outputs=_shapes_known([t.shape for t in model.outputs]),
+        output_names=_keras_output_names(model),
     )
     traced = keras_introspection.traced_call(model, input_shape)
     in_dtype = np.dtype(model.inputs[0].dtype)
@@ -317,9 +362,18 @@ def _load_keras(path: Path, fmt: ModelFormat, digest: str) -> SourceModel:
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
             return traced(np.asarray(batch, dtype=in_dtype))
 
-    predict = _batched(call)
-    return SourceModel(info, float_tflite=lambda: _convert(path.name, converter), predict=predict,
-                       converter_factory=converter, statistics_mismatch=keras_introspection.bn_mismatch(model))
+    predict_all = _batched(call, len(model.outputs))
+    return SourceModel(info, float_tflite=lambda: _convert(path.name, converter),
+                       predict=lambda x: predict_all(x)[0], predict_all=predict_all, converter_factory=converter,
+                       statistics_mismatch=keras_introspection.bn_mismatch(model))
+
+
+def _keras_output_names(model: Any) -> tuple[str, ...]:
+    """The names of the layers giving the outputs (stable across loads, unlike the tensors' names)."""
+    names = getattr(model, "output_names", None)
+    if names and len(names) == len(model.outputs):
+        return tuple(str(n) for n in names)
+    return tuple(f"output_{k}" for k in range(len(model.outputs)))
 
 
 def _keras_load_error(name: str, err: Exception) -> Exception:
@@ -376,9 +430,9 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
     specs = signature.structured_input_signature[1]
     outputs = signature.structured_outputs
     num_classes = _check_io(path.name, [_dims(s.shape) for s in specs.values()],
-                            [_dims(getattr(o, "shape", ())) for o in outputs.values()])
-    in_spec, out_spec = next(iter(specs.values())), next(iter(outputs.values()))  # one each: checked above
-    in_name, out_name = next(iter(specs)), next(iter(outputs))
+                            [_dims(getattr(outputs[k], "shape", ())) for k in sorted(outputs)])
+    in_spec, out_spec = next(iter(specs.values())), outputs[sorted(outputs)[0]]  # one input: checked above
+    in_name = next(iter(specs))
 
     def converter() -> Any:
         conv = tf.lite.TFLiteConverter.from_saved_model(str(folder))
@@ -392,10 +446,11 @@ def _load_saved_model(path: Path, digest: str, work_dir: Path | None) -> SourceM
         output_shape=tuple(None if d is None else int(d) for d in out_spec.shape), num_classes=num_classes,
         param_count=int(sum(np.prod(v.shape) for v in loaded.variables)) or float_param_count(float_tflite),
         preprocessing_layers=(), input_scale=input_scale_factor(float_tflite),
+        outputs=_shapes_known([outputs[k].shape for k in sorted(outputs)]), output_names=tuple(sorted(outputs)),
     )
-    predict = _batched(lambda b: signature(**{in_name: tf.constant(b)})[out_name])
-    return SourceModel(info, float_tflite=float_tflite, predict=predict, converter_factory=converter,
-                       keepalive=(keepalive, loaded))
+    predict_all = _batched(lambda b: signature(**{in_name: tf.constant(b)}), len(outputs))
+    return SourceModel(info, float_tflite=float_tflite, predict=lambda x: predict_all(x)[0],
+                       predict_all=predict_all, converter_factory=converter, keepalive=(keepalive, loaded))
 
 
 def _tree_size(path: Path) -> int:

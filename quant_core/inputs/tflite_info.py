@@ -289,21 +289,57 @@ def _declared(data: bytes, tensor: Any) -> Shape:
 
 
 def plain_interpreter(model: bytes) -> Interpreter:
-    """An interpreter with builtin kernels only (no delegate hides the ops).
+    """An interpreter with builtin kernels only (no delegate hides the ops), for reading the model's ops and constants.
+
+    A model with custom ops that only the full runtime provides (MediaPipe's
+    Convolution2DTransposeBias, which XNNPACK runs) cannot be allocated with builtin kernels
+    alone; when the full runtime loads it, its interpreter comes back unallocated: its ops,
+    tensor details and constants read the same, nothing runs.
 
     Raises:
-        InputError: the builtin kernels refuse the model (XNNPACK may have accepted it).
+        InputError: neither the builtin kernels nor the full runtime load the model.
     """
     try:
-        interp = Interpreter(
-            model_content=bytes(model),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
+        interp = _builtin_interpreter(model)
         interp.allocate_tensors()
     except (RuntimeError, ValueError) as err:
+        if custom_ops(model) and _runtime_loads(model):
+            return _builtin_interpreter(model)
         detail = first_line(err) or type(err).__name__
         raise InputError(f"the LiteRT interpreter cannot load this model: {detail}") from None
     return interp
+
+
+def _builtin_interpreter(model: bytes) -> Interpreter:
+    """An interpreter with builtin kernels only, not allocated."""
+    return Interpreter(model_content=bytes(model),
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def _runtime_loads(model: bytes) -> bool:
+    """Whether the full runtime (default delegates, their custom ops) allocates the model."""
+    try:
+        Interpreter(model_content=bytes(model)).allocate_tensors()
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def custom_ops(model: bytes) -> tuple[str, ...]:
+    """The names of the custom ops the model's main graph uses, in order of first use.
+
+    None for most models, and for bytes that are not a readable model (`check_structure` says why).
+    """
+    try:
+        root = schema.Model.GetRootAs(bytes(model), 0)
+        codes = [root.OperatorCodes(i) for i in range(root.OperatorCodesLength())]
+        names = {i: (c.CustomCode() or b"?").decode("utf-8", "replace") for i, c in enumerate(codes)
+                 if max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM}
+        graph = root.Subgraphs(0)
+        used = [graph.Operators(o).OpcodeIndex() for o in range(graph.OperatorsLength())] if graph else []
+    except _READ_ERRORS:
+        return ()
+    return tuple(dict.fromkeys(names[i] for i in used if i in names))
 
 
 def constant_tensors(interp: Interpreter) -> set[int]:

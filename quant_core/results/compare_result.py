@@ -12,6 +12,7 @@ from quant_core._serde import from_jsonable, to_jsonable
 from quant_core.cache import ModelStore
 from quant_core.env import Environment
 from quant_core.errors import InputError
+from quant_core.fidelity import OutputFidelity
 from quant_core.inputs.images import SkippedFile
 from quant_core.inputs.models import ModelInfo, OutputKind
 from quant_core.inputs.preprocess import Preprocessing
@@ -19,6 +20,7 @@ from quant_core.modes import Mode
 from quant_core.ops import OpInventory
 from quant_core.recipe import Recipe
 from quant_core.runner import Latency, Memory
+from quant_core.tasks import OutputSpec, Task
 
 
 class Status(enum.StrEnum):
@@ -43,6 +45,11 @@ class VariantResult:
 
     Agreement and error figures compare against the float32 .tflite; `*_source`
     figures against the original model. `topk[i]` belongs to image i.
+
+    For a model that is not a classifier (`CompareResult.task`), `top1_agreement` holds the
+    task's agreement with float32 (`quant_core.outputs.AGREEMENT`: mask IoU, PCK at 5 %,
+    nearest-neighbour agreement, cosine), the class-score fields stay empty and `outputs`
+    has the rest.
     """
 
     name: str
@@ -71,6 +78,7 @@ class VariantResult:
     tflite_sha256: str | None = None  # the model's content key: its bytes come from a ModelStore
     build_seconds: float | None = None
     calibration_samples: int | None = None
+    outputs: tuple[OutputFidelity, ...] = ()  # every output against float32's: whole, per channel, the task's metrics
 
     @property
     def ok(self) -> bool:
@@ -134,6 +142,8 @@ class CompareResult:
     request_key: str
     seconds: float
     scored_images: int | None = None  # agreement and accuracy cover this many images (a whole dataset), not `images`
+    task: Task = Task.CLASSIFICATION  # what the model does; a classifier's comparison reads class scores
+    output_specs: tuple[OutputSpec, ...] = ()  # what each output is, and why the workbench thinks so
 
     @property
     def fidelity_images(self) -> int:
