@@ -25,7 +25,7 @@ from quant_core.env import package_versions
 from quant_core.errors import Cancelled, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
-from quant_core.inputs.preprocess import Preprocessing
+from quant_core.inputs.preprocess import Preprocessing, to_model_input
 from quant_core.inputs.preprocess_inference import infer_preprocessing
 from quant_core.layers import LayerReport, layer_errors
 from quant_core.modes import Mode
@@ -40,6 +40,7 @@ from quant_core.tasks import OutputSpec, Role, Task
 
 log = logging.getLogger(__name__)
 
+_DESCRIBE_IMAGES = 16  # images the Model & data page's description runs the float model on
 RESULT_SCHEMA = 7  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
@@ -207,6 +208,19 @@ def class_labels(source: SourceModel, images: ImageSet, class_names: Sequence[st
     if source.info.num_classes == 0 or task not in (None, Task.CLASSIFICATION):
         return Labels((), (None,) * len(images.items), "not used: the model is not a classifier")
     return resolve_labels(images, source.info.num_classes, class_names)
+
+
+def describe_outputs(source: SourceModel, images: ImageSet, preprocessing: Preprocessing, *, cache: ArtifactCache,
+                     task: Task | None = None, roles: Sequence[tuple[str, Role]] = ()) -> tuple[tuple[OutputSpec, ...],
+                                                                                               Task]:
+    """What each output of the model is and its task, from the float .tflite on (up to 16 of) the images."""
+    runner = TFLiteRunner(float_tflite(source, cache))
+    x = to_model_input([i.pixels for i in images.items[:_DESCRIBE_IMAGES]], preprocessing)
+    floats = runner.predict_all(x)
+    names = runner.output_names if source.is_tflite else outputs.names_of(
+        runner.output_names, source.info.output_names, outputs.matching(source.predict_all(x), floats))
+    return outputs.specs_of(names, runner.output_shapes, floats, input_hw=(preprocessing.height, preprocessing.width),
+                            task=task, roles=roles)
 
 
 def variant_names(recipes: tuple[Recipe, ...]) -> tuple[str, ...]:
@@ -421,7 +435,7 @@ class Workbench:
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
             memory=measure_memory(model, num_threads=self.options.threads), ops=ops,
             tflite_sha256=hashlib.sha256(model).hexdigest(), build_seconds=built.seconds,
-            calibration_samples=built.calibration_samples, outputs=found)
+            calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
             return replace(measured, top1_agreement=agreement,

@@ -50,15 +50,26 @@ def specs_of(names: Sequence[str], shapes: Sequence[tuple[int | None, ...]], out
     return specs, task or task_of(specs)
 
 
-def in_order(source: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """The source model's outputs in the float .tflite's order: matched by shape, else by position."""
+def matching(source: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """For each float .tflite output, the source model's output it is (the converter may reorder them).
+
+    Matched by shape, else by position.
+    """
     left = list(range(len(source)))
-    ordered = []
+    order = []
     for j, ref in enumerate(reference):
-        i = next((i for i in left if source[i].shape == ref.shape), left[0] if j >= len(left) else j)
-        left.remove(i) if i in left else None
-        ordered.append(source[i])
-    return tuple(ordered)
+        same = [i for i in left if source[i].shape == ref.shape]
+        i = same[0] if same else (j if j in left else left[0])
+        left.remove(i)
+        order.append(i)
+    return tuple(order)
+
+
+def names_of(tflite_names: Sequence[str], source_names: Sequence[str], order: Sequence[int]) -> tuple[str, ...]:
+    """The outputs' names: the source model's (a Keras layer's) where it has them, else the .tflite's."""
+    if len(source_names) != len(tflite_names):
+        return tuple(tflite_names)
+    return tuple(source_names[i] for i in order)
 
 
 def fidelities(specs: Sequence[OutputSpec], reference: Sequence[np.ndarray], got: Sequence[np.ndarray], *,

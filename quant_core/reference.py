@@ -29,6 +29,7 @@ from quant_core.fidelity import OutputFidelity
 from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
 from quant_core.runner import TFLiteRunner
 from quant_core.tasks import OutputSpec, Role, Task
+from quant_core.views import OutputViews, views_of
 
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
 
@@ -85,9 +86,13 @@ class Reference:
         x = to_model_input([i.pixels for i in images.items], preprocessing)
         runner = TFLiteRunner(float_tflite(source, cache), num_threads=threads)
         floats = runner.predict_all(x)
-        specs, task = outputs.specs_of(runner.output_names, runner.output_shapes, floats,
+        theirs = source.predict_all(x)
+        order = outputs.matching(theirs, floats)
+        names = runner.output_names if source.is_tflite else outputs.names_of(
+            runner.output_names, source.info.output_names, order)
+        specs, task = outputs.specs_of(names, runner.output_shapes, floats,
                                        input_hw=(preprocessing.height, preprocessing.width), task=task, roles=roles)
-        mine = outputs.in_order(source.predict_all(x), floats)
+        mine = tuple(theirs[i] for i in order)
         if task is not Task.CLASSIFICATION:
             none = np.zeros((len(x), 0))
             return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, task, specs, floats,
@@ -111,6 +116,10 @@ class Reference:
     def class_output(self) -> int:
         """A classifier's class-score output (its position among the outputs)."""
         return next((s.index for s in self.specs if s.role is Role.CLASS_SCORES), 0)
+
+    def views(self, got: Sequence[np.ndarray]) -> tuple[OutputViews, ...]:
+        """A variant's masks and points on the first images (`quant_core.views`)."""
+        return views_of(self.specs, got, input_hw=(self.preprocessing.height, self.preprocessing.width))
 
     def fidelity(self, got: Sequence[np.ndarray]) -> tuple[OutputFidelity, ...]:
         """Each output of a variant against float32's on these images."""

@@ -31,13 +31,14 @@ from quant_core.serving.pool import WarmPool
 from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, DatasetJob, ExecutorChoice,
                                          LayersJob, Message, ModelDescription, Place, PrepareJob, TuneJob)
 from quant_core.serving.worker import Limits
+from quant_core.tasks import OutputSpec, Task
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 from ui.inputs import Inputs
 from ui.settings import Settings
 
 THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
 EVALUATION_TIMEOUT_S = config().evaluation_timeout_s  # a whole dataset: hours
-DESCRIBE_SCHEMA = 3  # bump when the describe job's answer changes shape: stored descriptions are then ignored
+DESCRIBE_SCHEMA = 4  # bump when the describe job's answer changes shape: stored descriptions are then ignored
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +53,8 @@ class Description:
     skipped: tuple[SkippedFile, ...]
     image_count: int
     thumbnails: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels): a few images of every class
+    task: Task = Task.CLASSIFICATION  # what the model does, inferred from its outputs on the images
+    outputs: tuple[OutputSpec, ...] = ()  # what each output is, in one line each
 
 
 def inputs_key(inputs: Inputs) -> str:
@@ -101,7 +104,8 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
     images = load_images(_inputs.images, work_dir=_inputs.folder).items
     return Description(found.info, found.preprocessing, found.class_counts, found.labels_source, found.skipped,
                        found.image_count, tuple((images[k].name, _small(images[k].pixels))
-                                                for k in found.thumbnails if k < len(images)))
+                                                for k in found.thumbnails if k < len(images)),
+                       found.task, found.outputs)
 
 
 def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache,

@@ -29,7 +29,8 @@ class Sample:
     description: str
     model: Path
     images: Path
-    labels: Path
+    labels: Path | None  # class names: classifiers only
+    task: str = "classification"
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ def samples() -> tuple[Sample, ...]:
     """The bundled samples in samples.json order; the first (the ImageNet MobileNetV2) is the default."""
     entries = json.loads((SAMPLES_DIR / "samples.json").read_text())
     return tuple(Sample(e["name"], e["description"], SAMPLES_DIR / e["file"], SAMPLES_DIR / e["images_dir"],
-                        SAMPLES_DIR / e["classes_file"]) for e in entries)
+                        SAMPLES_DIR / e["classes_file"] if e.get("classes_file") else None,
+                        e.get("task", "classification")) for e in entries)
 
 
 def sample_inputs(name: str | None = None) -> Inputs:

@@ -21,6 +21,7 @@ from quant_core.ops import OpInventory
 from quant_core.recipe import Recipe
 from quant_core.runner import Latency, Memory
 from quant_core.tasks import OutputSpec, Task
+from quant_core.views import OutputViews
 
 
 class Status(enum.StrEnum):
@@ -79,6 +80,7 @@ class VariantResult:
     build_seconds: float | None = None
     calibration_samples: int | None = None
     outputs: tuple[OutputFidelity, ...] = ()  # every output against float32's: whole, per channel, the task's metrics
+    views: tuple[OutputViews, ...] = ()  # masks and points on the first images, to draw beside float32's
 
     @property
     def ok(self) -> bool:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 
-from quant_core.compare import Workbench, Workbenches, infer_preprocessing, run_compare, variant_names
+from quant_core.compare import (Workbench, Workbenches, class_labels, describe_outputs, infer_preprocessing,
+                                run_compare, variant_names)
 from quant_core.config import config
 from quant_core.errors import InputError
 from quant_core.inputs.datasets import open_dataset
-from quant_core.inputs.images import class_counts, load_images, read_labels_file, resolve_labels, spread_over_classes
+from quant_core.inputs.images import class_counts, load_images, read_labels_file, spread_over_classes
 from quant_core.layers import LayerReport
 from quant_core.request import CompareRequest
 from quant_core.results.compare_result import CompareResult
@@ -94,12 +95,14 @@ def describe_job(request: DescribeJob, report: Report) -> ModelDescription:
     images = load_images(request.images, work_dir=work_dir)
     names = read_labels_file(request.labels) if request.labels else None
     source = WORKBENCHES.source(request.model, work_dir=work_dir)
-    labels = resolve_labels(images, source.info.num_classes, names)
+    labels = class_labels(source, images, names)
+    preprocessing = infer_preprocessing(source, images, labels, request.override)
+    specs, task = describe_outputs(source, images, preprocessing, cache=request.place.cache())
     return ModelDescription(
-        info=source.info, preprocessing=infer_preprocessing(source, images, labels, request.override),
+        info=source.info, preprocessing=preprocessing,
         class_counts=tuple(class_counts(labels)), labels_source=labels.source, skipped=images.skipped,
         image_count=len(images.items),
-        thumbnails=tuple(spread_over_classes(labels.indices, limit=request.thumbnails)))
+        thumbnails=tuple(spread_over_classes(labels.indices, limit=request.thumbnails)), task=task, outputs=specs)
 
 
 _EXECUTORS: dict[ExecutorChoice, Executor] = {}  # made on first use (a local Ray takes ~5 s)

@@ -38,6 +38,7 @@ from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.results.verdict import Floor, Target
 from quant_core.serving.dataset_evaluation import EvaluationProgress
 from quant_core.serving.worker import job
+from quant_core.tasks import OutputSpec, Task
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 
 A = TypeVar("A")
@@ -89,6 +90,8 @@ class ModelDescription:
     skipped: tuple[SkippedFile, ...]
     image_count: int
     thumbnails: tuple[int, ...]  # positions in the image list of a preview that shows every class
+    task: Task = Task.CLASSIFICATION  # what the model does, inferred from its outputs on the images
+    outputs: tuple[OutputSpec, ...] = ()  # what each output is, and why the workbench thinks so
 
 
 @dataclass(frozen=True)

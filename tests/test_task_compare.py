@@ -1,0 +1,140 @@
+"""Comparisons of models that are not classifiers: small Keras models of each task, trained here, and multi-output
+graphs, measured output by output; the classifier path keeps its numbers and gains per-output fidelity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quant_core import ArtifactCache, CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
+from quant_core.tasks import Role, Task
+
+SIDE = 32
+
+
+def _squares(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dark photos with one bright square each, and the square's centre (x, y) in pixels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(n, SIDE, SIDE, 3)).astype(np.uint8)
+    centres = np.zeros((n, 2), np.float32)
+    for k in range(n):
+        size = int(rng.integers(8, 14))
+        y, x = (int(v) for v in rng.integers(0, SIDE - size, size=2))
+        images[k, y:y + size, x:x + size] = rng.integers(180, 255, size=3)
+        centres[k] = (x + size / 2, y + size / 2)
+    return images, centres
+
+
+@pytest.fixture(scope="module")
+def square_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("squares")
+    images, _ = _squares(12, seed=1)
+    for k, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"square_{k:02d}.png")
+    return folder
+
+
+def _train(model, x: np.ndarray, y, epochs: int):
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A segmenter, a landmark regressor, an embedder and a two-headed model, trained briefly on squares."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    images, centres = _squares(256, seed=0)
+    x = images.astype(np.float32) / 255.0
+    masks = (images.mean(-1, keepdims=True) > 120).astype(np.float32)
+    folder = tmp_path_factory.mktemp("task_models")
+    inputs = keras.Input((SIDE, SIDE, 3))
+    hidden = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    mask = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="segment_mask")(hidden)
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(16, 3, strides=2, activation="relu")(hidden))
+    points = keras.layers.Dense(4, name="landmarks")(keras.layers.Dense(32, activation="relu")(pooled))
+    embedding = keras.layers.Dense(32, name="embedding")(pooled)
+    paths = {}
+    for name, outputs, targets in (("segmenter", mask, masks),
+                                   ("landmarker", points, np.concatenate([centres, centres + 1.0], axis=1)),
+                                   ("two_heads", [points, mask], [np.concatenate([centres, centres + 1.0], 1), masks])):
+        model = _train(keras.Model(inputs, outputs), x, targets, epochs=15)
+        paths[name] = folder / f"{name}.keras"
+        model.save(paths[name])
+    paths["embedder"] = folder / "embedder.keras"
+    keras.Model(inputs, embedding).save(paths["embedder"])
+    return paths
+
+
+def _compare(model, images, tmp_path, *modes: Mode, **options) -> CompareResult:
+    recipes = tuple(Recipe(m, calibration_count=12) for m in modes)
+    return run_compare(CompareRequest(str(model), (str(images),), None, CompareOptions(
+        recipes=recipes, measure_latency=False, **options)), cache=ArtifactCache(tmp_path))
+
+
+def test_a_segmenter_is_compared_by_its_masks(models, square_dir, tmp_path):
+    result = _compare(models["segmenter"], square_dir, tmp_path, Mode.DYNAMIC_RANGE, Mode.INT8)
+    assert result.task is Task.SEGMENTATION and [s.role for s in result.output_specs] == [Role.MASK]
+    assert "segment_mask" in result.output_specs[0].description and result.class_names == ()
+    float32, int8 = result.variant("float32"), result.variant("int8")
+    assert float32.top1_agreement == 1.0 and float32.outputs[0].mask.iou == 1.0
+    assert int8.ok and int8.top1_agreement == int8.outputs[0].mask.iou > 0.8
+    assert int8.outputs[0].whole.sqnr_db > 15 and int8.top1 == () and int8.accuracy is None
+    view = int8.views[0]
+    assert view.role is Role.MASK and len(view.images) == 12 and view.images[0].mask().shape == (SIDE, SIDE)
+    ones = [v.mask().sum() for v in float32.views[0].images]
+    assert all(50 <= n <= 250 for n in ones), ones  # about each photo's square (8 to 13 px a side), not the dark rest
+    again = CompareResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+
+
+def test_a_landmark_model_is_compared_by_its_points(models, square_dir, tmp_path):
+    result = _compare(models["landmarker"], square_dir, tmp_path, Mode.INT8)
+    assert result.task is Task.LANDMARKS, [s.description for s in result.output_specs]
+    spec = result.output_specs[0]
+    assert spec.points == 2 and spec.coords == 2
+    int8 = result.variant("int8")
+    lm = int8.outputs[0].landmarks
+    assert lm.mean_error is not None and lm.mean_error < 1.0 and int8.top1_agreement == lm.pck_5
+    assert len(int8.views[0].images[0].points) == 2
+
+
+def test_an_embedder_is_compared_by_cosine_and_neighbours(models, square_dir, tmp_path):
+    result = _compare(models["embedder"], square_dir, tmp_path, Mode.INT8)
+    assert result.task is Task.EMBEDDING
+    emb = result.variant("int8").outputs[0].embedding
+    assert emb.mean_cosine > 0.99 and emb.nn_agreement is not None
+    assert result.variant("int8").top1_agreement == emb.nn_agreement
+
+
+def test_a_two_headed_model_is_measured_on_both_outputs_whatever_their_order(models, square_dir, tmp_path):
+    result = _compare(models["two_heads"], square_dir, tmp_path, Mode.DYNAMIC_RANGE)
+    roles = sorted(s.role.value for s in result.output_specs)
+    assert roles == ["landmarks", "mask"] and result.task is Task.LANDMARKS  # points outrank the mask
+    assert result.variant("float32").ok  # the float32 .tflite reproduces the Keras model output by output
+    assert [o.name for o in result.variant("dynamic_range").outputs] == [s.name for s in result.output_specs]
+    assert {v.role for v in result.variant("dynamic_range").views} == {Role.MASK, Role.LANDMARKS}
+
+
+def test_the_task_and_roles_can_be_overridden(models, square_dir, tmp_path):
+    generic = _compare(models["segmenter"], square_dir, tmp_path, Mode.FLOAT16, task=Task.GENERIC)
+    assert generic.task is Task.GENERIC and generic.variant("float16").views == ()
+    assert generic.variant("float16").top1_agreement == pytest.approx(1.0, abs=1e-3)  # cosine
+    named = _compare(models["segmenter"], square_dir, tmp_path, Mode.FLOAT16, roles=(("segment_mask", Role.GENERIC),))
+    assert named.output_specs[0].role is Role.GENERIC and named.output_specs[0].set_by_user
+
+
+def test_a_classifier_keeps_its_numbers_and_gains_per_output_fidelity(model_files, image_dir, labels_file, tmp_path):
+    result = run_compare(CompareRequest(str(model_files["keras"]), (str(image_dir),), str(labels_file), CompareOptions(
+        recipes=(Recipe(Mode.INT8),), measure_latency=False)), cache=ArtifactCache(tmp_path))
+    assert result.task is Task.CLASSIFICATION and result.output_specs[0].role is Role.CLASS_SCORES
+    int8 = result.variant("int8")
+    assert int8.top1 and int8.accuracy is not None and int8.views == ()
+    fidelity = int8.outputs[0]
+    assert fidelity.role is Role.CLASS_SCORES and len(fidelity.channels) == 3  # one per class
+    assert fidelity.whole.sqnr_db > 10
