@@ -67,6 +67,7 @@ bench: setup-dev browser services
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_protocol.py
+	$(PY) bench/bench_tasks.py
 
 samples: setup-dev
 	$(PY) sample_models/build_samples.py

@@ -22,13 +22,13 @@ from quant_core import metrics, outputs
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import package_versions
-from quant_core.errors import Cancelled, InputError, QuantError
+from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
 from quant_core.inputs.preprocess import Preprocessing, to_model_input
 from quant_core.inputs.preprocess_inference import infer_preprocessing
 from quant_core.layers import LayerReport, layer_errors
-from quant_core.modes import Mode
+from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import op_inventory
 from quant_core.recipe import Recipe
 from quant_core.reference import Reference, float_tflite
@@ -159,6 +159,9 @@ def cached_result(request: CompareRequest, cache: ArtifactCache, *, work_dir: Pa
     report = on_progress or (lambda p: None)
     if not Path(request.model).exists():
         raise InputError(f"{request.model}: no such file or folder")
+    for path in request.options.truth:
+        if not Path(path).exists():
+            raise InputError(f"{path}: no such file or folder")
     report(Progress(0.0, "Reading images"))
     images = load_images(request.images, work_dir=work_dir)
     class_names = read_labels_file(request.labels_file) if request.labels_file else None
@@ -242,6 +245,7 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
         [r.to_dict() for r in opts.recipes], opts.threads, opts.top_k, opts.preprocessing.to_dict(),
         opts.measure_latency, package_versions(),
         *([opts.task, [list(r) for r in opts.roles]] if opts.task or opts.roles else []),
+        *([[(Path(p).name, content_sha256(Path(p))) for p in opts.truth]] if opts.truth else []),
     )
 
 
@@ -321,7 +325,7 @@ class Workbench:
         labels = class_labels(source, images, class_names, task=options.task)
         pre = infer_preprocessing(source, images, labels, options.preprocessing)
         reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache,
-                                 task=options.task, roles=options.roles)
+                                 task=options.task, roles=options.roles, truth=options.truth)
         return cls(reference, options=options, cache=cache, remember=remember)
 
     # The reference's parts, read through the workbench.
@@ -396,14 +400,16 @@ class Workbench:
         """
         report = on_progress or (lambda p: None)
         name = name or recipe.name
+        asked = recipe
         try:
             recipe = recipe.resolve(source_is_tflite=self.source.is_tflite)
-            known = self._measured.get((recipe, name)) if self._measured is not None else None
+            key = (recipe, name)
+            known = self._measured.get(key) if self._measured is not None else None
             if known is not None and (not known.ok or self.cache.has_model(known.tflite_sha256 or "")):
                 report(Progress(1.0, f"{name}: measured before on this model", name))
                 return known
             report(Progress(0.0, f"Building {name}", name))
-            built = self.build(recipe)
+            recipe, built = self._build_best(asked, recipe)
             report(Progress(0.5, f"Evaluating {name}", name))
             result = self._measure(name, recipe, built, report, time_it=time_it)
         except Cancelled:
@@ -411,8 +417,31 @@ class Workbench:
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
         if self._measured is not None:
-            self._measured[(recipe, name)] = result
+            self._measured[key] = self._measured[(recipe, name)] = result
         return result
+
+    def _build_best(self, asked: Recipe, preferred: Recipe) -> tuple[Recipe, BuiltVariant]:
+        """Builds the preferred backend's recipe; with no backend chosen ("best per mode"), the next one if it fails.
+
+        Raises:
+            ConversionError: every backend able to build it failed (their reasons, in one line).
+        """
+        try:
+            return preferred, self.build(preferred)
+        except ConversionError as err:
+            if asked.backend is not None:
+                raise
+            first = err
+        info = MODE_INFO[asked.mode]
+        for backend in info.tflite_backends if self.source.is_tflite else info.backends:
+            if backend is preferred.backend:
+                continue
+            try:
+                other = replace(asked, backend=backend).resolve(source_is_tflite=self.source.is_tflite)
+                return other, self.build(other)
+            except QuantError as err:
+                raise ConversionError(f"{first}; {backend} could not build it either: {err}") from None
+        raise first
 
     def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback, *,
                  time_it: bool = True) -> VariantResult:
@@ -438,7 +467,7 @@ class Workbench:
             calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
-            return replace(measured, top1_agreement=agreement,
+            return replace(measured, top1_agreement=agreement, accuracy=self.reference.truth_score(got),
                            warning=None if agreement is None else _agreement_warning(recipe, agreement,
                                                                                       self.reference.task))
         return self._scored(measured, self.reference.probabilities(got))

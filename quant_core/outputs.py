@@ -15,9 +15,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from quant_core.errors import ConversionError
-from quant_core.fidelity import OutputFidelity
-from quant_core.tasks import OutputSpec, Role, Task, infer_outputs, main_output, task_of, with_task
+from quant_core.errors import ConversionError, InputError
+from quant_core.fidelity import LandmarkMetrics, MaskMetrics, OutputFidelity
+from quant_core.inputs import ground_truth
+from quant_core.inputs.images import ImageSet
+from quant_core.inputs.preprocess import Preprocessing
+from quant_core.tasks import CoordSpace, OutputSpec, Role, Task, infer_outputs, main_output, task_of, with_task
 
 CLASS_CHANNELS = 64  # class scores keep per-class figures up to this many classes (1,000 would fill the result)
 _FLOAT_TOLERANCE = 1e-3  # the float32 .tflite against the source model: relative RMSE allowed per output
@@ -119,3 +122,40 @@ def check(specs: Sequence[OutputSpec], reference: Sequence[np.ndarray], got: Seq
                 raise ConversionError(
                     f"the converted float32 model does not reproduce the source model ({spec.name}: relative RMSE "
                     f"{error:.3g}); the conversion route is broken for this model")
+
+
+def truth_of(paths: Sequence[str], specs: Sequence[OutputSpec], images: ImageSet,
+             preprocessing: Preprocessing) -> tuple[np.ndarray | None, str]:
+    """The ground truth of the main output, aligned to the images, and where it came from in words.
+
+    Raises:
+        InputError: ground truth for a main output that is not a mask, a class map or landmarks,
+            or files that do not fit (quant_core.inputs.ground_truth).
+    """
+    if not paths:
+        return None, ""
+    main = main_output(specs)
+    crop = preprocessing.center_crop
+    if main is not None and main.role in (Role.MASK, Role.CLASS_MAP):
+        classes = 1 if main.role is Role.MASK else main.shape[-1]
+        masks = ground_truth.load_masks(paths, images=images, output_hw=(main.shape[1], main.shape[2]),
+                                        classes=classes, center_crop=crop)
+        return masks, f"{len(masks)} ground-truth masks"
+    if main is not None and main.role is Role.LANDMARKS and main.points and len(paths) == 1:
+        points = ground_truth.load_landmarks(paths[0], images=images, input_hw=(preprocessing.height,
+                                                                                preprocessing.width),
+                                             points=main.points, center_crop=crop)
+        return points, f"ground-truth points of {len(points)} images"
+    what = "nothing" if main is None else f"{main.name} ({main.role})"
+    raise InputError(f"ground truth is for a mask, a class map or landmarks (one JSON file); the model's main output "
+                     f"is {what}")
+
+
+def truth_score(spec: OutputSpec, got: np.ndarray, truth: np.ndarray, *, input_hw: tuple[int, int]) -> float | None:
+    """The main output's score against ground truth: mask IoU (mean IoU for a class map) or PCK at 5 %."""
+    n = len(got)
+    values = np.asarray(got, np.float64).reshape(n, *spec.shape[1:])
+    if spec.role in (Role.MASK, Role.CLASS_MAP):
+        return MaskMetrics.against_truth(values, truth, threshold=spec.mask_threshold).iou
+    return LandmarkMetrics.against_truth(values, truth, input_hw=input_hw, coords=spec.coords or 2,
+                                         space=spec.space or CoordSpace.PIXELS).pck_5

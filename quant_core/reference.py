@@ -18,7 +18,7 @@ from quant_core import metrics, outputs
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key
 from quant_core.calibration import spread_order
 from quant_core.env import describe_environment, package_versions
-from quant_core.errors import ConversionError
+from quant_core.errors import ConversionError, InputError
 from quant_core.inputs.images import ImageSet, Labels
 from quant_core.inputs.models import OutputKind, SourceModel
 from quant_core.inputs.preprocess import Preprocessing, to_model_input
@@ -28,7 +28,7 @@ from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.fidelity import OutputFidelity
 from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
 from quant_core.runner import TFLiteRunner
-from quant_core.tasks import OutputSpec, Role, Task
+from quant_core.tasks import OutputSpec, Role, Task, main_output
 from quant_core.views import OutputViews, views_of
 
 _FLOAT_TOLERANCE = 0.01  # max |Δp| allowed between the float32 .tflite and the source model
@@ -73,11 +73,13 @@ class Reference:
     specs: tuple[OutputSpec, ...] = ()  # what each output is
     outputs: tuple[np.ndarray, ...] = ()  # the float32 .tflite's raw outputs, one array [images, ...] each
     source_outputs: tuple[np.ndarray, ...] = ()  # the source model's, in the same order
+    truth: np.ndarray | None = None  # ground truth of the main output: labels [images, H, W] or points [images, K, 2]
+    truth_source: str = ""  # where it came from, in words
 
     @classmethod
     def of(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing, *,
            threads: int, cache: ArtifactCache, task: Task | None = None,
-           roles: Sequence[tuple[str, Role]] = ()) -> Reference:
+           roles: Sequence[tuple[str, Role]] = (), truth: Sequence[str] = ()) -> Reference:
         """Runs the source model and its float32 .tflite (converted, or taken from `cache`) on the images.
 
         Raises:
@@ -95,8 +97,12 @@ class Reference:
         mine = tuple(theirs[i] for i in order)
         if task is not Task.CLASSIFICATION:
             none = np.zeros((len(x), 0))
+            known, said = outputs.truth_of(truth, specs, images, preprocessing)
             return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, task, specs, floats,
-                       mine)
+                       mine, known, said)
+        if truth:
+            raise InputError("ground-truth masks and points are for segmentation and landmark models; a classifier's "
+                             "labels are its class folders or a labels file")
         main = next(s.index for s in specs if s.role is Role.CLASS_SCORES)
         kind = metrics.detect_output_kind(mine[main])
         return cls(source, images, labels, preprocessing, x, kind, metrics.to_probabilities(mine[main], kind),
@@ -116,6 +122,14 @@ class Reference:
     def class_output(self) -> int:
         """A classifier's class-score output (its position among the outputs)."""
         return next((s.index for s in self.specs if s.role is Role.CLASS_SCORES), 0)
+
+    def truth_score(self, got: Sequence[np.ndarray]) -> float | None:
+        """A non-classifier's main output scored against the ground truth (None without one)."""
+        main = main_output(self.specs)
+        if self.truth is None or main is None:
+            return None
+        return outputs.truth_score(main, got[main.index], self.truth,
+                                   input_hw=(self.preprocessing.height, self.preprocessing.width))
 
     def views(self, got: Sequence[np.ndarray]) -> tuple[OutputViews, ...]:
         """A variant's masks and points on the first images (`quant_core.views`)."""
@@ -213,9 +227,11 @@ class Reference:
             calibration=CalibrationInfo(
                 source="random uniform noise (what-if)" if random else "your images, evenly spread",
                 available_images=len(self.x), what_if=random),
-            source_accuracy=metrics.accuracy(self.source_probs, labels) if self.scored else None,
+            source_accuracy=(metrics.accuracy(self.source_probs, labels) if self.scored
+                             else self.truth_score(self.source_outputs)),
             source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.scored else None,
             request_key=request_key, seconds=seconds, task=self.task, output_specs=self.specs,
+            truth_source=self.truth_source,
         )
 
     def same_inputs(self, earlier: CompareResult, *, threads: int) -> bool:

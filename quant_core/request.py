@@ -43,6 +43,8 @@ class CompareOptions:
         measure_latency: False skips timing (tests, quick looks).
         task: what the model does, when the inferred task is wrong (None: inferred, quant_core.tasks).
         roles: (output name or index, role) for outputs whose inferred role is wrong.
+        truth: ground truth of a segmentation or landmark model's main output: PNG masks named like
+            the images (files or folders), or one JSON file of points (quant_core.inputs.ground_truth).
     """
 
     recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
@@ -52,6 +54,7 @@ class CompareOptions:
     measure_latency: bool = True
     task: Task | None = None
     roles: tuple[tuple[str, Role], ...] = ()
+    truth: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.recipes:

@@ -31,10 +31,21 @@ def _squares(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def square_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("squares")
-    images, _ = _squares(12, seed=1)
+    images, centres = _squares(12, seed=1)
     for k, pixels in enumerate(images):
         Image.fromarray(pixels).save(folder / f"square_{k:02d}.png")
+    truth = _truth(folder)
+    (truth / "masks").mkdir(parents=True)
+    for k, pixels in enumerate(images):  # the true masks: the bright squares, 0/255
+        Image.fromarray(((pixels.mean(-1) > 120) * 255).astype(np.uint8)).save(truth / "masks" / f"square_{k:02d}.png")
+    (truth / "points.json").write_text(json.dumps({f"square_{k:02d}": [[float(x), float(y)], [float(x) + 1, float(y) + 1]]
+                                                   for k, (x, y) in enumerate(centres)}))
     return folder
+
+
+def _truth(images):
+    """Where the squares' ground truth is kept: masks/ (PNGs named like the images) and points.json."""
+    return images.with_name(images.name + "_truth")
 
 
 def _train(model, x: np.ndarray, y, epochs: int):
@@ -138,3 +149,30 @@ def test_a_classifier_keeps_its_numbers_and_gains_per_output_fidelity(model_file
     fidelity = int8.outputs[0]
     assert fidelity.role is Role.CLASS_SCORES and len(fidelity.channels) == 3  # one per class
     assert fidelity.whole.sqnr_db > 10
+
+
+def test_ground_truth_masks_and_points_give_a_non_classifier_its_accuracy(models, square_dir, tmp_path):
+    truth = _truth(square_dir)
+    masks = _compare(models["segmenter"], square_dir, tmp_path, Mode.INT8, truth=(str(truth / "masks"),))
+    assert masks.labelled and masks.truth_source == "12 ground-truth masks"
+    assert 0.5 < masks.source_accuracy <= 1.0 and masks.variant("float32").accuracy == pytest.approx(
+        masks.source_accuracy, abs=1e-6)
+    assert abs(masks.variant("int8").accuracy - masks.source_accuracy) < 0.1
+    points = _compare(models["landmarker"], square_dir, tmp_path, Mode.INT8, truth=(str(truth / "points.json"),))
+    assert points.truth_source == "ground-truth points of 12 images" and 0.0 <= points.variant("int8").accuracy <= 1.0
+
+
+def test_ground_truth_that_does_not_fit_is_refused_in_one_line(models, square_dir, tmp_path):
+    from quant_core.errors import InputError
+
+    truth = _truth(square_dir)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for path in sorted((truth / "masks").glob("*.png"))[:5]:
+        (partial / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(InputError, match=r"^[^\n]*square_05[^\n]*$"):
+        _compare(models["segmenter"], square_dir, tmp_path, Mode.FLOAT16, truth=(str(partial),))
+    with pytest.raises(InputError, match="ground truth is for a mask, a class map or landmarks"):
+        _compare(models["embedder"], square_dir, tmp_path, Mode.FLOAT16, truth=(str(truth / "points.json"),))
+    with pytest.raises(InputError, match="no such file"):
+        _compare(models["segmenter"], square_dir, tmp_path, Mode.FLOAT16, truth=(str(tmp_path / "nope"),))

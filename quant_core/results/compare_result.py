@@ -49,8 +49,9 @@ class VariantResult:
 
     For a model that is not a classifier (`CompareResult.task`), `top1_agreement` holds the
     task's agreement with float32 (`quant_core.outputs.AGREEMENT`: mask IoU, PCK at 5 %,
-    nearest-neighbour agreement, cosine), the class-score fields stay empty and `outputs`
-    has the rest.
+    nearest-neighbour agreement, cosine), `accuracy` its main output against ground truth when
+    given (mask IoU, mean IoU of a class map, or PCK at 5 %), the class-score fields stay
+    empty and `outputs` has the rest.
     """
 
     name: str
@@ -146,6 +147,7 @@ class CompareResult:
     scored_images: int | None = None  # agreement and accuracy cover this many images (a whole dataset), not `images`
     task: Task = Task.CLASSIFICATION  # what the model does; a classifier's comparison reads class scores
     output_specs: tuple[OutputSpec, ...] = ()  # what each output is, and why the workbench thinks so
+    truth_source: str = ""  # a non-classifier's ground truth (its accuracy: mask IoU or PCK@5% against it)
 
     @property
     def fidelity_images(self) -> int:
@@ -159,8 +161,8 @@ class CompareResult:
 
     @property
     def labelled(self) -> bool:
-        """True when accuracy could be computed."""
-        return bool(self.images) and all(i.label_index is not None for i in self.images)
+        """True when accuracy could be computed: every image labelled, or a non-classifier's ground truth."""
+        return bool(self.truth_source) or (bool(self.images) and all(i.label_index is not None for i in self.images))
 
     @property
     def baseline(self) -> VariantResult | None:
