@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--quick", action="store_true", help="latency off (a smoke run)")
     args = parser.parse_args()
-    lines = ["| sample | task | variants ok | comparison s | roles s | fidelity s | views s | share of the comparison |",
+    lines = ["| sample | task | variants ok | comparison s | roles s | fidelity s | views s | share of the run |",
              "|---|---|---|---|---|---|---|---|"]
     for name, model, images, labels in SAMPLES:
         total, spent, result = measure(model, images, labels, latency=not args.quick)

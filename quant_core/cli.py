@@ -27,10 +27,12 @@ from quant_core.errors import Cancelled, InputError, QuantError, first_line
 from quant_core.inputs.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                           parse_numbers)
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
+from quant_core.outputs import AGREEMENT
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
 from quant_core.results.compare_result import CompareResult
 from quant_core.results.summary import ACCURACY, TOP5_ACCURACY, Unit, failure_lines, summarize
-from quant_core.results.verdict import Floor, FloorKind, Verdict, decide
+from quant_core.results.verdict import Floor, FloorKind, Verdict, agreement_text, decide
+from quant_core.tasks import OutputSpec, Role, Task, parse_roles, parse_task
 
 
 STDOUT = "-"  # a --json PATH of "-" (or --json alone) puts the JSON on stdout instead of the text
@@ -58,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     Old spellings stay as aliases hidden from --help.
     """
     parser = _Parser(prog="python -m quant_core",
-                     description="Post-training quantization workbench for TF/Keras image classifiers.")
+                     description="Post-training quantization workbench for TF/Keras and TFLite image models: "
+                                 "classifiers, segmenters, landmark and embedding models, any outputs.")
     _add_verbose_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_compare_command(sub)
@@ -92,9 +95,13 @@ def _add_compare_command(sub: _Commands) -> None:
     _add_json_option(cmp, what="the full report", old="--report-json")
     floor = cmp.add_mutually_exclusive_group()
     floor.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",
-                       help="verdict: fidelity floor as top-1 agreement with float32, 0..1 (default 0.99)")
+                       help="verdict: fidelity floor as the task's agreement with float32, 0..1 (default 0.99): "
+                            "top-1 agreement for a classifier, mask IoU, PCK@5%%, nearest-neighbour agreement, "
+                            "or cosine similarity")
     floor.add_argument("--max-accuracy-drop", type=float, default=None, metavar="FRACTION",
-                       help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (needs labels)")
+                       help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (a classifier with "
+                            "labels)")
+    _add_task_options(cmp)
     _add_recipe_options(cmp)
     _add_float_layer_options(cmp, compare=True)
     _add_preprocessing_options(cmp)
@@ -119,8 +126,8 @@ def _add_tune_command(sub: _Commands) -> None:
     _add_executor_options(tun)
     _add_labels_option(tun)
     tun.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                     help="the budget, in points below float32: of accuracy with labels, else of top-1 agreement "
-                          "(default 1.0)")
+                     help="the budget, in points below float32: of accuracy with labels, else of the task's "
+                          "agreement (top-1 agreement, mask IoU, PCK@5%%, ...) (default 1.0)")
     tun.add_argument("--objective", choices=["size", "latency"], default="size",
                      help="what to minimize within the budget (default size; latency measures every step)")
     tun.add_argument("--target", choices=["cpu", "gpu", "integer-only"], default="cpu",
@@ -134,6 +141,7 @@ def _add_tune_command(sub: _Commands) -> None:
     _add_threads_option(tun)
     _add_json_option(tun, what="the search (every step and the winner)")
     _add_output_option(tun, required=False, text="write the winner here (its recipe JSON beside)")
+    _add_task_options(tun)
     _add_recipe_options(tun)
     _add_preprocessing_options(tun)
 
@@ -141,9 +149,40 @@ def _add_tune_command(sub: _Commands) -> None:
 def _add_inspect_command(sub: _Commands) -> None:
     # MODEL is optional to argparse only so that `inspect --json MODEL` (from when --json was a flag) still
     # reads MODEL: --json takes it as its PATH and _inspect_target gives it back; the usage says MODEL is needed.
-    ins = _command(sub, "inspect", "describe a model", usage="%(prog)s [-h] [-v] [--json [PATH]] model")
+    ins = _command(sub, "inspect", "describe a model",
+                   usage="%(prog)s [-h] [-v] [--json [PATH]] [--images PATH ...] [--task TASK] [--roles ROLES] "
+                         "model")
     _add_model_argument(ins, nargs="?")
     _add_json_option(ins, what="the description")
+    _add_images_option(ins, required=False, text="images to run the model on: each output is then described (what "
+                                                 "it holds and its values), not only its shape")
+    _add_task_options(ins)
+    ins.add_argument("--cache-dir", metavar="DIR",
+                     help="cache folder (default $QUANT_CACHE_DIR or ~/.cache/quant-workbench)")
+    _add_preprocessing_options(ins)
+
+
+def _add_task_options(p: argparse.ArgumentParser) -> None:
+    tasks = ", ".join(t.value for t in Task)
+    p.add_argument("--task", metavar="TASK",
+                   help=f"what the model does, when the inferred task is wrong: {tasks} (default: inferred from "
+                        "its outputs on the images)")
+    p.add_argument("--roles", metavar="NAME=ROLE[,...]",
+                   help="what an output holds, when the inferred role is wrong: an output index or name = "
+                        f"{', '.join(r.value for r in Role)}; e.g. 0=mask,conv2d_31=score")
+
+
+def _task_choices(args: argparse.Namespace) -> tuple[Task | None, tuple[tuple[str, Role], ...]]:
+    """--task and --roles, checked before any work (one-line errors naming the valid choices)."""
+    task = parse_task(args.task) if args.task else None
+    roles = parse_roles(args.roles) if args.roles else {}
+    return task, tuple((str(key), role) for key, role in roles.items())
+
+
+def _labels_unused(args: argparse.Namespace, task: Task, err: TextIO) -> None:
+    """Warns on stderr that --labels says nothing about a model that is not a classifier."""
+    if getattr(args, "labels", None) and task is not Task.CLASSIFICATION:
+        err.write(f"warning: --labels not used: the model's task is {task.value}, not classification\n")
 
 
 def _add_verbose_option(p: argparse.ArgumentParser, *, default: object = False) -> None:
@@ -301,10 +340,11 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.results.report import report_dict  # pylint: disable=import-outside-toplevel
 
     floor = _floor(args)
+    task, roles = _task_choices(args)
     kept = _float_layer_recipe(args, parse_mode(args.float_layers_mode or Mode.INT8.value))
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args) + ((kept,) if kept else ()),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
-                             measure_latency=not args.no_latency)
+                             measure_latency=not args.no_latency, task=task, roles=roles)
     cache = _cache(args)
     evaluation = None
     dataset = _whole_set(args)
@@ -320,6 +360,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 on_progress=_log_progress, on_evaluation=_log_progress)
         finally:
             executor.close()
+    _labels_unused(args, result.task, err)
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.json:
         report = report_dict(result, tflite_paths=paths, floor=floor)
@@ -329,8 +370,10 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if _text_wanted(args):
         out.write(format_table(result))
         if evaluation is not None:
-            out.write(f"whole set: {describe(evaluation)}; agreement, accuracy and output error above are on it, "
-                      "the rest on the sample\n")
+            measure = "agreement, accuracy and output error" if result.task is Task.CLASSIFICATION else \
+                AGREEMENT[result.task][0]
+            out.write(f"whole set: {describe(evaluation)}; {measure} above {'are' if ',' in measure else 'is'} on "
+                      "it, the rest on the sample\n")
         out.write(format_verdict(decide(result, floor=floor)))
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
@@ -415,7 +458,7 @@ def _floor(args: argparse.Namespace) -> Floor:
 
 def format_verdict(verdict: Verdict) -> str:
     """The verdict as plain text: one line per target."""
-    lines = ["", f"Which variant to ship ({verdict.floor.label}):"]
+    lines = ["", f"Which variant to ship ({verdict.floor_label}):"]
     lines += [f"  {p.target.heading}: {p.variant or 'none fits'}. {p.reason}" for p in verdict.picks]
     if verdict.note:
         lines.append(f"  Note: {verdict.note}")
@@ -430,12 +473,15 @@ def format_table(result: CompareResult) -> str:
         source = f", source model accuracy {ACCURACY.format_number(result.source_accuracy)}"
         if result.has_top5 and result.source_top5_accuracy is not None:
             source += f" (top-5 {TOP5_ACCURACY.format_number(result.source_top5_accuracy)})"
+    classifier = result.task is Task.CLASSIFICATION
+    what = f"{m.num_classes} classes" if classifier else \
+        f"{len(result.output_specs)} output{'s' * (len(result.output_specs) != 1)}"
     lines = [
-        f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {m.num_classes} classes, "
-        f"{m.param_count:,} params",
+        f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {what}, {m.param_count:,} params",
+        *([] if classifier else _task_lines(result.task, result.output_specs)),
         f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
-        f"images: {_images_line(result)} ({result.labels_source}){source}",
+        f"images: {_images_line(result)}" + (f" ({result.labels_source}){source}" if classifier else ""),
         "",
     ]
     table = summarize(result)
@@ -448,6 +494,12 @@ def format_table(result: CompareResult) -> str:
     if failures := failure_lines(result):  # whole reasons beneath the table: a column of them would stretch every row
         lines += ["", *failures]
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(task: Task, specs: Sequence[OutputSpec]) -> list[str]:
+    """The task with what its agreement means, then each output's one-line description."""
+    title, explanation = AGREEMENT[task]
+    return [f"task: {task.value} ({title}: {explanation})", "outputs:", *(f"  {s.description}" for s in specs)]
 
 
 def _images_line(result: CompareResult) -> str:
@@ -475,6 +527,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = _tune_options(args)
     objective, target = Objective(args.objective), TARGETS[args.target]
     bench, scorer = _tune_workbench(args, options)
+    _labels_unused(args, bench.reference.task, err)
     budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
         Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
     progress = logging.getLogger("quant_core.progress")
@@ -490,7 +543,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         if scorer is not None:
             scorer.executor.close()
-    _write_tune(args, result, bench, scorer, out)
+    _write_tune(args, result, bench, scorer, out, task=bench.reference.task)
     if result.cancelled:
         err.write("error: interrupted; the steps so far and their best are above\n")
         return 130
@@ -508,8 +561,9 @@ def _tune_options(args: argparse.Namespace):
         raise InputError(f"{args.output}: the output file must end in .tflite")
     if Objective(args.objective) is Objective.LATENCY and args.no_latency:
         raise InputError("the latency objective measures latency: drop --no-latency")
+    task, roles = _task_choices(args)
     return CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
-                          preprocessing=_override(args), measure_latency=not args.no_latency)
+                          preprocessing=_override(args), measure_latency=not args.no_latency, task=task, roles=roles)
 
 
 def _tune_workbench(args: argparse.Namespace, options):
@@ -536,7 +590,8 @@ def _tune_workbench(args: argparse.Namespace, options):
     return bench, scorer
 
 
-def _write_tune(args: argparse.Namespace, result, bench, scorer, out: TextIO) -> None:
+def _write_tune(args: argparse.Namespace, result, bench, scorer, out: TextIO, *,
+                task: Task = Task.CLASSIFICATION) -> None:
     """The search's JSON (with the whole set's last pass), the winner's files and the text, as the options ask."""
     from quant_core.results.compare_result import write_files  # pylint: disable=import-outside-toplevel
     from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
@@ -550,16 +605,19 @@ def _write_tune(args: argparse.Namespace, result, bench, scorer, out: TextIO) ->
         path = Path(args.output)
         write_files(path.parent, best.variant.files(path.stem, bench.source.info, bench.preprocessing, bench.cache))
     if _text_wanted(args):
-        out.write(format_tune(result))
+        out.write(format_tune(result, task=task))
         if whole is not None:
             out.write(f"every step scored on the whole set (one pass each, float32 beside it); last pass: {whole}\n")
 
 
-def format_tune(result) -> str:
-    """The search's trail, one line per step, and its winner (said when it runs far slower than float32)."""
+def format_tune(result, *, task: Task = Task.CLASSIFICATION) -> str:
+    """The search's trail, one line per step, and its winner (said when it runs far slower than float32).
+
+    A model that is not a classifier is measured by its task's agreement (`outputs.AGREEMENT`).
+    """
     from quant_core.tune import no_winner_advice, target_name  # pylint: disable=import-outside-toplevel
 
-    lines = [f"budget: {result.budget.label}; objective: smallest {result.objective.value}; "
+    lines = [f"budget: {result.budget.label_for(task)}; objective: smallest {result.objective.value}; "
              f"target: {target_name(result.target)} ({result.target.heading})", ""]
     for k, step in enumerate(result.steps, 1):
         v = step.variant
@@ -567,7 +625,7 @@ def format_tune(result) -> str:
             lines.append(f"{k:2d}. {v.name}: failed ({v.error})")
             continue
         fidelity = f"accuracy {ACCURACY.format_number(v.accuracy)}" if v.accuracy is not None else \
-            f"agreement {ACCURACY.format_number(v.top1_agreement)}"
+            f"{AGREEMENT[task][0]} {_agreement_number(task, v.top1_agreement)}"
         latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
         mark = "within" if step.within_budget else "outside"
         lines.append(f"{k:2d}. {v.name}: {fidelity}, {(v.size_bytes or 0):,} bytes{latency}; {mark} the budget. "
@@ -586,18 +644,53 @@ def format_tune(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _agreement_number(task: Task, value: float | None) -> str:
+    """A classifier's agreement as the tables print it ("95.8%"); another task's as the verdict writes it."""
+    return ACCURACY.format_number(value) if task is Task.CLASSIFICATION else agreement_text(task, value)
+
+
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Prints what the workbench understands about a model."""
+    """Prints what the workbench understands about a model; with --images, what each of its outputs holds."""
     from quant_core.quantize import describe_model  # pylint: disable=import-outside-toplevel
+    from quant_core.results.report import output_spec_dict  # pylint: disable=import-outside-toplevel
 
     model, json_path = _inspect_target(args)
+    task_choices = _task_choices(args)
+    if not args.images and any(task_choices):
+        raise InputError("--task and --roles are checked against the model's outputs on images: give --images too")
     data = describe_model(model)
+    described = _described_outputs(args, model, *task_choices) if args.images else None
+    if described is not None:
+        task, specs = described
+        data |= {"task": task.value, "output_specs": [output_spec_dict(s) for s in specs]}
     if json_path:
         _write_json(data, json_path, out)
     if json_path != STDOUT:
         for key, value in data.items():
-            out.write(f"{key}: {value}\n")
+            if key not in ("task", "output_specs"):
+                out.write(f"{key}: {value}\n")
+        out.write("\n".join(_task_lines(*described) if described else _output_shapes(data)) + "\n")
     return 0
+
+
+def _output_shapes(data: dict[str, Any]) -> list[str]:
+    """Each output's name and shape (what can be said without running the model on images)."""
+    names, shapes = data.get("output_names") or (), data.get("outputs") or ()
+    shown = ("[" + ",".join("?" if d is None else str(d) for d in shape) + "]" for shape in shapes)
+    return ["outputs (shapes only; give --images to read what each holds):",
+            *(f"  {name} {shape}" for name, shape in zip(names, shown))]
+
+
+def _described_outputs(args: argparse.Namespace, model: str, task: Task | None,
+                       roles: tuple[tuple[str, Role], ...]) -> tuple[Task, tuple[OutputSpec, ...]]:
+    """The model's task and what each output holds, from the float model's outputs on the images."""
+    from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.images import load_images  # pylint: disable=import-outside-toplevel
+
+    options = CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=_override(args), measure_latency=False,
+                             task=task, roles=roles)
+    bench = Workbench.open(model, load_images(tuple(args.images)), options=options, cache=_cache(args))
+    return bench.reference.task, bench.reference.specs
 
 
 def _inspect_target(args: argparse.Namespace) -> tuple[str, str | None]:

@@ -440,6 +440,8 @@ class Workbench:
                 other = replace(asked, backend=backend).resolve(source_is_tflite=self.source.is_tflite)
                 return other, self.build(other)
             except QuantError as err:
+                if str(err) == str(first):  # the same failure (a shared step): nothing more to say
+                    raise first from None
                 raise ConversionError(f"{first}; {backend} could not build it either: {err}") from None
         raise first
 
@@ -582,7 +584,8 @@ class Workbenches:
         """An open workbench for these inputs: the kept one, or a new one (loading the model if needed)."""
         report = on_progress or (lambda p: None)
         key = cache_key(self._model_key(model), images.digest(), class_names, options.preprocessing.to_dict(),
-                        options.threads, options.top_k, options.measure_latency)
+                        options.threads, options.top_k, options.measure_latency, options.task,
+                        [list(r) for r in options.roles], [(p, content_sha256(Path(p))) for p in options.truth])
         if key in self._benches:  # reported before anything is taken out: a cancel here loses nothing
             report(Progress(0.05, "Using the model already loaded in this worker"))
         bench = self._benches.pop(key, None)

@@ -539,10 +539,16 @@ def with_roles(specs: Sequence[OutputSpec], overrides: Mapping[int | str, Role])
 def _output_index(specs: Sequence[OutputSpec], key: int | str) -> int:
     """The index of the output a key names (its index, or its name)."""
     for spec in specs:
-        if key == spec.index or key == spec.name:
+        if key == spec.index or key == spec.name or (isinstance(key, str) and key.isdecimal()
+                                                      and int(key) == spec.index and key not in names(specs)):
             return spec.index
     known = ", ".join(f"{s.index} ({s.name})" for s in specs)
     raise InputError(f"no output {key!r}; expected an output index or name: {known}")
+
+
+def names(specs: Sequence[OutputSpec]) -> set[str]:
+    """The outputs' names (a key that is one of them names that output, even when it looks like an index)."""
+    return {s.name for s in specs}
 
 
 def _set_role(spec: OutputSpec, role: Role) -> OutputSpec:

@@ -82,7 +82,7 @@ def test_report_json_contract(full_result, tmp_path):
         recipe = json.loads((tmp_path / "out" / f"tiny_{v['mode']}.recipe.json").read_text())
         assert recipe["recipe"]["mode"] == v["mode"] and recipe["backend_settings"]["backend"]
         assert v["backend_settings"] == recipe["backend_settings"] and "engine_settings" not in v
-    assert report["report_version"] == 2
+    assert report["report_version"] == 3
     assert len(report["images"]) == 24
     first = report["images"][0]
     assert first["label"] in CLASSES

@@ -38,8 +38,8 @@ def square_dir(tmp_path_factory):
     (truth / "masks").mkdir(parents=True)
     for k, pixels in enumerate(images):  # the true masks: the bright squares, 0/255
         Image.fromarray(((pixels.mean(-1) > 120) * 255).astype(np.uint8)).save(truth / "masks" / f"square_{k:02d}.png")
-    (truth / "points.json").write_text(json.dumps({f"square_{k:02d}": [[float(x), float(y)], [float(x) + 1, float(y) + 1]]
-                                                   for k, (x, y) in enumerate(centres)}))
+    points = {f"square_{k:02d}": [[float(x), float(y)], [float(x) + 1, float(y) + 1]] for k, (x, y) in enumerate(centres)}
+    (truth / "points.json").write_text(json.dumps(points))
     return folder
 
 
@@ -158,6 +158,11 @@ def test_ground_truth_masks_and_points_give_a_non_classifier_its_accuracy(models
     assert 0.5 < masks.source_accuracy <= 1.0 and masks.variant("float32").accuracy == pytest.approx(
         masks.source_accuracy, abs=1e-6)
     assert abs(masks.variant("int8").accuracy - masks.source_accuracy) < 0.1
+    from quant_core.results.summary import summarize
+
+    shown = summarize(masks)
+    column = next(c for c in shown.columns if c.title == "vs ground truth")
+    assert shown.value(shown.rows[1], column) == pytest.approx(masks.variant("int8").accuracy, abs=1e-3)
     points = _compare(models["landmarker"], square_dir, tmp_path, Mode.INT8, truth=(str(truth / "points.json"),))
     assert points.truth_source == "ground-truth points of 12 images" and 0.0 <= points.variant("int8").accuracy <= 1.0
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import streamlit as st
 
 from quant_core import CompareResult
+from quant_core.outputs import AGREEMENT
 from quant_core.results.verdict import Floor, FloorKind, Target, Verdict, decide
+from quant_core.tasks import Task
 from ui import state
 
 _KINDS = {FloorKind.AGREEMENT: "the original's answer (top-1 agreement with float32) on at least",
           FloorKind.ACCURACY_DROP: "at most this many more wrong answers per 100 images (accuracy drop)"}
+# A model that is not a classifier: its floor is on its task's agreement with float32, as a share.
+_TASK_KINDS = {Task.SEGMENTATION: "masks overlapping the original's (mask IoU with float32) by at least",
+               Task.LANDMARKS: "points within 5% of the image size of the original's (PCK@5%) for at least",
+               Task.EMBEDDING: "the original's nearest neighbour (NN agreement with float32) for at least",
+               Task.DETECTION: "a cosine similarity with the original's outputs (in %) of at least",
+               Task.GENERIC: "a cosine similarity with the original's outputs (in %) of at least"}
 _INPUTS = {FloorKind.AGREEMENT: "w.floor_agreement", FloorKind.ACCURACY_DROP: "w.floor_drop"}
 _KIND_INPUT = "w.floor_kind"
 _DEFAULT_PERCENT = {FloorKind.AGREEMENT: 99.0, FloorKind.ACCURACY_DROP: 1.0}
@@ -43,20 +51,26 @@ def _floor_changed() -> None:
 
 def floor_picker(result: CompareResult) -> Floor:
     """A popover to set the fidelity floor; returns the floor in force (kept for the report)."""
-    kinds = list(FloorKind) if result.labelled else [FloorKind.AGREEMENT]
+    task = result.task
+    kinds = list(FloorKind) if Floor(FloorKind.ACCURACY_DROP).applies(result) else [FloorKind.AGREEMENT]
     floor = current_floor()
-    if floor.kind not in kinds:  # an accuracy floor, then a result without labels
+    if floor.kind not in kinds:  # an accuracy floor, then a result without labels (or not a classifier)
         floor = Floor()
         state.session.floor = floor
-    with st.popover(f"Required: {floor.plain}", icon=":material/tune:",
-                    help=f"The fidelity floor: {floor.label}. A variant is picked only when it stays this close to "
-                         "the original model (float32); top-1 is the class a model ranks first."):
-        kind = st.radio("A variant can be shipped when it gives", kinds, format_func=_KINDS.__getitem__,
+    term = ("top-1 is the class a model ranks first" if task is Task.CLASSIFICATION else
+            f"{AGREEMENT[task][0]}: {AGREEMENT[task][1]}")
+    with st.popover(f"Required: {floor.plain_for(task)}", icon=":material/tune:",
+                    help=f"The fidelity floor: {floor.label_for(task)}. A variant is picked only when it stays this "
+                         f"close to the original model (float32); {term}."):
+        kind = st.radio("A variant can be shipped when it gives", kinds,
+                        format_func=lambda k: _TASK_KINDS.get(task, _KINDS[k]) if k is FloorKind.AGREEMENT
+                        else _KINDS[k],
                         index=kinds.index(floor.kind), key=_KIND_INPUT, on_change=_floor_changed)
         if kind is FloorKind.AGREEMENT:
-            st.number_input("% of the images", 50.0, 100.0, _percent(floor, kind), step=0.5, key=_INPUTS[kind],
-                            on_change=_floor_changed,
-                            help="Share of images on which the variant's top-1 class is float32's.")
+            st.number_input("% of the images" if task is Task.CLASSIFICATION else "%", 50.0, 100.0,
+                            _percent(floor, kind), step=0.5, key=_INPUTS[kind], on_change=_floor_changed,
+                            help="Share of images on which the variant's top-1 class is float32's."
+                            if task is Task.CLASSIFICATION else f"{AGREEMENT[task][0]}: {AGREEMENT[task][1]}.")
         else:
             st.number_input("more wrong answers per 100 images, at most", 0.0, 50.0, _percent(floor, kind),
                             step=0.5, key=_INPUTS[kind], on_change=_floor_changed,
@@ -82,7 +96,8 @@ def verdict_card(result: CompareResult, *, published: bool = False) -> Verdict:
         with column.container(border=True, height="stretch"):
             st.caption(pick.target.heading, help=pick.target.rule)
             if pick.variant is None:
-                st.markdown("#### :orange[Nothing to ship yet]", help=f"None fits: no variant meets {floor.label}.")
+                st.markdown("#### :orange[Nothing to ship yet]",
+                            help=f"None fits: no variant meets {verdict.floor_label}.")
             else:
                 st.markdown(f"#### :green[{pick.variant}]")
             st.markdown(pick.plain or pick.reason, help=pick.reason if published else None)

@@ -7,15 +7,21 @@ import io
 from typing import Any
 
 from quant_core._serde import to_jsonable
+from quant_core.fidelity import OutputFidelity
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import describe_ops
+from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import CompareResult, VariantResult
-from quant_core.results.summary import X_SMALLER, rounded, summarize
+from quant_core.results.summary import (X_SMALLER, agreement_column, axis_name, channel_name, channel_word, rounded,
+                                        summarize, worst_words)
 from quant_core.results.verdict import Floor, decide
+from quant_core.tasks import OutputSpec, Task, main_output
 
-REPORT_VERSION = 2  # 2: a variant's "engine_settings" became "backend_settings"
+# 2: a variant's "engine_settings" became "backend_settings"; 3: the task, the outputs and per-output fidelity
+REPORT_VERSION = 3
 _DIGITS = 4  # the JSON keeps more digits than the summary tables: it is data, not a view
 _FINE_DIGITS = 6  # probability differences and divergences are small
+_SIGNIFICANT = 6  # fidelity figures span decades (a max |Δ| of 1e-6, an SQNR of 90 dB): significant digits
 
 
 def variant_title(v: VariantResult) -> str:
@@ -67,36 +73,101 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
         "input_dtype": v.input_dtype, "output_dtype": v.output_dtype, "tflite": tflite,
         "tflite_sha256": v.tflite_sha256, "calibration_samples": v.calibration_samples,
         "build_seconds": rounded(v.build_seconds, 3),
+        "agreement": rounded(v.top1_agreement, _DIGITS),
+        "outputs": [output_fidelity_dict(f) for f in v.outputs],
     }
+
+
+def _significant(value: Any) -> Any:
+    """Floats kept to `_SIGNIFICANT` significant digits, through lists and dicts; the rest unchanged."""
+    if isinstance(value, float):
+        return float(f"{value:.{_SIGNIFICANT}g}")
+    if isinstance(value, list):
+        return [_significant(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _significant(x) for k, x in value.items()}
+    return value
+
+
+def output_spec_dict(spec: OutputSpec) -> dict[str, Any]:
+    """One output of the model as published: what it is and why the workbench thinks so."""
+    return _significant({
+        "index": spec.index, "name": spec.name, "shape": list(spec.shape), "role": spec.role.value,
+        "description": spec.description, "evidence": spec.evidence, "set_by_user": spec.set_by_user,
+        "value_range": None if spec.value_range is None else list(spec.value_range),
+        "points": spec.points, "coords": spec.coords, "space": None if spec.space is None else spec.space.value})
+
+
+def output_fidelity_dict(f: OutputFidelity) -> dict[str, Any]:
+    """One output of a variant against float32's: whole tensor, per channel (per point and per axis for
+    landmarks), the worst channel in words and the task's figures."""
+    data = _significant(to_jsonable(f))
+    data["channel"] = channel_word(f.role)
+    data["worst"] = worst_words(f)
+    if f.worst_channel is not None:
+        data["worst_channel_name"] = channel_name(f.role, f.worst_channel)
+    if f.axes:
+        data["axis_names"] = [axis_name(k) for k in range(len(f.axes))]
+    return data
+
+
+def per_image_agreement(result: CompareResult) -> dict[str, tuple[float | None, ...]]:
+    """A non-classifier's per-image agreement with float32 by built variant, from its main output: mask IoU,
+    PCK at 5 %, or cosine similarity of embeddings ({} for other tasks)."""
+    main = main_output(result.output_specs)
+    found: dict[str, tuple[float | None, ...]] = {}
+    for v in result.variants:
+        f = next((f for f in v.outputs if main is not None and f.index == main.index), None) if v.ok else None
+        if f is not None and f.mask is not None:
+            found[v.name] = f.mask.per_image_iou
+        elif f is not None and f.landmarks is not None and result.task is Task.LANDMARKS:
+            found[v.name] = f.landmarks.per_image_pck
+        elif f is not None and f.embedding is not None:
+            found[v.name] = f.embedding.per_image_cosine
+    return found
+
+
+def _images(result: CompareResult) -> list[dict[str, Any]]:
+    """Per image: a classifier's top-k per variant; another model's per-image agreement with float32."""
+    if result.task is not Task.CLASSIFICATION:
+        per_image = per_image_agreement(result)
+        return [{"file": img.file, "label": img.label, "predictions": {},
+                 "agreement": {name: rounded(values[k], _DIGITS) if k < len(values) else None
+                               for name, values in per_image.items()}}
+                for k, img in enumerate(result.images)]
+    ok = [v for v in result.variants if v.ok]
+    return [{"file": img.file, "label": img.label,
+             "predictions": {v.name: [{"label": p.label, "index": p.index, "prob": p.prob} for p in v.topk[k]]
+                             for v in ok}}
+            for k, img in enumerate(result.images)]
 
 
 def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = None,
                 floor: Floor | None = None) -> dict[str, Any]:
     """The JSON report: model, environment, verdict (under `floor`), variants and per-image predictions."""
     paths = tflite_paths or {}
-    ok = [v for v in result.variants if v.ok]
     verdict = decide(result, floor=floor)
+    agreement = agreement_column(result.task)
     return {
         "report_version": REPORT_VERSION,
+        "task": result.task.value,
+        "agreement": {"key": agreement.key, "title": AGREEMENT[result.task][0],
+                      "explanation": AGREEMENT[result.task][1]},
+        "outputs": [output_spec_dict(s) for s in result.output_specs],
         "model": result.model.to_dict() | {"output_kind": result.output_kind.value},
         "environment": to_jsonable(result.environment),
         "preprocessing": result.preprocessing.to_dict(),
         "labels": {"source": result.labels_source, "class_names": list(result.class_names),
-                   "labelled": result.labelled},
+                   "labelled": result.labelled, "ground_truth": result.truth_source or None},
         "calibration": to_jsonable(result.calibration),
         "source_accuracy": rounded(result.source_accuracy, _DIGITS),
         "source_top5_accuracy": rounded(result.source_top5_accuracy, _DIGITS),
         "verdict": {"floor": {"kind": verdict.floor.kind.value, "value": verdict.floor.value,
-                              "label": verdict.floor.label}, "note": verdict.note,
+                              "label": verdict.floor_label}, "note": verdict.note,
                     "picks": [{"target": p.target.value, "title": p.target.heading, "rule": p.target.rule,
                                "variant": p.variant, "reason": p.reason} for p in verdict.picks]},
         "variants": [variant_dict(v, paths.get(v.name)) for v in result.variants],
-        "images": [
-            {"file": img.file, "label": img.label,
-             "predictions": {v.name: [{"label": p.label, "index": p.index, "prob": p.prob} for p in v.topk[k]]
-                             for v in ok}}
-            for k, img in enumerate(result.images)
-        ],
+        "images": _images(result),
         "skipped": [to_jsonable(s) for s in result.skipped],
         "seconds": rounded(result.seconds, 2),
     }
@@ -105,8 +176,9 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
 def variants_csv(result: CompareResult) -> str:
     """One CSV row per variant: every summary column (quant_core.results.summary), rounded as the tables show it.
 
-    The header is the same for every result (the tables leave out columns that say nothing
-    here; the CSV keeps them, empty where nothing was measured), so scripts can rely on it.
+    The header is the same for every result of a task (the tables leave out columns that say
+    nothing here; the CSV keeps them, empty where nothing was measured), so scripts can rely on
+    it: a classifier's are `summary.COLUMNS`, another task's `summary.task_columns`.
     Sizes are exact bytes and fractions stay fractions: 0.958 where the tables show 95.8%.
     """
     summary = summarize(result, every_column=True)

@@ -3,6 +3,11 @@
 Every number is rounded once, by `rounded` with its column's `digits`, when the summary is
 built; the CSV writes that number and every table shows it through `Column.text`, so no two
 views can disagree on a value or on which one is best.
+
+The columns follow the model's task (`CompareResult.task`): a classifier's are `COLUMNS`;
+any other model's are its task's agreement with float32 (quant_core.outputs.AGREEMENT), the
+task's own figures from its main output, and the lowest SQNR over its outputs with where it
+is worst (`task_columns`).
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ import enum
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
+from quant_core.fidelity import OutputFidelity
+from quant_core.outputs import AGREEMENT as TASK_AGREEMENT
 from quant_core.results.compare_result import CompareResult, Prediction, VariantResult
+from quant_core.tasks import CoordSpace, OutputSpec, Role, Task, main_output
 
 Value = int | float | str | bool | None
 MISSING = "–"  # a number that was not measured (failed variant, latency off, no labels)
+EXACT = "exact"  # an infinite SQNR: the outputs are identical to float32's
 
 
 def rounded(value: float | None, digits: int) -> float | None:
@@ -117,6 +126,8 @@ class Column:
             return "" if self.unit is Unit.TEXT else MISSING
         if self.unit in (Unit.TEXT, Unit.YES_NO):
             return str(shown)
+        if math.isinf(cast(float, shown)):
+            return EXACT
         return _FORMAT[self.unit](cast(float, shown), self.digits)
 
     def format_number(self, raw: float | None) -> str:
@@ -175,6 +186,159 @@ ERROR = Column("error", "error", Unit.TEXT, lambda v: v.error, needs=Needs.BENEA
 
 COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, AGREEMENT,
                                TOP5_AGREEMENT, ACCURACY, TOP5_ACCURACY, MEAN_ABS_DIFF, INTEGER_ONLY, NOTE, ERROR)
+
+
+# ----------------------------------------------------------------------------------------------- other tasks
+
+_AGREEMENT_KEYS = {Task.SEGMENTATION: "mask_iou", Task.LANDMARKS: "pck_5", Task.EMBEDDING: "nn_agreement",
+                   Task.DETECTION: "cosine", Task.GENERIC: "cosine"}  # the CSV header of each task's agreement
+_AXES = ("x", "y", "z")
+_CHANNEL_WORDS = {Role.LANDMARKS: "point", Role.HEATMAPS: "heatmap", Role.CLASS_MAP: "class",
+                  Role.CLASS_SCORES: "class", Role.EMBEDDING: "dimension", Role.BOXES: "box value",
+                  Role.SCORE: "value"}  # what one channel of an output is; "channel" for the rest
+
+
+def agreement_column(task: Task) -> Column:
+    """The task's agreement with float32 (`VariantResult.top1_agreement` holds it), titled as the task says."""
+    if task is Task.CLASSIFICATION:
+        return AGREEMENT
+    title, explain = TASK_AGREEMENT[task]
+    cosine = _AGREEMENT_KEYS[task] == "cosine"
+    return Column(_AGREEMENT_KEYS[task], title, Unit.NUMBER if cosine else Unit.PERCENT,
+                  lambda v: v.top1_agreement, digits=4 if cosine else 3, better=Better.HIGHER,
+                  against_float32=True, explain=explain)
+
+
+def axis_name(k: int) -> str:
+    """A value of a point: x, y, z, then 'value 4', ..."""
+    return _AXES[k] if k < len(_AXES) else f"value {k + 1}"
+
+
+def channel_word(role: Role) -> str:
+    """What one channel of an output of this role is: 'point', 'class', 'heatmap', ... or 'channel'."""
+    return _CHANNEL_WORDS.get(role, "channel")
+
+
+def channel_name(role: Role, k: int) -> str:
+    """One channel of an output in words: 'point 67', 'class 3', 'channel 2'."""
+    return f"{channel_word(role)} {k}"
+
+
+def worst_output(v: VariantResult) -> OutputFidelity | None:
+    """The output furthest from float32's: the lowest SQNR (None when the variant has no outputs measured)."""
+    return min(v.outputs, key=lambda f: (f.whole.rank, f.index), default=None)
+
+
+def worst_words(f: OutputFidelity) -> str:
+    """Where an output is worst, e.g. 'conv2d_21 point 67, axis z' (its name alone when it has one channel)."""
+    words = f.name
+    if f.worst_channel is not None and len(f.channels) > 1:
+        words += " " + channel_name(f.role, f.worst_channel)
+    if f.worst_axis is not None and len(f.axes) > 1:
+        words += f", axis {axis_name(f.worst_axis)}"
+    return words
+
+
+def _min_sqnr(v: VariantResult) -> float | None:
+    """The lowest SQNR over the variant's outputs: infinite when every output is exact (shown as `EXACT`)."""
+    f = worst_output(v)
+    return None if f is None else math.inf if f.whole.exact else f.whole.sqnr_db
+
+
+def _worst(v: VariantResult) -> str | None:
+    """Where the variant is furthest from float32 (None when it is exact everywhere)."""
+    f = worst_output(v)
+    return None if f is None or f.whole.exact else worst_words(f)
+
+
+MIN_SQNR = Column("min_sqnr_db", "min SQNR dB", Unit.NUMBER, _min_sqnr, digits=1, better=Better.HIGHER,
+                  against_float32=True,
+                  explain="the lowest signal-to-quantization-noise ratio over the model's outputs, against "
+                  "float32's on the same images, in dB (higher is closer; about 6 dB per bit); exact: identical "
+                  "outputs")
+WORST = Column("worst", "worst", Unit.TEXT, _worst,
+               explain="the output with the lowest SQNR and, within it, the channel (point, class, map) furthest "
+               "from float32's: where to look first")
+
+
+TRUTH_SCORE = Column("truth_score", "vs ground truth", Unit.PERCENT, lambda v: v.accuracy, digits=3,
+                     better=Better.HIGHER, needs=Needs.LABELS,
+                     explain="the main output against the ground truth you gave: mask IoU (mean IoU over a class "
+                     "map's classes) or the share of points within 5% of the image size of the true point")
+TASK_NOTE = replace(NOTE, explain="a warning on a usable variant, e.g. when it strays far from float32 on the "
+                    "task's measure")
+
+
+def _main_figure(index: int, read: Callable[[OutputFidelity], float | None]) -> Callable[[VariantResult], Value]:
+    """A column's value read from the variant's main output (None when it was not measured)."""
+    def value(v: VariantResult) -> Value:
+        f = next((f for f in v.outputs if f.index == index), None)
+        return None if f is None else read(f)
+    return value
+
+
+def _lowest(values: Sequence[float | None]) -> float | None:
+    """The smallest of the values that were measured."""
+    found = [x for x in values if x is not None]
+    return min(found) if found else None
+
+
+def _segmentation_columns(main: OutputSpec) -> tuple[Column, ...]:
+    """Pixel agreement; for a class map also the worst class's IoU."""
+    agreement = Column("pixel_agreement", "pixel agreement", Unit.PERCENT,
+                       _main_figure(main.index, lambda f: f.mask.pixel_agreement if f.mask else None), digits=4,
+                       better=Better.HIGHER, against_float32=True,
+                       explain="share of pixels given the same label as by float32 (foreground or background; "
+                       "for class maps the same class)")
+    if main.role is not Role.CLASS_MAP:
+        return (agreement,)
+    lowest = Column("min_class_iou", "lowest class IoU", Unit.PERCENT,
+                    _main_figure(main.index, lambda f: _lowest(f.mask.class_iou) if f.mask else None), digits=3,
+                    better=Better.HIGHER, against_float32=True,
+                    explain="the IoU with float32 of the class that fares worst (mask IoU is the mean over classes)")
+    return agreement, lowest
+
+
+def _landmark_columns(main: OutputSpec) -> tuple[Column, ...]:
+    """Mean point error, and as a share of the image size when the points' units are known."""
+    unknown = main.space is CoordSpace.UNKNOWN
+    error = Column("mean_point_error", "mean point error" + ("" if unknown else " (px)"), Unit.NUMBER,
+                   _main_figure(main.index, lambda f: f.landmarks.mean_error if f.landmarks else None), digits=3,
+                   better=Better.LOWER, against_float32=True,
+                   explain="mean distance between this variant's points and float32's (x, y), "
+                   + ("in the output's own units (unknown)" if unknown else "in input pixels"))
+    share = Column("mean_point_error_share", "error / image size", Unit.PERCENT,
+                   _main_figure(main.index, lambda f: f.landmarks.mean_error_share if f.landmarks else None),
+                   digits=5, better=Better.LOWER, against_float32=True,
+                   explain="mean point error as a share of the input's larger side")
+    return (error,) if unknown else (error, share)
+
+
+def _embedding_columns(main: OutputSpec) -> tuple[Column, ...]:
+    """Mean and lowest cosine similarity of the images' embeddings with float32's."""
+    return (Column("mean_cosine", "mean cosine", Unit.NUMBER,
+                   _main_figure(main.index, lambda f: f.embedding.mean_cosine if f.embedding else None), digits=4,
+                   better=Better.HIGHER, against_float32=True,
+                   explain="cosine similarity of each image's embedding with float32's, mean over the images"),
+            Column("min_cosine", "min cosine", Unit.NUMBER,
+                   _main_figure(main.index, lambda f: f.embedding.min_cosine if f.embedding else None), digits=4,
+                   better=Better.HIGHER, against_float32=True,
+                   explain="the lowest cosine similarity with float32's embedding over the images"))
+
+
+_TASK_FIGURES: dict[Task, Callable[[OutputSpec], tuple[Column, ...]]] = {
+    Task.SEGMENTATION: _segmentation_columns, Task.LANDMARKS: _landmark_columns, Task.EMBEDDING: _embedding_columns,
+}
+
+
+def task_columns(result: CompareResult) -> tuple[Column, ...]:
+    """Every summary column of this result's task, in order (a classifier's: `COLUMNS`)."""
+    if result.task is Task.CLASSIFICATION:
+        return COLUMNS
+    main = main_output(result.output_specs)
+    figures = _TASK_FIGURES.get(result.task, lambda _: ())(main) if main is not None else ()
+    return (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, agreement_column(result.task), *figures,
+            TRUTH_SCORE, MIN_SQNR, WORST, INTEGER_ONLY, TASK_NOTE, ERROR)
 
 
 @dataclass(frozen=True)
@@ -247,9 +411,9 @@ def summarize(result: CompareResult, *, every_column: bool = False) -> Summary:
     Args:
         result: the comparison.
         every_column: keep columns that say nothing for this result (the CSV does, so that
-            scripts can rely on its header); tables leave them out.
+            scripts can rely on its header for a task); tables leave them out.
     """
-    columns = tuple(c for c in COLUMNS if every_column or _applies(c, result))
+    columns = tuple(c for c in task_columns(result) if every_column or _applies(c, result))
     baseline = result.baseline
     rows = tuple(Row(name=v.name, ok=v.ok, is_float32=v is baseline, warned=bool(v.warning),
                      values=tuple(c.cell(v) for c in columns))

@@ -1,9 +1,14 @@
 """Which variant to ship, per deployment target, from measured numbers and a fidelity floor.
 
 A variant can be picked only when it was built, carries no warning and meets the floor
-the user set (top-1 agreement with float32, or an accuracy drop). Among those, each
-target has one rule, written in `Target`'s descriptions so that the app, the HTML report
-and the CLI explain the choice the same way.
+the user set (agreement with float32, or an accuracy drop). Among those, each target has
+one rule, written in `Target`'s descriptions so that the app, the HTML report and the CLI
+explain the choice the same way.
+
+Agreement is the task's own measure (quant_core.outputs.AGREEMENT, held in
+`VariantResult.top1_agreement`): a classifier's top-1 agreement, a segmenter's mask IoU, a
+landmark model's PCK at 5 %, an embedding's nearest-neighbour agreement, any other model's
+cosine similarity; every sentence says it in the task's terms.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quant_core.errors import InputError
+from quant_core.fidelity import OutputFidelity
 from quant_core.modes import Mode
+from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import CompareResult, VariantResult
+from quant_core.results.summary import worst_output, worst_words
 from quant_core.runner import Latency
+from quant_core.tasks import Task, main_output
 
 _SAME_SPEED = 1.25  # latencies within this factor of the fastest count as equally fast (timing noise, x86 vs ARM)
 
@@ -55,8 +64,31 @@ _GPU_MODES = (Mode.FLOAT16, Mode.FLOAT32)
 class FloorKind(enum.StrEnum):
     """What the fidelity floor is measured on."""
 
-    AGREEMENT = "agreement"  # top-1 agreement with float32 at least `value`
-    ACCURACY_DROP = "accuracy_drop"  # accuracy at most `value` below float32's (needs labels)
+    AGREEMENT = "agreement"  # the task's agreement with float32 (a classifier's top-1) at least `value`
+    ACCURACY_DROP = "accuracy_drop"  # accuracy at most `value` below float32's (needs labels: classifiers only)
+
+
+_COSINE = (Task.DETECTION, Task.GENERIC)  # tasks whose agreement is a cosine similarity, written as a number
+
+# A floor of agreement in everyday words, per task ({} is the floor's value: '99%', or '0.99' for a cosine).
+_PLAIN = {
+    Task.CLASSIFICATION: "the original's answer on at least {} of the images",
+    Task.SEGMENTATION: "masks that overlap the original's by at least {} (intersection over union)",
+    Task.LANDMARKS: "at least {} of the points within 5% of the image size of the original's",
+    Task.EMBEDDING: "the original's nearest neighbour for at least {} of the images",
+    Task.DETECTION: "outputs pointing the same way as the original's (cosine similarity at least {})",
+    Task.GENERIC: "outputs pointing the same way as the original's (cosine similarity at least {})",
+}
+
+
+def agreement_text(task: Task, value: float | None) -> str:
+    """An agreement as the task writes it: '95.5%', or '0.9712' for a cosine similarity."""
+    return f"{value or 0.0:.4f}" if task in _COSINE else f"{value or 0.0:.1%}"
+
+
+def _floor_value(task: Task, value: float) -> str:
+    """The floor's value: '99%' ('99.5%'), or '0.99' for a cosine similarity."""
+    return f"{value:.4g}" if task in _COSINE else f"{value:.1%}".replace(".0%", "%")
 
 
 @dataclass(frozen=True)
@@ -76,22 +108,30 @@ class Floor:
 
     @property
     def label(self) -> str:
-        """The floor in words, e.g. 'agreement ≥ 99%'."""
-        if self.kind is FloorKind.AGREEMENT:
-            return f"agreement with float32 ≥ {self.value:.1%}".replace(".0%", "%")
-        return f"accuracy drop ≤ {self.value * 100:.1f} points".replace(".0 points", " points")
+        """The floor in words for a classifier, e.g. 'agreement with float32 ≥ 99%' (see `label_for`)."""
+        return self.label_for(Task.CLASSIFICATION)
 
     @property
     def plain(self) -> str:
+        """The floor in everyday words for a classifier (see `plain_for`)."""
+        return self.plain_for(Task.CLASSIFICATION)
+
+    def label_for(self, task: Task) -> str:
+        """The floor in the task's terms, e.g. 'mask IoU with float32 ≥ 99%', 'cosine with float32 ≥ 0.99'."""
+        if self.kind is FloorKind.AGREEMENT:
+            return f"{AGREEMENT[task][0]} with float32 ≥ {_floor_value(task, self.value)}"
+        return f"accuracy drop ≤ {self.value * 100:.1f} points".replace(".0 points", " points")
+
+    def plain_for(self, task: Task) -> str:
         """The floor in everyday words, e.g. "the original's answer on at least 99% of the images"."""
         if self.kind is FloorKind.AGREEMENT:
-            return f"the original's answer on at least {self.value:.1%} of the images".replace(".0%", "%")
+            return _PLAIN[task].format(_floor_value(task, self.value))
         points = f"{self.value * 100:.1f}".removesuffix(".0")
         return f"at most {points} more wrong answer{'s' * (points != '1')} per 100 images than the original"
 
     def applies(self, result: CompareResult) -> bool:
-        """False when the floor needs labels the result does not have."""
-        return self.kind is FloorKind.AGREEMENT or result.labelled
+        """False when the floor needs labels the result does not have (a model that is not a classifier has none)."""
+        return self.kind is FloorKind.AGREEMENT or (result.task is Task.CLASSIFICATION and result.labelled)
 
     def met(self, variant: VariantResult, baseline: VariantResult | None) -> bool:
         """True when the variant stays within the floor (float32 always does)."""
@@ -101,10 +141,14 @@ class Floor:
             return variant.top1_agreement is not None and variant.top1_agreement >= self.value - 1e-9
         return variant.accuracy is not None and baseline.accuracy - variant.accuracy <= self.value + 1e-9
 
-    def shortfall(self, variant: VariantResult, baseline: VariantResult | None) -> str:
-        """How the variant stands against the floor, e.g. '95.5% agreement'."""
+    def shortfall(self, variant: VariantResult, baseline: VariantResult | None, *,
+                  task: Task = Task.CLASSIFICATION) -> str:
+        """How the variant stands against the floor, e.g. '95.5% agreement with float32', '95.5% mask IoU ...'."""
         if self.kind is FloorKind.AGREEMENT or baseline is None or baseline.accuracy is None:
-            return f"{variant.top1_agreement or 0:.1%} agreement with float32"
+            title = AGREEMENT[task][0]
+            if task in _COSINE:
+                return f"{title} {agreement_text(task, variant.top1_agreement)} with float32"
+            return f"{agreement_text(task, variant.top1_agreement)} {title} with float32"
         drop = (baseline.accuracy - (variant.accuracy or 0.0)) * 100
         return f"accuracy {drop:.1f} points below float32"
 
@@ -127,6 +171,17 @@ class Verdict:
     picks: tuple[Pick, ...]
     note: str  # how coarse the floor is on this many images ('' when fine)
     plain_note: str = ""  # the same in everyday words
+    task: Task = Task.CLASSIFICATION  # the model's: the floor is said in its terms
+
+    @property
+    def floor_label(self) -> str:
+        """The floor in the task's terms (`Floor.label_for`)."""
+        return self.floor.label_for(self.task)
+
+    @property
+    def floor_plain(self) -> str:
+        """The floor in everyday words for the task (`Floor.plain_for`)."""
+        return self.floor.plain_for(self.task)
 
     def pick(self, target: Target) -> Pick:
         """The pick for one target."""
@@ -138,33 +193,45 @@ def decide(result: CompareResult, *, floor: Floor | None = None) -> Verdict:
 
     Args:
         result: a comparison (the float32 baseline should be in it).
-        floor: the fidelity floor; an accuracy-drop floor on unlabelled images falls back
-            to the default agreement floor (and says so in `note`).
+        floor: the fidelity floor; an accuracy-drop floor on unlabelled images (or on a model
+            that is not a classifier) falls back to the default agreement floor (and says so
+            in `note`).
     """
     floor = floor or Floor()
-    note = ""
+    task = result.task
+    note = plain = ""
     if not floor.applies(result):
-        note = f"No labels: {floor.label} cannot be checked, so agreement with float32 ≥ 99% is used. "
+        classifier = task is Task.CLASSIFICATION
+        note = (f"{'No labels' if classifier else 'Not a classifier'}: {floor.label_for(task)} cannot be checked, "
+                f"so {Floor().label_for(task)} is used. ")
         floor = Floor()
+        why = "without labels" if classifier else "on a model that does not answer with classes"
+        plain = f"The bar set for this comparison could not be checked {why}, so {floor.plain_for(task)} is required. "
     base = result.baseline
     usable = [v for v in result.variants if v.ok and not v.warning]
     fits = [v for v in usable if floor.met(v, base)]
     picks = (_cpu(fits, result, floor), _gpu(fits, result, floor), _integer(fits, result, floor))
-    plain = "The bar set for this comparison could not be checked without labels, so " \
-        f"{floor.plain} is required. " if note else ""
     return Verdict(floor=floor, picks=picks, note=note + _coarseness(result, floor),
-                   plain_note=plain + _coarseness(result, floor, plain=True))
+                   plain_note=plain + _coarseness(result, floor, plain=True), task=task)
+
+
+# What one image that disagrees is, for the tasks whose agreement counts images (the others are finer grained).
+_ONE_IMAGE = {Task.CLASSIFICATION: ("one disagreeing image", "one image with another answer"),
+              Task.EMBEDDING: ("one image with another nearest neighbour", "one image with another nearest neighbour")}
 
 
 def _coarseness(result: CompareResult, floor: Floor, *, plain: bool = False) -> str:
-    """A sentence when one image moves agreement by more than the floor allows."""
+    """A sentence when one image moves agreement by more than the floor allows (tasks that count images only)."""
     n = result.fidelity_images
-    if floor.kind is not FloorKind.AGREEMENT or not n or 1 / n <= 1 - floor.value:
+    words = _ONE_IMAGE.get(result.task)
+    if words is None or floor.kind is not FloorKind.AGREEMENT or not n or 1 / n <= 1 - floor.value:
         return ""
+    if result.task is Task.EMBEDDING and n < 3:
+        return ""  # no nearest neighbours below 3 images: the agreement is a mean cosine
     if plain:
-        return (f"With {n} images, one image with another answer is already {100 / n:.1f}% of them, so the bar "
-                f"({floor.plain}) allows none; more images give a finer answer.")
-    return (f"With {n} images one disagreeing image is {100 / n:.1f} points, so {floor.label} allows none; "
+        return (f"With {n} images, {words[1]} is already {100 / n:.1f}% of them, so the bar "
+                f"({floor.plain_for(result.task)}) allows none; more images give a finer answer.")
+    return (f"With {n} images {words[0]} is {100 / n:.1f} points, so {floor.label_for(result.task)} allows none; "
             "add images for a finer verdict.")
 
 
@@ -235,6 +302,8 @@ def _fidelity(v: VariantResult, result: CompareResult) -> str:
     base = result.baseline
     if v is base:
         return "it is the reference"
+    if result.task is not Task.CLASSIFICATION:
+        return _task_fidelity(v, result)
     n = result.fidelity_images
     same = round((v.top1_agreement or 0.0) * n)
     text = f"same top-1 class as float32 on {same} of {n} images"
@@ -245,17 +314,80 @@ def _fidelity(v: VariantResult, result: CompareResult) -> str:
 
 
 def _plain_fidelity(v: VariantResult, result: CompareResult) -> str:
-    """How close to the original a variant stays, counted in images."""
+    """How close to the original a variant stays, counted in images (in the task's own terms for other models)."""
     base = result.baseline
     n = result.fidelity_images
     if v is base:
         return ""
+    if result.task is not Task.CLASSIFICATION:
+        return _plain_task_fidelity(v, result)
     text = f"same answer as the original on {round((v.top1_agreement or 0.0) * n)} of {n} images"
     if v.accuracy is not None and base is not None and base.accuracy is not None:
         right, base_right = round(v.accuracy * n), round(base.accuracy * n)
         text += (f", right as often as the original ({right} of {n})" if right == base_right
                  else f", right on {right} of {n} (the original: {base_right})")
     return text
+
+
+def _main(v: VariantResult, result: CompareResult) -> OutputFidelity | None:
+    """The variant's figures on the model's main output (the one that decides its task)."""
+    main = main_output(result.output_specs)
+    return next((f for f in v.outputs if main is not None and f.index == main.index), None)
+
+
+def _lowest_sqnr(v: VariantResult) -> str:
+    """'lowest SQNR 38.9 dB (conv2d_31)': where the variant is furthest from float32 ('' when exact)."""
+    f = worst_output(v)
+    if f is None or f.whole.exact or f.whole.sqnr_db is None:
+        return ""
+    return f"lowest SQNR {f.whole.sqnr_db:.1f} dB ({worst_words(f)})"
+
+
+def _exact(v: VariantResult) -> bool:
+    """True when every output of the variant is identical to float32's."""
+    worst = worst_output(v)
+    return worst is not None and worst.whole.exact
+
+
+def _task_fidelity(v: VariantResult, result: CompareResult) -> str:
+    """A non-classifier's closeness to float32 in the task's terms, from its main output, and where it is worst."""
+    f, task = _main(v, result), result.task
+    n = result.fidelity_images
+    if _exact(v):
+        return f"outputs identical to float32's on all {n} images"
+    if task is Task.SEGMENTATION and f is not None and f.mask is not None:
+        text = f"mask IoU {f.mask.iou:.1%} with float32, {f.mask.pixel_agreement:.2%} of pixels labelled the same"
+    elif task is Task.LANDMARKS and f is not None and f.landmarks is not None and f.landmarks.pck_5 is not None:
+        text = f"{f.landmarks.pck_5:.1%} of points within 5% of the image size of float32's"
+        if f.landmarks.mean_error is not None:
+            text += f", {f.landmarks.mean_error:.2g} px apart on average"
+    elif task is Task.EMBEDDING and f is not None and f.embedding is not None and f.embedding.nn_agreement is not None:
+        same = round(f.embedding.nn_agreement * n)
+        text = (f"same nearest neighbour as with float32 on {same} of {n} images, mean cosine "
+                f"{f.embedding.mean_cosine or 0.0:.4f}")
+    else:
+        text = Floor().shortfall(v, result.baseline, task=task)
+    sqnr = _lowest_sqnr(v)
+    return f"{text}; {sqnr}" if sqnr else text
+
+
+def _plain_task_fidelity(v: VariantResult, result: CompareResult) -> str:
+    """A non-classifier's closeness to the original in everyday words."""
+    f, task = _main(v, result), result.task
+    n = result.fidelity_images
+    if _exact(v):
+        return f"exactly the original's outputs on all {n} images"
+    if task is Task.SEGMENTATION and f is not None and f.mask is not None:
+        return f"masks that overlap the original's by {f.mask.iou:.1%} on average"
+    if task is Task.LANDMARKS and f is not None and f.landmarks is not None and f.landmarks.pck_5 is not None:
+        error = f.landmarks.mean_error
+        apart = "" if error is None else f"points {error:.2g} px from the original's on average, "
+        return f"{apart}{f.landmarks.pck_5:.1%} of them within 5% of the image size"
+    if task is Task.EMBEDDING and f is not None and f.embedding is not None and f.embedding.nn_agreement is not None:
+        return f"the original's nearest neighbour on {round(f.embedding.nn_agreement * n)} of {n} images"
+    if task in _COSINE or task is Task.EMBEDDING:  # an embedding of fewer than 3 images: its mean cosine
+        return f"outputs pointing the same way as the original's (cosine similarity {v.top1_agreement or 0.0:.4f})"
+    return f"{agreement_text(task, v.top1_agreement)} {AGREEMENT[task][0]} with the original"
 
 
 def _footprint(v: VariantResult) -> int:
@@ -312,8 +444,12 @@ _UNTIL = {Target.GPU: "until then, run this model on the CPU (first card)",
 _NONE_BUILT = {Target.GPU: "no float version was made", Target.INTEGER: "no integer-only version (int8) was made"}
 
 
-def _plain_shortfall(v: VariantResult, base: VariantResult | None, floor: Floor, n: int) -> tuple[str, str]:
+def _plain_shortfall(v: VariantResult, base: VariantResult | None, floor: Floor, n: int, *,
+                     task: Task = Task.CLASSIFICATION) -> tuple[str, str]:
     """How far the closest variant stays from the original, and what shipping it costs, counted in images."""
+    if task is not Task.CLASSIFICATION:
+        gap, cost = _TASK_SHORTFALL[task](v.top1_agreement or 0.0, n)
+        return gap + (" and carries a warning" if v.warning else ""), cost
     if floor.kind is FloorKind.AGREEMENT or base is None or base.accuracy is None:
         same = round((v.top1_agreement or 0.0) * n)
         gap = f"gives the original's answer on {same} of {n} images"
@@ -323,6 +459,30 @@ def _plain_shortfall(v: VariantResult, base: VariantResult | None, floor: Floor,
         gap = f"gets {more} more of the {n} images wrong than the original"
         cost = f"{more} more wrong answer{'s' * (more != 1)} in {n} images"
     return gap + (" and carries a warning" if v.warning else ""), cost
+
+
+def _embedding_shortfall(value: float, n: int) -> tuple[str, str]:
+    """The gap and the cost for an embedding: counted in images when neighbours were compared (3 images or more)."""
+    if n < 3:
+        return (f"has embeddings with a cosine similarity of {value:.4f} to the original's",
+                "embeddings pointing further from the original's than the bar allows")
+    same = round(value * n)
+    return (f"finds the original's nearest neighbour on {same} of {n} images",
+            f"{n - same} different nearest neighbour{'s' * (n - same != 1)} in {n} images")
+
+
+# A non-classifier's closest variant: what it gives (after "The closest, X, ...") and what shipping it means.
+_TASK_SHORTFALL = {
+    Task.SEGMENTATION: lambda value, n: (f"has masks that overlap the original's by {value:.1%}",
+                                         f"masks that overlap the original's by only {value:.1%}"),
+    Task.LANDMARKS: lambda value, n: (f"puts {value:.1%} of its points within 5% of the image size of the original's",
+                                      f"{1 - value:.1%} of the points further off than that"),
+    Task.EMBEDDING: _embedding_shortfall,
+    Task.DETECTION: lambda value, n: (f"has outputs with a cosine similarity of {value:.4f} to the original's",
+                                      "outputs further from the original's than the bar allows"),
+    Task.GENERIC: lambda value, n: (f"has outputs with a cosine similarity of {value:.4f} to the original's",
+                                    "outputs further from the original's than the bar allows"),
+}
 
 
 def _none_fits(target: Target, candidates: list[VariantResult], result: CompareResult, floor: Floor,
@@ -339,12 +499,14 @@ def _none_fits(target: Target, candidates: list[VariantResult], result: CompareR
     advice = (f"Undo {' and '.join(changed)}, or lower the floor." if changed else
               "Try more or more representative calibration images, or lower the floor." if
               closest.recipe.needs_calibration else "Lower the floor, or try another mode.")
-    gap, cost = _plain_shortfall(closest, base, floor, result.fidelity_images)
-    plain = (f"Nothing to ship for this hardware yet: no version that runs there gives {floor.plain}. The closest, "
+    gap, cost = _plain_shortfall(closest, base, floor, result.fidelity_images, task=result.task)
+    plain = (f"Nothing to ship for this hardware yet: no version that runs there gives {floor.plain_for(result.task)}. "
+             "The closest, "
              f"{closest.name}, {gap}. Shipping it anyway means accepting {cost}; otherwise the quantization has to "
              f"improve first, and {_UNTIL[target]}.")
-    return Pick(target, None, f"No variant meets {floor.label}: the closest, {closest.name}, has "
-                f"{floor.shortfall(closest, base)}{' and a warning' if closest.warning else ''}. {advice}", plain)
+    return Pick(target, None, f"No variant meets {floor.label_for(result.task)}: the closest, {closest.name}, has "
+                f"{floor.shortfall(closest, base, task=result.task)}{' and a warning' if closest.warning else ''}. "
+                f"{advice}", plain)
 
 
 def _cpu(fits: list[VariantResult], result: CompareResult, floor: Floor) -> Pick:
@@ -362,8 +524,9 @@ def _cpu(fits: list[VariantResult], result: CompareResult, floor: Floor) -> Pick
     if best is base:
         why = "no variant with a smaller footprint meets the floor and is as fast" if len(fits) > 1 else \
             "no quantized variant meets the floor"
-        plain_why = (f"no smaller version both gives {floor.plain} and runs about as fast" if len(fits) > 1 else
-                     f"no smaller version gives {floor.plain}")
+        wanted = floor.plain_for(result.task)
+        plain_why = (f"no smaller version both gives {wanted} and runs about as fast" if len(fits) > 1 else
+                     f"no smaller version gives {wanted}")
         return Pick(Target.CPU, best.name,
                     _clauses(f"{why}; {_mb(best.size_bytes)} file", _ram(best), speed, noise),
                     _clauses(f"ship the original model as it is: {plain_why}", plain_noise))
@@ -396,7 +559,8 @@ def _why_not(result: CompareResult, mode: Mode, floor: Floor) -> str:
     v = next((v for v in result.variants if v.mode is mode), None)
     if v is None:
         return "was not made"
-    return "could not be made" if not v.ok else "carries a warning" if v.warning else f"does not give {floor.plain}"
+    return ("could not be made" if not v.ok else "carries a warning" if v.warning else
+            f"does not give {floor.plain_for(result.task)}")
 
 
 def _integer(fits: list[VariantResult], result: CompareResult, floor: Floor) -> Pick:
