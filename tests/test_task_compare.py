@@ -38,7 +38,8 @@ def square_dir(tmp_path_factory):
     (truth / "masks").mkdir(parents=True)
     for k, pixels in enumerate(images):  # the true masks: the bright squares, 0/255
         Image.fromarray(((pixels.mean(-1) > 120) * 255).astype(np.uint8)).save(truth / "masks" / f"square_{k:02d}.png")
-    points = {f"square_{k:02d}": [[float(x), float(y)], [float(x) + 1, float(y) + 1]] for k, (x, y) in enumerate(centres)}
+    points = {f"square_{k:02d}": [[float(x), float(y)], [float(x) + 1, float(y) + 1]]
+              for k, (x, y) in enumerate(centres)}
     (truth / "points.json").write_text(json.dumps(points))
     return folder
 
