@@ -170,6 +170,11 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roles", metavar="NAME=ROLE[,...]",
                    help="what an output holds, when the inferred role is wrong: an output index or name = "
                         f"{', '.join(r.value for r in Role)}; e.g. 0=mask,conv2d_31=score")
+    if p.prog.split()[-1] != "inspect":
+        p.add_argument("--truth", metavar="PATH", nargs="+", default=[],
+                       help="ground truth of a segmentation or landmark model: PNG masks named like the images "
+                            "(files or folders), or one JSON file {\"image name\": [[x, y], ...]}; the variants "
+                            "are then also scored against it (mask IoU or PCK@5%%)")
 
 
 def _task_choices(args: argparse.Namespace) -> tuple[Task | None, tuple[tuple[str, Role], ...]]:
@@ -344,7 +349,8 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     kept = _float_layer_recipe(args, parse_mode(args.float_layers_mode or Mode.INT8.value))
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args) + ((kept,) if kept else ()),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
-                             measure_latency=not args.no_latency, task=task, roles=roles)
+                             measure_latency=not args.no_latency, task=task, roles=roles,
+                             truth=tuple(args.truth))
     cache = _cache(args)
     evaluation = None
     dataset = _whole_set(args)
@@ -563,7 +569,8 @@ def _tune_options(args: argparse.Namespace):
         raise InputError("the latency objective measures latency: drop --no-latency")
     task, roles = _task_choices(args)
     return CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
-                          preprocessing=_override(args), measure_latency=not args.no_latency, task=task, roles=roles)
+                          preprocessing=_override(args), measure_latency=not args.no_latency, task=task, roles=roles,
+                          truth=tuple(args.truth))
 
 
 def _tune_workbench(args: argparse.Namespace, options):

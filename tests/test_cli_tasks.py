@@ -182,3 +182,30 @@ def test_tune_measures_a_landmark_model_by_its_tasks_agreement(cache_dir):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("budget: PCK@5% with float32 ≥ 99%;")
     assert re.match(r" 1\. int8: PCK@5% \d+\.\d%, ", lines[2]), lines[2]
+
+
+def test_ground_truth_points_score_every_variant(cache_dir, tmp_path):
+    """--truth: points in the images' pixels (here float32's own, so float32 scores 100%)."""
+    from quant_core import ArtifactCache, CompareOptions, CompareRequest, Mode, Recipe, run_compare
+
+    found = run_compare(CompareRequest(str(FACE), (str(FACES),), None, CompareOptions(
+        recipes=(Recipe(Mode.FLOAT32),), measure_latency=False)), cache=ArtifactCache(cache_dir))
+    points = found.variant("float32").views[0].images
+    names = [image.file for image in found.images]
+    truth = tmp_path / "points.json"
+    truth.write_text(json.dumps({name: [list(p) for p in view.points] for name, view in zip(names, points)}))
+    report = tmp_path / "report.json"
+    proc = run_cli("compare", FACE, "--images", FACES, *QUICK, "--truth", truth, "--json", report,
+                   cache_dir=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    titles, rows = table(proc.stdout)
+    assert "vs ground truth" in titles and "100.0%" in rows["float32"]
+    data = json.loads(report.read_text())
+    assert data["labels"]["ground_truth"] == "ground-truth points of 7 images"
+    assert data["source_accuracy"] == 1.0
+
+
+def test_ground_truth_that_does_not_exist_is_one_line(cache_dir, tmp_path):
+    proc = run_cli("compare", FACE, "--images", FACES, *QUICK, "--truth", tmp_path / "nope.json",
+                   cache_dir=cache_dir)
+    assert_one_line_error(proc, "nope.json: no such file or folder")
