@@ -632,7 +632,8 @@ def format_tune(result, *, task: Task = Task.CLASSIFICATION) -> str:
             lines.append(f"{k:2d}. {v.name}: failed ({v.error})")
             continue
         fidelity = f"accuracy {ACCURACY.format_number(v.accuracy)}" if v.accuracy is not None else \
-            f"{AGREEMENT[task][0]} {_agreement_number(task, v.top1_agreement)}"
+            f"{step.measure if task is not Task.CLASSIFICATION else AGREEMENT[task][0]} " \
+            f"{_agreement_number(task, v.top1_agreement)}"
         latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
         mark = "within" if step.within_budget else "outside"
         lines.append(f"{k:2d}. {v.name}: {fidelity}, {(v.size_bytes or 0):,} bytes{latency}; {mark} the budget. "
@@ -648,6 +649,8 @@ def format_tune(result, *, task: Task = Task.CLASSIFICATION) -> str:
                      f"{best.name} (step {result.winner + 1}). {no_winner_advice(result.target)}")
     if result.speed_note:
         lines.append(f"Note: {result.speed_note}")
+    if result.note:
+        lines.append(f"Stopped short: {result.note}")
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,7 @@ from quant_core.request import CompareOptions, CompareRequest, Progress, Progres
 from quant_core.results.compare_result import CompareResult, Status, VariantResult
 from quant_core.results.verdict import contested
 from quant_core.runner import TFLiteRunner, measure_memory
-from quant_core.tasks import OutputSpec, Role, Task
+from quant_core.tasks import OutputSpec, Role, Task, main_output
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,9 @@ class Workbench:
             raise InputError(f"{recipe.mode} quantizes no activations: per-layer error is for int8, int8_float_io "
                              "and int16x8")
         built = self.build(recipe)
-        return layer_errors(float_tflite(self.source, self.cache), built.model, self.x, variant=name or recipe.name)
+        main = main_output(self.reference.specs)
+        return layer_errors(float_tflite(self.source, self.cache), built.model, self.x, variant=name or recipe.name,
+                            output=main.index if main is not None else 0)
 
     def model_set(self, variants: Sequence[VariantResult]) -> ModelSet:
         """The built variants that passed, with the float32 .tflite first, to evaluate on a whole dataset."""

@@ -37,6 +37,7 @@ from quant_core.errors import InputError, first_line
 
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}  # inserted at float/int boundaries: they carry their input's error
 _SKIP = {"DELEGATE"}
+_CUSTOM_OP = re.compile(r"unresolved custom op: ([\w.-]+)")
 MAX_IMAGES = 32  # the error statistics settle after a few dozen images; every tensor is kept per image
 
 
@@ -69,12 +70,28 @@ class ErrorLedger:
 
 
 @dataclass(frozen=True)
+class OutputLayer:
+    """One output of the model, and the layer its error comes from."""
+
+    name: str  # the output tensor's name in the float model
+    layer: int | None  # position of that layer among the compared ones (None: no compared layer leads to it)
+
+
+@dataclass(frozen=True)
 class LayerReport:
-    """A variant's per-layer error on some images."""
+    """A variant's per-layer error on some images.
+
+    A model with several outputs (landmarks beside a presence score, a mask beside
+    heatmaps) has one path per output: `output_error`, `path` and `ledger` follow the
+    output `output` names (the main one, quant_core.tasks.main_output); `output_errors`
+    gives every output's. A model with one output follows its last layer.
+    """
 
     variant: str
     images: int
     layers: tuple[LayerError, ...]
+    outputs: tuple[OutputLayer, ...] = ()  # every output of the model, in its order
+    output: int = 0  # index into `outputs`: the output the report follows
 
     def worst(self, n: int) -> tuple[LayerError, ...]:
         """The n layers that add the most error, worst first (float layers add none of their own)."""
@@ -86,14 +103,32 @@ class LayerReport:
         return next(layer for layer in self.layers if layer.tensor == tensor)
 
     @property
+    def end(self) -> int | None:
+        """The position of the layer the report follows: the followed output's (several outputs), else the last."""
+        if len(self.outputs) > 1 and 0 <= self.output < len(self.outputs):
+            position = self.outputs[self.output].layer
+            if position is not None:
+                return position
+        return len(self.layers) - 1 if self.layers else None
+
+    @property
+    def output_name(self) -> str | None:
+        """The followed output's name when the model has several outputs, else None."""
+        return self.outputs[self.output].name if len(self.outputs) > 1 and self.output < len(self.outputs) else None
+
+    @property
     def output_error(self) -> float:
-        """The relative error of the last compared layer (what the predictions see)."""
-        return self.layers[-1].relative_error if self.layers else 0.0
+        """The relative error of the followed output's layer (what the predictions see)."""
+        return self.layers[self.end].relative_error if self.end is not None else 0.0
+
+    def output_errors(self) -> tuple[tuple[str, float | None], ...]:
+        """(name, relative error) of every output of the model; None where no compared layer leads to it."""
+        return tuple((o.name, None if o.layer is None else self.layers[o.layer].relative_error) for o in self.outputs)
 
     def path(self) -> tuple[LayerError, ...]:
-        """The layers the output's error came through, input first: back from the last layer by `source`."""
+        """The layers the output's error came through, input first: back from the followed layer by `source`."""
         chain: list[LayerError] = []
-        position = len(self.layers) - 1 if self.layers else None
+        position = self.end
         while position is not None:
             chain.append(self.layers[position])
             position = self.layers[position].source
@@ -123,12 +158,14 @@ def layer_name(tensor: str) -> str:
     return re.sub(r"_\d+$", "", parts[1] if len(parts) >= 2 else parts[0])
 
 
-def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant: str) -> LayerReport:
+def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant: str, output: int = 0) -> LayerReport:
     """Compares every quantized op's output with the float model's on up to MAX_IMAGES images (float32, [N, ...]),
-    evenly spread over `x` (images come grouped by class).
+    evenly spread over `x` (images come grouped by class). With several outputs, the report follows `output`
+    (an index into the model's outputs; by default the first).
 
     Raises:
-        InputError: a model the interpreter cannot run, or no layer the two models share.
+        InputError: a model the interpreter cannot run (a custom op the builtin kernels lack), or no layer the
+            two models share.
     """
     x = np.asarray(x[spread_order(len(x))[:MAX_IMAGES]], dtype=np.float32)  # spread over the folders (classes)
     floats, quant = _Preserving(float_model), _Preserving(quantized)
@@ -169,7 +206,9 @@ def layer_errors(float_model: bytes, quantized: bytes, x: np.ndarray, *, variant
             position=len(layers), op=op["op_name"], tensor=tensor["name"], dtype=np.dtype(tensor["dtype"]).name,
             scale=scale, rmse_steps=None if scale is None else acc.rmse / scale, max_abs_error=acc.max_abs,
             relative_error=acc.relative, added=acc.relative - before, source=source))
-    return LayerReport(variant=variant, images=len(x), layers=tuple(layers))
+    outputs = tuple(OutputLayer(name, origin.get(i)) for name, i in zip(floats.output_names, quant.output_indices))
+    return LayerReport(variant=variant, images=len(x), layers=tuple(layers), outputs=outputs,
+                       output=output if 0 <= output < len(outputs) else 0)
 
 
 class _Sums:
@@ -206,6 +245,12 @@ class _Preserving:
                                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
             self.interp.allocate_tensors()
         except (RuntimeError, ValueError) as err:
+            custom = _CUSTOM_OP.search(str(err))
+            if custom:
+                raise InputError(
+                    f"per-layer error runs LiteRT's builtin kernels, keeping every tensor, and they lack the custom op "
+                    f"{custom[1]} of this model (only the XNNPACK delegate runs it, as a whole): its layers cannot be "
+                    "compared one by one") from None
             raise InputError(f"the LiteRT interpreter cannot load this model: {first_line(err)}") from None
         self.tensors: dict[int, dict[str, Any]] = {t["index"]: t for t in self.interp.get_tensor_details()}
         self.ops: list[dict[str, Any]] = self.interp._get_ops_details()  # pylint: disable=protected-access
@@ -214,6 +259,9 @@ class _Preserving:
             raise InputError(f"expected a model with one input, got {len(details)}")
         self.input = details[0]
         self.input_indices = [self.input["index"]]
+        outputs = self.interp.get_output_details()
+        self.output_indices = [int(o["index"]) for o in outputs]
+        self.output_names = [str(o["name"]) for o in outputs]
 
     def run(self, batch: np.ndarray) -> None:
         dtype = np.dtype(self.input["dtype"])

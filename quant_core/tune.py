@@ -24,6 +24,7 @@ the best found so far.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +35,15 @@ from quant_core.compare import Workbench
 from quant_core.errors import InputError
 from quant_core.layers import layer_name
 from quant_core.modes import MODE_INFO, IOType, Mode
+from quant_core.outputs import AGREEMENT
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import Progress, ProgressCallback
 from quant_core.results.compare_result import VariantResult
+from quant_core.results.dataset_compare import measure_of
 from quant_core.results.verdict import Floor, Target
+from quant_core.tasks import Task
+
+log = logging.getLogger(__name__)
 
 
 class Objective(enum.StrEnum):
@@ -75,6 +81,9 @@ def target_name(target: Target) -> str:
     return next(name for name, t in TARGETS.items() if t is target)
 
 
+CLASS_AGREEMENT = AGREEMENT[Task.CLASSIFICATION][0]
+
+
 @dataclass(frozen=True)
 class Step:
     """One tried recipe, why the search tried it, and what it measured."""
@@ -82,6 +91,7 @@ class Step:
     variant: VariantResult
     why: str
     within_budget: bool
+    measure: str = CLASS_AGREEMENT  # what `variant.top1_agreement` measures: the task's agreement with float32
 
     @property
     def name(self) -> str:
@@ -101,16 +111,25 @@ class Step:
 
     @property
     def fidelity(self) -> float:
-        """What the search climbs: accuracy when known, else agreement (-1 for a failed step)."""
+        """What the search climbs: accuracy when known, else agreement, the task's for a model that is not a
+        classifier (mask IoU, PCK@5%, ...: `measure`); -1 for a failed step."""
         v = self.variant
         value = v.accuracy if v.accuracy is not None else v.top1_agreement
         return -1.0 if not v.ok or value is None else value
 
+    @property
+    def fidelity_text(self) -> str:
+        """The fidelity in words: 'accuracy 97.5%', 'agreement 100.0%', 'mask IoU 98.7%'."""
+        v = self.variant
+        if v.accuracy is not None:
+            return f"accuracy {v.accuracy:.1%}"
+        return f"{self.measure} " + ("–" if v.top1_agreement is None else f"{v.top1_agreement:.1%}")
+
     def to_dict(self) -> dict[str, Any]:
         v = self.variant
         return {"name": v.name, "why": self.why, "ok": v.ok, "error": v.error, "size_bytes": v.size_bytes,
-                "latency_ms": self.latency_ms, "agreement": v.top1_agreement, "accuracy": v.accuracy,
-                "within_budget": self.within_budget, "recipe": v.recipe.to_dict()}
+                "latency_ms": self.latency_ms, "agreement": v.top1_agreement, "measure": self.measure,
+                "accuracy": v.accuracy, "within_budget": self.within_budget, "recipe": v.recipe.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -127,16 +146,19 @@ class TuneResult:
     seconds: float
     target: Target = Target.CPU
     baseline_latency_ms: float | None = None  # float32's median latency here (None: latency not measured)
+    measure: str = CLASS_AGREEMENT  # what the budget and the steps' agreement measure (the task's, quant_core.outputs)
+    note: str = ""  # why the search stopped short of what it would have tried, in one line ("" when it did not)
 
     @classmethod
     def of(cls, budget: Floor, objective: Objective, steps: Sequence[Step], *, target: Target = Target.CPU,
            baseline_accuracy: float | None = None, baseline_latency_ms: float | None = None, cancelled: bool = False,
-           seconds: float = 0.0) -> TuneResult:
+           seconds: float = 0.0, measure: str = CLASS_AGREEMENT, note: str = "") -> TuneResult:
         """The result of these steps (also of a search interrupted after them): the winner chosen by `best_step`."""
         winner = best_step(steps, objective)
         return cls(budget=budget, objective=objective, baseline_accuracy=baseline_accuracy, steps=tuple(steps),
                    winner=winner, met=winner is not None and steps[winner].within_budget, cancelled=cancelled,
-                   seconds=seconds, target=target, baseline_latency_ms=baseline_latency_ms)
+                   seconds=seconds, target=target, baseline_latency_ms=baseline_latency_ms, measure=measure,
+                   note=note)
 
     @property
     def best(self) -> Step | None:
@@ -152,11 +174,11 @@ class TuneResult:
         """JSON-ready: the budget, the target, the objective, every step (with its recipe) and the winner."""
         best = self.best
         return {"budget": {"kind": self.budget.kind.value, "value": self.budget.value, "label": self.budget.label},
-                "target": target_name(self.target), "objective": self.objective.value,
+                "target": target_name(self.target), "objective": self.objective.value, "measure": self.measure,
                 "baseline_accuracy": self.baseline_accuracy, "baseline_latency_ms": self.baseline_latency_ms,
                 "met": self.met, "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
                 "steps": [s.to_dict() for s in self.steps], "winner": None if best is None else best.to_dict(),
-                "speed_note": self.speed_note}
+                "speed_note": self.speed_note, "note": self.note}
 
 
 def speed_note(step: Step | None, baseline_latency_ms: float | None) -> str:
@@ -206,18 +228,18 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         InputError: a latency objective on a workbench that does not measure latency, or a bad base.
     """
     base = _start(bench, objective=objective, base=base, max_steps=max_steps)
-    report = on_progress or (lambda p: None)
-    start = time.perf_counter()
-    score = scorer or tuple
-    timed = objective is Objective.LATENCY
+    report, start = on_progress or (lambda p: None), time.perf_counter()
+    score, timed = scorer or tuple, objective is Objective.LATENCY
     baseline = score([bench.evaluate(Recipe(Mode.FLOAT32), time_it=timed)])[0]
+    measure = _measure(bench, baseline)
     steps: list[Step] = []
 
     def tried(recipe: Recipe, why: str) -> Step:
         report(Progress(len(steps) / max_steps, f"Step {len(steps) + 1}: {recipe.name} ({why})", recipe.name))
         variant = score([bench.evaluate(recipe, time_it=timed)])[0]
         runs_there = target is not Target.INTEGER or (variant.ops is not None and variant.ops.integer_only)
-        step = Step(variant, why, within_budget=variant.ok and runs_there and budget.met(variant, baseline))
+        step = Step(variant, why, within_budget=variant.ok and runs_there and budget.met(variant, baseline),
+                    measure=measure)
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -228,16 +250,23 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         return len(steps) >= max_steps or (cancel is not None and cancel.is_set())
 
     _try_modes(base, target, steps, tried, stopped)
-    if target is Target.CPU and steps and steps[0].recipe.mode is Mode.INT8:
-        _fall_back_layers(bench, steps[0], steps, tried, stopped, patience=patience, objective=objective,
-                          report=report, max_steps=max_steps)
+    note = _fall_back_layers(bench, steps[0], steps, tried, stopped, patience=patience, objective=objective,
+                             report=report, max_steps=max_steps) \
+        if target is Target.CPU and steps and steps[0].recipe.mode is Mode.INT8 else ""
     result = TuneResult.of(budget, objective, steps, target=target, baseline_accuracy=baseline.accuracy,
-                           cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start)
+                           cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start,
+                           measure=measure, note=note)
     if bench.options.measure_latency and not result.cancelled and result.best is not None and baseline.ok:
         report(Progress(0.99, "Timing the winner and float32"))
         result = _timed(bench, result, baseline)
     report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
     return result
+
+
+def _measure(bench: Workbench, baseline: VariantResult) -> str:
+    """What the steps' agreement measures: a classifier's top-1 agreement, else the task's (as scored on float32)."""
+    reference = bench.reference
+    return CLASS_AGREEMENT if reference.classifier else measure_of(reference.task, reference.specs, baseline.outputs)
 
 
 def _start(bench: Workbench, *, objective: Objective, base: Recipe | None, max_steps: int) -> Recipe:
@@ -273,9 +302,9 @@ def _recipe_for(base: Recipe, mode: Mode, target: Target) -> Recipe:
 
 def _fall_back_layers(bench: Workbench, first: Step, steps: list[Step], tried: Callable[[Recipe, str], Step],
                       stopped: Callable[[], bool], *, patience: int, objective: Objective, report: ProgressCallback,
-                      max_steps: int) -> None:
+                      max_steps: int) -> str:
     """Keeps int8's worst layers in float one at a time while int8 misses the budget and a smaller (faster) winner is
-    still possible."""
+    still possible. Returns why it could not try that, in one line ("" when it could)."""
     current, stale, passed = first, 0, set[str]()  # passed: layers whose fallback did not help
     while current.ok and not current.within_budget and not stopped() and stale < patience:
         winner = best_step(steps, objective)
@@ -283,7 +312,11 @@ def _fall_back_layers(bench: Workbench, first: Step, steps: list[Step], tried: C
                                                                                                       objective):
             break  # a float layer more only adds to the file (and the time): it cannot beat the best found
         report(Progress(len(steps) / max_steps, f"Measuring the error by layer of {current.name}", current.name))
-        errors = bench.layer_report(current.recipe)
+        try:
+            errors = bench.layer_report(current.recipe)
+        except InputError as err:  # e.g. a custom op the per-layer comparison cannot run: the modes tried stand
+            log.info("no layer fallback for %s: %s", current.name, err)
+            return f"no layer of {current.name} was kept in float: {err}"
         worst = [layer for layer in errors.worst(len(errors.layers)) if layer.tensor not in passed]
         if not worst:
             break
@@ -296,6 +329,7 @@ def _fall_back_layers(bench: Workbench, first: Step, steps: list[Step], tried: C
             current = step
         else:
             passed.add(layer.tensor)
+    return ""
 
 
 def _timed(bench: Workbench, result: TuneResult, baseline: VariantResult) -> TuneResult:
@@ -330,10 +364,9 @@ def _describe(step: Step) -> str:
     v = step.variant
     if not v.ok:
         return f"{v.name} failed: {v.error}"
-    fidelity = f"accuracy {v.accuracy:.1%}" if v.accuracy is not None else f"agreement {v.top1_agreement:.1%}"
     size = f"{(v.size_bytes or 0) / 2**20:.2f} MB"
     latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
-    return f"{step.name}: {fidelity}, {size}{latency}, " + ("within the budget" if step.within_budget else
+    return f"{step.name}: {step.fidelity_text}, {size}{latency}, " + ("within the budget" if step.within_budget else
                                                            "outside the budget")
 
 
@@ -355,6 +388,7 @@ class CalibrationSweep:
     mode: Mode
     images: int
     points: tuple[CalibrationPoint, ...]
+    measure: str = CLASS_AGREEMENT  # what each point's agreement measures (the task's, quant_core.outputs)
 
 
 SWEEP_COUNTS = (1, 5, 10, 20)
@@ -392,4 +426,5 @@ def calibration_sweep(bench: Workbench, *, base: Recipe | None = None,
     points = tuple(CalibrationPoint(r.calibration_count, r.calibration_source, v.ok, v.top1_agreement, v.accuracy)
                    for r, v in zip(recipes, variants))
     report(Progress(1.0, "Done"))
-    return CalibrationSweep(mode=base.mode, images=total, points=points)
+    scored = next((v for v in variants if v.ok), variants[0])
+    return CalibrationSweep(mode=base.mode, images=total, points=points, measure=_measure(bench, scored))

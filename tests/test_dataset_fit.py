@@ -45,7 +45,9 @@ def test_the_imagenet_sample_is_offered_its_own_photos_and_the_digits_get_a_warn
     at = _run(AppTest.from_file(APP, default_timeout=900), "mobilenet_v2_imagenet")
     box = at.selectbox(key="w.evaluate_dataset")
     assert box.options == ["imagenet_images (22 images, 21 of the model's classes)",
-                           "digits_images (120 images, 10 folders read as class indices)"]
+                           "digits_images (120 images, 10 folders read as class indices)",
+                           "face_images (7 images, unlabelled: agreement only)",  # the landmark sample's crops
+                           "people_images (7 images, unlabelled: agreement only)"]  # the segmentation sample's
     assert box.value.dataset.path.endswith("imagenet_images")  # preselected: the set that fits
     next(b for b in at.button if b.label == "Evaluate on 22 images").click().run()
     ok(at)

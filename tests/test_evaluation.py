@@ -342,3 +342,23 @@ def test_cli_tune_on_a_big_folder_with_ray(generated, ray_executor, tmp_path, ca
     assert "every step scored on the whole set" in out and "240 of 241 images, 1 skipped; ray (2 CPUs" in out
     data = json.loads(report.read_text())
     assert data["whole_set_passes"] == len(data["steps"]) + 1 and "ray (2 CPUs" in data["whole_set"]
+
+
+def test_ray_gives_the_local_numbers_for_a_model_that_is_not_a_classifier(ray_executor, tmp_path):
+    """The bundled face landmarker (points and a presence score) on its face crops: every output's figures, exactly."""
+    from quant_core.cache import ArtifactCache
+    from quant_core.inputs.images import load_images
+    from quant_core.recipe import Recipe
+    from quant_core.tasks import Task
+
+    faces = REPO / "sample_models" / "face_images"
+    options = CompareOptions(recipes=(Recipe(Mode.INT8),), measure_latency=False)
+    bench = Workbench.open(REPO / "sample_models" / "face_landmark.tflite", load_images((faces,)), options=options,
+                           cache=ArtifactCache(tmp_path / "cache"))
+    models = bench.model_set(measure_variants(bench, options, on_progress=lambda p: None).variants)
+    runs = [evaluate_dataset(open_dataset([faces]), models, num_classes=0, executor=executor, shard_size=2)
+            for executor in (LocalExecutor(), ray_executor)]
+    assert runs[0].task is Task.LANDMARKS and runs[0].shards == 4 and runs[0].evaluated == 7
+    assert runs[0].variants == runs[1].variants and runs[0].read == runs[1].read
+    int8 = runs[1].score("int8")
+    assert len(int8.outputs) == 2 and not int8.outputs[0].whole.exact and len(int8.per_image) == 7

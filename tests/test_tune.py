@@ -85,9 +85,10 @@ def test_cli_tune_writes_the_winner_its_recipe_and_a_json_report(outlier, tmp_pa
     assert "Winner: float16 (step 6), within the budget." in done.stdout
     assert "budget: accuracy drop ≤ 1 points; objective: smallest size; target: cpu" in done.stdout
     report = json.loads((tmp_path / "tune.json").read_text())
-    assert set(report) == {"budget", "target", "objective", "baseline_accuracy", "baseline_latency_ms", "met",
-                           "cancelled", "seconds", "steps", "winner", "speed_note"}
+    assert set(report) == {"budget", "target", "objective", "measure", "baseline_accuracy", "baseline_latency_ms",
+                           "met", "cancelled", "seconds", "steps", "winner", "speed_note", "note"}
     assert report["met"] and report["objective"] == "size" and report["budget"]["kind"] == "accuracy_drop"
+    assert report["measure"] == "agreement" and report["note"] == ""
     assert report["target"] == "cpu" and report["baseline_latency_ms"] > 0 and report["winner"]["latency_ms"] > 0
     assert [s["name"] for s in report["steps"]] == ["int8", "int8_float_io", "int16x8", "dynamic_range",
                                                     "weight_only", "float16", "int8+1float"]

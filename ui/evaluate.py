@@ -12,7 +12,10 @@ import streamlit as st
 from quant_core import CompareResult, QuantError
 from quant_core.config import config
 from quant_core.inputs.datasets import ClassFit, class_fit, open_dataset
-from quant_core.results.dataset_compare import DatasetEvaluation, accuracy_doubt
+from quant_core.outputs import AGREEMENT
+from quant_core.results.compare_result import VariantResult
+from quant_core.results.dataset_compare import MEAN_COSINE, DatasetEvaluation, VariantScore, accuracy_doubt
+from quant_core.tasks import Task, main_output
 from quant_core.serving.dataset_evaluation import EvaluationProgress
 from quant_core.serving.protocol import ExecutorChoice
 from ui import engine, state
@@ -35,19 +38,23 @@ class ServerDataset:
 
 @dataclass(frozen=True)
 class Offer:
-    """A server dataset, and how its class folders fit the compared model's classes."""
+    """A server dataset, and how its class folders fit the compared model's classes (None: not a classifier)."""
 
     dataset: ServerDataset
-    fit: ClassFit
+    fit: ClassFit | None
 
     @property
     def label(self) -> str:
+        if self.fit is None:  # any folder of images: its class folders are not read
+            return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images)"
         return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images, {self.fit.summary})"
 
     @property
     def refusal(self) -> str | None:
         """One line on why this set cannot be scored against the model, or None."""
-        return None if self.fit.refusal is None else f"{Path(self.dataset.path).name}: {self.fit.refusal}."
+        if self.fit is None or self.fit.refusal is None:
+            return None
+        return f"{Path(self.dataset.path).name}: {self.fit.refusal}."
 
 
 def datasets_dir() -> Path | None:
@@ -70,11 +77,19 @@ def server_datasets() -> tuple[ServerDataset, ...]:
 
 
 def offers(result: CompareResult) -> tuple[Offer, ...]:
-    """The server's datasets for the result's model: those whose class folders map onto its classes first, most
-    folders named after its classes first (the first is preselected); sets that cannot be scored last."""
+    """The server's datasets for the result's model. A classifier's: those whose class folders map onto its classes
+    first, most folders named after its classes first (the first is preselected); sets that cannot be scored last.
+    Another task's: every set, in name order (any images will do; class folders are not read)."""
+    if result.task is not Task.CLASSIFICATION:
+        return tuple(Offer(d, None) for d in server_datasets())
     listed = [Offer(d, class_fit(d.classes, num_classes=len(result.class_names), class_names=result.class_names))
               for d in server_datasets()]
-    return tuple(sorted(listed, key=lambda offer: offer.fit.rank))  # stable: ties keep the listing's name order
+    return tuple(sorted(listed, key=lambda offer: offer.fit.rank if offer.fit else (0, 0, 0)))  # stable sort
+
+
+def measure(result: CompareResult) -> str:
+    """What the comparison's agreement with float32 measures, in a few words: 'agreement', 'mask IoU', 'PCK@5%'…"""
+    return AGREEMENT[result.task][0]
 
 
 @st.cache_data(show_spinner="Listing the datasets…", max_entries=256, ttl=600)
@@ -132,13 +147,13 @@ def stopped() -> bool:
 
 def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.DataFrame:
     """Per variant: the whole dataset's numbers beside the comparison's (its sample), and the loss against float32."""
-    by_sha = {v.tflite_sha256: v for v in result.variants if v.ok}
+    scores = {s.tflite_sha256: s for s in evaluation.variants}
+    pairs = [(v, scores[v.tflite_sha256]) for v in result.variants if v.ok and v.tflite_sha256 in scores]
+    if evaluation.task is not Task.CLASSIFICATION:
+        return pd.DataFrame([_task_row(result, evaluation, variant, score) for variant, score in pairs])
     reference = evaluation.variants[0]
     rows = []
-    for variant in result.variants:
-        score = next((s for s in evaluation.variants if s.tflite_sha256 == variant.tflite_sha256), None)
-        if score is None or variant.tflite_sha256 not in by_sha:
-            continue
+    for variant, score in pairs:
         row = {"variant": variant.name, "agreement": _pct(score.top1_agreement),
                f"agreement on {len(result.images)}": _pct(variant.top1_agreement)}
         if result.has_top5:  # with five classes or fewer, every top 5 holds them all
@@ -148,9 +163,31 @@ def scores_table(result: CompareResult, evaluation: DatasetEvaluation) -> pd.Dat
                     "Δ vs float32": f"{100 * (score.accuracy - reference.accuracy):+.2f} pts"}
             if result.has_top5:
                 row["top-5 accuracy"] = _pct(score.top5_accuracy)
-        row |= {"mean |Δp|": f"{score.mean_abs_diff:.4f}", "KL": f"{score.kl_divergence:.2e}"}
+        row |= {"mean |Δp|": _number(score.mean_abs_diff, ".4f"), "KL": _number(score.kl_divergence, ".2e")}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _task_row(result: CompareResult, evaluation: DatasetEvaluation, variant: VariantResult,
+              score: VariantScore) -> dict[str, str]:
+    """A non-classifier's row: its task's agreement on the set and on the sample, and each output's SQNR on the set."""
+    title = evaluation.measure
+    row = {"variant": variant.name, title: _pct(score.top1_agreement),
+           f"{title} on {len(result.images)}": _pct(_on_sample(result, variant, title))}
+    for found in score.outputs:
+        whole = found.whole
+        sqnr = "exact" if whole.exact else ("–" if whole.sqnr_db is None else f"{whole.sqnr_db:.1f} dB")
+        row[f"{found.name} SQNR"] = sqnr
+    return row
+
+
+def _on_sample(result: CompareResult, variant: VariantResult, title: str) -> float | None:
+    """The sample's figure for what the set's column measures (an embedding's mean cosine where the set's is that)."""
+    main = main_output(result.output_specs)
+    if title != MEAN_COSINE or main is None or main.index >= len(variant.outputs):
+        return variant.top1_agreement
+    embedding = variant.outputs[main.index].embedding
+    return None if embedding is None else embedding.mean_cosine
 
 
 def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
@@ -165,7 +202,10 @@ def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
     c3.metric("Throughput", f"{evaluation.images_per_second:,.0f} images/s",
               help=f"{len(evaluation.variants)} models per image, {evaluation.seconds:.1f} s in all")
     c4.metric("Workers", f"{len(evaluation.worker_names)}", help=evaluation.executor)
-    st.caption(f"Ran on {evaluation.executor} in {evaluation.shards} shards; labels: {evaluation.labels_source}. "
+    scored = (f"labels: {evaluation.labels_source}" if evaluation.task is Task.CLASSIFICATION else
+              f"the model is not a classifier: each variant's {evaluation.measure} with float32 is measured on every "
+              "image, and each output's SQNR (dB, higher is closer) over every value of every image")
+    st.caption(f"Ran on {evaluation.executor} in {evaluation.shards} shards; {scored}. "
                f"Columns \"on {len(result.images)}\" are the comparison's own images, for contrast: with "
                f"{len(result.images)} images one image moves a percentage by {100 / max(len(result.images), 1):.1f} "
                "points.")
@@ -177,10 +217,15 @@ def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
         with st.expander(f"{len(evaluation.skipped)} file(s) skipped"):
             st.dataframe(pd.DataFrame([{"file": s.name, "reason": s.reason} for s in evaluation.skipped]),
                          hide_index=True, width="stretch")
-    st.download_button("Scores and per-image predictions (JSON)", json.dumps(evaluation.to_dict()),
+    what = "predictions" if evaluation.task is Task.CLASSIFICATION else evaluation.measure
+    st.download_button(f"Scores and per-image {what} (JSON)", json.dumps(evaluation.to_dict()),
                        f"{Path(evaluation.dataset).name}_evaluation.json", "application/json", on_click="ignore",
                        icon=":material/download:")
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2%}"
+    return "–" if value is None or value != value else f"{value:.2%}"
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)

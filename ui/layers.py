@@ -7,10 +7,12 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from quant_core import CompareResult
+from quant_core import CompareResult, Mode
 from quant_core.layers import LayerError, LayerReport, layer_name, percent
+from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import VariantResult
 from quant_core.results.verdict import Floor, FloorKind
+from quant_core.tasks import Task
 from quant_core.tune import TARGETS, Objective, Step, TuneResult, best_step, no_winner_advice, speed_note
 from ui import charts, engine, run, state
 from ui.settings import Settings
@@ -24,6 +26,11 @@ EXPLANATION = (
     "layers that even noise out (pooling, averaging, a softmax): that is why the line can fall. The tallest bars are "
     "the layers worth keeping in float."
 )
+
+
+def measure(result: CompareResult) -> str:
+    """What a variant's agreement with float32 measures: a classifier's top-1 agreement, else its task's measure."""
+    return "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
 
 
 def calibrated_variants(result: CompareResult) -> list[VariantResult]:
@@ -53,6 +60,11 @@ def summary(report: LayerReport) -> str:
     if not report.worst(1):
         return "Every compared layer is kept in float: nothing of this variant is quantized to look at."
     head = f"The output of {report.variant} is off by {percent(report.output_error)} of its signal (RMS)."
+    if report.output_name is not None:  # several outputs: the one followed, then the others
+        others = ", ".join(f"{name} {'–' if error is None else percent(error)}"
+                           for name, error in report.output_errors() if name != report.output_name)
+        head = (f"Output {report.output_name} of {report.variant} is off by {percent(report.output_error)} of its "
+                f"signal (RMS); its other outputs: {others}. What follows traces {report.output_name}.")
     if worst:
         names = ", ".join(f"{layer_name(layer.tensor)} ({layer.op}) {percent(layer.added, signed=True)}"
                           for layer in worst)
@@ -85,6 +97,47 @@ def _adds_up(report: LayerReport) -> str:
     return f"How that adds up along the way to the output{where}: {equation} = {output:.1f}%."
 
 
+def layer_report(variant: VariantResult, settings: Settings) -> LayerReport | None:
+    """The variant's error by layer; None, with its one-line error shown, when it cannot be measured (a custom op the
+    builtin kernels lack): the search and the calibration sweep still work."""
+    with st.spinner(f"Comparing every layer of {variant.name} with the float model…"):
+        try:
+            return engine.layer_report(current_inputs(), state.session.override, settings, variant.recipe,
+                                       variant.name)
+        except ENGINE_ERRORS as err:
+            show_error(err)
+            return None
+
+
+def report_section(report: LayerReport, variant: VariantResult, settings: Settings) -> None:
+    """Where the variant's error comes from, the layers to keep in float (one click builds it), the chart and table."""
+    st.markdown(summary(report))
+    quantized = report.worst(len(report.layers))  # worst first
+    left, right = st.columns([3, 1])
+    picked = left.multiselect(
+        "Keep in float", [layer.tensor for layer in quantized], default=[layer.tensor for layer in quantized[:3]],
+        format_func=lambda tensor: label(report.layer(tensor)), key="w.layers_keep",
+        help="Worst first. These layers then compute in float (weights and output), with QUANTIZE/DEQUANTIZE around "
+             "them; the rest stays as it is.")
+    op_types = right.multiselect("…and every layer of these op types", sorted({layer.op for layer in quantized}),
+                                 key="w.layers_ops")
+    chosen = list(dict.fromkeys([*picked, *(layer.tensor for layer in quantized if layer.op in op_types)]))
+    total = len(set(variant.recipe.float_layers) | set(chosen))
+    submitted = st.button(f"Build {variant.mode.value} + {total} float layer{'s' * (total != 1)} beside the others",
+                          type="primary", icon=":material/add_circle:", disabled=not chosen)
+    if variant.mode is Mode.INT8 or variant.recipe.float_layers:
+        st.caption("A variant with float layers is no longer integer-only: NPUs, DSPs and microcontrollers cannot run "
+                   "it (the verdict's integer-only pick ignores it); CPUs and GPUs can.")
+    if submitted:
+        wanted = settings.with_float_layers(variant.mode, (*variant.recipe.float_layers, *chosen))
+        run.start(wanted, recipes=accept_settings(wanted))
+        st.switch_page("pages/compare.py")
+    st.plotly_chart(charts.layer_error_chart(report, set(chosen)), key="layer_error")
+    st.caption(EXPLANATION)
+    st.subheader("The layers that add the most error", anchor=False)
+    st.dataframe(worst_table(report, 10), hide_index=True, width="stretch")
+
+
 def search_section(result: CompareResult, settings: Settings) -> None:
     """The accuracy-budget search: its form, its steps as they come, the trail chart and the winner to add."""
     st.subheader("Search: the smallest variant within a budget", anchor=False)
@@ -92,7 +145,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                "int16 I/O; GPU: float16; CPU: every mode), and on a CPU keeps int8's layers in float one at a time, "
                "the layer adding the most error first, until the budget holds or nothing helps. Each step builds and "
                "measures a real variant (seconds each on a large model).")
-    what = "accuracy" if result.labelled else "top-1 agreement"
+    what = "accuracy" if result.labelled else measure(result)
     target = TARGETS[st.radio("Runs on", list(TARGETS), horizontal=True, key="w.tune_target",
                               format_func=lambda name: TARGETS[name].heading,
                               help="The verdict's three targets: what the search may build depends on it.")]
@@ -154,6 +207,8 @@ def _show_search(result: CompareResult, settings: Settings, objective: Objective
     slow = done.speed_note if done is not None else speed_note(best, reference)
     if slow:
         st.warning(slow, icon=":material/speed:")
+    if done is not None and done.note:  # e.g. a custom op: no layer could be kept in float
+        st.info(done.note, icon=":material/info:")
     _add_button(result, settings, best)
 
 
@@ -183,11 +238,10 @@ def _outcome(step: Step) -> str:
     v = step.variant
     if not v.ok:
         return f"failed ({v.error})"
-    fidelity = f"accuracy {v.accuracy:.1%}" if v.accuracy is not None else f"agreement {v.top1_agreement:.1%}"
     latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
     size = v.size_bytes or 0
     size_text = f"{size / 2**20:.2f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
-    return (f"{fidelity}, {size_text}{latency}, "
+    return (f"{step.fidelity_text}, {size_text}{latency}, "
             + ("within the budget" if step.within_budget else "outside the budget"))
 
 

@@ -6,9 +6,11 @@ every image; `DatasetScorer` does the same for the searches (quant_core.tune).
 
 The variants' .tflite bytes (the float32 reference first) travel once to wherever shards
 run; each shard decodes its own images with the workbench's preprocessing, runs every
-variant on them with the LiteRT interpreter and sends back only what the metrics need
-(top-k classes and per-image errors against the reference). Merged in dataset order, the
-numbers are the same whichever executor ran the shards; only timings differ.
+variant on them with the LiteRT interpreter and sends back only what the metrics need, image
+by image: for every output, the sums its SQNR, cosine and RMSE are made of and the task's
+figures against the reference (`quant_core.results.dataset_compare.OutputTally`) and, for a
+classifier, top-k classes and errors of its class scores. Merged in dataset order, the
+numbers are the same whichever executor ran the shards, however many; only timings differ.
 """
 
 from __future__ import annotations
@@ -22,23 +24,29 @@ from pathlib import Path
 
 import numpy as np
 
-from quant_core import metrics
+from quant_core import metrics, outputs
 from quant_core.cache import ArtifactCache
 from quant_core.compare import ModelSet, Workbench, measure_variants
-from quant_core.errors import Cancelled, InputError
+from quant_core.errors import Cancelled, ImageError, InputError
+from quant_core.fidelity import OutputFidelity
 from quant_core.inputs.datasets import Dataset, decode_entries
-from quant_core.inputs.images import SkippedFile, resolve_label_names
+from quant_core.inputs.images import Labels, SkippedFile, resolve_label_names
 from quant_core.inputs.models import load_model
 from quant_core.inputs.preprocess import to_model_input
 from quant_core.request import CompareOptions, ProgressCallback
 from quant_core.results.compare_result import CompareResult, VariantResult
-from quant_core.results.dataset_compare import DatasetEvaluation, VariantScore, apply_evaluation, rescored
+from quant_core.results.dataset_compare import (DatasetEvaluation, OutputTally, VariantScore, apply_evaluation,
+                                                measure_of, rescored)
 from quant_core.runner import TFLiteRunner
 from quant_core.serving.executors import Executor, LocalExecutor
+from quant_core.tasks import main_output
 
 SHARD_SIZE = 64  # images per task: big enough to amortize a task (~ms), small enough to stream
 TOP_K = 5
 SAMPLE_IMAGES = 500  # the in-memory sample: calibration (up to 100 by default), checks and per-image detail
+NOT_A_CLASSIFIER = "not used: the model is not a classifier"
+
+Tallies = tuple[tuple[OutputTally, ...], ...]  # [variant][output]
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,13 @@ class ShardResult:
 
     start: int
     read: np.ndarray  # [n] bool: decoded and evaluated
-    top: np.ndarray  # [variants, n, k] int32: the k best classes, best first
+    top: np.ndarray  # [variants, n, k] int32: the k best classes, best first (-1: not a classifier, or not read)
     max_abs_diff: np.ndarray  # [variants, n] float64: largest |Δp| against the reference
     kl: np.ndarray  # [variants, n] float64: KL(reference || variant)
     skipped: tuple[SkippedFile, ...]
     seconds: float
     worker: str  # host:pid, to see where shards ran
+    outputs: Tallies = ()  # every output of every variant against the reference's, on the images read
 
 
 @dataclass(frozen=True)
@@ -106,22 +115,70 @@ def evaluate_shard(shard: Shard, models: ModelSet) -> ShardResult:
         else:
             read[index] = True
             pixels.append(decoded)
-    top = np.zeros((len(runners), n, TOP_K), np.int32)
+    top = np.full((len(runners), n, TOP_K), -1, np.int32)
     mad = np.zeros((len(runners), n))
     kl = np.zeros((len(runners), n))
+    tallies: Tallies = ()
     if pixels:
         x = to_model_input(pixels, models.preprocessing)
-        reference = None
-        for k, runner in enumerate(runners):
-            probs = metrics.to_probabilities(runner.predict(x), models.output_kind)
-            reference = probs if reference is None else reference
-            k_top = min(TOP_K, probs.shape[1])
-            top[k, read, :k_top] = metrics.top_classes(probs, k_top)
-            top[k, read, k_top:] = -1
-            mad[k, read] = metrics.max_abs_diffs(probs, reference)
-            kl[k, read] = metrics.kl_divergences(probs, reference)
+        got = [runner.predict_all(x) for runner in runners]
+        tallies = tuple(tuple(OutputTally.of(spec, got[0][spec.index], mine[spec.index], input_hw=models.input_hw)
+                              for spec in models.specs) for mine in got)
+        if models.classifier:
+            _score_classes(got, models, read, top, mad, kl)
     return ShardResult(shard.start, read, top, mad, kl, tuple(skipped), time.perf_counter() - start,
-                       f"{os.uname().nodename}:{os.getpid()}")
+                       f"{os.uname().nodename}:{os.getpid()}", tallies)
+
+
+def _score_classes(got: Sequence[tuple[np.ndarray, ...]], models: ModelSet, read: np.ndarray, top: np.ndarray,
+                   mad: np.ndarray, kl: np.ndarray) -> None:
+    """Fills a classifier's top-k classes and per-image errors against the reference, for the images read."""
+    reference = None
+    for k, outs in enumerate(got):
+        probs = metrics.to_probabilities(outs[models.class_output], models.output_kind)
+        reference = probs if reference is None else reference
+        k_top = min(TOP_K, probs.shape[1])
+        top[k, read, :k_top] = metrics.top_classes(probs, k_top)
+        mad[k, read] = metrics.max_abs_diffs(probs, reference)
+        kl[k, read] = metrics.kl_divergences(probs, reference)
+
+
+class _Merged:
+    """Shard results gathered in dataset order, whatever order they arrive in."""
+
+    def __init__(self, n: int, variants: int) -> None:
+        self.read = np.zeros(n, bool)
+        self.top = np.full((variants, n, TOP_K), -1, np.int32)
+        self.mad, self.kl = np.zeros((variants, n)), np.zeros((variants, n))
+        self.skipped: list[tuple[int, SkippedFile]] = []
+        self.workers: set[str] = set()
+        self.tallies: dict[int, Tallies] = {}  # by shard start
+
+    def add(self, a: int, b: int, result: ShardResult) -> None:
+        self.read[a:b], self.top[:, a:b] = result.read, result.top
+        self.mad[:, a:b], self.kl[:, a:b] = result.max_abs_diff, result.kl
+        self.skipped += [(a, s) for s in result.skipped]
+        self.workers.add(result.worker)
+        if result.outputs:
+            self.tallies[a] = result.outputs
+
+    def outputs(self, models: ModelSet) -> list[tuple[OutputFidelity, ...]]:
+        """Each variant's outputs on every image read: the shards' tallies added in dataset order."""
+        shards = [self.tallies[a] for a in sorted(self.tallies)]
+        if not shards or not models.specs:
+            return [() for _ in models.names]
+        return [tuple(OutputTally.joined([s[k][i] for s in shards]).fidelity(spec, input_hw=models.input_hw)
+                      for i, spec in enumerate(models.specs)) for k in range(len(models.names))]
+
+    def per_image(self, models: ModelSet, k: int) -> tuple[float | None, ...]:
+        """Variant k's agreement on each image, in dataset order (None: not read, or undefined)."""
+        main = main_output(models.specs)
+        if main is None or not self.tallies:
+            return (None,) * len(self.read)
+        values = np.concatenate([self.tallies[a][k][main.index].per_image(models.task) for a in sorted(self.tallies)])
+        full = np.full(len(self.read), np.nan)
+        full[self.read] = values
+        return tuple(None if math.isnan(v) else float(v) for v in full)
 
 
 def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
@@ -135,47 +192,52 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
     `on_progress` hears after each shard. Raising `Cancelled` from it (or Ctrl-C) stops the
     executor's pending work; the result then covers the shards done so far and says
     `cancelled`. `shard_fn` is the per-shard function (tests wrap it to inject faults).
+    A model that is not a classifier (`ModelSet.task`) is scored by its task's agreement on
+    every image; its class folders, if any, are not read.
 
     Raises:
-        ImageError: class folders that do not fit the model.
+        ImageError: class folders that do not fit a classifier.
         InputError: no models; ExecutorError: the executor failed.
     """
     if not models.names:
         raise InputError("nothing to evaluate: no built variants")
-    labels = resolve_label_names([e.label_name for e in dataset.entries], num_classes, class_names)
+    labels = _labels(dataset, models, num_classes, class_names)
     executor = executor or LocalExecutor()
     ranges = dataset.shards(shard_size or _shard_size(len(dataset), executor.workers))
     shards = [Shard(a, Dataset(dataset.entries[a:b], (), dataset.description)) for a, b in ranges]
-    n, v = len(dataset), len(models.names)
-    read = np.zeros(n, bool)
-    top = np.full((v, n, TOP_K), -1, np.int32)
-    mad, kl = np.zeros((v, n)), np.zeros((v, n))
-    skipped: list[tuple[int, SkippedFile]] = []
-    workers: set[str] = set()
+    merged = _Merged(len(dataset), len(models.names))
     report = on_progress or (lambda p: None)
     begin, done = time.perf_counter(), 0
     runs, cancelled = executor.run(shard_fn, shards, models), False
     try:
         for position, result in runs:
             a, b = ranges[position]
-            read[a:b], top[:, a:b], mad[:, a:b], kl[:, a:b] = result.read, result.top, result.max_abs_diff, result.kl
-            skipped += [(a, s) for s in result.skipped]
-            workers.add(result.worker)
+            merged.add(a, b, result)
             done += b - a
-            report(EvaluationProgress(done, n, time.perf_counter() - begin))
+            report(EvaluationProgress(done, len(dataset), time.perf_counter() - begin))
     except (Cancelled, KeyboardInterrupt):  # stopped: the shards done so far are the result
         cancelled = True
     finally:
         runs.close()  # the executor cancels the work still pending
     seconds = time.perf_counter() - begin
-    scores = tuple(_score(name, sha, top[k], mad[k], kl[k], top[0], read, labels.indices)
+    found = merged.outputs(models)
+    scores = tuple(_score(name, sha, k, merged, labels.indices, found[k]) if models.classifier else
+                   _task_score(name, sha, k, merged, models, found[k])
                    for k, (name, sha) in enumerate(zip(models.names, models.shas)))
     return DatasetEvaluation(
         dataset=dataset.description, images=tuple(e.name for e in dataset.entries), labels=labels.indices,
         labels_source=labels.source, variants=scores,
-        skipped=dataset.skipped + tuple(s for _, s in sorted(skipped, key=lambda p: p[0])),
+        skipped=dataset.skipped + tuple(s for _, s in sorted(merged.skipped, key=lambda p: p[0])),
         executor=executor.description, workers=executor.workers, shards=len(shards), seconds=seconds,
-        cancelled=cancelled, worker_names=tuple(sorted(workers)))
+        cancelled=cancelled, worker_names=tuple(sorted(merged.workers)), task=models.task,
+        measure=measure_of(models.task, models.specs, found[0]), read=tuple(bool(r) for r in merged.read))
+
+
+def _labels(dataset: Dataset, models: ModelSet, num_classes: int, class_names: Sequence[str] | None) -> Labels:
+    """A classifier's class index per image from its folders; none for another task (folders are not read)."""
+    if not models.classifier:
+        return Labels((), (None,) * len(dataset), NOT_A_CLASSIFIER)
+    return resolve_label_names([e.label_name for e in dataset.entries], num_classes, class_names)
 
 
 def _shard_size(images: int, workers: int) -> int:
@@ -183,12 +245,13 @@ def _shard_size(images: int, workers: int) -> int:
     return max(8, min(SHARD_SIZE, math.ceil(images / (4 * workers))))
 
 
-def _score(name: str, sha: str, top: np.ndarray, mad: np.ndarray, kl: np.ndarray, reference_top: np.ndarray,
-           read: np.ndarray, labels: tuple[int | None, ...]) -> VariantScore:
-    """A variant's metrics over the images that were read (the same definitions as quant_core.metrics)."""
+def _score(name: str, sha: str, k: int, merged: _Merged, labels: tuple[int | None, ...],
+           found: tuple[OutputFidelity, ...]) -> VariantScore:
+    """A classifier's metrics over the images that were read (the same definitions as quant_core.metrics)."""
+    top, read, reference_top = merged.top[k], merged.read, merged.top[0]
     rows, ref1 = top[read], reference_top[read][:, 0]
-    known = [k for k, r in zip(labels, read) if r]
-    labelled = bool(known) and all(k is not None for k in known)
+    known = [label for label, r in zip(labels, read) if r]
+    labelled = bool(known) and all(label is not None for label in known)
     truth = np.asarray(known if labelled else [], dtype=np.int64)
 
     def share(hits: np.ndarray) -> float:
@@ -199,8 +262,17 @@ def _score(name: str, sha: str, top: np.ndarray, mad: np.ndarray, kl: np.ndarray
         top5_agreement=share(np.any(rows == ref1[:, None], 1)),
         accuracy=share(rows[:, 0] == truth) if labelled else None,
         top5_accuracy=share(np.any(rows == truth[:, None], 1)) if labelled else None,
-        mean_abs_diff=share(mad[read]), kl_divergence=share(kl[read]),
-        top1=tuple(int(c) if r else -1 for c, r in zip(top[:, 0], read)))
+        mean_abs_diff=share(merged.mad[k][read]), kl_divergence=share(merged.kl[k][read]),
+        top1=tuple(int(c) if r else -1 for c, r in zip(top[:, 0], read)), outputs=found)
+
+
+def _task_score(name: str, sha: str, k: int, merged: _Merged, models: ModelSet,
+                found: tuple[OutputFidelity, ...]) -> VariantScore:
+    """Another task's scores: its agreement on every image read (`quant_core.outputs.agreement`), and per image."""
+    agreement = outputs.agreement(models.task, models.specs, found) if found else None
+    return VariantScore(name=name, tflite_sha256=sha, top1_agreement=agreement, top5_agreement=None, accuracy=None,
+                        top5_accuracy=None, mean_abs_diff=None, kl_divergence=None, top1=(),
+                        per_image=merged.per_image(models, k), outputs=found)
 
 
 def _duration(seconds: float) -> str:
@@ -260,11 +332,23 @@ class DatasetScorer:
 
 def open_sampled(model: str | Path, dataset: Dataset, options: CompareOptions, *, sample: int = SAMPLE_IMAGES,
                  class_names: Sequence[str] | None = None, cache: ArtifactCache | None = None) -> Workbench:
-    """A workbench on a spread sample of `dataset`, its labels resolved on the whole set (same indices)."""
+    """A workbench on a spread sample of `dataset`; a classifier's labels resolved on the whole set (same indices).
+
+    Raises:
+        ImageError: class folders that do not fit a classifier (another task does not read them).
+    """
     source = load_model(model)
-    names = resolve_label_names([e.label_name for e in dataset.entries], source.info.num_classes, class_names)
-    bench = Workbench.open(model, dataset.sample(sample), class_names=names.class_names, options=options,
-                           cache=cache, source=source)
+    try:
+        names: Labels | ImageError = resolve_label_names([e.label_name for e in dataset.entries],
+                                                         source.info.num_classes, class_names)
+    except ImageError as err:  # a refusal only if the model turns out to be a classifier
+        names = err
+    bench = Workbench.open(model, dataset.sample(sample), options=options, cache=cache, source=source,
+                           class_names=names.class_names if isinstance(names, Labels) else None)
+    if not bench.reference.classifier:
+        return bench
+    if isinstance(names, ImageError):
+        raise names
     labels = replace(bench.labels, source=names.source)  # how the whole set's folders were read
     bench.reference = replace(bench.reference, labels=labels)
     return bench
