@@ -10,7 +10,7 @@ from quant_core.errors import report_internal
 from ui import charts, logs, published, resume, run, sessions, state  # noqa: F401  charts: Plotly and pandas' Styler load with the first page,
 # not inside a later Compare render, where a first import held module locks other requests waited on
 from ui.inputs import sample_inputs, samples
-from ui.share import RUN_PARAM, override_from_query, settings_from_query
+from ui.share import RUN_PARAM, override_from_query, reading_from_query, settings_from_query
 from ui.widgets import show_error, sidebar_status
 
 READ_ONLY = ("Compare", "Ops", "Report & share")  # what a published comparison shows: nothing is computed
@@ -30,11 +30,13 @@ def apply_query_params() -> bool:
         return False  # not a sample link (a reload's ?r= brought its own result and options back)
     try:
         settings, override = settings_from_query(params), override_from_query(params)
+        reading = reading_from_query(params)
     except (QuantError, ValueError) as err:
         st.toast(f"Ignored the link's settings: {err}")
         return False
     state.session.inputs = sample_inputs(params["sample"])
     state.session.settings = settings
+    state.session.reading = reading
     if override is not None:
         state.session.override = override
     return params.get(RUN_PARAM) == "1"
@@ -70,8 +72,8 @@ def sidebar_heading(*, viewing: bool) -> None:
     """The workbench's name, and for a published comparison what the reader is looking at."""
     with st.sidebar:
         st.markdown("### Quantization Workbench")
-        st.caption("Post-training quantization of TF/Keras image classifiers, measured on the real converters and "
-                   "interpreter.")
+        st.caption("Post-training quantization of TF/Keras image models (classifiers, segmenters, landmark and "
+                   "embedding models), measured on the real converters and interpreter.")
         if viewing:
             st.caption("You are looking at a published comparison (read-only).")
             st.link_button("Open the workbench", published.root_url(), icon=":material/home:")

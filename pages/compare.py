@@ -9,7 +9,8 @@ import streamlit as st
 
 from quant_core import CompareResult
 from quant_core.results.summary import prediction_lines
-from ui import charts, engine, published, run, state, verdict
+from quant_core.tasks import Task
+from ui import charts, engine, published, run, state, task_views, verdict
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
 
 st.title("Compare")
@@ -52,7 +53,8 @@ elif restored is not None:
 else:
     found = what_if_controls()
     inputs = current_inputs()
-    thumbs = engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+    paths = tuple(str(p) for p in inputs.images)
+    thumbs = task_views.photos(paths, engine.inputs_key(inputs), found) if found is not None else {}
 assert found is not None
 result: CompareResult = found
 with verdict_slot:
@@ -150,9 +152,13 @@ def confusion_matrix() -> None:
 
 if details_now():  # a session's first draw paints the verdict and the table first; the rest follows by itself
     charts_and_notes()
-    per_image_grid()
-    if result.labelled:
-        confusion_matrix()
+    if result.task is Task.CLASSIFICATION:
+        per_image_grid()
+        if result.labelled:
+            confusion_matrix()
+    else:  # every output's error, then float32's masks or points beside each variant's
+        task_views.output_errors(result)
+        task_views.per_image(result, thumbs)
     # Which result is on screen, all of it, for browser tests and benchmarks: a rerun's stale elements can look
     # finished.
     st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import ChannelOrder, PreprocessingOverride, ResizeMethod
+from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
+from quant_core.tasks import Task, main_output
 from ui import engine, run, state
 from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
-from ui.widgets import ENGINE_ERRORS, current_inputs, normalization_picker, show_error
+from ui.settings import Reading
+from ui.widgets import (ENGINE_ERRORS, current_inputs, markdown_text, normalization_picker, reading_controls,
+                        show_error, task_line)
 
 st.title("Model & data")
 st.markdown(
     "Compare every post-training quantization of a TensorFlow/Keras image classifier, side by side: "
-    "size, measured latency, accuracy and agreement with the float model. "
+    "size, measured latency, accuracy and agreement with the float model. Segmenters, landmark and embedding "
+    "models too: each output is measured against the float model's. "
     "Start with a bundled sample in one click, or upload your own model and images."
 )
 
@@ -65,11 +69,24 @@ except ENGINE_ERRORS as err:
     show_error(err)
     st.stop()
 
+try:
+    specs, task = state.session.reading.applied(description.outputs) if description.outputs else \
+        ((), description.task)
+except QuantError as err:  # a link's roles that name outputs this model has not
+    st.warning(f"The output roles chosen do not fit this model, so they are not used: {err}", icon=":material/warning:")
+    state.session.reading = Reading()
+    specs, task = description.outputs, description.task
+classifier = task is Task.CLASSIFICATION
+
 info = description.info
 st.subheader(f"What we understood: {info.name}")
 cols = st.columns(4)
 cols[0].metric("Input", "×".join(str(d) for d in info.input_shape[1:]), help="height × width × channels")
-cols[1].metric("Classes", info.num_classes)
+if classifier:
+    scores = main_output(specs)  # a model read as a classifier by your choice: its class-scores output
+    cols[1].metric("Classes", info.num_classes or (scores.shape[-1] if scores else 0))
+else:
+    cols[1].metric("Task", task.value, help="What the model does: it decides how each variant is measured.")
 cols[2].metric("Parameters", f"{info.param_count:,}")
 cols[3].metric("Format", info.format.value)
 if st.button("Run the full comparison", type="primary", icon=":material/play_arrow:"):
@@ -77,8 +94,13 @@ if st.button("Run the full comparison", type="primary", icon=":material/play_arr
     st.switch_page("pages/compare.py")  # rows appear there as they are measured
 st.caption("Builds and measures every variant chosen on **Quantize** (all of them by default) and opens **Compare**.")
 
+ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing and reading widgets for each new model
+reading = state.session.reading
+outputs = "\n".join(f"- {markdown_text(o.description)}" for o in specs)
+if not classifier:  # a classifier's page looks as before: its task and outputs wait in the last expander
+    st.markdown(task_line(specs, task, reading) + "\n" + outputs)
+
 pre = description.preprocessing
-ident = engine.inputs_key(inputs)[:12]  # fresh preprocessing widgets for each new model
 # Open while the user has changed something: a new label re-creates the expander, which would hide the fields.
 with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize",
                  expanded=override != PreprocessingOverride()):
@@ -103,10 +125,26 @@ with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} 
         run.reset()
         st.rerun()
 
+if specs:
+    with st.expander(task_line(specs, task, reading) if classifier else "Task and output roles: change them if "
+                     "they are wrong", expanded=not reading.inferred, icon=":material/category:"):
+        if classifier:
+            st.markdown(outputs)
+        chosen_reading = reading_controls(description.outputs, reading, key=f"w.reading.{ident}")
+    if chosen_reading != reading:
+        state.session.reading = chosen_reading
+        run.reset()  # the result read the outputs otherwise
+        engine.prepare(inputs, override)  # the new reading's worker opens the model while the page redraws
+        st.rerun()
+
 st.subheader(f"Images: {description.image_count}")
-st.caption(f"Labels: {description.labels_source}.")
-st.dataframe({"class": [c for c, _ in description.class_counts], "images": [n for _, n in description.class_counts]},
-             hide_index=True, width="content")
+if classifier:
+    st.caption(f"Labels: {description.labels_source}.")
+    st.dataframe({"class": [c for c, _ in description.class_counts],
+                  "images": [n for _, n in description.class_counts]}, hide_index=True, width="content")
+else:
+    st.caption(f"These images are not labelled by class: the model is not a classifier ({task.value}). Every "
+               "variant's outputs are compared with float32's on them.")
 if description.skipped:
     st.warning(f"{len(description.skipped)} file(s) skipped: " +
                "; ".join(f"{s.name} ({s.reason})" for s in description.skipped[:8]), icon=":material/warning:")

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from quant_core import MissingModelError
-from ui import engine, published, share, state
+from ui import engine, published, share, state, task_views
 from ui.verdict import current_floor
 from ui.html_report import render_report
 from ui.widgets import current_inputs
@@ -20,7 +20,7 @@ if publication is None:
     inputs = current_inputs()
     restored = state.session.restored  # an upload's result after a reload: the thumbnails it was kept with
     thumbs: Mapping[str, np.ndarray | bytes] = published.thumbnails(restored) if restored is not None else \
-        engine.thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
+        task_views.photos(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs), result)
     models = state.session.models  # this session's copies: they outlive the shared cache's cleaning
 else:
     thumbs, models = published.thumbnails(publication), published.models(publication)
@@ -81,7 +81,7 @@ st.subheader("Publish")
 published.publish_form(result, thumbs, models, inputs)
 st.subheader("Share the options")
 if inputs.sample:
-    query = share.share_query(inputs.sample, state.session.settings, state.session.override)
+    query = share.share_query(inputs.sample, state.session.settings, state.session.override, state.session.reading)
     base = (st.context.url or "").split("?")[0]
     st.caption("This link opens the workbench on the same bundled sample with the same options, on Compare with "
                "the results (from the server's cache when it has them).")

@@ -33,8 +33,9 @@ from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob
 from quant_core.serving.worker import Limits
 from quant_core.tasks import OutputSpec, Task
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
+from ui import state
 from ui.inputs import Inputs
-from ui.settings import Settings
+from ui.settings import Reading, Settings
 
 THUMBNAILS = 16  # images previewed on Model & data, spread over the classes
 EVALUATION_TIMEOUT_S = config().evaluation_timeout_s  # a whole dataset: hours
@@ -76,9 +77,14 @@ def warm_pool() -> WarmPool:
     return pool
 
 
-def worker_key(inputs: Inputs, override: PreprocessingOverride) -> str:
-    """Which warm worker serves these inputs: their content and the preprocessing chosen for them."""
-    return f"{inputs.digest}:{to_jsonable(override)}"
+def worker_key(inputs: Inputs, override: PreprocessingOverride, reading: Reading | None = None) -> str:
+    """Which warm worker serves these inputs: their content, the preprocessing and the reading chosen for them.
+
+    `reading` defaults to the session's (`ui.state.current_reading`): a worker keeps the
+    workbench of one reading of the model's outputs.
+    """
+    reading = state.current_reading() if reading is None else reading
+    return f"{inputs.digest}:{to_jsonable(override)}" + ("" if reading.inferred else f":{to_jsonable(reading)}")
 
 
 def client(inputs: Inputs, override: PreprocessingOverride, pool: WarmPool | None = None) -> JobClient:
@@ -127,16 +133,20 @@ def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: A
 
 
 def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: Settings, *,
-                    recipes: tuple[Recipe, ...] | None = None) -> CompareRequest:
+                    recipes: tuple[Recipe, ...] | None = None, reading: Reading | None = None) -> CompareRequest:
     """The comparison of these inputs with these settings, compiled here unless `recipes` already are.
+
+    `reading` (the task and roles set on Model & data) defaults to the session's
+    (`ui.state.current_reading`), so every job of the session reads the outputs alike.
 
     Raises:
         InputError: settings that cannot be built.
     """
+    reading = state.current_reading() if reading is None else reading
     return CompareRequest(
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes() if recipes is None else recipes, threads=settings.threads,
-                       preprocessing=override))
+                       preprocessing=override, task=reading.task, roles=reading.roles))
 
 
 def baseline_job(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> CompareJob:

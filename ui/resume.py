@@ -21,7 +21,7 @@ from quant_core.store.publications import Kind, NotFoundError, thumbnail_name
 from ui import engine, state
 from ui.inputs import Inputs, sample_inputs, samples
 from ui.settings import Settings
-from ui.share import override_from_query, share_query
+from ui.share import override_from_query, reading_from_query, share_query
 from ui.store import png_thumbnails, store
 
 RESUME = "r"  # query parameter: the private id of the session's current result
@@ -34,8 +34,8 @@ def save(result: CompareResult, settings: Settings, inputs: Inputs, override: Pr
 
     A store that cannot take it (full, unwritable) costs only the reload-safety: logged, not shown.
     """
-    context = {"sample": inputs.sample, "query": dict(parse_qsl(share_query(inputs.sample or "", settings, override,
-                                                                            by_place=False)[1:]))}
+    query = share_query(inputs.sample or "", settings, override, state.session.reading, by_place=False)
+    context = {"sample": inputs.sample, "query": dict(parse_qsl(query[1:]))}
     thumbs = png_thumbnails(tuple(str(p) for p in inputs.images), engine.inputs_key(inputs))
     files = {thumbnail_name(k): thumbs[image.file] for k, image in enumerate(result.images) if image.file in thumbs}
     files[_CONTEXT] = json.dumps(context).encode()
@@ -78,6 +78,7 @@ def restore() -> None:
     if context.get("sample") in {s.name for s in samples()}:
         state.session.inputs = sample_inputs(context["sample"])
         state.session.override = override_from_query(context["query"]) or PreprocessingOverride()
+        state.session.reading = reading_from_query(context["query"])
     else:
         state.session.restored = record  # the uploaded files are gone: the result is there to read
     state.session.settings = settings

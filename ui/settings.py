@@ -1,4 +1,5 @@
-"""The quantization choices of the Quantize page, and their round-trip through a share link."""
+"""The quantization choices of the Quantize page, how the model's outputs are read (Model & data), and their
+round-trip through a share link."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from quant_core.errors import InputError, parse_choice
 from quant_core.inputs import parse_json
 from quant_core.modes import parse_modes
 from quant_core.recipe import compile_recipes
+from quant_core.tasks import (OutputSpec, Role, Task, parse_roles, parse_task, task_of, with_roles,
+                              with_task)
 
 
 @dataclass(frozen=True)
@@ -166,3 +169,62 @@ def _float_layers(text: str) -> tuple[tuple[Mode, tuple[str, ...]], ...]:
                                                 for e in entries):
         raise ValueError("keep must be a list of [mode, [layer, ...]]")
     return tuple((parse_choice(Mode, mode, "mode"), tuple(str(n) for n in names)) for mode, names in entries)
+
+
+TASK_PARAM, ROLES_PARAM = "task", "roles"  # a link's reading: "landmarks"; "conv2d_31=score,conv2d_21=landmarks"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How the model's outputs are read, where the inferred reading is wrong (Model & data's Task and Role choices).
+
+    The default is the inferred reading. It enters every request (`CompareOptions.task`,
+    `roles`) and the worker key (`ui.engine.worker_key`), and ends with the inputs
+    (`ui.state.use_inputs`): it names one model's outputs.
+    """
+
+    task: Task | None = None  # None: inferred from the outputs' roles
+    roles: tuple[tuple[str, Role], ...] = ()  # (output name, role) set by the user, in output order
+
+    @property
+    def inferred(self) -> bool:
+        """True when nothing is set: the workbench's own reading."""
+        return self.task is None and not self.roles
+
+    def applied(self, specs: Sequence[OutputSpec]) -> tuple[tuple[OutputSpec, ...], Task]:
+        """The inferred specs with these roles, then this task, and the task they give (as a comparison reads them).
+
+        Raises:
+            InputError: a role names no output or does not fit its shape; no output can hold the task.
+        """
+        chosen = with_roles(specs, dict(self.roles)) if self.roles else tuple(specs)
+        if self.task is not None:
+            chosen = with_task(chosen, self.task)
+        return chosen, self.task or task_of(chosen)
+
+    def with_role(self, spec: OutputSpec, role: Role, *, inferred: Role) -> Reading:
+        """This reading with `role` for one output (the inferred role again: its entry is dropped)."""
+        roles = tuple((name, r) for name, r in self.roles if name != spec.name)
+        if role is not inferred:
+            roles = (*roles, (spec.name, role))
+        return replace(self, roles=roles)
+
+    def to_query(self) -> dict[str, str]:
+        """Query parameters for what is set (none for the inferred reading)."""
+        params = {TASK_PARAM: self.task.value} if self.task is not None else {}
+        if self.roles:
+            params[ROLES_PARAM] = ",".join(f"{name}={role.value}" for name, role in self.roles)
+        return params
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> Reading:
+        """The reading a link carries (the inferred one when it has none).
+
+        Whether its outputs exist is checked when the comparison runs (one line, on Compare).
+
+        Raises:
+            InputError: an unknown task or role, or a malformed roles parameter.
+        """
+        task = parse_task(params[TASK_PARAM]) if params.get(TASK_PARAM) else None
+        roles = parse_roles(params.get(ROLES_PARAM, ""))
+        return cls(task, tuple((str(name), role) for name, role in roles.items()))

@@ -15,7 +15,7 @@ from quant_core.inputs.preprocess import parse_numbers
 from quant_core.results.verdict import Floor
 from ui import engine
 from ui.inputs import sample_inputs, samples
-from ui.settings import Settings
+from ui.settings import Reading, Settings
 
 
 def models_zip(result: CompareResult, models: ModelStore) -> bytes:
@@ -43,15 +43,16 @@ def report_csv(result: CompareResult) -> str:
 RUN_PARAM = "run"  # "1": the link opens on Compare with the results (run, or answered from the cache)
 
 
-def share_query(sample: str, settings: Settings, override: PreprocessingOverride, *, by_place: bool = True) -> str:
-    """Query string that reopens the app on a bundled sample with the same options.
+def share_query(sample: str, settings: Settings, override: PreprocessingOverride, reading: Reading | None = None, *,
+                by_place: bool = True) -> str:
+    """Query string that reopens the app on a bundled sample with the same options (and reading of its outputs).
 
     Float layers go by their place in the sample's model (`Settings.to_query`): a few
     characters each, where their tensor names take hundreds. With `by_place` False (a
     record kept on the server, not a link) they go by name.
     """
     layers = sample_layers(sample) if settings.float_layers and by_place else None
-    params = {"sample": sample, **settings.to_query(layers=layers), RUN_PARAM: "1"}
+    params = {"sample": sample, **settings.to_query(layers=layers), **(reading or Reading()).to_query(), RUN_PARAM: "1"}
     norm = override.normalization
     if norm is not None:
         params["norm"] = norm.preset.value
@@ -91,3 +92,12 @@ def override_from_query(params: Mapping[str, str]) -> PreprocessingOverride | No
         raise InputError("the link's custom normalization needs both mean and std")
     return PreprocessingOverride(normalization=Normalization.custom(parse_numbers(params["mean"], name="mean"),
                                                                     parse_numbers(params["std"], name="std")))
+
+
+def reading_from_query(params: Mapping[str, str]) -> Reading:
+    """The task and output roles a link carries (`Reading.from_query`; the inferred reading when none).
+
+    Raises:
+        InputError: an unknown task or role, or malformed roles.
+    """
+    return Reading.from_query(params)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from quant_core import CompareResult, ModelStore, PreprocessingOverride, Recipe
 from quant_core.results.dataset_compare import DatasetEvaluation
@@ -23,7 +24,7 @@ from quant_core.store.publications import Publication, Receipt
 from quant_core.tune import Objective, Step, TuneResult
 from ui import sessions
 from ui.inputs import Inputs
-from ui.settings import Settings
+from ui.settings import Reading, Settings
 
 if TYPE_CHECKING:  # ui.run keeps its runs here: a run-time import would be a circle
     from ui.run import Run
@@ -63,6 +64,7 @@ class Session:
     override: _KeyWithDefault[PreprocessingOverride] = _KeyWithDefault(  # chosen on the Model & data page
         "qw.override", PreprocessingOverride)
     settings: _KeyWithDefault[Settings] = _KeyWithDefault("qw.settings", Settings)  # the choices, as Quantize shows
+    reading: _KeyWithDefault[Reading] = _KeyWithDefault("qw.reading", Reading)  # task and roles set on Model & data
     result: _Key[CompareResult] = _Key("qw.result")  # the last run's comparison
     result_settings: _Key[Settings] = _Key("qw.result_settings")  # the settings `result` was run with
     run: _Key[Run] = _Key("qw.run")  # the session's latest comparison run (working or ended)
@@ -96,6 +98,11 @@ def current_settings(*, latest_run: bool = False) -> Settings:
     return session.result_settings or session.settings
 
 
+def current_reading() -> Reading:
+    """The session's reading of the model's outputs; the inferred one outside a script run (ui.prewarm, bench)."""
+    return session.reading if get_script_run_ctx(suppress_warning=True) is not None else Reading()
+
+
 def workdir() -> Path:
     """This session's private folder, created on first use (see ui.sessions for its removal)."""
     path = session.workdir
@@ -120,7 +127,7 @@ def upload_folder() -> Iterator[Path]:
 
 
 def use_inputs(inputs: Inputs) -> None:
-    """Makes `inputs` the session's, with the inferred preprocessing; the previous upload's folder is removed.
+    """Makes `inputs` the session's, inferred preprocessing and reading; the previous upload's folder is removed.
 
     What named the previous model's layers ends with it (`forget_model_choices`). Callers
     forget the result of the previous inputs (`ui.run.reset`).
@@ -128,6 +135,7 @@ def use_inputs(inputs: Inputs) -> None:
     previous = session.inputs
     session.inputs = inputs
     session.override = PreprocessingOverride()
+    session.reading = Reading()  # it names the previous model's outputs
     if previous is None or previous.digest != inputs.digest:
         forget_model_choices()
     if previous is not None and previous.folder is not None and previous.folder != inputs.folder:

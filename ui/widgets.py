@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 import streamlit as st
@@ -11,9 +12,10 @@ import streamlit as st
 from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError, Recipe
 from quant_core.inputs.preprocess import format_numbers, parse_numbers
 from quant_core.layers import layer_name
+from quant_core.tasks import OutputSpec, Role, Task, fits, main_output
 from ui import state
 from ui.inputs import Inputs, sample_inputs
-from ui.settings import Settings
+from ui.settings import Reading, Settings
 
 
 def current_inputs() -> Inputs:
@@ -91,6 +93,59 @@ def normalization_picker(current: Normalization, *, channels: int, key: str) -> 
         return current
     return chosen
 
+
+def markdown_text(text: str) -> str:
+    """Text shown as is in Markdown: its emphasis, link, HTML and LaTeX characters escaped."""
+    return "".join(f"\\{c}" if c in "\\`*_[]<>$~#|" else c for c in text)
+
+
+def task_line(specs: tuple[OutputSpec, ...], task: Task, reading: Reading) -> str:
+    """What the model does and why, in Markdown: "Task: **segmentation** (inferred from activation_10: ...)"."""
+    main = main_output(specs)
+    if reading.task is not None:
+        why = "set by you"
+    elif main is None:
+        why = "the model has no outputs to read"
+    else:
+        why = f"{'set by you' if main.set_by_user else 'inferred'} from {main.name}: {main.evidence}"
+    return f"Task: **{task.value}** ({markdown_text(why)})"
+
+
+def reading_controls(inferred: tuple[OutputSpec, ...], reading: Reading, *, key: str) -> Reading:
+    """A Task selectbox (Inferred, or a task) and a Role selectbox per output; the reading chosen.
+
+    Each Role box offers the roles its output's shape can hold and shows the role the reading
+    gives it. A task no output can hold is said in one line and not taken.
+    """
+    shown, task = reading.applied(inferred)
+    tasks: list[Task | None] = [None, *Task]
+    inferred_task = Reading().applied(inferred)[1]
+    chosen_task = st.selectbox(
+        "Task", tasks, index=tasks.index(reading.task), key=f"{key}.task",
+        format_func=lambda t: f"Inferred: {inferred_task.value}" if t is None else t.value,
+        help="What the model does: it decides the measure of agreement with float32 and the per-image views. "
+             "Inferred from the outputs' roles; choose another when it is wrong.")
+    chosen = Reading(chosen_task, reading.roles)
+    try:
+        chosen.applied(inferred)
+    except QuantError as err:
+        show_error(err)
+        chosen = Reading(reading.task, reading.roles)
+    for spec, now in zip(inferred, shown):
+        roles = [r for r in Role if r is now.role or fits(r, spec.shape, layout=spec.layout)]
+        role = st.selectbox(f"Role of {spec.name} {spec.shape_text}", roles, index=roles.index(now.role),
+                            key=f"{key}.role.{spec.index}.{now.role.value}",  # a new task brings its own roles
+                            format_func=_role_words(spec.role), help=f"Inferred: {spec.evidence}.")
+        if role is not None and role is not now.role:
+            chosen = chosen.with_role(spec, role, inferred=spec.role)
+    st.caption(f"The comparison reads the model as **{task.value}**. A task needs one output of its kind: with a "
+               "task chosen, the first output that can hold it takes its role.")
+    return chosen
+
+
+def _role_words(inferred: Role) -> Callable[[Role], str]:
+    """How a Role box names each role: the inferred one says so."""
+    return lambda role: f"{role.value} (inferred)" if role is inferred else role.value
 
 
 def accept_settings(settings: Settings, *, recipes: tuple[Recipe, ...] | None = None) -> tuple[Recipe, ...]:

@@ -1,0 +1,84 @@
+"""A real browser on a model that is not a classifier: the bundled selfie segmenter picked on Model & data, compared
+in three modes, and its masks drawn over the photos on Compare (Playwright driving Debian's chromium).
+
+Screenshots go to artifacts/screenshots/ (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+
+from conftest import REPO
+from live_server import CHROMIUM, DONE, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+DROPPED = ("Weight-only int8", "Full integer int8", "Int8 with float I/O", "16x8 (int16 activations)")
+# Every drawn view on the page: a PNG the browser decoded, at the drawing's size (256 px on its longer side).
+VIEWS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
+  .filter(i => i.complete && i.naturalWidth === 256).length"""
+
+
+@pytest.fixture(scope="module")
+def page():
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (done by .ci/run)")
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server({"QUANT_CACHE_DIR": tempfile.mkdtemp(prefix="qw-browser-tasks-cache-")}) as server, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 2000})
+        pg = context.new_page()
+        pg.set_default_timeout(120_000)
+        pg.goto(server.url)
+        yield pg
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_selector(IDLE)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_timeout(300)  # let charts finish their first paint
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def goto(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+    page.wait_for_selector(f'h1:has-text("{title}")')
+    page.wait_for_selector(IDLE)
+
+
+def test_the_segmenter_is_picked_compared_and_its_masks_drawn_over_the_photos(page):
+    page.wait_for_selector("text=What we understood: mobilenet_v2_imagenet")
+    page.locator('[data-testid="stSelectbox"]', has_text="Sample").click()
+    page.get_by_role("option", name="selfie_segmentation").click()
+    page.wait_for_selector("text=What we understood: selfie_segmentation")
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector("text=/Task: segmentation \\(inferred from activation_10/")
+    page.wait_for_selector("text=activation_10 [1,256,256,1]: a mask, values in [0, 1]")
+    page.wait_for_selector("text=These images are not labelled by class")
+    shot(page, "tasks_01_model_data_segmentation")
+
+    goto(page, "Quantize")
+    for title in DROPPED:
+        page.locator('[data-testid="stCheckbox"]', has_text=title).locator("label").click()
+        page.wait_for_selector(IDLE)
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector('h1:has-text("Compare")')
+    page.wait_for_selector(DONE, timeout=300_000)
+    rows = page.evaluate(SUMMARY_JS)
+    assert list(rows) == ["float32", "dynamic_range", "float16"]
+    assert all(r["status"] == "ok" for r in rows.values()) and "mask IoU" in rows["float32"]
+    page.wait_for_selector("text=Error per output")
+    page.wait_for_selector("text=/IoU 0\\.\\d{3} with float32/")
+    # 6 photos on the first page: float32's mask, then dynamic range's and float16's masks and difference maps.
+    page.wait_for_function(f"() => ({VIEWS_JS})() === 30")
+    assert page.locator(EXCEPTION).count() == 0
+    shot(page, "tasks_02_compare_segmentation")
+    page.get_by_text("Per image", exact=True).scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "tasks_03_compare_masks.png"))
