@@ -76,8 +76,9 @@ for v in result.variants:
 
 st.subheader("Every variant, measured", anchor=False, help="\n".join(
     f"- **{title}**: {text}" for title, text in charts.summary_column_help(result).items()))
-st.caption("Highlighted: the best value in each column (agreement and mean |Δp|: among the variants compared with "
-           "float32; variants with a warning are never highlighted). The (?) by the heading explains each column. "
+st.caption("Highlighted: the best value in each column (columns measured against float32: among the variants "
+           "compared with it; variants with a warning are never highlighted). The (?) by the heading explains each "
+           "column. "
            + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 

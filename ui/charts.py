@@ -21,8 +21,10 @@ from quant_core.layers import LayerReport, layer_name, percent
 from quant_core.ops import OpKind
 from quant_core.recipe import CalibrationSource
 from quant_core.results.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE,
-                                        STATUS, VARIANT, X_SMALLER, Column, Summary, summarize)
-from quant_core.tune import CalibrationSweep, Objective, Step
+                                        STATUS, TRUTH_SCORE, VARIANT, X_SMALLER, Column, Summary, agreement_column,
+                                        summarize, worst_output, worst_words)
+from quant_core.tasks import Task
+from quant_core.tune import CLASS_AGREEMENT, CalibrationSweep, Objective, Step
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -330,6 +332,8 @@ def _fidelity_hover(result: CompareResult, v) -> str:
              f"{SIZE.format_number(v.size_bytes)} KB file"
              + (f", {X_SMALLER.format_number(1 / v.size_ratio)} smaller than float32"
                 if v.size_ratio and v is not result.baseline else "")]
+    if result.task is not Task.CLASSIFICATION:
+        return "<br>".join(lines + _task_hover(result, v)) + "<br>" + _explained(_fidelity_column(result), title=True)
     if result.labelled and v.accuracy is not None:
         lines.append(f"right on {_of_images(v.accuracy, n)} ({ACCURACY.format_number(v.accuracy)} accuracy)")
     if v is not result.baseline and v.top1_agreement is not None:
@@ -340,6 +344,27 @@ def _fidelity_hover(result: CompareResult, v) -> str:
                      f"(mean |Δp| {MEAN_ABS_DIFF.format_number(v.mean_abs_diff)})")
     column = ACCURACY if result.labelled else AGREEMENT
     return "<br>".join(lines) + "<br>" + _explained(column, title=True)
+
+
+def _fidelity_column(result: CompareResult) -> Column:
+    """What the fidelity chart plots: accuracy (labels or ground truth) when known, else the task's agreement."""
+    if result.task is Task.CLASSIFICATION:
+        return ACCURACY if result.labelled else AGREEMENT
+    return TRUTH_SCORE if result.labelled else agreement_column(result.task)
+
+
+def _task_hover(result: CompareResult, v) -> list[str]:
+    """A non-classifier's point: agreement in the task's measure, score against ground truth, worst output."""
+    lines = []
+    if v is not result.baseline and v.top1_agreement is not None:
+        column = agreement_column(result.task)
+        lines.append(f"{column.title} with float32: {column.format_number(v.top1_agreement)}")
+    if result.labelled and v.accuracy is not None:
+        lines.append(f"against the ground truth: {TRUTH_SCORE.format_number(v.accuracy)}")
+    worst = worst_output(v)
+    if v is not result.baseline and worst is not None and worst.whole.sqnr_db is not None:
+        lines.append(f"lowest SQNR {worst.whole.sqnr_db:.1f} dB: {worst_words(worst)}")
+    return lines
 
 
 def _note(fig: go.Figure, text: str) -> go.Figure:
@@ -354,9 +379,9 @@ def fidelity_chart(result: CompareResult) -> go.Figure:
     (`place_labels`); float32's value
     is a dashed reference line; variants with a warning are hollow and grey, and their label says so.
     """
-    column = ACCURACY if result.labelled else AGREEMENT
+    column = _fidelity_column(result)
     vs = [v for v in ok_variants(result) if column.value(v) is not None and v.size_bytes]
-    title = f"File size vs {'accuracy' if result.labelled else 'agreement with float32'}"
+    title = f"File size vs {column.title if column is not AGREEMENT else 'agreement with float32'}"
     if not vs:
         return _layout(_note(go.Figure(), f"no built variant has {column.title} to show"),
                        title, height=FIDELITY_HEIGHT)
@@ -663,8 +688,9 @@ def tune_chart(steps: Sequence[Step], winner: int | None, objective: Objective) 
                     hovertext=[f"step {k + 1}: {s.name}<br>{s.why}" for k, s in built],
                     hovertemplate="%{hovertext}<extra></extra>")
     fig.update_xaxes(title="median latency (ms)" if latency else "file size (MB)", rangemode="tozero")
+    measure = built[0][1].measure if built else "agreement"
     fig.update_yaxes(title="accuracy (%)" if built and built[0][1].variant.accuracy is not None else
-                     "agreement with float32 (%)")
+                     f"{'agreement' if measure == CLASS_AGREEMENT else measure} with float32 (%)")
     return _layout(fig, "The search, step by step (★ the winner; grey: outside the budget)", height=360)
 
 
@@ -673,7 +699,8 @@ def calibration_chart(sweep: CalibrationSweep) -> go.Figure:
     real = [p for p in sweep.points if p.source is CalibrationSource.IMAGES and p.ok]
     noise = next((p for p in sweep.points if p.source is CalibrationSource.RANDOM and p.ok), None)
     fig = go.Figure()
-    for field, name, colour in (("agreement", "agreement with float32", _BLUE), ("accuracy", "accuracy", _ORANGE)):
+    measure = "agreement" if sweep.measure == CLASS_AGREEMENT else sweep.measure
+    for field, name, colour in (("agreement", f"{measure} with float32", _BLUE), ("accuracy", "accuracy", _ORANGE)):
         values = [getattr(p, field) for p in real]
         if all(v is None for v in values):
             continue
