@@ -68,6 +68,7 @@ bench: setup-dev browser services
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_protocol.py
 	$(PY) bench/bench_tasks.py
+	$(PY) bench/bench_task_display.py
 
 samples: setup-dev
 	$(PY) sample_models/build_samples.py

@@ -6,54 +6,21 @@ Screenshots go to artifacts/screenshots/ (kept by CI as artifacts).
 
 from __future__ import annotations
 
-import tempfile
-
 import pytest
 
-from conftest import REPO
-from live_server import CHROMIUM, DONE, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, streamlit_server
+from live_server import DONE, EXCEPTION, IDLE, SUMMARY_JS
+from test_browser import SCREENSHOTS, goto, page, server, shot  # noqa: F401 - the browser, the server, helpers
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
 DROPPED = ("Weight-only int8", "Full integer int8", "Int8 with float I/O", "16x8 (int16 activations)")
 # Every drawn view on the page: a PNG the browser decoded, at the drawing's size (256 px on its longer side).
 VIEWS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
   .filter(i => i.complete && i.naturalWidth === 256).length"""
 
 
-@pytest.fixture(scope="module")
-def page():
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (done by .ci/run)")
-    from playwright.sync_api import sync_playwright
-
-    with streamlit_server({"QUANT_CACHE_DIR": tempfile.mkdtemp(prefix="qw-browser-tasks-cache-")}) as server, \
-            sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 2000})
-        pg = context.new_page()
-        pg.set_default_timeout(120_000)
-        pg.goto(server.url)
-        yield pg
-        browser.close()
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_selector(IDLE)
-    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    page.wait_for_timeout(300)  # let charts finish their first paint
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def goto(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
-    page.wait_for_selector(f'h1:has-text("{title}")')
-    page.wait_for_selector(IDLE)
-
-
-def test_the_segmenter_is_picked_compared_and_its_masks_drawn_over_the_photos(page):
+def test_the_segmenter_is_picked_compared_and_its_masks_drawn_over_the_photos(page, server):  # noqa: F811
+    page.goto(server)
     page.wait_for_selector("text=What we understood: mobilenet_v2_imagenet")
     page.locator('[data-testid="stSelectbox"]', has_text="Sample").click()
     page.get_by_role("option", name="selfie_segmentation").click()
