@@ -442,7 +442,8 @@ class Workbench:
             except QuantError as err:
                 if str(err) == str(first):  # the same failure (a shared step): nothing more to say
                     raise first from None
-                raise ConversionError(f"{first}; {backend} could not build it either: {err}") from None
+                # The other backend's reason is the one left to act on; the preferred one's refusal is said briefly.
+                raise ConversionError(f"{err} ({preferred.backend_used} refused it too)") from None
         raise first
 
     def _measure(self, name: str, recipe: Recipe, built: BuiltVariant, report: ProgressCallback, *,

@@ -37,7 +37,7 @@ from quant_core.errors import InputError, first_line
 
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}  # inserted at float/int boundaries: they carry their input's error
 _SKIP = {"DELEGATE"}
-_CUSTOM_OP = re.compile(r"unresolved custom op: ([\w.-]+)")
+_CUSTOM_OP = re.compile(r"unresolved custom op: (\w+(?:[.-]\w+)*)")  # the op name, not the sentence's full stop
 MAX_IMAGES = 32  # the error statistics settle after a few dozen images; every tensor is kept per image
 
 

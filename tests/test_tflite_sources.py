@@ -250,3 +250,20 @@ def test_quantized_tflite_is_still_refused(tiny_model, tmp_path, mode):
     with pytest.raises(UnsupportedModelError, match="already quantized") as err:
         load_model(path)
     assert "\n" not in str(err.value)
+
+
+def test_best_per_mode_falls_back_to_the_other_backend_and_says_both_refusals_in_one_line(tmp_path):
+    """With no backend chosen, a mode the preferred backend refuses is built by the other one (int16x8 of the
+    segmenter: the TF converter cannot calibrate its custom op, the LiteRT Quantizer keeps it in float); when both
+    refuse (int8), the line gives the other backend's way out and names the first refusal."""
+    from quant_core import ArtifactCache, CompareOptions, CompareRequest, run_compare
+
+    result = run_compare(CompareRequest(str(SAMPLES / "selfie_segmentation.tflite"), (str(SAMPLES / "people_images"),),
+                                        None, CompareOptions(recipes=(Recipe(Mode.INT16X8, calibration_count=3),
+                                                                      Recipe(Mode.INT8, calibration_count=3)),
+                                                             measure_latency=False)), cache=ArtifactCache(tmp_path))
+    int16x8, int8 = result.variant("int16x8"), result.variant("int8")
+    assert int16x8.ok and int16x8.recipe.backend is _LQ
+    assert not int8.ok and "\n" not in int8.error
+    assert int8.error.startswith("the LiteRT Quantizer cannot quantize the custom op Convolution2DTransposeBias")
+    assert int8.error.endswith("(tf_converter refused it too)")
