@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import streamlit as st
 
 from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
 from quant_core.tasks import Task, main_output
 from ui import engine, run, state
-from ui.inputs import MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, samples, sample_inputs, save_uploads
+from ui.inputs import (MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, TRUTH_FORMAT, add_truth, drop_truth, samples,
+                       sample_inputs, save_uploads, truth_said, with_truth)
 from ui.settings import Reading
 from ui.widgets import (ENGINE_ERRORS, current_inputs, markdown_text, normalization_picker, reading_controls,
                         show_error, task_line)
@@ -136,6 +139,35 @@ if specs:
         run.reset()  # the result read the outputs otherwise
         engine.prepare(inputs, override)  # the new reading's worker opens the model while the page redraws
         st.rerun()
+
+if not classifier:  # ground truth scores each variant against annotations, beside float32's outputs
+    st.subheader("Ground truth (optional)")
+    st.caption(f"Score every variant against your own annotations too: {TRUTH_FORMAT}. In use: "
+               f"{truth_said(inputs)}.")
+    with st.form(f"truth.{ident}"):
+        truth_files = st.file_uploader("Ground truth: PNG masks, a .zip of them, or one .json of points",
+                                       accept_multiple_files=True, max_upload_size=MAX_UPLOAD_MB,
+                                       key=f"w.truth.{ident}")
+        use_truth = st.form_submit_button("Use this ground truth")
+    if inputs.truth and st.button("Remove the ground truth", icon=":material/delete:"):
+        drop_truth(inputs)
+        state.session.inputs = with_truth(inputs, ())
+        run.reset()
+        st.rerun()
+    if use_truth and not truth_files:
+        st.error("Choose PNG masks, a .zip of them or one .json of points first.")
+    elif use_truth:
+        try:  # a sample gets a private folder of its own for it (removed with the inputs: state.use_inputs)
+            with state.upload_folder() if inputs.folder is None else nullcontext(inputs.folder) as folder:
+                truthful = add_truth(inputs, [(f.name, f.getvalue()) for f in truth_files], folder=folder,
+                                     specs=specs, preprocessing=description.preprocessing)
+        except ENGINE_ERRORS as err:
+            show_error(err)
+        else:
+            drop_truth(inputs)
+            state.session.inputs = truthful
+            run.reset()  # the result was measured without it
+            st.rerun()
 
 st.subheader(f"Images: {description.image_count}")
 if classifier:

@@ -381,7 +381,8 @@ def fidelity_chart(result: CompareResult) -> go.Figure:
     """
     column = _fidelity_column(result)
     vs = [v for v in ok_variants(result) if column.value(v) is not None and v.size_bytes]
-    title = f"File size vs {column.title if column is not AGREEMENT else 'agreement with float32'}"
+    title = "File size vs " + {AGREEMENT.key: "agreement with float32", TRUTH_SCORE.key: "ground truth"}.get(
+        column.key, column.title)
     if not vs:
         return _layout(_note(go.Figure(), f"no built variant has {column.title} to show"),
                        title, height=FIDELITY_HEIGHT)

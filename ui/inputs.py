@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from quant_core import Preprocessing, load_images
 from quant_core.cache import cache_key, content_sha256
 from quant_core.errors import InputError
+from quant_core.inputs.archives import extract_zip
 from quant_core.inputs.images import IMAGE_SUFFIXES
 from quant_core.inputs.models import detect_format
+from quant_core.outputs import truth_of
+from quant_core.tasks import OutputSpec
 
 IMAGE_TYPES = ", ".join(sorted(IMAGE_SUFFIXES)) + ", or a .zip of them"
 LABEL_SUFFIXES = (".txt", ".json")
+TRUTH_FORMAT = ("PNG masks named like the images (0/255 or class indices, at the image's or the output's size; "
+                "several files or a .zip), or one .json of points {\"image name\": [[x, y], ...]} in the "
+                "images' pixels")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "sample_models"
@@ -45,11 +55,15 @@ class Inputs:
     folder: Path | None = None  # the session's private folder holding uploads (archives unpack here)
     # files_digest of every file, taken once when made so reruns never re-read them (an upload is a new Inputs)
     digest: str = field(kw_only=True)
+    # ground truth of a segmenter's or landmark model's main output: one folder of PNG masks or one JSON file,
+    # in a truth-* folder of its own inside `folder` (`save_truth`); () without
+    truth: tuple[Path, ...] = field(default=(), kw_only=True)
 
 
-def files_digest(model: Path, images: tuple[Path, ...], labels: Path | None) -> str:
+def files_digest(model: Path, images: tuple[Path, ...], labels: Path | None, truth: tuple[Path, ...] = ()) -> str:
     """Hash of every input file's role, name and bytes (a folder: each file under it, by relative name)."""
-    roots = [("model", model), *(("images", p) for p in images), *([("labels", labels)] if labels else [])]
+    roots = [("model", model), *(("images", p) for p in images), *([("labels", labels)] if labels else []),
+             *(("truth", p) for p in truth)]
     return cache_key([(role, root.name, content_sha256(root)) for role, root in roots])
 
 
@@ -122,3 +136,77 @@ def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str,
     saved = tuple(paths)
     return Inputs(f"your model {model_path.name}", model_path, saved, labels_path, folder=folder,
                   digest=files_digest(model_path, saved, labels_path))
+
+
+def save_truth(folder: Path, files: Sequence[tuple[str, bytes]]) -> tuple[Path, ...]:
+    """Writes uploaded ground truth into a new truth-* folder inside `folder`; returns what the engine reads.
+
+    PNG masks (and the PNGs of .zip archives, unpacked) go into that folder, which is returned
+    alone; one .json of points is returned as its file.
+
+    Raises:
+        InputError: no file, a file that is neither PNG, .zip nor .json, or a .json beside other
+            files (nothing is left behind).
+    """
+    kinds = {Path(name).suffix.lower() for name, _ in files}
+    bad = [name for name, _ in files if Path(name).suffix.lower() not in (".png", ".zip", ".json")]
+    if bad or not files:
+        raise InputError(f"{', '.join(bad[:3]) or 'nothing chosen'}: not ground truth; expected {TRUTH_FORMAT}")
+    if ".json" in kinds and len(files) > 1:
+        raise InputError("ground truth is PNG masks or one .json of points, not both nor several .json files")
+    dest = Path(tempfile.mkdtemp(prefix="truth-", dir=folder))
+    try:
+        for k, (name, data) in enumerate(files):
+            path = dest / safe_name(name)
+            if path.suffix.lower() == ".zip":
+                archive = folder / f"{dest.name}-{k}.zip"  # outside dest: only the masks are read
+                archive.write_bytes(data)
+                try:
+                    extract_zip(archive, dest / f"zip-{k:02d}")
+                finally:
+                    archive.unlink()
+            else:
+                path.write_bytes(data)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return (dest / safe_name(files[0][0]),) if ".json" in kinds else (dest,)
+
+
+def drop_truth(inputs: Inputs) -> None:
+    """Removes the inputs' ground-truth files (their truth-* folder)."""
+    for path in inputs.truth:
+        shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)
+
+
+def with_truth(inputs: Inputs, truth: tuple[Path, ...], *, folder: Path | None = None) -> Inputs:
+    """The same inputs with this ground truth (() for none), their digest taken anew; `folder` if they had none."""
+    return replace(inputs, truth=truth, folder=inputs.folder or folder,
+                   digest=files_digest(inputs.model, inputs.images, inputs.labels, truth))
+
+
+def add_truth(inputs: Inputs, files: Sequence[tuple[str, bytes]], *, folder: Path, specs: Sequence[OutputSpec],
+              preprocessing: Preprocessing) -> Inputs:
+    """The inputs with this uploaded ground truth, saved in `folder` and read by the engine against the main output.
+
+    The inputs' earlier ground truth stays until the caller drops it (`drop_truth`).
+
+    Raises:
+        InputError: files that are not ground truth or do not fit the images and the main output, in
+            the engine's words (quant_core.inputs.ground_truth); nothing is left behind.
+    """
+    truth = save_truth(folder, files)
+    try:
+        truth_of([str(p) for p in truth], specs, load_images(inputs.images, work_dir=inputs.folder), preprocessing)
+    except BaseException:
+        drop_truth(replace(inputs, truth=truth))
+        raise
+    return with_truth(inputs, truth, folder=folder)
+
+
+def truth_said(inputs: Inputs) -> str:
+    """The ground truth in use, in a few words: "3 PNG masks" or "points.json"."""
+    if not inputs.truth:
+        return "none"
+    path = inputs.truth[0]
+    return f"{sum(1 for f in path.rglob('*') if f.suffix.lower() == '.png')} PNG masks" if path.is_dir() else path.name
