@@ -73,15 +73,15 @@ except ENGINE_ERRORS as err:
     st.stop()
 
 try:
-    specs, task = state.session.reading.applied(description.outputs) if description.outputs else \
-        ((), description.task)
+    specs, task = state.session.reading.applied(description.found.outputs) if description.found.outputs else \
+        ((), description.found.task)
 except QuantError as err:  # a link's roles that name outputs this model has not
     st.warning(f"The output roles chosen do not fit this model, so they are not used: {err}", icon=":material/warning:")
     state.session.reading = Reading()
-    specs, task = description.outputs, description.task
+    specs, task = description.found.outputs, description.found.task
 classifier = task is Task.CLASSIFICATION
 
-info = description.info
+info = description.found.info
 st.subheader(f"What we understood: {info.name}")
 cols = st.columns(4)
 cols[0].metric("Input", "×".join(str(d) for d in info.input_shape[1:]), help="height × width × channels")
@@ -103,7 +103,7 @@ outputs = "\n".join(f"- {markdown_text(o.description)}" for o in specs)
 if not classifier:  # a classifier's page looks as before: its task and outputs wait in the last expander
     st.markdown(task_line(specs, task, reading) + "\n" + outputs)
 
-pre = description.preprocessing
+pre = description.found.preprocessing
 # Open while the user has changed something: a new label re-creates the expander, which would hide the fields.
 with st.expander(f"Preprocessing: {pre.normalization.label}, {pre.resize.value} resize",
                  expanded=override != PreprocessingOverride()):
@@ -133,7 +133,7 @@ if specs:
                      "they are wrong", expanded=not reading.inferred, icon=":material/category:"):
         if classifier:
             st.markdown(outputs)
-        chosen_reading = reading_controls(description.outputs, reading, key=f"w.reading.{ident}")
+        chosen_reading = reading_controls(description.found.outputs, reading, key=f"w.reading.{ident}")
     if chosen_reading != reading:
         state.session.reading = chosen_reading
         run.reset()  # the result read the outputs otherwise
@@ -160,7 +160,7 @@ if not classifier:  # ground truth scores each variant against annotations, besi
         try:  # a sample gets a private folder of its own for it (removed with the inputs: state.use_inputs)
             with state.upload_folder() if inputs.folder is None else nullcontext(inputs.folder) as folder:
                 truthful = add_truth(inputs, [(f.name, f.getvalue()) for f in truth_files], folder=folder,
-                                     specs=specs, preprocessing=description.preprocessing)
+                                     specs=specs, preprocessing=description.found.preprocessing)
         except ENGINE_ERRORS as err:
             show_error(err)
         else:
@@ -169,17 +169,17 @@ if not classifier:  # ground truth scores each variant against annotations, besi
             run.reset()  # the result was measured without it
             st.rerun()
 
-st.subheader(f"Images: {description.image_count}")
+st.subheader(f"Images: {description.found.image_count}")
 if classifier:
-    st.caption(f"Labels: {description.labels_source}.")
-    st.dataframe({"class": [c for c, _ in description.class_counts],
-                  "images": [n for _, n in description.class_counts]}, hide_index=True, width="content")
+    st.caption(f"Labels: {description.found.labels_source}.")
+    st.dataframe({"class": [c for c, _ in description.found.class_counts],
+                  "images": [n for _, n in description.found.class_counts]}, hide_index=True, width="content")
 else:
     st.caption(f"These images are not labelled by class: the model is not a classifier ({task.value}). Every "
                "variant's outputs are compared with float32's on them.")
-if description.skipped:
-    st.warning(f"{len(description.skipped)} file(s) skipped: " +
-               "; ".join(f"{s.name} ({s.reason})" for s in description.skipped[:8]), icon=":material/warning:")
+if description.found.skipped:
+    st.warning(f"{len(description.found.skipped)} file(s) skipped: " +
+               "; ".join(f"{s.name} ({s.reason})" for s in description.found.skipped[:8]), icon=":material/warning:")
 grid = st.columns(8)
-for k, (name, pixels) in enumerate(description.thumbnails):  # a few of every class, in class order
+for k, (name, pixels) in enumerate(description.pictures):  # a few of every class, in class order
     grid[k % 8].image(pixels, caption=name.split("/")[-1], width="stretch")

@@ -13,14 +13,13 @@ import numpy as np
 import streamlit as st
 
 from quant_core import (ArtifactCache, CompareOptions, CompareRequest, CompareResult, InternalError, KeptModels, Mode,
-                        ModelInfo, Preprocessing, PreprocessingOverride, Progress, QuantError, Recipe, load_images)
+                        PreprocessingOverride, Progress, QuantError, Recipe, load_images)
 from quant_core import builders
 from quant_core.cache import cache_key
 from quant_core.compare import cached_result
 from quant_core.config import config
 from quant_core.env import package_versions
 from quant_core.errors import report_internal
-from quant_core.inputs.images import SkippedFile
 from quant_core.layers import LayerReport
 from quant_core.results import from_jsonable, to_jsonable
 from quant_core.results.dataset_compare import DatasetEvaluation
@@ -31,7 +30,6 @@ from quant_core.serving.pool import WarmPool
 from quant_core.serving.protocol import (CalibrationJob, CompareJob, DescribeJob, DatasetJob, ExecutorChoice,
                                          LayersJob, Message, ModelDescription, Place, PrepareJob, TuneJob)
 from quant_core.serving.worker import Limits
-from quant_core.tasks import OutputSpec, Task
 from quant_core.tune import CalibrationSweep, Objective, Step, TuneResult
 from ui import state
 from ui.inputs import Inputs
@@ -45,17 +43,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Description:
-    """What the Model & data page shows about the inputs: the describe job's answer, with the thumbnails' pixels."""
+    """What the Model & data page shows about the inputs: the describe job's answer and a few images' pixels."""
 
-    info: ModelInfo
-    preprocessing: Preprocessing
-    class_counts: tuple[tuple[str, int], ...]  # (class name or "unlabelled", image count) in class-index order
-    labels_source: str
-    skipped: tuple[SkippedFile, ...]
-    image_count: int
-    thumbnails: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels): a few images of every class
-    task: Task = Task.CLASSIFICATION  # what the model does, inferred from its outputs on the images
-    outputs: tuple[OutputSpec, ...] = ()  # what each output is, in one line each
+    found: ModelDescription  # the model's facts, preprocessing, outputs and an image summary
+    pictures: tuple[tuple[str, np.ndarray], ...]  # (file name, RGB pixels): a few images of every class
 
 
 def inputs_key(inputs: Inputs) -> str:
@@ -108,10 +99,8 @@ def _describe(_inputs: Inputs, key: str, override: PreprocessingOverride) -> Des
     prepare(_inputs, override)
     # Thumbnails: Pillow only, no TensorFlow in the server; the worker chose which (round-robin over classes).
     images = load_images(_inputs.images, work_dir=_inputs.folder).items
-    return Description(found.info, found.preprocessing, found.class_counts, found.labels_source, found.skipped,
-                       found.image_count, tuple((images[k].name, _small(images[k].pixels))
-                                                for k in found.thumbnails if k < len(images)),
-                       found.task, found.outputs)
+    return Description(found, tuple((images[k].name, _small(images[k].pixels))
+                                    for k in found.thumbnails if k < len(images)))
 
 
 def stored_description(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache,
