@@ -13,7 +13,7 @@ from quant_core import builders, metrics
 from quant_core.compare import _RETIME_ROUNDS, CompareOptions, CompareRequest, Progress, run_compare
 from quant_core.errors import ImageError
 from quant_core.inputs.preprocess import Normalization, PreprocessingOverride, Preset
-from quant_core.modes import Mode
+from quant_core.modes import Backend, Mode
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.results.compare_result import CompareResult, Status
 from quant_core.results.report import report_dict, variants_csv
@@ -231,12 +231,14 @@ def test_a_backend_failure_fails_that_variant_while_others_succeed(model_files, 
     from tensorflow.lite.python import convert  # the backend call inside the int8 builder
 
     monkeypatch.setattr(convert, "mlir_quantize", backend_refuses)
-    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT16X8), Recipe(Mode.INT8))),
-                         cache=cache)
+    chosen = Recipe(Mode.INT8, backend=Backend.TF_CONVERTER)  # chosen: "best per mode" would try the other backend
+    result = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT16X8), chosen)), cache=cache)
     assert result.variant("int16x8").ok
     failed = result.variant("int8")
     assert not failed.ok and failed.size_bytes is None
     assert failed.error == "tf_converter failed: tflite/kernels/kernel_util.cc:349 check failed"
+    fallback = run_compare(_request(model_files, image_dir, recipes=(Recipe(Mode.INT8),)), cache=cache)
+    assert fallback.variant("int8").ok and fallback.variant("int8").recipe.backend is Backend.LITERT_QUANTIZER
 
 
 def test_a_bug_in_a_builder_is_not_passed_off_as_a_failed_variant(model_files, image_dir, cache, monkeypatch):
