@@ -69,12 +69,13 @@ def columns(reference: np.ndarray, got: np.ndarray) -> tuple[TensorFidelity, ...
     norms = np.sqrt(signal * np.sum(out * out, axis=0))
     dots = np.sum(ref * out, axis=0)
     peaks = np.abs(diff).max(axis=0, initial=0.0)
-    return tuple(_column(int(b), float(s), float(n), float(d), float(m), float(p))
+    return tuple(from_sums(int(b), float(s), float(n), float(d), float(m), float(p))
                  for b, s, n, d, m, p in zip(bad, signal, noise, dots, norms, peaks))
 
 
-def _column(bad: int, signal: float, noise: float, dot: float, norm: float, peak: float) -> TensorFidelity:
-    """One column's figures from its sums."""
+def from_sums(bad: int, signal: float, noise: float, dot: float, norm: float, peak: float) -> TensorFidelity:
+    """The figures from their sums: Σ ref², Σ (ref − got)², Σ ref·got, √(Σ ref² Σ got²), max |Δ| (one column, or a
+    whole dataset summed shard by shard), and the count of values that were not finite."""
     if bad:
         return TensorFidelity(None, None, None, None, exact=False, nonfinite=bad)
     exact = noise == 0.0

@@ -26,7 +26,8 @@ import numpy as np
 
 from quant_core import outputs
 from quant_core._serde import from_jsonable, to_jsonable
-from quant_core.fidelity import EmbeddingMetrics, LandmarkMetrics, MaskMetrics, OutputFidelity, TensorFidelity, labels
+from quant_core.fidelity import (EmbeddingMetrics, LandmarkMetrics, MaskMetrics, OutputFidelity, TensorFidelity,
+                                 from_sums, labels)
 from quant_core.inputs.images import SkippedFile
 from quant_core.results.compare_result import CompareResult, VariantResult
 from quant_core.tasks import CoordSpace, OutputSpec, Role, Task, main_output
@@ -71,14 +72,9 @@ class Sums:
         SQNR = 10 log10(Σ ref² / Σ (ref − got)²); cosine = Σ ref·got / √(Σ ref² Σ got²), 1 when
         both are all zeros and 0 when one is; relative RMSE = √(Σ (ref − got)² / Σ ref²).
         """
-        signal, noise, power = float(np.sum(self.signal)), float(np.sum(self.noise)), float(np.sum(self.power))
-        if int(np.sum(self.bad)):
-            return TensorFidelity(None, None, None, None, exact=False, nonfinite=int(np.sum(self.bad)))
-        exact, norm = noise == 0.0, math.sqrt(signal * power)
-        sqnr = 10.0 * math.log10(signal / noise) if signal > 0 and noise > 0 else None
-        cosine = max(-1.0, min(1.0, float(np.sum(self.dot)) / norm)) if norm > 0 else (1.0 if exact else 0.0)
-        rel_rmse = math.sqrt(noise / signal) if signal > 0 else (0.0 if exact else None)
-        return TensorFidelity(sqnr, cosine, float(np.max(self.peak, initial=0.0)), rel_rmse, exact=exact)
+        signal, power = float(np.sum(self.signal)), float(np.sum(self.power))
+        return from_sums(int(np.sum(self.bad)), signal, float(np.sum(self.noise)), float(np.sum(self.dot)),
+                         math.sqrt(signal * power), float(np.max(self.peak, initial=0.0)))
 
 
 _COUNTS = ("class_inter", "class_union")  # OutputTally's fields that are counts over images, not per image
