@@ -25,6 +25,7 @@ from quant_core.results.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDI
                                         summarize, worst_output, worst_words)
 from quant_core.tasks import Task
 from quant_core.tune import CLASS_AGREEMENT, CalibrationSweep, Objective, Step
+from ui.per_result import remembered
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 BEST_STYLE = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -372,6 +373,7 @@ def _note(fig: go.Figure, text: str) -> go.Figure:
     return fig
 
 
+@remembered
 def fidelity_chart(result: CompareResult) -> go.Figure:
     """File size against fidelity (accuracy with labels, else top-1 agreement with float32), both axes from 0.
 
@@ -433,6 +435,7 @@ def _bar_layout(fig: go.Figure, title: str, unit: str, values: list[float], text
                    xaxis={"title": unit, "range": [0, x_end], "type": "linear"}, yaxis={"autorange": "reversed"})
 
 
+@remembered
 def size_chart(result: CompareResult) -> go.Figure:
     """File size per variant, labelled with how many times smaller than float32 it is; axis from 0."""
     vs = [v for v in ok_variants(result) if v.size_bytes]
@@ -454,6 +457,7 @@ def _versus(value: float, reference: float | None) -> str:
     return f" · {ratio:.1f}x float32's" if ratio > 1 else f" · {1 / ratio:.1f}x less than float32"
 
 
+@remembered
 def memory_chart(result: CompareResult) -> go.Figure:
     """Heap the interpreter holds while running one image, per variant (the summary's memory column); axis from 0."""
     vs = [v for v in ok_variants(result) if v.memory is not None]
@@ -478,6 +482,7 @@ def ms_text(ms: float) -> str:
     return f"{ms:,.{decimals}f} ms"
 
 
+@remembered
 def latency_chart(result: CompareResult) -> go.Figure:
     """Median latency per variant, fastest on top, on a linear axis from 0; the whisker reaches the p90.
 
@@ -545,6 +550,7 @@ def confusion_counts(result: CompareResult, name: str) -> np.ndarray:
     return matrix
 
 
+@remembered
 def confusion_chart(result: CompareResult, name: str) -> go.Figure:
     """Confusion matrix of one variant as a heatmap (for the HTML report)."""
     matrix = confusion_counts(result, name)
@@ -596,6 +602,7 @@ def confusion_table(result: CompareResult, name: str) -> Styler:
     return frame.style.apply(shade, axis=None)
 
 
+@remembered
 def ops_chart(result: CompareResult) -> go.Figure:
     """Ops per compute kind, stacked, per variant."""
     vs = [v for v in ok_variants(result) if v.ops]

@@ -17,6 +17,7 @@ from quant_core.fidelity import OutputFidelity, TensorFidelity
 from quant_core.results.compare_result import VariantResult
 from quant_core.results.summary import axis_name, channel_name, channel_word
 from quant_core.tasks import OutputSpec
+from ui.per_result import remembered
 
 _FONT = {"family": "Inter, Segoe UI, sans-serif", "size": 13}
 # Variant colours, in the order of the compared variants (float32 is the reference, never drawn).
@@ -59,6 +60,7 @@ def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     return fig
 
 
+@remembered
 def output_sqnr_chart(result: CompareResult) -> go.Figure:
     """SQNR of every output against float32's, one group of bars per output, one bar per compared variant."""
     specs = result.output_specs
@@ -83,6 +85,7 @@ def output_sqnr_chart(result: CompareResult) -> go.Figure:
                    legend={"orientation": "h", "y": -0.2})
 
 
+@remembered
 def channel_sqnr_chart(result: CompareResult, spec: OutputSpec) -> go.Figure:
     """One output's SQNR per channel (per point for landmarks), a line per compared variant, its worst starred."""
     word = channel_word(spec.role)
