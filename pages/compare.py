@@ -8,9 +8,8 @@ import numpy as np
 import streamlit as st
 
 from quant_core import CompareResult
-from quant_core.results.summary import prediction_lines
 from quant_core.tasks import Task
-from ui import charts, engine, published, run, state, task_views, verdict
+from ui import charts, engine, html_grid, published, run, state, task_views, verdict
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
 
 st.title("Compare")
@@ -114,24 +113,7 @@ def per_image_grid() -> None:
     page_size = 12
     pages = max(1, (len(rows) + page_size - 1) // page_size)
     page = st.number_input("Page", 1, pages, 1, key="w.grid_page") if pages > 1 else 1
-    base = result.baseline
-    for k in rows[(page - 1) * page_size: page * page_size]:
-        image = result.images[k]
-        cols = st.columns([1] + [2] * len(shown))
-        if image.file in thumbs:
-            cols[0].image(thumbs[image.file], width="stretch")
-        cols[0].caption(image.file.split("/")[-1] + (f" · **{image.label}**" if image.label else ""))
-        differ = [v.name for v in ok if base is not None and v is not base and v.top1[k] != base.top1[k]]
-        hidden = [name for name in differ if name not in shown]
-        if differ:  # which variants disagree, also when their column is not shown
-            cols[0].markdown(":red[≠ float32: " + ", ".join(differ) + "]" +
-                             (f"  \n:gray[not shown: {', '.join(hidden)}]" if hidden else ""))
-        for col, name in zip(cols[1:], shown):
-            v = result.variant(name)
-            differs = base is not None and v.top1[k] != base.top1[k]
-            lines = [f"**{name}**" + (" :red[≠ float32]" if differs else "")]
-            lines += prediction_lines(v.topk[k], true_index=image.label_index)
-            col.markdown("  \n".join(lines))
+    st.html(html_grid.grid(result, rows[(page - 1) * page_size: page * page_size], shown, thumbs))
 
 
 @st.fragment

@@ -80,7 +80,7 @@ def test_sample_journey_compares_every_variant(sample_run):
     assert table["agreement"].min() < 1.0
     assert any("have at least one variant disagreeing with float32" in c.value for c in at.caption)
     assert any("With 22 images one image is 4.5 points of accuracy" in c.value for c in at.caption)
-    grid = " ".join(m.value for m in at.markdown)
+    grid = next(h.value for h in at.get("html") if "data-qw-grid" in h.value)
     assert "≠ float32" in grid and "espresso" in grid  # top-5 class names per image and variant
     # 1000 classes: the mistakes of the chosen variant are listed instead of an unreadable confusion matrix.
     assert "Mistakes" in [s.value for s in at.subheader]

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from conftest import REPO
+from html_cells import cells, grid
 from quant_core import CompareOptions, CompareRequest, CompareResult, Mode, Recipe, run_compare
 from quant_core.cache import ArtifactCache
 
@@ -97,8 +98,11 @@ def test_the_what_if_banner_names_the_setting_and_only_its_variants(result):
 def test_each_image_says_which_variants_disagree_even_when_not_shown(result):
     at = compare_page(result)
     at.multiselect(key="w.grid_variants").set_value(["float32", "float16"]).run()
-    marks = [m.value for m in at.markdown if m.value.startswith(":red[≠ float32")]
-    assert marks == [":red[≠ float32: int8]  \n:gray[not shown: int8]"] * 2
+    images = [text for texts in cells(grid(at), "data-image").values() for text in texts]
+    marks = [text.split("\n", 1)[1] for text in images if "≠ float32" in text]
+    assert marks == ["≠ float32: int8\nnot shown: int8"] * 2
+    assert [cell.split("\n")[0] for cell in cells(grid(at), "data-variant")["float16"]] == \
+        ["float16"] * len(images)  # its column, without a mark: it agrees everywhere
 
 
 def test_the_html_report_shows_the_verdict_under_the_floor_in_force(result):

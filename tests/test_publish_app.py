@@ -85,7 +85,10 @@ def test_a_published_link_opens_compare_read_only_with_everything_shown(result):
     assert "Which variant to ship" in [s.value for s in at.subheader]
     assert not at.get("plotly_chart")  # the first paint: verdict and table; the rest follows by itself
     at.run()
-    assert len(at.get("plotly_chart")) >= 4 and at.get("image")  # charts and the published thumbnails
+    grid = next(h.value for h in at.get("html") if "data-qw-grid" in h.value)
+    # charts, and the per-image grid with the published thumbnails
+    assert len(at.get("plotly_chart")) >= 4
+    assert grid.count('<img src="data:image/png;base64,') == min(12, len(result.images))
     at.switch_page("pages/ops.py").run()
     assert not at.exception and at.title[0].value == "Ops"
     at.switch_page("pages/report.py").run()
@@ -100,7 +103,8 @@ def test_published_models_download_and_anonymised_names(result):
     labels = [b.label for b in at.get("download_button")]
     assert "All models + recipes (.zip)" in labels and labels.count(".tflite") == 3
     at.switch_page("pages/compare.py").run()
-    text = " ".join(c.value for c in at.caption)
+    grid = next(h.value for h in at.get("html") if "data-qw-grid" in h.value)
+    text = " ".join(c.value for c in at.caption) + grid
     assert "image_001.png" in text and not re.search(r"(?<!image_)\b\d{3}\.png", text)  # the originals: 000.png...
 
 
