@@ -139,9 +139,8 @@ if details_now():  # a session's first draw paints the verdict and the table fir
         per_image_grid()
         if result.labelled:
             confusion_matrix()
-    else:  # every output's error, then float32's masks or points beside each variant's
-        task_views.output_errors(result)
-        task_views.per_image(result, thumbs)
+    else:  # float32's masks or points beside each variant's, or every output's error: one drawn at a time
+        task_views.details(result, thumbs)
     # Which result is on screen, all of it, for browser tests and benchmarks: a rerun's stale elements can look
     # finished.
     st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"

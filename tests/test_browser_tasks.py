@@ -14,9 +14,10 @@ from test_browser import SCREENSHOTS, goto, page, server, shot  # noqa: F401 - t
 pytestmark = pytest.mark.browser
 
 DROPPED = ("Weight-only int8", "Full integer int8", "Int8 with float I/O", "16x8 (int16 activations)")
-# Every drawn view on the page: a PNG the browser decoded, at the drawing's size (256 px on its longer side).
+# Every drawn view on the page: a PNG the browser decoded, at the drawing's size (256 px on its longer side; a
+# variant's mask and difference map side by side, 12 px apart, in one).
 VIEWS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
-  .filter(i => i.complete && i.naturalWidth === 256).length"""
+  .filter(i => i.complete && (i.naturalWidth === 256 || i.naturalWidth === 256 + 12 + 256)).length"""
 
 
 def test_the_segmenter_is_picked_compared_and_its_masks_drawn_over_the_photos(page, server):  # noqa: F811
@@ -41,11 +42,17 @@ def test_the_segmenter_is_picked_compared_and_its_masks_drawn_over_the_photos(pa
     rows = page.evaluate(SUMMARY_JS)
     assert list(rows) == ["float32", "dynamic_range", "float16"]
     assert all(r["status"] == "ok" for r in rows.values()) and "mask IoU" in rows["float32"]
-    page.wait_for_selector("text=Error per output")
     page.wait_for_selector("text=/IoU 0\\.\\d{3} with float32/")
-    # 6 photos on the first page: float32's mask, then dynamic range's and float16's masks and difference maps.
-    page.wait_for_function(f"() => ({VIEWS_JS})() === 30")
+    # 6 photos on the first page: float32's mask, then dynamic range's and float16's masks beside their difference
+    # maps.
+    page.wait_for_function(f"() => ({VIEWS_JS})() === 18")
     assert page.locator(EXCEPTION).count() == 0
     shot(page, "tasks_02_compare_segmentation")
     page.get_by_text("Per image", exact=True).scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "tasks_03_compare_masks.png"))
+    # The other tab draws the error per output in its place (only the open tab is drawn).
+    page.get_by_role("tab", name="Error per output").click()
+    page.wait_for_selector("text=Error per output: SQNR against float32")
+    page.wait_for_selector(IDLE)
+    assert page.evaluate(VIEWS_JS) == 0 and page.locator(EXCEPTION).count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "tasks_04_compare_error_per_output.png"))

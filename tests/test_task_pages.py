@@ -60,6 +60,15 @@ def titled(at: AppTest, words: str) -> dict:
     return next(f for f in figures(at) if words in f["layout"]["title"]["text"])
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Opens one of Compare's detail tabs (only the open one is drawn)."""
+    assert [t.label for t in at.tabs] == ["Per image", "Error per output"]
+    at.session_state["w.detail_tab"] = label
+    at.run()
+    no_failures(at)
+    return at
+
+
 @pytest.fixture(scope="module")
 def segmentation() -> AppTest:
     """The selfie segmenter's Model & data page, then its comparison on Compare."""
@@ -89,10 +98,12 @@ def test_compare_draws_masks_their_differences_and_the_error_per_output(segmenta
     assert result.task is Task.SEGMENTATION and [v.name for v in result.variants] == MODES
     table = at.table[0].value
     assert list(table["variant"]) == MODES and "mask IoU" in table.columns
-    headings = [s.value for s in at.subheader]
-    assert headings[-2:] == ["Error per output", "Per image"] and "Confusion matrix" not in headings
-    # 7 photos, 6 on the first page: float32's mask, then each variant's mask and its difference map.
-    assert len(at.get("image")) == 6 * (1 + 2 * 2)
+    assert "Confusion matrix" not in [s.value for s in at.subheader]
+    # Per image, the tab open first: 7 photos, 6 on the first page: float32's mask, then each variant's mask and
+    # its difference map (one picture); the error charts are not drawn until their tab is opened.
+    assert [t.label for t in at.tabs] == ["Per image", "Error per output"]
+    assert len(at.get("image")) == 6 * (1 + 2) and not [f for f in figures(at) if "Error per output" in
+                                                         f["layout"]["title"]["text"]]
     assert at.number_input(key="w.view_page").value == 1
     body = texts(at)
     ious = [float(x) for x in re.findall(r"IoU (\d\.\d{3}) with float32", body)]
@@ -100,6 +111,9 @@ def test_compare_draws_masks_their_differences_and_the_error_per_output(segmenta
     assert len(ious) == 6 and min(ious) == pytest.approx(min(dynamic.per_image_iou), abs=5e-4)
     assert body.count("the same mask as float32's") == 6  # float16's masks are float32's
     # The error per output: dynamic range's measured SQNR; float16's bar is exact (identical outputs).
+    open_tab(at, "Error per output")
+    assert not at.get("image")
+    body = texts(at)
     bars = {t["name"]: t for t in titled(at, "Error per output")["data"]}
     whole = next(f for f in result.variant("dynamic_range").outputs if f.index == 0).whole
     assert bars["dynamic_range"]["y"][0] == pytest.approx(whole.sqnr_db) and 10 < whole.sqnr_db < 60
@@ -108,12 +122,12 @@ def test_compare_draws_masks_their_differences_and_the_error_per_output(segmenta
 
 
 def test_a_display_change_redraws_only_the_views(segmentation):
-    at = segmentation
+    at = open_tab(segmentation, "Per image")
     at.multiselect(key="w.view_variants").set_value(["float32", "float16"]).run()
     no_failures(at)
-    assert len(at.get("image")) == 6 * (1 + 2)
+    assert len(at.get("image")) == 6 * (1 + 1)
     at.number_input(key="w.view_page").set_value(2).run()
-    assert len(at.get("image")) == 1 * (1 + 2)  # the seventh photo
+    assert len(at.get("image")) == 1 * (1 + 1)  # the seventh photo
     at.multiselect(key="w.view_variants").set_value(["float32", "dynamic_range", "float16"]).run()
     at.number_input(key="w.view_page").set_value(1).run()
 
@@ -138,8 +152,8 @@ def test_ops_and_report_work_on_a_segmentation_and_a_published_link_shows_its_vi
     reader.run()  # the follow-up run: charts and views
     no_failures(reader)
     assert reader.title[0].value == "Compare" and "A published comparison" in reader.info[0].value
-    assert [s.value for s in reader.subheader][-2:] == ["Error per output", "Per image"]
-    assert len(reader.get("image")) == 6 * (1 + 2 * 2)  # drawn from the views kept in the result
+    assert [t.label for t in reader.tabs] == ["Per image", "Error per output"]
+    assert len(reader.get("image")) == 6 * (1 + 2)  # drawn from the views kept in the result
     assert len(re.findall(r"IoU \d\.\d{3} with float32", texts(reader))) == 6
 
 
@@ -173,6 +187,8 @@ def test_a_role_set_on_model_and_data_enters_the_comparison(landmarks):
     assert len(re.findall(r"mean point error \d+\.\d\d px from float32's · PCK@5% \d+%", body)) == 6
     assert body.count("the same points as float32's") == 6  # float16
     assert len(landmarks.get("image")) == 6 * 3  # float32's points, then each variant's over them
+    open_tab(landmarks, "Error per output")
+    body = texts(landmarks)
     # Per point: the 468 points' SQNR, dynamic range's worst point starred where the result says it is.
     per_point = titled(landmarks, "conv2d_21: SQNR per point")
     dynamic = next(f for f in result.variant("dynamic_range").outputs if f.index == 0)

@@ -101,3 +101,17 @@ def _mask_png(labels: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(labels * 255).convert("1").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_variants_mask_and_its_difference_map_are_one_picture_side_by_side():
+    view = ImageView(mask_png=_mask_png(np.eye(16, dtype=np.uint8)))
+    reference = ImageView(mask_png=_mask_png(np.zeros((16, 16), np.uint8)))
+    kwargs = {"_photo": np.full((50, 50, 3), 90, np.uint8), "_pre": pre(32, 32), "_view": view,
+              "_reference": reference}
+    both = Image.open(io.BytesIO(task_views.drawn("key", "int8", 0, 0, "mask and diff", "50x50x3", **kwargs)))
+    mask = np.asarray(Image.open(io.BytesIO(task_views.drawn("key", "int8", 0, 0, "mask", "50x50x3", **kwargs))))
+    diff = np.asarray(Image.open(io.BytesIO(task_views.drawn("key", "int8", 0, 0, "diff", "50x50x3", **kwargs))))
+    pixels = np.asarray(both)
+    assert both.mode == "RGBA" and pixels.shape == (256, 256 + task_views.GAP + 256, 4)
+    assert np.array_equal(pixels[:, :256, :3], mask) and np.array_equal(pixels[:, -256:, :3], diff)
+    assert (pixels[:, :256, 3] == 255).all() and (pixels[:, 256:256 + task_views.GAP, 3] == 0).all()

@@ -36,6 +36,7 @@ FLOAT32_RGB, VARIANT_RGB = (46, 204, 64), (255, 65, 54)  # float32's points, the
 CLASS_PALETTE = ((0, 0, 0, 0), (30, 136, 229, 120), (255, 133, 27, 120), (46, 204, 64, 120), (177, 13, 201, 120),
                  (255, 220, 0, 120), (57, 204, 204, 120), (240, 18, 190, 120))  # class 0 unshaded
 PAGE_SIZE = 6  # images per page of the per-image views
+GAP = 12  # px between a variant's mask and its difference map, in one picture
 MIN_ROW_UNITS = 5  # a row is at least this many pictures wide: few variants shown do not blow the pictures up
 Photo = np.ndarray | bytes
 
@@ -97,6 +98,14 @@ def points_overlay(frame: Image.Image, pre: Preprocessing,
             cx, cy = x * sx, y * sy
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=rgb)
     return image
+
+
+def side_by_side(left: Image.Image, right: Image.Image, *, gap: int = GAP) -> Image.Image:
+    """Two pictures of one height in one, `gap` transparent pixels apart."""
+    both = Image.new("RGBA", (left.width + gap + right.width, max(left.height, right.height)), (0, 0, 0, 0))
+    both.paste(left.convert("RGBA"), (0, 0))
+    both.paste(right.convert("RGBA"), (left.width + gap, 0))
+    return both
 
 
 def png(image: Image.Image) -> bytes:
@@ -185,7 +194,8 @@ def image_caption(spec: OutputSpec, f: OutputFidelity | None, k: int) -> str:
 def drawn(request_key: str, variant: str, output: int, image: int, kind: str, photo_key: str, *, _photo: Photo | None,
           _pre: Preprocessing, _view: ImageView, _reference: ImageView) -> bytes:
     """One drawn view as PNG, kept per result (request key), variant, output, image and kind: "mask" (over the
-    photo), "diff" (against float32's mask), "points" (float32's and the variant's), "float32 points"; a display
+    photo), "diff" (against float32's mask), "mask and diff" (the two side by side: one picture per variant
+    keeps the page's element count down), "points" (float32's and the variant's), "float32 points"; a display
     change redraws nothing."""
     frame = model_frame(_photo, _pre)
     if kind in ("points", "float32 points"):
@@ -194,7 +204,11 @@ def drawn(request_key: str, variant: str, output: int, image: int, kind: str, ph
     labels, reference = _view.mask(), _reference.mask()
     if labels is None or reference is None:
         return png(frame)
-    return png(mask_overlay(frame, labels) if kind == "mask" else difference_map(frame, reference, labels))
+    if kind == "mask":
+        return png(mask_overlay(frame, labels))
+    if kind == "diff":
+        return png(difference_map(frame, reference, labels))
+    return png(side_by_side(mask_overlay(frame, labels), difference_map(frame, reference, labels)))
 
 
 def _photo_key(photo: Photo | None) -> str:
@@ -220,10 +234,28 @@ def photos(paths: tuple[str, ...], key: str, result: CompareResult) -> dict[str,
     return small | {i.file: large[i.file] for i in result.images[:MAX_IMAGES] if i.file in large}
 
 
+DETAIL_TABS = ("Per image", "Error per output")
+
+
+@st.fragment
+def details(result: CompareResult, thumbs: Mapping[str, Photo]) -> None:
+    """The views and the error charts in two tabs, only the open one drawn (a tab change reruns only this).
+
+    Both at once were about a third of Compare's page change in the browser (each Plotly chart
+    and each picture is drawn anew on arrival); one at a time keeps the page change in budget.
+    """
+    views, errors = st.tabs(DETAIL_TABS, key="w.detail_tab", on_change="rerun")
+    if views.open:
+        with views:
+            per_image(result, thumbs)
+    if errors.open:
+        with errors:
+            output_errors(result)
+
+
 @st.fragment
 def output_errors(result: CompareResult) -> None:
     """SQNR per output and per variant; then, for a chosen output, per channel with its worst marked."""
-    st.subheader("Error per output")
     st.plotly_chart(output_charts.output_sqnr_chart(result), key="output_sqnr")
     specs = list(result.output_specs)
     if not specs or not output_charts.compared(result):
@@ -247,7 +279,6 @@ def output_errors(result: CompareResult) -> None:
 @st.fragment
 def per_image(result: CompareResult, thumbs: Mapping[str, Photo]) -> None:
     """float32's view of each image beside each chosen variant's, the image where they differ most first."""
-    st.subheader("Per image")
     pictured = pictured_outputs(result)
     if not pictured:
         _embedding_table(result)
@@ -291,9 +322,9 @@ def _image_row(result: CompareResult, spec: OutputSpec, k: int, shown: Sequence[
     base = result.baseline
     ordered = ([base.name] if base is not None and base.name in shown else []) + \
               [n for n in shown if base is None or n != base.name]
-    kinds = {n: (["mask"] if n == base.name else ["mask", "diff"]) if mask else
-             ["float32 points" if n == base.name else "points"] for n in ordered} if base is not None else {}
-    widths = [len(kinds[n]) for n in ordered]
+    kinds = {n: ("mask" if n == base.name else "mask and diff") if mask else
+             ("float32 points" if n == base.name else "points") for n in ordered} if base is not None else {}
+    widths = [2 if kinds[n] == "mask and diff" else 1 for n in ordered]
     columns = st.columns(widths + ([MIN_ROW_UNITS - sum(widths)] if sum(widths) < MIN_ROW_UNITS else []))
     photo_key = _photo_key(photo)
     for column, name in zip(columns, ordered):
@@ -302,11 +333,9 @@ def _image_row(result: CompareResult, spec: OutputSpec, k: int, shown: Sequence[
         if views is None or k >= len(views.images):
             column.caption(f"**{name}**: no view")
             continue
-        view, ref = views.images[k], reference.images[k]
-        places = column.columns(len(kinds[name])) if len(kinds[name]) > 1 else [column]
-        for place, kind in zip(places, kinds[name]):
-            place.image(drawn(result.request_key, name, spec.index, k, kind, photo_key, _photo=photo,
-                              _pre=result.preprocessing, _view=view, _reference=ref), width="stretch")
+        column.image(drawn(result.request_key, name, spec.index, k, kinds[name], photo_key, _photo=photo,
+                           _pre=result.preprocessing, _view=views.images[k], _reference=reference.images[k]),
+                     width="stretch", output_format="PNG")  # as drawn: "auto" would re-encode it at every rerun
         is_base = v is base
         figures = "" if is_base else image_caption(spec, output_charts.output_of(v, spec.index), k)
         title = result.images[k].file.split("/")[-1] if is_base else name
