@@ -6,6 +6,7 @@ import streamlit as st
 
 from quant_core.tasks import Task
 from ui import evaluate, run, state
+from ui.widgets import current_inputs
 
 st.title("Full dataset")
 result = run.need_result()
@@ -17,7 +18,9 @@ classifier = result.task is Task.CLASSIFICATION
 measure = "accuracy" if classifier else evaluate.measure(result)
 st.caption(f"Your {len(result.images)} images give a coarse {measure}. Before shipping, score the variants on a whole "
            "validation set kept on the server: every image is read once, in shards, and run through every variant.")
-offers = evaluate.offers(result)
+inputs = current_inputs()
+offers = evaluate.offers(result, () if classifier else evaluate.compared_images(
+    tuple(str(p) for p in inputs.images), str(inputs.folder) if inputs.folder else None, inputs.digest))
 if not offers:
     kept = "folders of class folders" if classifier else "folders of images"
     st.info(f"No datasets on this server: an operator puts {kept} (or .zip/.tar archives of them) "
@@ -27,7 +30,8 @@ if not offers:
 offer = st.selectbox("Dataset", offers, format_func=lambda o: o.label, key="w.evaluate_dataset",
                      help="Sets whose class folders are the model's classes come first." if classifier else
                      f"Any images: the model is not a classifier, so class folders are not read; each variant is "
-                     f"scored by its {evaluate.measure(result)} with float32, image by image.")
+                     f"scored by its {evaluate.measure(result)} with float32, image by image. Sets holding the images "
+                     "you compared come first; sets of images under half the model's input size last.")
 if offer.refusal:
     st.error(offer.refusal, icon=":material/block:")
 built = [v.name for v in result.variants if v.ok]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
@@ -16,13 +18,19 @@ FACES = SAMPLES / "face_images"
 
 
 def _datasets(root):
-    """A set of 12 face crops (copies of the bundled 7) with a broken file, and a set of photos: neither has classes."""
+    """A set of 12 face crops (copies of the bundled 7, renamed) with a broken file, a set of photos, the compared
+    crops themselves with a few more, and tiny 8x8 images: none has classes."""
     originals = sorted(FACES.iterdir())
     (root / "faces_val").mkdir(parents=True)
     for k in range(12):
         shutil.copy(originals[k % len(originals)], root / "faces_val" / f"face{k:02d}.png")
     (root / "faces_val" / "broken.png").write_bytes(b"not a png")
     shutil.copytree(SAMPLES / "people_images", root / "people")
+    shutil.copytree(FACES, root / "zz_crops")
+    shutil.copy(SAMPLES / "people_images" / "face_recognition_biden.jpg", root / "zz_crops" / "more.jpg")
+    (root / "aa_tiny").mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(root / "aa_tiny" / f"{k}.png")
     return root
 
 
@@ -55,8 +63,12 @@ def test_a_landmark_model_is_scored_on_a_server_dataset_and_its_layers_traced(tm
     ok(at)
     assert any("coarse PCK@5%" in c.value for c in at.caption)
     box = at.selectbox(key="w.evaluate_dataset")
-    assert box.options == ["faces_val (13 images)", "people (7 images)"]  # any images: no class folders asked for
-    assert "not a classifier" in box.help
+    # Any images (no class folders asked for): the set holding the compared crops first, tiny images last.
+    assert box.options == ["zz_crops (8 images, holds 7 of the 7 images compared)", "faces_val (13 images)",
+                           "people (7 images)", "aa_tiny (3 images, images about 8 px, under half the model's 192 px "
+                           "input)"]
+    assert "not a classifier" in box.help and box.index == 0
+    box.select_index(1).run()
     next(b for b in at.button if b.label == "Evaluate on 13 images").click().run()
     ok(at)
     metrics = {m.label: m.value for m in at.metric}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from quant_core import CompareResult, QuantError
+from quant_core import CompareResult, QuantError, load_images
+from quant_core.cache import cache_key
 from quant_core.config import config
-from quant_core.inputs.datasets import ClassFit, class_fit, open_dataset
+from quant_core.inputs.datasets import ClassFit, class_fit, decode_entries, open_dataset
 from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import VariantResult
 from quant_core.results.dataset_compare import MEAN_COSINE, DatasetEvaluation, VariantScore, accuracy_doubt
@@ -34,20 +37,91 @@ class ServerDataset:
     images: int
     labelled: bool
     classes: tuple[str, ...] = ()  # its class folders' names
+    side: int | None = None  # px: the median shorter side of its first few images (None: none could be read)
+
+
+SIDE_SAMPLE = 5  # images read per dataset for its typical size
+
+
+@dataclass(frozen=True)
+class Likeness:
+    """How a set of any images resembles a comparison's images, for a model that is not a classifier."""
+
+    shared: int  # the comparison's images (by file name) the set holds
+    compared: int  # the comparison's images
+    side: int | None  # the set's typical shorter side, px
+    input_side: int  # the model input's shorter side, px
+
+    @property
+    def small(self) -> bool:
+        """Its images are under half the model's input: every one would be blown up (digits for a segmenter)."""
+        return self.side is not None and self.side * 2 < self.input_side
+
+    @property
+    def rank(self) -> tuple[int, bool]:
+        """Sorts the likeliest set first: holding the compared images, then not too small (ties: name order)."""
+        return -self.shared, self.small
+
+    @property
+    def summary(self) -> str:
+        if self.shared:
+            return f"holds {self.shared} of the {self.compared} images compared"
+        if self.small:
+            return f"images about {self.side} px, under half the model's {self.input_side} px input"
+        return ""
+
+
+Compared = tuple[tuple[str, str], ...]  # the compared images as (file name, digest of the decoded pixels)
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """What tells two decoded images apart: their shape and pixels (an image's bytes may differ, re-saved)."""
+    return cache_key("pixels", list(pixels.shape), hashlib.sha256(np.ascontiguousarray(pixels).data).hexdigest())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def compared_images(paths: tuple[str, ...], folder: str | None, key: str) -> Compared:
+    """The inputs' images by file name and pixel digest (`key`: the inputs' digest, for the cache)."""
+    del key
+    items = load_images([Path(p) for p in paths], work_dir=Path(folder) if folder else None).items
+    return tuple(sorted((item.name.split("/")[-1], pixel_digest(item.pixels)) for item in items))
+
+
+@st.cache_data(show_spinner="Looking for your images in the datasets…", max_entries=256, ttl=600)
+def _shared(path: str, mtime: float, compared: Compared) -> int:
+    """How many of the compared images the dataset holds: the same file name and the same pixels."""
+    del mtime  # for the cache: a changed dataset is read again
+    wanted = dict(compared)
+    try:
+        dataset = open_dataset([path])
+    except QuantError:
+        return 0
+    names = [e.name.split("/")[-1] for e in dataset.entries]
+    picked = [k for k, name in enumerate(names) if name in wanted]
+    return len({names[k] for k, pixels in decode_entries(dataset, picked)
+                if isinstance(pixels, np.ndarray) and pixel_digest(pixels) == wanted[names[k]]})
+
+
+def likeness(dataset: ServerDataset, result: CompareResult, compared: Compared) -> Likeness:
+    """How `dataset` resembles the images `result` was compared on (`compared`: them by name and pixels)."""
+    shared = _shared(dataset.path, Path(dataset.path).stat().st_mtime, compared) if compared else 0
+    return Likeness(shared, len(result.images), dataset.side,
+                    min(result.preprocessing.height, result.preprocessing.width))
 
 
 @dataclass(frozen=True)
 class Offer:
-    """A server dataset, and how its class folders fit the compared model's classes (None: not a classifier)."""
+    """A server dataset, and how its class folders fit the compared model's classes (a classifier) or how its
+    images resemble the compared ones (another task)."""
 
     dataset: ServerDataset
     fit: ClassFit | None
+    like: Likeness | None = None
 
     @property
     def label(self) -> str:
-        if self.fit is None:  # any folder of images: its class folders are not read
-            return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images)"
-        return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images, {self.fit.summary})"
+        said = self.fit.summary if self.fit is not None else self.like.summary if self.like is not None else ""
+        return f"{Path(self.dataset.path).name} ({self.dataset.images:,} images{', ' + said if said else ''})"
 
     @property
     def refusal(self) -> str | None:
@@ -76,12 +150,15 @@ def server_datasets() -> tuple[ServerDataset, ...]:
     return tuple(d for d in listed if d is not None)
 
 
-def offers(result: CompareResult) -> tuple[Offer, ...]:
+def offers(result: CompareResult, compared: Compared = ()) -> tuple[Offer, ...]:
     """The server's datasets for the result's model. A classifier's: those whose class folders map onto its classes
     first, most folders named after its classes first (the first is preselected); sets that cannot be scored last.
-    Another task's: every set, in name order (any images will do; class folders are not read)."""
+    Another task's: any images will do (class folders are not read), so the sets holding the compared images
+    (`compared`: by name and pixels) come first, most first; sets of images under half the model's input last;
+    otherwise name order."""
     if result.task is not Task.CLASSIFICATION:
-        return tuple(Offer(d, None) for d in server_datasets())
+        liked = [(likeness(d, result, compared), d) for d in server_datasets()]
+        return tuple(Offer(d, None, like) for like, d in sorted(liked, key=lambda pair: pair[0].rank))  # stable
     listed = [Offer(d, class_fit(d.classes, num_classes=len(result.class_names), class_names=result.class_names))
               for d in server_datasets()]
     return tuple(sorted(listed, key=lambda offer: offer.fit.rank if offer.fit else (0, 0, 0)))  # stable sort
@@ -94,12 +171,16 @@ def measure(result: CompareResult) -> str:
 
 @st.cache_data(show_spinner="Listing the datasets…", max_entries=256, ttl=600)
 def _listing(path: str, mtime: float) -> ServerDataset | None:
-    """How many images a dataset has and its class folders (listed, not read); None when it holds none."""
+    """How many images a dataset has and its class folders (listed), and the size of its first few (read); None
+    when it holds none."""
     try:
         dataset = open_dataset([path])
     except QuantError:
         return None
-    return ServerDataset(path, len(dataset), dataset.labelled, dataset.classes)
+    sides = [min(pixels.shape[:2]) for _, pixels in decode_entries(dataset, range(min(SIDE_SAMPLE, len(dataset))))
+             if isinstance(pixels, np.ndarray)]
+    return ServerDataset(path, len(dataset), dataset.labelled, dataset.classes,
+                         int(np.median(sides)) if sides else None)
 
 
 def executor_config() -> ExecutorChoice:
