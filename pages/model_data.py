@@ -9,8 +9,8 @@ import streamlit as st
 from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
 from quant_core.tasks import Task, main_output
 from ui import engine, run, state
-from ui.inputs import (MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, TRUTH_FORMAT, add_truth, drop_truth, samples,
-                       sample_inputs, save_uploads, truth_said, with_truth)
+from ui.inputs import (MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, TRUTH_FORMAT, add_truth, drop_truth, refit_truth,
+                       sample_inputs, samples, save_uploads, truth_said, with_truth)
 from ui.settings import Reading
 from ui.widgets import (ENGINE_ERRORS, current_inputs, markdown_text, normalization_picker, reading_controls,
                         show_error, task_line)
@@ -136,6 +136,14 @@ if specs:
         chosen_reading = reading_controls(description.found.outputs, reading, key=f"w.reading.{ident}")
     if chosen_reading != reading:
         state.session.reading = chosen_reading
+        try:  # ground truth is scored against the main output: the new reading may leave it nothing to score
+            refitted, dropped = refit_truth(inputs, *chosen_reading.applied(description.found.outputs),
+                                            description.found.preprocessing)
+        except QuantError:  # roles that do not fit: said (and undone) on the next draw
+            refitted, dropped = inputs, None
+        if dropped:
+            state.session.inputs = refitted
+            st.toast(dropped, icon=":material/warning:")
         run.reset()  # the result read the outputs otherwise
         engine.prepare(inputs, override)  # the new reading's worker opens the model while the page redraws
         st.rerun()

@@ -122,3 +122,22 @@ def test_ground_truth_that_does_not_fit_is_one_line(files, message, masks):
     assert in_use(at).endswith("In use: none.") and not at.session_state["qw.inputs"].truth
     folder = at.session_state["qw.inputs"].folder
     assert not list(Path(folder).glob("truth-*"))  # nothing left behind
+
+
+def test_a_reading_that_leaves_the_masks_nothing_to_score_removes_them_in_one_line(masks):
+    from quant_core.tasks import Task
+
+    at = give_truth(uploaded_segmenter(), list(masks.items()))
+    truth = at.session_state["qw.inputs"].truth
+    assert in_use(at).endswith("In use: 3 PNG masks.")
+    task = next(s for s in at.selectbox if s.key and s.key.startswith("w.reading.") and s.key.endswith(".task"))
+    task.set_value(Task.GENERIC).run()  # the mask read as any tensor: masks have no main output to score
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    (toast,) = [t.value for t in at.toast]
+    assert toast.startswith("The ground truth (3 PNG masks) was removed: ground truth is for a mask, a class map "
+                            "or landmarks") and "\n" not in toast
+    assert in_use(at).endswith("In use: none.") and not at.session_state["qw.inputs"].truth
+    assert not truth[0].exists()
+    task = next(s for s in at.selectbox if s.key and s.key.startswith("w.reading.") and s.key.endswith(".task"))
+    task.set_value(Task.SEGMENTATION).run()  # back: nothing to refit, nothing said
+    assert not at.toast and not at.error

@@ -17,7 +17,7 @@ from quant_core.inputs.archives import extract_zip
 from quant_core.inputs.images import IMAGE_SUFFIXES
 from quant_core.inputs.models import detect_format
 from quant_core.outputs import truth_of
-from quant_core.tasks import OutputSpec
+from quant_core.tasks import OutputSpec, Task
 
 IMAGE_TYPES = ", ".join(sorted(IMAGE_SUFFIXES)) + ", or a .zip of them"
 LABEL_SUFFIXES = (".txt", ".json")
@@ -202,6 +202,28 @@ def add_truth(inputs: Inputs, files: Sequence[tuple[str, bytes]], *, folder: Pat
         drop_truth(replace(inputs, truth=truth))
         raise
     return with_truth(inputs, truth, folder=folder)
+
+
+def refit_truth(inputs: Inputs, specs: Sequence[OutputSpec], task: Task, preprocessing: Preprocessing) -> \
+        tuple[Inputs, str | None]:
+    """The inputs with their ground truth checked again against the model as read now (other roles or task):
+    unchanged when it still fits, else without it (its files removed) and why, in one line.
+
+    Ground truth is read against the main output, so a reading that makes another output main, or the
+    model a classifier, can leave masks or points with nothing to score.
+    """
+    if not inputs.truth:
+        return inputs, None
+    try:
+        if task is Task.CLASSIFICATION:
+            raise InputError("a classifier is scored against its labels, not against masks or points")
+        truth_of([str(p) for p in inputs.truth], specs, load_images(inputs.images, work_dir=inputs.folder),
+                 preprocessing)
+    except InputError as err:
+        said = truth_said(inputs)
+        drop_truth(inputs)
+        return with_truth(inputs, ()), f"The ground truth ({said}) was removed: {err}."
+    return inputs, None
 
 
 def truth_said(inputs: Inputs) -> str:
