@@ -25,7 +25,7 @@ from quant_core.env import package_versions
 from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
-from quant_core.inputs.preprocess import Preprocessing, to_model_input
+from quant_core.inputs.preprocess import Preprocessing, PreprocessingOverride, to_model_input
 from quant_core.inputs.preprocess_inference import infer_preprocessing
 from quant_core.layers import LayerReport, layer_errors
 from quant_core.modes import MODE_INFO, Mode
@@ -213,6 +213,32 @@ def class_labels(source: SourceModel, images: ImageSet, class_names: Sequence[st
     return resolve_labels(images, source.info.num_classes, class_names)
 
 
+def labels_and_preprocessing(source: SourceModel, images: ImageSet, class_names: Sequence[str] | None,
+                             override: PreprocessingOverride, *, cache: ArtifactCache, task: Task | None = None,
+                             roles: Sequence[tuple[str, Role]] = ()) -> tuple[Labels, Preprocessing]:
+    """The images' class labels and the preprocessing, class folders read only for a model read as a classifier.
+
+    An embedder's [1, D] output has the shape of D class scores: read first, its class folders
+    would choose its normalization by "accuracy" and refuse it when there are more than D of
+    them. So when the task is not given and the images sit in class folders (or a labels file
+    came), the model is first read without labels (preprocessing from the images alone, outputs
+    described) and its folders are resolved only when that reading is a classifier.
+
+    Raises:
+        ImageError: class folders or a labels file that do not fit a classifier's classes.
+    """
+    foldered = class_names is not None or any(i.label_name is not None for i in images.items)
+    if task is not None or not foldered or source.info.num_classes == 0:
+        labels = class_labels(source, images, class_names, task=task)
+        return labels, infer_preprocessing(source, images, labels, override)
+    unlabelled = class_labels(source, images, class_names, task=Task.GENERIC)
+    first = infer_preprocessing(source, images, unlabelled, override)
+    if describe_outputs(source, images, first, cache=cache, roles=roles)[1] is not Task.CLASSIFICATION:
+        return unlabelled, first
+    labels = class_labels(source, images, class_names)
+    return labels, infer_preprocessing(source, images, labels, override)
+
+
 def describe_outputs(source: SourceModel, images: ImageSet, preprocessing: Preprocessing, *, cache: ArtifactCache,
                      task: Task | None = None, roles: Sequence[tuple[str, Role]] = ()) -> tuple[tuple[OutputSpec, ...],
                                                                                                Task]:
@@ -322,8 +348,8 @@ class Workbench:
         options = options or CompareOptions()
         cache = cache or ArtifactCache()
         source = source or load_model(model, work_dir=work_dir)
-        labels = class_labels(source, images, class_names, task=options.task)
-        pre = infer_preprocessing(source, images, labels, options.preprocessing)
+        labels, pre = labels_and_preprocessing(source, images, class_names, options.preprocessing, cache=cache,
+                                               task=options.task, roles=options.roles)
         reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache,
                                  task=options.task, roles=options.roles, truth=options.truth)
         return cls(reference, options=options, cache=cache, remember=remember)

@@ -4,6 +4,7 @@ graphs, measured output by output; the classifier path keeps its numbers and gai
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -122,6 +123,36 @@ def test_an_embedder_is_compared_by_cosine_and_neighbours(models, square_dir, tm
     emb = result.variant("int8").outputs[0].embedding
     assert emb.mean_cosine > 0.99 and emb.nn_agreement is not None
     assert result.variant("int8").top1_agreement == emb.nn_agreement
+
+
+def test_an_embedders_class_folders_are_not_read_as_its_classes(models, square_dir, tmp_path):
+    """Its [1, 32] output has the shape of 32 class scores: 33 class folders were refused, and fewer chose its
+    normalization by the "accuracy" of its vectors' largest component."""
+    from quant_core.inputs.preprocess import PreprocessingOverride
+    from quant_core.serving.client import JobClient
+    from quant_core.serving.protocol import DescribeJob, Place
+
+    foldered = tmp_path / "foldered"
+    for k, photo in enumerate(sorted(square_dir.glob("*.png")) * 3):
+        (foldered / f"person_{k:02d}").mkdir(parents=True)
+        shutil.copy(photo, foldered / f"person_{k:02d}" / photo.name)
+    assert len(list(foldered.iterdir())) == 36 > 32
+    result = _compare(models["embedder"], foldered, tmp_path / "cache", Mode.INT8)
+    assert result.task is Task.EMBEDDING and result.labels_source.startswith("not used")
+    assert all(i.label_index is None for i in result.images) and not result.labelled
+    plain = _compare(models["embedder"], square_dir, tmp_path / "cache", Mode.INT8)
+    assert result.preprocessing == plain.preprocessing  # chosen from the images alone, folders or not
+    assert result.variant("int8").outputs[0].embedding.mean_cosine == pytest.approx(
+        plain.variant("int8").outputs[0].embedding.mean_cosine, abs=1e-3)  # the same 36 photos, 12 unique
+    said = JobClient.in_process().run(DescribeJob(str(models["embedder"]), (str(foldered),), None,
+                                                  PreprocessingOverride(), Place(str(tmp_path / "cache"))))
+    assert said.task is Task.EMBEDDING and said.labels_source.startswith("not used")
+    assert said.class_counts == (("unlabelled", 36),)
+
+
+def test_a_classifiers_class_folders_are_still_its_labels(model_files, image_dir, labels_file, tmp_path):
+    result = _compare(model_files["keras"], image_dir, tmp_path, Mode.FLOAT16)
+    assert result.task is Task.CLASSIFICATION and result.labelled
 
 
 def test_a_two_headed_model_is_measured_on_both_outputs_whatever_their_order(models, square_dir, tmp_path):

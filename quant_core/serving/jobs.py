@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from quant_core.compare import (Workbench, Workbenches, class_labels, describe_outputs, infer_preprocessing,
+from quant_core.compare import (Workbench, Workbenches, describe_outputs, labels_and_preprocessing,
                                 run_compare, variant_names)
 from quant_core.config import config
 from quant_core.errors import InputError
@@ -95,8 +95,8 @@ def describe_job(request: DescribeJob, report: Report) -> ModelDescription:
     images = load_images(request.images, work_dir=work_dir)
     names = read_labels_file(request.labels) if request.labels else None
     source = WORKBENCHES.source(request.model, work_dir=work_dir)
-    labels = class_labels(source, images, names)
-    preprocessing = infer_preprocessing(source, images, labels, request.override)
+    labels, preprocessing = labels_and_preprocessing(source, images, names, request.override,
+                                                     cache=request.place.cache())
     specs, task = describe_outputs(source, images, preprocessing, cache=request.place.cache())
     return ModelDescription(
         info=source.info, preprocessing=preprocessing,
