@@ -4,11 +4,12 @@ One `streamlit run` with a fresh cache; for each bundled sample (the ImageNet cl
 selfie segmenter, the face landmark model) the one-click full comparison runs, then, with its
 result computed and shown:
   - page change Compare -> Ops and Ops -> Compare (Compare redraws the verdict, the table, the
-    charts and, for the segmenter and the landmark model, float32's and each variant's masks or
-    points on every image of the first page of views), median of N, click to the script idle
-    with the title drawn;
+    charts and the per-image grid, or, for the segmenter and the landmark model, float32's and
+    each variant's masks or points on every image of the first page of views, the tab open
+    first), median of N, click to the script idle with the title drawn;
   - display change: the per-image views' next page (the segmenter and the landmark model;
-    the classifier's display change is bench_whatif.py's), click to idle, median of N.
+    the classifier's display change is bench_whatif.py's), click to idle, median of N;
+  - tab change: the other detail tab (the views <-> the error per output), median of 2N.
 Targets (bench_whatif.py's figures for the classifier): page change <= 500 ms, display change
 <= 300 ms. The classifier's figures in the same run say what the machine gives today.
 
@@ -55,6 +56,18 @@ def display_change(page, k: int) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def tab_change(page, k: int) -> float:
+    """Milliseconds from a click on the other detail tab (views <-> error per output) to the script idle."""
+    name = "Error per output" if k % 2 == 0 else "Per image"
+    tab = page.get_by_role("tab", name=name)
+    tab.scroll_into_view_if_needed()
+    start = time.perf_counter()
+    tab.click()
+    page.wait_for_timeout(50)  # the rerun starts
+    page.wait_for_selector(IDLE)
+    return (time.perf_counter() - start) * 1000
+
+
 def measure(page, url: str, sample: str, repeats: int) -> dict[str, list[float]]:
     page.goto(f"{url}?sample={sample}")
     page.wait_for_selector(f"text=What we understood: {sample}")
@@ -64,7 +77,7 @@ def measure(page, url: str, sample: str, repeats: int) -> dict[str, list[float]]
     page.wait_for_timeout(1000)  # the follow-up run that draws charts and views
     page.wait_for_selector(IDLE)
     print(f"{sample}: compared", flush=True)
-    times: dict[str, list[float]] = {"to_ops": [], "to_compare": [], "display": []}
+    times: dict[str, list[float]] = {"to_ops": [], "to_compare": [], "display": [], "tab": []}
     for _ in range(repeats):
         times["to_ops"].append(goto(page, "Ops"))
         times["to_compare"].append(goto(page, "Compare"))
@@ -72,6 +85,8 @@ def measure(page, url: str, sample: str, repeats: int) -> dict[str, list[float]]
     if sample != SAMPLES[0]:  # the classifier's display change is bench_whatif.py's (the Mistakes variant)
         for k in range(repeats):
             times["display"].append(display_change(page, k))
+        for k in range(2 * repeats):
+            times["tab"].append(tab_change(page, k))
     return times
 
 
@@ -94,22 +109,23 @@ def main() -> int:
 
     def cell(xs: list[float], limit: float) -> str:
         if not xs:
-            return "– (bench_whatif.py)"
+            return "–"
         med = statistics.median(xs)
         return f"{med:.0f} ms ({min(xs):.0f}–{max(xs):.0f}) {'PASS' if med <= limit else 'MISS'}"
 
-    lines = ["| sample | Compare -> Ops (<= 500 ms) | Ops -> Compare (<= 500 ms) | display change (<= 300 ms) |",
-             "|---|---|---|---|"]
+    lines = ["| sample | Compare -> Ops (<= 500 ms) | Ops -> Compare (<= 500 ms) | display change (<= 300 ms) | "
+             "tab change (<= 300 ms) |", "|---|---|---|---|---|"]
     for sample, times in found.items():
         lines.append(f"| {sample} | {cell(times['to_ops'], 500)} | {cell(times['to_compare'], 500)} | "
-                     f"{cell(times['display'], 300)} |")
+                     f"{cell(times['display'], 300)} | {cell(times['tab'], 300)} |")
     base = found[SAMPLES[0]]
     for sample in SAMPLES[1:]:
         ratio = statistics.median(found[sample]["to_compare"]) / statistics.median(base["to_compare"])
         lines.append(f"\n{sample}: Ops -> Compare takes {ratio:.2f}x the classifier's in this run.")
     lines.append(f"\nMedians (min–max) of {args.repeats}, click to the script idle with the title drawn, one "
                  "`streamlit run` with a fresh cache, Debian chromium via Playwright, 2 cores. Display change: "
-                 "the next page of views (6 images, each with float32's and every variant's masks or points).")
+                 "the next page of views (6 images, each with float32's and every variant's masks or points). Tab "
+                 "change: Per image <-> Error per output (only the open tab is drawn), median of 2N.")
     report("task-display-bench", "Compare with masks and points: page and display changes", "\n".join(lines),
            write=not args.no_write)
     return 0
