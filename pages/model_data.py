@@ -142,12 +142,14 @@ if specs:
         except QuantError:  # roles that do not fit: said (and undone) on the next draw
             refitted, dropped = inputs, None
         if dropped:
-            state.session.inputs = refitted
-            st.toast(dropped, icon=":material/warning:")
+            state.session.inputs, state.session.truth_dropped = refitted, dropped
         run.reset()  # the result read the outputs otherwise
-        engine.prepare(inputs, override)  # the new reading's worker opens the model while the page redraws
+        engine.prepare(refitted, override)  # the new reading's worker opens the model while the page redraws
         st.rerun()
 
+if state.session.truth_dropped:  # said once, where the reading was changed
+    st.warning(state.session.truth_dropped, icon=":material/warning:")
+    state.session.truth_dropped = None
 if not classifier:  # ground truth scores each variant against annotations, beside float32's outputs
     st.subheader("Ground truth (optional)")
     st.caption(f"Score every variant against your own annotations too: {TRUTH_FORMAT}. In use: "

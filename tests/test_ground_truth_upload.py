@@ -133,11 +133,11 @@ def test_a_reading_that_leaves_the_masks_nothing_to_score_removes_them_in_one_li
     task = next(s for s in at.selectbox if s.key and s.key.startswith("w.reading.") and s.key.endswith(".task"))
     task.set_value(Task.GENERIC).run()  # the mask read as any tensor: masks have no main output to score
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
-    (toast,) = [t.value for t in at.toast]
-    assert toast.startswith("The ground truth (3 PNG masks) was removed: ground truth is for a mask, a class map "
-                            "or landmarks") and "\n" not in toast
+    (said,) = [w.value for w in at.warning]
+    assert said.startswith("The ground truth (3 PNG masks) was removed: ground truth is for a mask, a class map "
+                            "or landmarks") and "\n" not in said
     assert in_use(at).endswith("In use: none.") and not at.session_state["qw.inputs"].truth
-    assert not truth[0].exists()
+    assert truth[0].parent == at.session_state["qw.inputs"].folder  # left in the session's folder, removed with it
     task = next(s for s in at.selectbox if s.key and s.key.startswith("w.reading.") and s.key.endswith(".task"))
     task.set_value(Task.SEGMENTATION).run()  # back: nothing to refit, nothing said
-    assert not at.toast and not at.error
+    assert not at.warning and not at.error

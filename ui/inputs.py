@@ -207,7 +207,7 @@ def add_truth(inputs: Inputs, files: Sequence[tuple[str, bytes]], *, folder: Pat
 def refit_truth(inputs: Inputs, specs: Sequence[OutputSpec], task: Task, preprocessing: Preprocessing) -> \
         tuple[Inputs, str | None]:
     """The inputs with their ground truth checked again against the model as read now (other roles or task):
-    unchanged when it still fits, else without it (its files removed) and why, in one line.
+    unchanged when it still fits, else without it and why, in one line.
 
     Ground truth is read against the main output, so a reading that makes another output main, or the
     model a classifier, can leave masks or points with nothing to score.
@@ -219,10 +219,8 @@ def refit_truth(inputs: Inputs, specs: Sequence[OutputSpec], task: Task, preproc
             raise InputError("a classifier is scored against its labels, not against masks or points")
         truth_of([str(p) for p in inputs.truth], specs, load_images(inputs.images, work_dir=inputs.folder),
                  preprocessing)
-    except InputError as err:
-        said = truth_said(inputs)
-        drop_truth(inputs)
-        return with_truth(inputs, ()), f"The ground truth ({said}) was removed: {err}."
+    except InputError as err:  # its files stay in the session's folder: a worker preparing the model may read them
+        return with_truth(inputs, ()), f"The ground truth ({truth_said(inputs)}) was removed: {err}."
     return inputs, None
 
 

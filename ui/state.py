@@ -80,6 +80,7 @@ class Session:
     tune: _Key[tuple[str, Objective, list[Step], list[TuneResult]]] = _Key("qw.tune")
     evaluation: _Key[tuple[str, DatasetEvaluation]] = _Key("qw.evaluation")  # (result request key, Full dataset's)
     sweep: _Key[Recipe] = _Key("qw.sweep")  # the recipe whose calibration sweep the Layers page shows
+    truth_dropped: _Key[str] = _Key("qw.truth_dropped")  # why a new reading removed the ground truth (said once)
     floor: _KeyWithDefault[Floor] = _KeyWithDefault("qw.floor", Floor)  # chosen on Compare: the verdict's, the report's
 
 
