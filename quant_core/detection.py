@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from quant_core._serde import MAX_USER_JSON, json_kind, parse_json
+from quant_core._serde import json_kind, parse_json
 from quant_core.errors import InputError
+from quant_core.inputs.ground_truth import read_text
 
 Size = tuple[int, int]  # (width, height) in pixels
 
@@ -1126,7 +1127,7 @@ def read_coco_json(source: str | Path, *, images: Mapping[str, ImageToInput],
             differs from the JSON's, a box outside its image, an unknown category.
     """
     path = Path(source)
-    data = parse_json(_read_text(path), what=path.name)
+    data = parse_json(read_text(path, what="ground truth"), what=path.name)
     _check_coco(data, path.name)
     classes = dict(category_to_class) if category_to_class is not None else _category_classes(data, path.name)
     keys = _image_keys(images)
@@ -1205,18 +1206,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_text(path: Path) -> str:
-    """A text file's contents, refusing a missing, unreadable or oversized file in one line."""
-    try:
-        if path.stat().st_size > MAX_USER_JSON:
-            raise InputError(f"{path.name}: {path.stat().st_size:,} bytes; expected at most {MAX_USER_JSON:,}")
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path.name}: cannot read ground truth ({type(err).__name__})") from None
-
-
 def read_yolo_txt(labels: str | Path | Mapping[str, str], *, images: Mapping[str, ImageToInput],
                   num_classes: int | None = None) -> dict[str, GroundTruth]:
     """True boxes from YOLO label files: one `<image name>.txt` per image, a line per object.
@@ -1257,7 +1246,7 @@ def _yolo_texts(labels: str | Path | Mapping[str, str]) -> dict[str, str]:
     folder = Path(labels)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of YOLO .txt label files")
-    return {path.name: _read_text(path) for path in sorted(folder.glob("*.txt"))}
+    return {path.name: read_text(path, what="ground truth") for path in sorted(folder.glob("*.txt"))}
 
 
 def _yolo_image(file: str, text: str, mapping: ImageToInput, num_classes: int | None) -> GroundTruth:

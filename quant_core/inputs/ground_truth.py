@@ -205,7 +205,7 @@ def load_landmarks(path: str | Path, *, images: ImageSet, input_hw: tuple[int, i
             number of points, a point that is not two or three numbers.
     """
     path = Path(path)
-    data = parse_json(_read_text(path), what=path.name)
+    data = parse_json(read_text(path, what="landmarks file"), what=path.name)
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path.name}: expected a JSON object {{\"image name\": [[x, y], ...]}}, "
                          f"got {json_kind(data)}")
@@ -222,8 +222,9 @@ def load_landmarks(path: str | Path, *, images: ImageSet, input_hw: tuple[int, i
     return np.stack(found)
 
 
-def _read_text(path: Path) -> str:
-    """A JSON file's text, refusing a missing, unreadable or oversized file in one line."""
+def read_text(path: Path, *, what: str) -> str:
+    """A user's ground-truth file as text (`what` it is, for the message), refusing a missing, unreadable or
+    oversized file in one line."""
     try:
         if path.stat().st_size > MAX_USER_JSON:
             raise InputError(f"{path.name}: {path.stat().st_size:,} bytes; expected at most {MAX_USER_JSON:,}")
@@ -231,7 +232,7 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path.name}: cannot read landmarks file ({type(err).__name__})") from None
+        raise InputError(f"{path.name}: cannot read {what} ({type(err).__name__})") from None
 
 
 def _points(value: object, where: str, *, points: int) -> np.ndarray:
