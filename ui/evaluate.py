@@ -47,7 +47,7 @@ SIDE_SAMPLE = 5  # images read per dataset for its typical size
 class Likeness:
     """How a set of any images resembles a comparison's images, for a model that is not a classifier."""
 
-    shared: int  # the comparison's images (by file name) the set holds
+    shared: int  # the comparison's images the set holds (the same file name and the same decoded pixels)
     compared: int  # the comparison's images
     side: int | None  # the set's typical shorter side, px
     input_side: int  # the model input's shorter side, px
