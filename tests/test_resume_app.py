@@ -96,7 +96,9 @@ def test_an_uploads_result_comes_back_to_read_without_its_files(model_files, ima
     assert "Brought back after a reload" in at.info[0].value
     assert not any("What if" in e.label for e in at.expander)  # no files to build from
     at.run()  # Compare's follow-up run: the rest of the page, with the kept thumbnails
-    assert list(at.table[0].value["variant"]) == ["float32", "int8"] and len(at.get("image")) == 3
+    grid = next(h.value for h in at.get("html") if "data-qw-grid" in h.value)  # the per-image grid, one block
+    assert list(at.table[0].value["variant"]) == ["float32", "int8"]
+    assert grid.count('<img src="data:image/png;base64,') == 3  # the kept thumbnails, inline as they were kept
     at.switch_page("pages/report.py").run()
     assert not at.exception and any(b.label == "Publish" for b in at.button)  # it can still be published
     # Its models download while the server's cache has them (another test may have built the same bytes),
