@@ -47,7 +47,8 @@ def test_the_imagenet_sample_is_offered_its_own_photos_and_the_digits_get_a_warn
     assert box.options == ["imagenet_images (22 images, 21 of the model's classes)",
                            "digits_images (120 images, 10 folders read as class indices)",
                            "face_images (7 images, unlabelled: agreement only)",  # the landmark sample's crops
-                           "people_images (7 images, unlabelled: agreement only)"]  # the segmentation sample's
+                           "people_images (7 images, unlabelled: agreement only)",  # the segmentation sample's
+                           "shapes_images (24 images, unlabelled: agreement only)"]  # the shapes detector's
     assert box.value.dataset.path.endswith("imagenet_images")  # preselected: the set that fits
     next(b for b in at.button if b.label == "Evaluate on 22 images").click().run()
     ok(at)
