@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from quant_core import metrics, outputs
+from quant_core.boxes import ImageBoxes
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import package_versions
@@ -41,7 +42,7 @@ from quant_core.tasks import OutputSpec, Role, Task, main_output
 log = logging.getLogger(__name__)
 
 _DESCRIBE_IMAGES = 16  # images the Model & data page's description runs the float model on
-RESULT_SCHEMA = 7  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 8  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
@@ -272,6 +273,7 @@ def _request_key(request: CompareRequest, images: ImageSet, class_names: tuple[s
         opts.measure_latency, package_versions(),
         *([opts.task, [list(r) for r in opts.roles]] if opts.task or opts.roles else []),
         *([[(Path(p).name, content_sha256(Path(p))) for p in opts.truth]] if opts.truth else []),
+        *([opts.decoder] if opts.decoder else []),
     )
 
 
@@ -351,7 +353,8 @@ class Workbench:
         labels, pre = labels_and_preprocessing(source, images, class_names, options.preprocessing, cache=cache,
                                                task=options.task, roles=options.roles)
         reference = Reference.of(source, images, labels, pre, threads=options.threads, cache=cache,
-                                 task=options.task, roles=options.roles, truth=options.truth)
+                                 task=options.task, roles=options.roles, truth=options.truth,
+                                 decoder=options.decoder)
         return cls(reference, options=options, cache=cache, remember=remember)
 
     # The reference's parts, read through the workbench.
@@ -486,14 +489,16 @@ class Workbench:
             latency = runner.measure_latency(self.x[:1])
         elif self.options.measure_latency:
             self._untimed[hashlib.sha256(model).hexdigest()] = runner
-        found = self.reference.fidelity(got)
+        detected = self.reference.detect(got)
+        found = self.reference.fidelity(got, detected)
         measured = VariantResult(
             name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, backend_settings=built.settings,
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
             input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
             memory=measure_memory(model, num_threads=self.options.threads), ops=ops,
             tflite_sha256=hashlib.sha256(model).hexdigest(), build_seconds=built.seconds,
-            calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got))
+            calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got),
+            detections=tuple(ImageBoxes.of(d) for d in detected))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
             return replace(measured, top1_agreement=agreement, accuracy=self.reference.truth_score(got),
@@ -614,7 +619,8 @@ class Workbenches:
         report = on_progress or (lambda p: None)
         key = cache_key(self._model_key(model), images.digest(), class_names, options.preprocessing.to_dict(),
                         options.threads, options.top_k, options.measure_latency, options.task,
-                        [list(r) for r in options.roles], [(p, content_sha256(Path(p))) for p in options.truth])
+                        [list(r) for r in options.roles], [(p, content_sha256(Path(p))) for p in options.truth],
+                        options.decoder)
         if key in self._benches:  # reported before anything is taken out: a cancel here loses nothing
             report(Progress(0.05, "Using the model already loaded in this worker"))
         bench = self._benches.pop(key, None)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from quant_core.boxes import BoxSummary
 from quant_core.tasks import CoordSpace, OutputSpec, Role
 
 PCK_SHARE = 0.05  # a point is correct within 5 % of the input size (the larger side) of the reference point
@@ -327,6 +328,7 @@ class OutputFidelity:
     mask: MaskMetrics | None = None
     landmarks: LandmarkMetrics | None = None
     embedding: EmbeddingMetrics | None = None
+    boxes: BoxSummary | None = None  # a detector's main output: its decoded boxes against float32's (quant_core.boxes)
 
     @classmethod
     def of(cls, spec: OutputSpec, reference: np.ndarray, got: np.ndarray, *,
@@ -349,6 +351,8 @@ def _breakdown(spec: OutputSpec, ref: np.ndarray, out: np.ndarray,
         k, d = spec.points, spec.coords
         per_point = columns(_points_major(ref, k, d), _points_major(out, k, d)) if k <= MAX_CHANNELS else ()
         return per_point, columns(ref.reshape(n * k, d), out.reshape(n * k, d))
+    if spec.channel_axis != -1 and ref.ndim > 2:  # a YOLO [1, 4+C, A] output: a channel is one of the 4+C values
+        ref, out = np.moveaxis(ref, spec.channel_axis, -1), np.moveaxis(out, spec.channel_axis, -1)
     width = ref.shape[-1] if ref.ndim > 1 else 1
     if width > MAX_CHANNELS:
         return (), ()

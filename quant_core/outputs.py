@@ -33,7 +33,8 @@ AGREEMENT = {
     Task.LANDMARKS: ("PCK@5%", "share of points within 5% of the image size of float32's point"),
     Task.EMBEDDING: ("NN agreement", "share of images whose nearest other image (by cosine) is the same as with "
                                      "float32's embeddings (mean cosine below 3 images)"),
-    Task.DETECTION: ("cosine", "cosine similarity of the main output with float32's"),
+    Task.DETECTION: ("box F1", "F1 of this variant's boxes against float32's on the same images: matched at IoU >= "
+                               "0.5 with the same class, both kept at the decoder's score threshold"),
     Task.GENERIC: ("cosine", "cosine similarity of the main output with float32's"),
 }
 
@@ -97,6 +98,8 @@ def agreement(task: Task, specs: Sequence[OutputSpec], found: Sequence[OutputFid
         return f.mask.iou
     if task is Task.LANDMARKS and f.landmarks is not None and f.landmarks.pck_5 is not None:
         return f.landmarks.pck_5
+    if task is Task.DETECTION and f.boxes is not None:
+        return f.boxes.f1
     if task is Task.EMBEDDING and f.embedding is not None:
         return f.embedding.nn_agreement if f.embedding.nn_agreement is not None else f.embedding.mean_cosine
     cosine = f.whole.cosine

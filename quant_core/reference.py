@@ -10,11 +10,11 @@ is the workbench's job (quant_core.compare.Workbench).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from quant_core import metrics, outputs
+from quant_core import boxes, metrics, outputs
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key
 from quant_core.calibration import spread_order
 from quant_core.env import describe_environment, package_versions
@@ -25,6 +25,7 @@ from quant_core.inputs.preprocess import Preprocessing, to_model_input
 from quant_core.modes import Mode
 from quant_core.ops import OpInventory, per_tensor_hybrid_depthwise
 from quant_core.recipe import CalibrationSource, Recipe
+from quant_core.detection import Detections, GroundTruth
 from quant_core.fidelity import OutputFidelity
 from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
 from quant_core.runner import TFLiteRunner
@@ -75,11 +76,14 @@ class Reference:
     source_outputs: tuple[np.ndarray, ...] = ()  # the source model's, in the same order
     truth: np.ndarray | None = None  # ground truth of the main output: labels [images, H, W] or points [images, K, 2]
     truth_source: str = ""  # where it came from, in words
+    decoder: boxes.Decoder | None = None  # a detector's: how its outputs become boxes (quant_core.boxes)
+    detections: tuple[Detections, ...] = ()  # float32's, one per image, down to the decoder's floor
+    box_truth: tuple[GroundTruth | None, ...] = ()  # a detector's true boxes per image (None: not annotated)
 
     @classmethod
     def of(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing, *,
            threads: int, cache: ArtifactCache, task: Task | None = None,
-           roles: Sequence[tuple[str, Role]] = (), truth: Sequence[str] = ()) -> Reference:
+           roles: Sequence[tuple[str, Role]] = (), truth: Sequence[str] = (), decoder: str = "") -> Reference:
         """Runs the source model and its float32 .tflite (converted, or taken from `cache`) on the images.
 
         Raises:
@@ -95,6 +99,11 @@ class Reference:
         specs, task = outputs.specs_of(names, runner.output_shapes, floats,
                                        input_hw=(preprocessing.height, preprocessing.width), task=task, roles=roles)
         mine = tuple(theirs[i] for i in order)
+        if task is Task.DETECTION:
+            return cls._detector(source, images, labels, preprocessing, x, specs, floats, mine, truth=truth,
+                                 decoder=decoder)
+        if decoder:
+            raise InputError(f"a decoder is for a detector; this model reads as {task.value}")
         if task is not Task.CLASSIFICATION:
             none = np.zeros((len(x), 0))
             known, said = outputs.truth_of(truth, specs, images, preprocessing)
@@ -107,6 +116,26 @@ class Reference:
         kind = metrics.detect_output_kind(mine[main])
         return cls(source, images, labels, preprocessing, x, kind, metrics.to_probabilities(mine[main], kind),
                    metrics.to_probabilities(floats[main], kind), task, specs, floats, mine)
+
+    @classmethod
+    def _detector(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing,
+                  x: np.ndarray, specs: tuple[OutputSpec, ...], floats: tuple[np.ndarray, ...],
+                  mine: tuple[np.ndarray, ...], *, truth: Sequence[str], decoder: str) -> Reference:
+        """A detector's reference: its decoder (chosen, or inferred; None if ambiguous), float32's boxes, the truth."""
+        hw = (preprocessing.height, preprocessing.width)
+        chosen = boxes.parse_decoder(decoder, specs, floats, input_hw=hw) if decoder else \
+            boxes.infer_decoder(specs, floats, input_hw=hw)
+        specs = boxes.described(specs, chosen)
+        none = np.zeros((len(x), 0))
+        if chosen is None:
+            if truth:
+                raise InputError("ground-truth boxes need a decoder: choose how the model's outputs become boxes")
+            return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, Task.DETECTION, specs,
+                       floats, mine)
+        found = boxes.decode(chosen, floats)
+        known, said = boxes.read_truth(truth, images, preprocessing, chosen) if truth else ((), "")
+        return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, Task.DETECTION, specs,
+                   floats, mine, None, said, chosen, found, known)
 
     @property
     def classifier(self) -> bool:
@@ -125,6 +154,8 @@ class Reference:
 
     def truth_score(self, got: Sequence[np.ndarray]) -> float | None:
         """A non-classifier's main output scored against the ground truth (None without one)."""
+        if self.decoder is not None:
+            return self.box_truth_summary(boxes.decode(self.decoder, got)).map_50 if self.box_truth else None
         main = main_output(self.specs)
         if self.truth is None or main is None:
             return None
@@ -135,10 +166,34 @@ class Reference:
         """A variant's masks and points on the first images (`quant_core.views`)."""
         return views_of(self.specs, got, input_hw=(self.preprocessing.height, self.preprocessing.width))
 
-    def fidelity(self, got: Sequence[np.ndarray]) -> tuple[OutputFidelity, ...]:
-        """Each output of a variant against float32's on these images."""
-        return outputs.fidelities(self.specs, self.outputs, got,
-                                  input_hw=(self.preprocessing.height, self.preprocessing.width))
+    def fidelity(self, got: Sequence[np.ndarray], found: Sequence[Detections] | None = None,
+                 ) -> tuple[OutputFidelity, ...]:
+        """Each output of a variant against float32's on these images; a detector's main output with its boxes'.
+
+        Args:
+            got: the variant's raw outputs.
+            found: its detections when already decoded (`detect`).
+        """
+        figures = outputs.fidelities(self.specs, self.outputs, got,
+                                     input_hw=(self.preprocessing.height, self.preprocessing.width))
+        main = main_output(self.specs)
+        if self.decoder is None or main is None:
+            return figures
+        summary = self.box_truth_summary(self.detect(got) if found is None else found)
+        return tuple(replace(f, boxes=summary) if f.index == main.index else f for f in figures)
+
+    def detect(self, got: Sequence[np.ndarray]) -> tuple[Detections, ...]:
+        """A variant's detections on these images (none without a decoder)."""
+        return boxes.decode(self.decoder, got) if self.decoder is not None else ()
+
+    def box_truth_summary(self, found: Sequence[Detections]) -> boxes.BoxSummary:
+        """Detections against float32's at the decoder's threshold, with mAP against the true boxes when given."""
+        assert self.decoder is not None
+        summary = boxes.BoxSummary.of(self.detections, found, threshold=self.decoder.threshold)
+        scored = [(t, d) for t, d in zip(self.box_truth, found) if t is not None]
+        if not scored:
+            return summary
+        return boxes.with_truth(summary, [t for t, _ in scored], [d for _, d in scored])
 
     def calibration_data(self, recipe: Recipe) -> np.ndarray:
         """Calibration samples: evenly spread user images, or uniform noise as a what-if.
@@ -231,7 +286,7 @@ class Reference:
                              else self.truth_score(self.source_outputs)),
             source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.scored else None,
             request_key=request_key, seconds=seconds, task=self.task, output_specs=self.specs,
-            truth_source=self.truth_source,
+            truth_source=self.truth_source, decoder=self.decoder,
         )
 
     def same_inputs(self, earlier: CompareResult, *, threads: int) -> bool:
@@ -240,4 +295,5 @@ class Reference:
         return (earlier.model == frame.model and earlier.preprocessing == frame.preprocessing
                 and earlier.class_names == frame.class_names and earlier.images == frame.images
                 and earlier.environment.threads == frame.environment.threads
-                and earlier.task == frame.task and earlier.output_specs == frame.output_specs)
+                and earlier.task == frame.task and earlier.output_specs == frame.output_specs
+                and earlier.decoder == frame.decoder)

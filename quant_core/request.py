@@ -44,7 +44,10 @@ class CompareOptions:
         task: what the model does, when the inferred task is wrong (None: inferred, quant_core.tasks).
         roles: (output name or index, role) for outputs whose inferred role is wrong.
         truth: ground truth of a segmentation or landmark model's main output: PNG masks named like
-            the images (files or folders), or one JSON file of points (quant_core.inputs.ground_truth).
+            the images (files or folders), or one JSON file of points (quant_core.inputs.ground_truth);
+            a detector's true boxes: one COCO .json file, or YOLO .txt files named like the images.
+        decoder: how a detector's outputs become boxes, when the inferred decoder is wrong or none
+            could be inferred ("ssd:<preset>", "ssd:custom key=value ...", "yolo", "postprocess"; quant_core.boxes).
     """
 
     recipes: tuple[Recipe, ...] = tuple(Recipe(m) for m in Mode)
@@ -55,6 +58,7 @@ class CompareOptions:
     task: Task | None = None
     roles: tuple[tuple[str, Role], ...] = ()
     truth: tuple[str, ...] = ()
+    decoder: str = ""
 
     def __post_init__(self) -> None:
         if not self.recipes:

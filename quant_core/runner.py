@@ -151,6 +151,7 @@ class TFLiteRunner:
         self._input, self._outputs = inputs[0], outputs
         self._output = outputs[0]
         self._batch = 0
+        self._singles = False  # the model merges a batch's images: run one by one
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -198,14 +199,28 @@ class TFLiteRunner:
         return tuple(np.concatenate(parts).astype(np.float32) for parts in zip(*results))
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Invokes on one batch, resizing the input (or falling back to one by one)."""
-        if self._batch != len(batch):
+        """Invokes on one batch, resizing the input (or falling back to one by one).
+
+        A model whose graph fixes batch 1 inside (a reshape to [1, -1, K], as MediaPipe's
+        detectors have) accepts a larger input but merges the images into one output row:
+        such a model is run one image at a time from then on.
+        """
+        if len(batch) > 1 and not self._singles and self._batch != len(batch):
             try:
                 self._resize(len(batch))
             except (RuntimeError, ValueError):
-                self._resize(1)
-                singles = [self._run(batch[i : i + 1]) for i in range(len(batch))]
-                return tuple(np.concatenate(parts) for parts in zip(*singles))
+                self._singles = True
+        if len(batch) > 1 and not self._singles:
+            self._set_input(batch)
+            self._invoke()
+            got = tuple(self._get_output(o) for o in self._outputs)
+            if all(len(g) == len(batch) for g in got):
+                return got
+            self._singles = True
+        if len(batch) > 1:
+            singles = [self._run(batch[i : i + 1]) for i in range(len(batch))]
+            return tuple(np.concatenate(parts) for parts in zip(*singles))
+        self._resize(1)
         self._set_input(batch)
         self._invoke()
         return tuple(self._get_output(o) for o in self._outputs)

@@ -104,6 +104,7 @@ class OutputSpec:
     evidence: str  # the rules that decided, e.g. "one channel per pixel; values in [0, 1]: probabilities"
     layout: PointLayout | None = None  # how the values read as points (any output whose shape can hold them)
     set_by_user: bool = False
+    channel_axis: int = -1  # the axis whose entries are its channels (1 for a YOLO [1, 4+C, A] output)
 
     @property
     def points(self) -> int | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quant_core._serde import from_jsonable, to_jsonable
+from quant_core.boxes import Decoder, ImageBoxes
 from quant_core.cache import ModelStore
 from quant_core.env import Environment
 from quant_core.errors import InputError
@@ -82,6 +83,7 @@ class VariantResult:
     calibration_samples: int | None = None
     outputs: tuple[OutputFidelity, ...] = ()  # every output against float32's: whole, per channel, the task's metrics
     views: tuple[OutputViews, ...] = ()  # masks and points on the first images, to draw beside float32's
+    detections: tuple[ImageBoxes, ...] = ()  # a detector's boxes on every image, down to the decoder's floor
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,7 @@ class CompareResult:
     task: Task = Task.CLASSIFICATION  # what the model does; a classifier's comparison reads class scores
     output_specs: tuple[OutputSpec, ...] = ()  # what each output is, and why the workbench thinks so
     truth_source: str = ""  # a non-classifier's ground truth (its accuracy: mask IoU or PCK@5% against it)
+    decoder: Decoder | None = None  # a detector's: how its outputs became the boxes compared (quant_core.boxes)
 
     @property
     def fidelity_images(self) -> int:
