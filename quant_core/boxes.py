@@ -438,6 +438,7 @@ class SharedScale:
     box_range: float  # max |box value| in float32's output
     score_range: float  # max score
     classes: int
+    head: tuple[str, ...] = ()  # the layers between the last computing layers and the output (`head_layers`)
 
     @property
     def steps(self) -> float:
@@ -453,8 +454,12 @@ class SharedScale:
                 "and transpose) in float with float output, or quantize activations to int16 (int16x8)")
 
 
-def shared_scale(decoder: Decoder | None, outputs: Sequence[np.ndarray]) -> SharedScale | None:
-    """A YOLO-style output whose box values span at least `SHARED_RATIO` times its scores' range (float32's values)."""
+def shared_scale(decoder: Decoder | None, outputs: Sequence[np.ndarray], *,
+                 float_model: bytes | None = None) -> SharedScale | None:
+    """A YOLO-style output whose box values span at least `SHARED_RATIO` times its scores' range (float32's values).
+
+    With `float_model`, the finding names the head's layers (`head_layers`): what to keep in float.
+    """
     if decoder is None or decoder.yolo is None:
         return None
     values = np.asarray(outputs[decoder.outputs[0]], np.float64)
@@ -464,7 +469,8 @@ def shared_scale(decoder: Decoder | None, outputs: Sequence[np.ndarray]) -> Shar
     score_range = float(np.nanmax(np.abs(scores))) if scores.size else 0.0
     if not (score_range > 0 and box_range >= SHARED_RATIO * score_range):
         return None
-    return SharedScale(decoder.outputs[0], box_range, score_range, decoder.yolo.num_classes)
+    head = head_layers(float_model, decoder.outputs[0]) if float_model is not None else ()
+    return SharedScale(decoder.outputs[0], box_range, score_range, decoder.yolo.num_classes, head)
 
 
 _LAYOUT_OPS = frozenset({"RESHAPE", "CONCATENATION", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "PACK", "SHAPE",

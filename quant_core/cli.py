@@ -19,10 +19,12 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from quant_core import _quiet
+from quant_core.boxes import choices
 from quant_core.builders import graph_layers, match_layers
+from quant_core.detection import SsdPreset
 from quant_core.errors import Cancelled, InputError, QuantError, first_line
 from quant_core.inputs.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                           parse_numbers)
@@ -34,6 +36,8 @@ from quant_core.results.summary import ACCURACY, TOP5_ACCURACY, Unit, failure_li
 from quant_core.results.verdict import Floor, FloorKind, Verdict, agreement_text, decide
 from quant_core.tasks import OutputSpec, Role, Task, parse_roles, parse_task
 
+if TYPE_CHECKING:
+    from quant_core.reference import Reference
 
 STDOUT = "-"  # a --json PATH of "-" (or --json alone) puts the JSON on stdout instead of the text
 _Commands = argparse._SubParsersAction  # what add_subparsers returns
@@ -170,11 +174,17 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roles", metavar="NAME=ROLE[,...]",
                    help="what an output holds, when the inferred role is wrong: an output index or name = "
                         f"{', '.join(r.value for r in Role)}; e.g. 0=mask,conv2d_31=score")
+    p.add_argument("--decoder", metavar="DECODER", default="",
+                   help="how a detector's outputs become boxes, when the inferred decoder is wrong or none could be "
+                        "inferred: ssd:<preset> (" + ", ".join(p.value for p in SsdPreset) + "), 'ssd:custom "
+                        "strides=8,16,16,16 keypoints=6 ...' (MediaPipe's SsdAnchorsCalculator options), yolo "
+                        "(optionally yolo:classes=80,layout=channels_first), or postprocess")
     if p.prog.split()[-1] != "inspect":
         p.add_argument("--truth", metavar="PATH", nargs="+", default=[],
-                       help="ground truth of a segmentation or landmark model: PNG masks named like the images "
-                            "(files or folders), or one JSON file {\"image name\": [[x, y], ...]}; the variants "
-                            "are then also scored against it (mask IoU or PCK@5%%)")
+                       help="ground truth: a segmentation model's PNG masks named like the images (files or "
+                            "folders); a landmark model's JSON file {\"image name\": [[x, y], ...]}; a detector's "
+                            "COCO .json file or YOLO .txt files (or their folder); the variants are then also "
+                            "scored against it (mask IoU, PCK@5%%, or mAP@0.5 and mAP@0.5:0.95)")
 
 
 def _task_choices(args: argparse.Namespace) -> tuple[Task | None, tuple[tuple[str, Role], ...]]:
@@ -350,7 +360,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args) + ((kept,) if kept else ()),
                              threads=args.threads, top_k=args.top_k, preprocessing=_override(args),
                              measure_latency=not args.no_latency, task=task, roles=roles,
-                             truth=tuple(args.truth))
+                             truth=tuple(args.truth), decoder=args.decoder)
     cache = _cache(args)
     evaluation = None
     dataset = _whole_set(args)
@@ -485,6 +495,8 @@ def format_table(result: CompareResult) -> str:
     lines = [
         f"model: {m.name} ({m.format.value}), input {list(m.input_shape)}, {what}, {m.param_count:,} params",
         *([] if classifier else _task_lines(result.task, result.output_specs)),
+        *([f"decoder: {result.decoder.choice}: {result.decoder.description}; boxes kept at score >= "
+           f"{result.decoder.threshold:g}"] if result.decoder is not None else []),
         f"preprocessing: {result.preprocessing.normalization.label}, {result.preprocessing.resize.value} "
         f"resize ({result.preprocessing.source})",
         f"images: {_images_line(result)}" + (f" ({result.labels_source}){source}" if classifier else ""),
@@ -570,7 +582,7 @@ def _tune_options(args: argparse.Namespace):
     task, roles = _task_choices(args)
     return CompareOptions(recipes=_recipes([Mode.INT8], args), threads=args.threads,
                           preprocessing=_override(args), measure_latency=not args.no_latency, task=task, roles=roles,
-                          truth=tuple(args.truth))
+                          truth=tuple(args.truth), decoder=args.decoder)
 
 
 def _tune_workbench(args: argparse.Namespace, options):
@@ -669,17 +681,24 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.images and any(task_choices):
         raise InputError("--task and --roles are checked against the model's outputs on images: give --images too")
     data = describe_model(model)
-    described = _described_outputs(args, model, *task_choices) if args.images else None
-    if described is not None:
-        task, specs = described
-        data |= {"task": task.value, "output_specs": [output_spec_dict(s) for s in specs]}
+    if getattr(args, "decoder", "") and not args.images:
+        raise InputError("--decoder is checked against the model's outputs on images: give --images too")
+    reference = _described_outputs(args, model, *task_choices) if args.images else None
+    described = (reference.task, reference.specs) if reference is not None else None
+    if reference is not None:
+        data |= {"task": reference.task.value, "output_specs": [output_spec_dict(s) for s in reference.specs]}
+        if reference.decoder is not None:
+            data |= {"decoder": {"choice": reference.decoder.choice, "description": reference.decoder.description,
+                                 "choices": list(choices(reference.specs))}}
     if json_path:
         _write_json(data, json_path, out)
     if json_path != STDOUT:
         for key, value in data.items():
-            if key not in ("task", "output_specs"):
+            if key not in ("task", "output_specs", "decoder"):
                 out.write(f"{key}: {value}\n")
         out.write("\n".join(_task_lines(*described) if described else _output_shapes(data)) + "\n")
+        if reference is not None and reference.decoder is not None:
+            out.write(f"decoder: {reference.decoder.choice}: {reference.decoder.description}\n")
     return 0
 
 
@@ -692,15 +711,15 @@ def _output_shapes(data: dict[str, Any]) -> list[str]:
 
 
 def _described_outputs(args: argparse.Namespace, model: str, task: Task | None,
-                       roles: tuple[tuple[str, Role], ...]) -> tuple[Task, tuple[OutputSpec, ...]]:
+                       roles: tuple[tuple[str, Role], ...]) -> Reference:
     """The model's task and what each output holds, from the float model's outputs on the images."""
     from quant_core.compare import CompareOptions, Workbench  # pylint: disable=import-outside-toplevel
     from quant_core.inputs.images import load_images  # pylint: disable=import-outside-toplevel
 
     options = CompareOptions(recipes=(Recipe(Mode.FLOAT32),), preprocessing=_override(args), measure_latency=False,
-                             task=task, roles=roles)
+                             task=task, roles=roles, decoder=args.decoder)
     bench = Workbench.open(model, load_images(tuple(args.images)), options=options, cache=_cache(args))
-    return bench.reference.task, bench.reference.specs
+    return bench.reference
 
 
 def _inspect_target(args: argparse.Namespace) -> tuple[str, str | None]:

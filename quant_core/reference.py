@@ -79,6 +79,7 @@ class Reference:
     decoder: boxes.Decoder | None = None  # a detector's: how its outputs become boxes (quant_core.boxes)
     detections: tuple[Detections, ...] = ()  # float32's, one per image, down to the decoder's floor
     box_truth: tuple[GroundTruth | None, ...] = ()  # a detector's true boxes per image (None: not annotated)
+    shared_scale: boxes.SharedScale | None = None  # boxes and scores in one tensor: int8's classic failure
 
     @classmethod
     def of(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing, *,
@@ -101,7 +102,7 @@ class Reference:
         mine = tuple(theirs[i] for i in order)
         if task is Task.DETECTION:
             return cls._detector(source, images, labels, preprocessing, x, specs, floats, mine, truth=truth,
-                                 decoder=decoder)
+                                 decoder=decoder, float_model=float_tflite(source, cache))
         if decoder:
             raise InputError(f"a decoder is for a detector; this model reads as {task.value}")
         if task is not Task.CLASSIFICATION:
@@ -120,7 +121,8 @@ class Reference:
     @classmethod
     def _detector(cls, source: SourceModel, images: ImageSet, labels: Labels, preprocessing: Preprocessing,
                   x: np.ndarray, specs: tuple[OutputSpec, ...], floats: tuple[np.ndarray, ...],
-                  mine: tuple[np.ndarray, ...], *, truth: Sequence[str], decoder: str) -> Reference:
+                  mine: tuple[np.ndarray, ...], *, truth: Sequence[str], decoder: str,
+                  float_model: bytes) -> Reference:
         """A detector's reference: its decoder (chosen, or inferred; None if ambiguous), float32's boxes, the truth."""
         hw = (preprocessing.height, preprocessing.width)
         chosen = boxes.parse_decoder(decoder, specs, floats, input_hw=hw) if decoder else \
@@ -135,7 +137,8 @@ class Reference:
         found = boxes.decode(chosen, floats)
         known, said = boxes.read_truth(truth, images, preprocessing, chosen) if truth else ((), "")
         return cls(source, images, labels, preprocessing, x, OutputKind.NONE, none, none, Task.DETECTION, specs,
-                   floats, mine, None, said, chosen, found, known)
+                   floats, mine, None, said, chosen, found, known,
+                   boxes.shared_scale(chosen, floats, float_model=float_model))
 
     @property
     def classifier(self) -> bool:
@@ -286,7 +289,7 @@ class Reference:
                              else self.truth_score(self.source_outputs)),
             source_top5_accuracy=metrics.topk_accuracy(self.source_probs, labels, 5) if self.scored else None,
             request_key=request_key, seconds=seconds, task=self.task, output_specs=self.specs,
-            truth_source=self.truth_source, decoder=self.decoder,
+            truth_source=self.truth_source, decoder=self.decoder, shared_scale=self.shared_scale,
         )
 
     def same_inputs(self, earlier: CompareResult, *, threads: int) -> bool:

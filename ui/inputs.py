@@ -41,6 +41,7 @@ class Sample:
     images: Path
     labels: Path | None  # class names: classifiers only
     task: str = "classification"
+    truth: Path | None = None  # ground truth bundled with the images (a detector's YOLO .txt files)
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,17 @@ def samples() -> tuple[Sample, ...]:
     entries = json.loads((SAMPLES_DIR / "samples.json").read_text())
     return tuple(Sample(e["name"], e["description"], SAMPLES_DIR / e["file"], SAMPLES_DIR / e["images_dir"],
                         SAMPLES_DIR / e["classes_file"] if e.get("classes_file") else None,
-                        e.get("task", "classification")) for e in entries)
+                        e.get("task", "classification"), SAMPLES_DIR / e["truth_dir"] if e.get("truth_dir") else None)
+                 for e in entries)
 
 
 def sample_inputs(name: str | None = None) -> Inputs:
     """Inputs for the named sample (the default one when None or unknown)."""
     chosen = next((s for s in samples() if s.name == name), samples()[0])
     images = (chosen.images,)
+    truth = (chosen.truth,) if chosen.truth else ()
     return Inputs(f"bundled sample {chosen.name}", chosen.model, images, chosen.labels, chosen.name,
-                  digest=files_digest(chosen.model, images, chosen.labels))
+                  digest=files_digest(chosen.model, images, chosen.labels, truth), truth=truth)
 
 
 def safe_name(name: str) -> str:

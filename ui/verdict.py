@@ -20,7 +20,7 @@ _KINDS = {FloorKind.AGREEMENT: "the original's answer (top-1 agreement with floa
 _TASK_KINDS = {Task.SEGMENTATION: "masks overlapping the original's (mask IoU with float32) by at least",
                Task.LANDMARKS: "points within 5% of the image size of the original's (PCK@5%) for at least",
                Task.EMBEDDING: "the original's nearest neighbour (NN agreement with float32) for at least",
-               Task.DETECTION: "a cosine similarity with the original's outputs (in %) of at least",
+               Task.DETECTION: "boxes matching the original's (box F1 against float32) of at least",
                Task.GENERIC: "a cosine similarity with the original's outputs (in %) of at least"}
 _INPUTS = {FloorKind.AGREEMENT: "w.floor_agreement", FloorKind.ACCURACY_DROP: "w.floor_drop"}
 _KIND_INPUT = "w.floor_kind"

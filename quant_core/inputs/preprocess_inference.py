@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from quant_core import metrics
+from quant_core.errors import InputError
 from quant_core.inputs.images import ImageSet, Labels
 from quant_core.inputs.models import SourceModel
 from quant_core.inputs.preprocess import Normalization, Preprocessing, PreprocessingOverride, Preset, to_model_input
@@ -49,6 +50,12 @@ def infer_preprocessing(source: SourceModel, images: ImageSet, labels: Labels,
             f"layer's training statistics: {best.label}, mismatch {scores[best]:.2g} against {scores[second]:.2g} "
             f"for the next best, {second.label} (all: {detail})"))
     known = [(k, i) for k, i in enumerate(labels.indices[:64]) if i is not None]
+    detector = _detector_range(source)
+    if not known and detector is not None:
+        preset, name = detector
+        return _with(base, override, Normalization.of(preset), (
+            f"no rescaling or batch-norm layer; the outputs are those of MediaPipe's {name} detector (its anchor "
+            f"count and box values), whose graph feeds it {preset.value}"))
     if not known:
         return _with(base, override, Normalization.of(Preset.ZERO_ONE), (
             "could not be inferred (no rescaling or batch-norm layer, no labels): assumed [0,1]; "
@@ -72,3 +79,24 @@ def _with(base: Preprocessing, override: PreprocessingOverride, normalization: N
     """`base` with an inferred normalization and its preset's channel order (unless the user chose one)."""
     order = override.channel_order or normalization.preset.channel_order
     return replace(base, normalization=normalization, channel_order=order, source=source)
+
+
+_RANGES = {(-1.0, 1.0): Preset.MINUS_ONE_ONE, (0.0, 1.0): Preset.ZERO_ONE}
+
+
+def _detector_range(source: SourceModel) -> tuple[Preset, str] | None:
+    """The input range of a MediaPipe SSD detector recognised by its outputs' shapes (one preset only), else None."""
+    from quant_core import detection  # pylint: disable=import-outside-toplevel
+
+    if not source.is_tflite:  # a Keras model's float .tflite is converted (and cached) later, not here
+        return None
+    shapes = TFLiteRunner(source.float_tflite).output_shapes
+    try:
+        regressors, _ = detection.ssd_output_order([tuple(d or 1 for d in s) for s in shapes])
+    except InputError:
+        return None
+    rows = shapes[regressors]
+    fits = detection.matching_presets(num_anchors=rows[1] or 0, num_coords=rows[2] or 0)
+    wanted = fits[0].config.input_range if len(fits) == 1 else None
+    preset = _RANGES.get(wanted) if wanted is not None else None
+    return None if preset is None else (preset, fits[0].value)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quant_core._serde import from_jsonable, to_jsonable
-from quant_core.boxes import Decoder, ImageBoxes
+from quant_core.boxes import Decoder, ImageBoxes, SharedScale
 from quant_core.cache import ModelStore
 from quant_core.env import Environment
 from quant_core.errors import InputError
@@ -151,6 +151,7 @@ class CompareResult:
     output_specs: tuple[OutputSpec, ...] = ()  # what each output is, and why the workbench thinks so
     truth_source: str = ""  # a non-classifier's ground truth (its accuracy: mask IoU or PCK@5% against it)
     decoder: Decoder | None = None  # a detector's: how its outputs became the boxes compared (quant_core.boxes)
+    shared_scale: SharedScale | None = None  # a detector output mixing pixel boxes and scores: what int8 breaks
 
     @property
     def fidelity_images(self) -> int:

@@ -7,6 +7,8 @@ import io
 from typing import Any
 
 from quant_core._serde import to_jsonable
+from quant_core.boxes import kept
+from quant_core.detection import box_fidelity
 from quant_core.fidelity import OutputFidelity
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import describe_ops
@@ -108,12 +110,36 @@ def output_fidelity_dict(f: OutputFidelity) -> dict[str, Any]:
         data["worst_channel_name"] = channel_name(f.role, f.worst_channel)
     if f.axes:
         data["axis_names"] = [axis_name(k) for k in range(len(f.axes))]
+    if f.boxes is not None:
+        data["boxes"] |= _significant(f.boxes.figures())
     return data
+
+
+def per_image_boxes(result: CompareResult) -> dict[str, tuple[float, ...]]:
+    """A detector's per-image box F1 against float32's by built variant, at the decoder's threshold."""
+    base, decoder = result.baseline, result.decoder
+    if base is None or decoder is None or not base.detections:
+        return {}
+    reference = kept(base.detections, decoder.keypoints)
+    found = {}
+    for v in result.variants:
+        if v.ok and len(v.detections) == len(reference):
+            matches = box_fidelity(reference, kept(v.detections, decoder.keypoints),
+                                   score_threshold=decoder.threshold).images
+            found[v.name] = tuple(_f1(len(m.pairs), len(m.missed), len(m.extra)) for m in matches)
+    return found
+
+
+def _f1(matched: int, missed: int, extra: int) -> float:
+    """F1 from counts: 1 when there was nothing to find and nothing was found."""
+    return 1.0 if not (missed or extra) else 2 * matched / (2 * matched + missed + extra)
 
 
 def per_image_agreement(result: CompareResult) -> dict[str, tuple[float | None, ...]]:
     """A non-classifier's per-image agreement with float32 by built variant, from its main output: mask IoU,
-    PCK at 5 %, or cosine similarity of embeddings ({} for other tasks)."""
+    PCK at 5 %, cosine similarity of embeddings, or a detector's box F1 ({} for other tasks)."""
+    if result.decoder is not None:
+        return dict(per_image_boxes(result))
     main = main_output(result.output_specs)
     found: dict[str, tuple[float | None, ...]] = {}
     for v in result.variants:
@@ -154,6 +180,10 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
         "agreement": {"key": agreement.key, "title": AGREEMENT[result.task][0],
                       "explanation": AGREEMENT[result.task][1]},
         "outputs": [output_spec_dict(s) for s in result.output_specs],
+        "decoder": None if result.decoder is None else {
+            "kind": result.decoder.kind.value, "choice": result.decoder.choice,
+            "description": result.decoder.description, "score_threshold": result.decoder.threshold,
+            "match_iou": 0.5, "set_by_user": result.decoder.set_by_user},
         "model": result.model.to_dict() | {"output_kind": result.output_kind.value},
         "environment": to_jsonable(result.environment),
         "preprocessing": result.preprocessing.to_dict(),

@@ -191,7 +191,7 @@ COLUMNS: tuple[Column, ...] = (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_
 # ----------------------------------------------------------------------------------------------- other tasks
 
 _AGREEMENT_KEYS = {Task.SEGMENTATION: "mask_iou", Task.LANDMARKS: "pck_5", Task.EMBEDDING: "nn_agreement",
-                   Task.DETECTION: "cosine", Task.GENERIC: "cosine"}  # the CSV header of each task's agreement
+                   Task.DETECTION: "box_f1", Task.GENERIC: "cosine"}  # the CSV header of each task's agreement
 _AXES = ("x", "y", "z")
 _CHANNEL_WORDS = {Role.LANDMARKS: "point", Role.HEATMAPS: "heatmap", Role.CLASS_MAP: "class",
                   Role.CLASS_SCORES: "class", Role.EMBEDDING: "dimension", Role.BOXES: "box value",
@@ -326,8 +326,51 @@ def _embedding_columns(main: OutputSpec) -> tuple[Column, ...]:
                    explain="the lowest cosine similarity with float32's embedding over the images"))
 
 
+def _box_figure(index: int, name: str) -> Callable[[VariantResult], Value]:
+    """One of a detector's box figures (`BoxSummary`), read from its main output."""
+    return _main_figure(index, lambda f: getattr(f.boxes, name) if f.boxes else None)
+
+
+def _detection_columns(main: OutputSpec) -> tuple[Column, ...]:
+    """Recall and precision against float32's boxes, the matches' IoU and keypoint error."""
+    def counts(v: VariantResult) -> Value:
+        f = next((f for f in v.outputs if f.index == main.index), None)
+        return None if f is None or f.boxes is None else f"{f.boxes.missed} / {f.boxes.extra}"
+
+    return (Column("box_recall", "recall", Unit.PERCENT, _box_figure(main.index, "recall"), digits=3,
+                   better=Better.HIGHER, against_float32=True,
+                   explain="share of float32's boxes this variant finds again (IoU >= 0.5, same class)"),
+            Column("box_precision", "precision", Unit.PERCENT, _box_figure(main.index, "precision"), digits=3,
+                   better=Better.HIGHER, against_float32=True,
+                   explain="share of this variant's boxes that match one of float32's"),
+            Column("missed_extra", "missed / extra", Unit.TEXT, counts,
+                   explain="float32's boxes this variant misses / boxes it adds that float32 does not have"),
+            Column("box_iou", "box IoU", Unit.NUMBER, _box_figure(main.index, "mean_iou"), digits=3,
+                   better=Better.HIGHER, against_float32=True,
+                   explain="mean IoU of the matched boxes with float32's (1: the same box)"),
+            Column("keypoint_error", "keypoint error (px)", Unit.NUMBER,
+                   _box_figure(main.index, "mean_keypoint_error_px"), digits=3, better=Better.LOWER,
+                   against_float32=True, explain="mean distance of the matched boxes' keypoints from float32's, in "
+                   "input pixels"))
+
+
+MAP_50 = Column("map_50", "mAP@0.5", Unit.PERCENT, lambda v: v.accuracy, digits=3, better=Better.HIGHER,
+                needs=Needs.LABELS, explain="mean average precision against the true boxes you gave, at IoU 0.5 "
+                "(pycocotools' COCO evaluation)")
+
+
+def _map_50_95(v: VariantResult) -> Value:
+    f = next((f for f in v.outputs if f.boxes is not None), None)
+    return None if f is None or f.boxes is None else f.boxes.map_50_95
+
+
+MAP_50_95 = Column("map_50_95", "mAP@0.5:0.95", Unit.PERCENT, _map_50_95, digits=3, better=Better.HIGHER,
+                   needs=Needs.LABELS, explain="mean average precision against the true boxes, averaged over IoU "
+                   "0.5, 0.55, ..., 0.95 (COCO's headline figure)")
+
 _TASK_FIGURES: dict[Task, Callable[[OutputSpec], tuple[Column, ...]]] = {
     Task.SEGMENTATION: _segmentation_columns, Task.LANDMARKS: _landmark_columns, Task.EMBEDDING: _embedding_columns,
+    Task.DETECTION: _detection_columns,
 }
 
 
@@ -337,8 +380,9 @@ def task_columns(result: CompareResult) -> tuple[Column, ...]:
         return COLUMNS
     main = main_output(result.output_specs)
     figures = _TASK_FIGURES.get(result.task, lambda _: ())(main) if main is not None else ()
+    truth = (MAP_50, MAP_50_95) if result.task is Task.DETECTION else (TRUTH_SCORE,)
     return (VARIANT, STATUS, SIZE, X_SMALLER, MEMORY, MEDIAN_MS, P90_MS, agreement_column(result.task), *figures,
-            TRUTH_SCORE, MIN_SQNR, WORST, INTEGER_ONLY, TASK_NOTE, ERROR)
+            *truth, MIN_SQNR, WORST, INTEGER_ONLY, TASK_NOTE, ERROR)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class FloorKind(enum.StrEnum):
     ACCURACY_DROP = "accuracy_drop"  # accuracy at most `value` below float32's (needs labels: classifiers only)
 
 
-_COSINE = (Task.DETECTION, Task.GENERIC)  # tasks whose agreement is a cosine similarity, written as a number
+_COSINE = (Task.GENERIC,)  # tasks whose agreement is a cosine similarity, written as a number
 
 # A floor of agreement in everyday words, per task ({} is the floor's value: '99%', or '0.99' for a cosine).
 _PLAIN = {
@@ -76,7 +76,7 @@ _PLAIN = {
     Task.SEGMENTATION: "masks that overlap the original's by at least {} (intersection over union)",
     Task.LANDMARKS: "at least {} of the points within 5% of the image size of the original's",
     Task.EMBEDDING: "the original's nearest neighbour for at least {} of the images",
-    Task.DETECTION: "outputs pointing the same way as the original's (cosine similarity at least {})",
+    Task.DETECTION: "the original's boxes, found again with an F1 of at least {} (matched at IoU 0.5, same class)",
     Task.GENERIC: "outputs pointing the same way as the original's (cosine similarity at least {})",
 }
 
@@ -385,6 +385,10 @@ def _plain_task_fidelity(v: VariantResult, result: CompareResult) -> str:
         return f"{apart}{f.landmarks.pck_5:.1%} of them within 5% of the image size"
     if task is Task.EMBEDDING and f is not None and f.embedding is not None and f.embedding.nn_agreement is not None:
         return f"the original's nearest neighbour on {round(f.embedding.nn_agreement * n)} of {n} images"
+    if task is Task.DETECTION and f is not None and f.boxes is not None:
+        b = f.boxes
+        return (f"{b.true_positives} of the original's {b.reference_boxes} boxes found again ({b.missed} missed, "
+                f"{b.extra} extra; F1 {b.f1:.1%})")
     if task in _COSINE or task is Task.EMBEDDING:  # an embedding of fewer than 3 images: its mean cosine
         return f"outputs pointing the same way as the original's (cosine similarity {v.top1_agreement or 0.0:.4f})"
     return f"{agreement_text(task, v.top1_agreement)} {AGREEMENT[task][0]} with the original"
@@ -478,11 +482,21 @@ _TASK_SHORTFALL = {
     Task.LANDMARKS: lambda value, n: (f"puts {value:.1%} of its points within 5% of the image size of the original's",
                                       f"{1 - value:.1%} of the points further off than that"),
     Task.EMBEDDING: _embedding_shortfall,
-    Task.DETECTION: lambda value, n: (f"has outputs with a cosine similarity of {value:.4f} to the original's",
-                                      "outputs further from the original's than the bar allows"),
+    Task.DETECTION: lambda value, n: (f"finds the original's boxes with an F1 of {value:.1%}",
+                                      f"boxes missed or added: an F1 of only {value:.1%} against the original's"),
     Task.GENERIC: lambda value, n: (f"has outputs with a cosine similarity of {value:.4f} to the original's",
                                     "outputs further from the original's than the bar allows"),
 }
+
+
+def _shared_scale_advice(target: Target) -> str:
+    """What helps a detector whose one output mixes pixel boxes and scores (more calibration does not)."""
+    if target is Target.INTEGER:
+        return ("More calibration will not help: the model's output mixes box pixels and scores in one int8 scale. "
+                "Divide the boxes by the input size inside the model before they are joined with the scores, then "
+                "convert again.")
+    return ("More calibration will not help: the model's output mixes box pixels and scores in one int8 scale; keep "
+            "the head in float with float output, or use int16x8 (Compare builds either in one click).")
 
 
 def _none_fits(target: Target, candidates: list[VariantResult], result: CompareResult, floor: Floor,
@@ -497,7 +511,8 @@ def _none_fits(target: Target, candidates: list[VariantResult], result: CompareR
     closest = max(built, key=lambda v: (v.top1_agreement or 0.0, v.accuracy or 0.0))
     changed = closest.recipe.what_ifs()
     advice = (f"Undo {' and '.join(changed)}, or lower the floor." if changed else
-              "Try more or more representative calibration images, or lower the floor." if
+              _shared_scale_advice(target) if result.shared_scale is not None and closest.recipe.needs_calibration
+              else "Try more or more representative calibration images, or lower the floor." if
               closest.recipe.needs_calibration else "Lower the floor, or try another mode.")
     gap, cost = _plain_shortfall(closest, base, floor, result.fidelity_images, task=result.task)
     plain = (f"Nothing to ship for this hardware yet: no version that runs there gives {floor.plain_for(result.task)}. "
