@@ -104,7 +104,7 @@ def choices(specs: Sequence[OutputSpec]) -> tuple[str, ...]:
         found += [f"ssd:{p.value}" for p in det.matching_presets(num_anchors=rows[1]) if f"ssd:{p.value}" not in found]
     except InputError:
         pass
-    if any(len(s) == 3 and s[0] == 1 for s in shapes):
+    if sum(len(s) == 3 and s[0] == 1 for s in shapes) == 1:
         found.append("yolo")
     if _postprocess_order(shapes) is not None:
         found.append("postprocess")
@@ -152,7 +152,12 @@ def infer_decoder(specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], *,
     if scores:
         rows = boxes[0].shape
         presets = det.matching_presets(num_anchors=rows[1], num_coords=rows[2])
-        return _ssd(presets[0].value, specs, outputs, input_hw=input_hw, by_user=False) if len(presets) == 1 else None
+        if len(presets) != 1:
+            return None
+        try:
+            return _ssd(presets[0].value, specs, outputs, input_hw=input_hw, by_user=False)
+        except InputError:  # the preset's anchors, but not its input size: the user chooses
+            return None
     try:
         return _yolo(specs, outputs, input_hw=input_hw, options={}, by_user=False)
     except InputError:
@@ -160,7 +165,7 @@ def infer_decoder(specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], *,
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
-    """key=value words, separated by spaces or commas between pairs."""
+    """key=value words separated by spaces (or semicolons): a value may hold commas (strides=8,16,16,16)."""
     found = {}
     for word in text.replace(";", " ").split():
         key, sep, value = word.partition("=")
@@ -171,10 +176,11 @@ def _pairs(text: str, what: str) -> dict[str, str]:
 
 
 def _number(options: dict[str, str], key: str, default: float, what: str) -> float:
+    given = options.pop(key, str(default))
     try:
-        value = float(options.pop(key, default))
+        value = float(given)
     except ValueError:
-        raise InputError(f"{what}: {key}={options.get(key)!r}; expected a number") from None
+        raise InputError(f"{what}: {key}={given!r}; expected a number") from None
     if not math.isfinite(value):
         raise InputError(f"{what}: {key} must be a finite number")
     return value
@@ -189,7 +195,7 @@ def _ssd(name: str, specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], 
         config = _custom_ssd(_pairs(rest, "custom SSD anchors"), input_hw)
     else:
         try:
-            config = det.SsdPreset(word).config
+            config = det.SsdPreset(word.lower()).config
         except ValueError:
             raise InputError(f"SSD preset {word!r}: expected one of {', '.join(p.value for p in det.SsdPreset)}, or "
                              "custom key=value ...") from None

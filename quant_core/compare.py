@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from quant_core import metrics, outputs
-from quant_core.boxes import ImageBoxes
+from quant_core.boxes import Decoder, ImageBoxes
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
 from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
 from quant_core.env import package_versions
@@ -296,15 +296,17 @@ class ModelSet:
     key: str = ""  # digest of the models: a worker keeps their interpreters while the key stays
     task: Task = Task.CLASSIFICATION  # what the model does: it decides the agreement every image is scored by
     specs: tuple[OutputSpec, ...] = ()  # what each output is, in the models' output order (none: class scores only)
+    decoder: Decoder | None = None  # a detector's: every shard decodes boxes and matches them with the reference's
 
     @classmethod
     def of(cls, variants: Sequence[tuple[str, bytes]], *, preprocessing: Preprocessing, output_kind: OutputKind,
-           threads: int = 1, task: Task = Task.CLASSIFICATION, specs: Sequence[OutputSpec] = ()) -> ModelSet:
+           threads: int = 1, task: Task = Task.CLASSIFICATION, specs: Sequence[OutputSpec] = (),
+           decoder: Decoder | None = None) -> ModelSet:
         """The set for (name, .tflite bytes) pairs, the float32 reference first."""
         shas = tuple(hashlib.sha256(m).hexdigest() for _, m in variants)
         key = hashlib.sha256("\0".join(f"{n}\0{h}" for (n, _), h in zip(variants, shas)).encode()).hexdigest()
         return cls(tuple(n for n, _ in variants), tuple(np.frombuffer(m, np.uint8) for _, m in variants),
-                   preprocessing, output_kind, threads, shas, key, task, tuple(specs))
+                   preprocessing, output_kind, threads, shas, key, task, tuple(specs), decoder)
 
     @property
     def classifier(self) -> bool:
@@ -547,7 +549,8 @@ class Workbench:
                 models.append((v.name, self.cache.model_bytes(v.tflite_sha256)))
                 seen.add(v.tflite_sha256)
         return ModelSet.of(models, preprocessing=self.preprocessing, output_kind=self.output_kind,
-                           threads=self.options.threads, task=self.reference.task, specs=self.reference.specs)
+                           threads=self.options.threads, task=self.reference.task, specs=self.reference.specs,
+                           decoder=self.reference.decoder)
 
     def time(self, variant: VariantResult, *, again: bool = False) -> VariantResult:
         """The variant with its latency measured (on the interpreter that evaluated it, when still open).

@@ -225,6 +225,8 @@ def measure_of(task: Task, specs: Sequence[OutputSpec], found: Sequence[OutputFi
         return outputs.AGREEMENT[task][0]
     if task is Task.EMBEDDING and f.embedding is not None:
         return outputs.AGREEMENT[task][0] if f.embedding.nn_agreement is not None else MEAN_COSINE
+    if task is Task.DETECTION and f.boxes is not None:
+        return outputs.AGREEMENT[task][0]
     return outputs.AGREEMENT[Task.GENERIC][0]
 
 

@@ -15,6 +15,7 @@ numbers are the same whichever executor ran the shards, however many; only timin
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from quant_core import metrics, outputs
+from quant_core.boxes import BoxSummary, Decoder, decode
 from quant_core.cache import ArtifactCache
 from quant_core.compare import ModelSet, Workbench, measure_variants
 from quant_core.errors import Cancelled, ImageError, InputError
@@ -70,6 +72,7 @@ class ShardResult:
     seconds: float
     worker: str  # host:pid, to see where shards ran
     outputs: Tallies = ()  # every output of every variant against the reference's, on the images read
+    boxes: tuple[BoxSummary, ...] = ()  # a detector's: each variant's boxes against the reference's, on the shard
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,15 @@ def evaluate_shard(shard: Shard, models: ModelSet) -> ShardResult:
         if models.classifier:
             _score_classes(got, models, read, top, mad, kl)
     return ShardResult(shard.start, read, top, mad, kl, tuple(skipped), time.perf_counter() - start,
-                       f"{os.uname().nodename}:{os.getpid()}", tallies)
+                       f"{os.uname().nodename}:{os.getpid()}", tallies, _box_summaries(got, models.decoder))
+
+
+def _box_summaries(got: Sequence[tuple[np.ndarray, ...]], decoder: Decoder | None) -> tuple[BoxSummary, ...]:
+    """A detector's boxes of every variant against the reference's (the first model's), on one shard."""
+    if decoder is None or not got:
+        return ()
+    reference = decode(decoder, got[0])
+    return tuple(BoxSummary.of(reference, decode(decoder, mine), threshold=decoder.threshold) for mine in got)
 
 
 def _score_classes(got: Sequence[tuple[np.ndarray, ...]], models: ModelSet, read: np.ndarray, top: np.ndarray,
@@ -153,6 +164,7 @@ class _Merged:
         self.skipped: list[tuple[int, SkippedFile]] = []
         self.workers: set[str] = set()
         self.tallies: dict[int, Tallies] = {}  # by shard start
+        self.boxes: dict[int, tuple[BoxSummary, ...]] = {}  # by shard start: a detector's box totals per variant
 
     def add(self, a: int, b: int, result: ShardResult) -> None:
         self.read[a:b], self.top[:, a:b] = result.read, result.top
@@ -161,14 +173,23 @@ class _Merged:
         self.workers.add(result.worker)
         if result.outputs:
             self.tallies[a] = result.outputs
+        if result.boxes:
+            self.boxes[a] = result.boxes
 
     def outputs(self, models: ModelSet) -> list[tuple[OutputFidelity, ...]]:
         """Each variant's outputs on every image read: the shards' tallies added in dataset order."""
         shards = [self.tallies[a] for a in sorted(self.tallies)]
         if not shards or not models.specs:
             return [() for _ in models.names]
-        return [tuple(OutputTally.joined([s[k][i] for s in shards]).fidelity(spec, input_hw=models.input_hw)
-                      for i, spec in enumerate(models.specs)) for k in range(len(models.names))]
+        found = [tuple(OutputTally.joined([s[k][i] for s in shards]).fidelity(spec, input_hw=models.input_hw)
+                       for i, spec in enumerate(models.specs)) for k in range(len(models.names))]
+        main = main_output(models.specs)
+        if not self.boxes or main is None:
+            return found
+        totals = [functools.reduce(BoxSummary.merged, [self.boxes[a][k] for a in sorted(self.boxes)])
+                  for k in range(len(models.names))]
+        return [tuple(replace(f, boxes=total) if f.index == main.index else f for f in figures)
+                for figures, total in zip(found, totals)]
 
     def per_image(self, models: ModelSet, k: int) -> tuple[float | None, ...]:
         """Variant k's agreement on each image, in dataset order (None: not read, or undefined)."""
