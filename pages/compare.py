@@ -9,7 +9,7 @@ import streamlit as st
 
 from quant_core import CompareResult
 from quant_core.tasks import Task
-from ui import charts, engine, html_grid, published, run, state, task_views, verdict
+from ui import box_fix, box_views, charts, engine, html_grid, published, run, state, task_views, verdict
 from ui.widgets import accept_settings, current_inputs, details_now, option_controls, variant_toggles
 
 st.title("Compare")
@@ -80,6 +80,7 @@ st.caption("Highlighted: the best value in each column (columns measured against
            "column. "
            + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
+box_fix.shared_scale_fix(result, published=publication is not None or restored is not None)
 
 
 
@@ -140,7 +141,7 @@ if details_now():  # a session's first draw paints the verdict and the table fir
         if result.labelled:
             confusion_matrix()
     else:  # float32's masks or points beside each variant's, or every output's error: one drawn at a time
-        task_views.details(result, thumbs)
+        task_views.details(result, thumbs, boxes=box_views.per_image_boxes)
     # Which result is on screen, all of it, for browser tests and benchmarks: a rerun's stale elements can look
     # finished.
     st.html(f'<div data-qw-result="{result.request_key[:16]}" style="height:1px"></div>')  # 1 px: "visible"

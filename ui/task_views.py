@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
@@ -39,6 +39,7 @@ PAGE_SIZE = 6  # images per page of the per-image views
 GAP = 12  # px between a variant's mask and its difference map, in one picture
 MIN_ROW_UNITS = 5  # a row is at least this many pictures wide: few variants shown do not blow the pictures up
 Photo = np.ndarray | bytes
+BoxViews = Callable[[CompareResult, Mapping[str, Photo]], None]  # a detector's per-image views (ui.box_views)
 
 
 # ----------------------------------------------------------------------------------------------- drawing (pure)
@@ -238,8 +239,9 @@ DETAIL_TABS = ("Per image", "Error per output")
 
 
 @st.fragment
-def details(result: CompareResult, thumbs: Mapping[str, Photo]) -> None:
-    """The views and the error charts in two tabs, only the open one drawn (a tab change reruns only this).
+def details(result: CompareResult, thumbs: Mapping[str, Photo], *, boxes: BoxViews | None = None) -> None:
+    """The views and the error charts in two tabs, only the open one drawn (a tab change reruns only this);
+    `boxes` draws a detector's per-image views (injected: it builds on this module).
 
     Both at once were about a third of Compare's page change in the browser (each Plotly chart
     and each picture is drawn anew on arrival); one at a time keeps the page change in budget.
@@ -247,7 +249,7 @@ def details(result: CompareResult, thumbs: Mapping[str, Photo]) -> None:
     views, errors = st.tabs(DETAIL_TABS, key="w.detail_tab", on_change="rerun")
     if views.open:
         with views:
-            per_image(result, thumbs)
+            per_image(result, thumbs, boxes=boxes)
     if errors.open:
         with errors:
             output_errors(result)
@@ -277,8 +279,13 @@ def output_errors(result: CompareResult) -> None:
 
 
 @st.fragment
-def per_image(result: CompareResult, thumbs: Mapping[str, Photo]) -> None:
+def per_image(result: CompareResult, thumbs: Mapping[str, Photo], *, boxes: BoxViews | None = None) -> None:
     """float32's view of each image beside each chosen variant's, the image where they differ most first."""
+    if result.decoder is not None and boxes is not None:
+        boxes(result, thumbs)
+        return
+    if result.task is Task.DETECTION and result.decoder is None:
+        st.caption("Boxes need a decoder: choose one on **Model & data** and run again to see each variant's boxes.")
     pictured = pictured_outputs(result)
     if not pictured:
         _embedding_table(result)
