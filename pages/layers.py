@@ -20,6 +20,12 @@ if state.session.restored is not None:
 
 st.caption("Where a quantized variant loses accuracy: each layer's output compared with the float model's, on your "
            "images, in graph order.")
+if result.shared_scale is not None:  # a detector's classic int8 failure: named here too, fixed in one click below
+    found = result.shared_scale
+    output = next((s.name for s in result.output_specs if s.index == found.output), "the output")
+    st.warning(found.sentence(output) + f". The head's layers: {', '.join(found.head[-3:]) or 'none found'}"
+               + (f" and {len(found.head) - 3} more" if len(found.head) > 3 else "") + " (**Compare** builds the fix "
+               "in one click).", icon=":material/target:")
 name = st.selectbox("Variant", [v.name for v in candidates], key="w.layers_variant",
                     help=f"Lowest {layers.measure(result)} with float32 first.")
 variant = result.variant(name)

@@ -14,7 +14,12 @@ from ui.widgets import accept_settings
 
 
 def shared_scale_fix(result: CompareResult, *, published: bool) -> None:
-    """The finding, the two fixes as buttons (not on a published page) and, once built, before against after."""
+    """A detector's decoder in one line; the finding, the two fixes as buttons (not on a published page) and, once
+    built, before against after."""
+    if result.decoder is not None:
+        st.caption(f"Boxes: {result.decoder.description}; kept at score ≥ {result.decoder.threshold:g}, matched with "
+                   "float32's at IoU ≥ 0.5 with the same class" + (" (decoder chosen on Model & data)."
+                                                                  if result.decoder.set_by_user else "."))
     found = result.shared_scale
     if found is None:
         return

@@ -136,7 +136,7 @@ def compare_request(inputs: Inputs, override: PreprocessingOverride, settings: S
         str(inputs.model), tuple(str(p) for p in inputs.images), str(inputs.labels) if inputs.labels else None,
         CompareOptions(recipes=settings.recipes() if recipes is None else recipes, threads=settings.threads,
                        preprocessing=override, task=reading.task, roles=reading.roles,
-                       truth=tuple(str(p) for p in inputs.truth)))
+                       truth=tuple(str(p) for p in inputs.truth), decoder=reading.decoder))
 
 
 def baseline_job(inputs: Inputs, override: PreprocessingOverride, cache: ArtifactCache) -> CompareJob:

@@ -172,6 +172,7 @@ def _float_layers(text: str) -> tuple[tuple[Mode, tuple[str, ...]], ...]:
 
 
 TASK_PARAM, ROLES_PARAM = "task", "roles"  # a link's reading: "landmarks"; "conv2d_31=score,conv2d_21=landmarks"
+DECODER_PARAM = "decoder"  # a detector's decoder: "ssd:palm_detection", "yolo"
 
 
 @dataclass(frozen=True)
@@ -185,11 +186,12 @@ class Reading:
 
     task: Task | None = None  # None: inferred from the outputs' roles
     roles: tuple[tuple[str, Role], ...] = ()  # (output name, role) set by the user, in output order
+    decoder: str = ""  # a detector's decoder chosen by the user (quant_core.boxes.parse_decoder); "": inferred
 
     @property
     def inferred(self) -> bool:
         """True when nothing is set: the workbench's own reading."""
-        return self.task is None and not self.roles
+        return self.task is None and not self.roles and not self.decoder
 
     def applied(self, specs: Sequence[OutputSpec]) -> tuple[tuple[OutputSpec, ...], Task]:
         """The inferred specs with these roles, then this task, and the task they give (as a comparison reads them).
@@ -214,6 +216,8 @@ class Reading:
         params = {TASK_PARAM: self.task.value} if self.task is not None else {}
         if self.roles:
             params[ROLES_PARAM] = ",".join(f"{name}={role.value}" for name, role in self.roles)
+        if self.decoder:
+            params[DECODER_PARAM] = self.decoder
         return params
 
     @classmethod
@@ -227,4 +231,4 @@ class Reading:
         """
         task = parse_task(params[TASK_PARAM]) if params.get(TASK_PARAM) else None
         roles = parse_roles(params.get(ROLES_PARAM, ""))
-        return cls(task, tuple((str(name), role) for name, role in roles.items()))
+        return cls(task, tuple((str(name), role) for name, role in roles.items()), params.get(DECODER_PARAM, "")[:500])

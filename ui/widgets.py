@@ -10,6 +10,7 @@ from dataclasses import replace
 import streamlit as st
 
 from quant_core import MODE_INFO, Backend, InternalError, IOType, Mode, Normalization, Preset, QuantError, Recipe
+from quant_core.boxes import choices
 from quant_core.inputs.preprocess import format_numbers, parse_numbers
 from quant_core.layers import layer_name
 from quant_core.tasks import OutputSpec, Role, Task, fits, main_output
@@ -125,12 +126,12 @@ def reading_controls(inferred: tuple[OutputSpec, ...], reading: Reading, *, key:
         format_func=lambda t: f"Inferred: {inferred_task.value}" if t is None else t.value,
         help="What the model does: it decides the measure of agreement with float32 and the per-image views. "
              "Inferred from the outputs' roles; choose another when it is wrong.")
-    chosen = Reading(chosen_task, reading.roles)
+    chosen = Reading(chosen_task, reading.roles, reading.decoder)
     try:
         chosen.applied(inferred)
     except QuantError as err:
         show_error(err)
-        chosen = Reading(reading.task, reading.roles)
+        chosen = Reading(reading.task, reading.roles, reading.decoder)
     for spec, now in zip(inferred, shown):
         roles = [r for r in Role if r is now.role or fits(r, spec.shape, layout=spec.layout)]
         role = st.selectbox(f"Role of {spec.name} {spec.shape_text}", roles, index=roles.index(now.role),
@@ -140,7 +141,33 @@ def reading_controls(inferred: tuple[OutputSpec, ...], reading: Reading, *, key:
             chosen = chosen.with_role(spec, role, inferred=spec.role)
     st.caption(f"The comparison reads the model as **{task.value}**. A task needs one output of its kind: with a "
                "task chosen, the first output that can hold it takes its role.")
+    if chosen.applied(inferred)[1] is Task.DETECTION:
+        chosen = replace(chosen, decoder=_decoder_control(chosen.applied(inferred)[0], chosen.decoder, key=key))
     return chosen
+
+
+_CUSTOM = "ssd:custom"
+
+
+def _decoder_control(specs: tuple[OutputSpec, ...], current: str, *, key: str) -> str:
+    """A detector's decoder: inferred, one its outputs fit, or custom SSD anchors typed as key=value words."""
+    options = ["", *choices(specs), _CUSTOM]
+    now = _CUSTOM if current.startswith(_CUSTOM) else current
+    if now not in options:
+        options.insert(1, now)
+    picked = st.selectbox(
+        "Decoder", options, index=options.index(now), key=f"{key}.decoder",
+        format_func=lambda c: "Inferred from the outputs" if not c else "custom SSD anchors" if c == _CUSTOM else c,
+        help="How the outputs become boxes: an SSD head's anchors (MediaPipe's presets), a YOLO-style output, or "
+             "TFLite_Detection_PostProcess. Inferred when the outputs say; the comparison says which it used.")
+    if picked != _CUSTOM:
+        return picked
+    typed = st.text_input("SSD anchor options (MediaPipe's SsdAnchorsCalculator names)",
+                          value=current.partition(" ")[2] or "strides=8,16,16,16 keypoints=0", key=f"{key}.anchors",
+                          help="Space-separated key=value: strides, min_scale, max_scale, anchor_offset_x/y, "
+                               "fixed_anchor_size, interpolated_scale_aspect_ratio, keypoints, min_score, nms_iou; "
+                               "the rest as MediaPipe's face detector.")
+    return f"{_CUSTOM} {typed.strip()}"
 
 
 def _role_words(inferred: Role) -> Callable[[Role], str]:
