@@ -20,9 +20,9 @@ from quant_core import CompareResult
 from quant_core.layers import LayerReport, layer_name, percent
 from quant_core.ops import OpKind
 from quant_core.recipe import CalibrationSource
-from quant_core.results.summary import (ACCURACY, AGREEMENT, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS, SIZE,
-                                        STATUS, TRUTH_SCORE, VARIANT, X_SMALLER, Column, Summary, agreement_column,
-                                        summarize, worst_output, worst_words)
+from quant_core.results.summary import (ACCURACY, AGREEMENT, MAP_50, MEAN_ABS_DIFF, MEDIAN_MS, MEMORY, MISSING, P90_MS,
+                                        SIZE, STATUS, TRUTH_SCORE, VARIANT, X_SMALLER, Column, Summary,
+                                        agreement_column, summarize, worst_output, worst_words)
 from quant_core.tasks import Task
 from quant_core.tune import CLASS_AGREEMENT, CalibrationSweep, Objective, Step
 from ui.per_result import remembered
@@ -351,7 +351,9 @@ def _fidelity_column(result: CompareResult) -> Column:
     """What the fidelity chart plots: accuracy (labels or ground truth) when known, else the task's agreement."""
     if result.task is Task.CLASSIFICATION:
         return ACCURACY if result.labelled else AGREEMENT
-    return TRUTH_SCORE if result.labelled else agreement_column(result.task)
+    if result.labelled:
+        return MAP_50 if result.task is Task.DETECTION else TRUTH_SCORE
+    return agreement_column(result.task)
 
 
 def _task_hover(result: CompareResult, v) -> list[str]:
