@@ -503,7 +503,9 @@ class Workbench:
             detections=tuple(ImageBoxes.of(d) for d in detected))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
-            return replace(measured, top1_agreement=agreement, accuracy=self.reference.truth_score(got),
+            scored = next((f.boxes for f in found if f.boxes is not None), None)  # mAP already measured: not twice
+            accuracy = scored.map_50 if scored is not None else self.reference.truth_score(got)
+            return replace(measured, top1_agreement=agreement, accuracy=accuracy,
                            warning=None if agreement is None else _agreement_warning(recipe, agreement,
                                                                                       self.reference.task))
         return self._scored(measured, self.reference.probabilities(got))
