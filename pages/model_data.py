@@ -9,8 +9,8 @@ import streamlit as st
 from quant_core import ChannelOrder, PreprocessingOverride, QuantError, ResizeMethod
 from quant_core.tasks import Task, main_output
 from ui import engine, run, state
-from ui.inputs import (MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, TRUTH_FORMAT, add_truth, drop_truth, refit_truth,
-                       sample_inputs, samples, save_uploads, truth_said, with_truth)
+from ui.inputs import (MAX_TOTAL_UPLOAD_MB, MAX_UPLOAD_MB, add_truth, drop_truth, refit_truth,
+                       sample_inputs, samples, save_uploads, truth_format, truth_said, with_truth)
 from ui.settings import Reading
 from ui.widgets import (ENGINE_ERRORS, current_inputs, markdown_text, normalization_picker, reading_controls,
                         show_error, task_line)
@@ -152,10 +152,12 @@ if state.session.truth_dropped:  # said once, where the reading was changed
     state.session.truth_dropped = None
 if not classifier:  # ground truth scores each variant against annotations, beside float32's outputs
     st.subheader("Ground truth (optional)")
-    st.caption(f"Score every variant against your own annotations too: {TRUTH_FORMAT}. In use: "
+    boxed = task is Task.DETECTION
+    st.caption(f"Score every variant against your own annotations too: {truth_format(task)}. In use: "
                f"{truth_said(inputs)}.")
     with st.form(f"truth.{ident}"):
-        truth_files = st.file_uploader("Ground truth: PNG masks, a .zip of them, or one .json of points",
+        truth_files = st.file_uploader("Ground truth: YOLO .txt files, a .zip of them, or one COCO .json" if boxed
+                                       else "Ground truth: PNG masks, a .zip of them, or one .json of points",
                                        accept_multiple_files=True, max_upload_size=MAX_UPLOAD_MB,
                                        key=f"w.truth.{ident}")
         use_truth = st.form_submit_button("Use this ground truth")
@@ -165,12 +167,13 @@ if not classifier:  # ground truth scores each variant against annotations, besi
         run.reset()
         st.rerun()
     if use_truth and not truth_files:
-        st.error("Choose PNG masks, a .zip of them or one .json of points first.")
+        st.error("Choose YOLO .txt files, a .zip of them or one COCO .json first." if boxed
+                 else "Choose PNG masks, a .zip of them or one .json of points first.")
     elif use_truth:
         try:  # a sample gets a private folder of its own for it (removed with the inputs: state.use_inputs)
             with state.upload_folder() if inputs.folder is None else nullcontext(inputs.folder) as folder:
                 truthful = add_truth(inputs, [(f.name, f.getvalue()) for f in truth_files], folder=folder,
-                                     specs=specs, preprocessing=description.found.preprocessing)
+                                     specs=specs, preprocessing=description.found.preprocessing, task=task)
         except ENGINE_ERRORS as err:
             show_error(err)
         else:

@@ -531,19 +531,31 @@ def described(specs: Sequence[OutputSpec], decoder: Decoder | None) -> tuple[Out
 
 def read_truth(paths: Sequence[str], images: ImageSet, preprocessing: Preprocessing,
                decoder: Decoder) -> tuple[tuple[det.GroundTruth | None, ...], str]:
-    """True boxes per image, in the model input's pixels (None: an image the annotations do not cover), and in words.
-
-    One .json file: COCO detection annotations (images matched by file name). Otherwise YOLO
-    .txt files named like the images (an image without one has no objects).
+    """True boxes per image, in the decoder's input pixels (None: an image the annotations do not cover), and in words.
 
     Raises:
-        InputError: files that cannot be read or do not fit the images.
+        InputError: files that cannot be read or do not fit the images or the decoder's classes.
+    """
+    return read_boxes(paths, images, preprocessing, input_size=decoder.input_size,
+                      num_classes=decoder.yolo.num_classes if decoder.yolo is not None else None)
+
+
+def read_boxes(paths: Sequence[str], images: ImageSet, preprocessing: Preprocessing, *,
+               input_size: tuple[int, int], num_classes: int | None = None) \
+        -> tuple[tuple[det.GroundTruth | None, ...], str]:
+    """True boxes per image in the pixels of an input of `input_size` (width, height), and in words.
+
+    One .json file: COCO detection annotations (images matched by file name). Otherwise YOLO
+    .txt files named like the images, or folders holding them at any depth (an image without
+    one has no objects).
+
+    Raises:
+        InputError: files that cannot be read or do not fit the images (or a class past `num_classes`).
     """
     fit = det.Fit.CENTER_CROP if preprocessing.center_crop else det.Fit.STRETCH
     mappings = {item.name: det.ImageToInput.of(fit=fit, image_size=(item.pixels.shape[1], item.pixels.shape[0]),
-                                               input_size=decoder.input_size) for item in images.items}
+                                               input_size=input_size) for item in images.items}
     files = [Path(p) for p in paths]
-    classes = decoder.yolo.num_classes if decoder.yolo is not None else None
     if len(files) == 1 and files[0].suffix.lower() == ".json":
         found = det.read_coco_json(files[0], images=mappings)
         what = f"COCO boxes of {len(found)} images ({files[0].name})"
@@ -553,9 +565,9 @@ def read_truth(paths: Sequence[str], images: ImageSet, preprocessing: Preprocess
             raise InputError(f"ground-truth boxes: {odd[0]} is neither a COCO .json file nor a YOLO .txt file")
         texts: dict[str, str] = {}
         for f in files:
-            texts.update({p.name: det.read_text(p, what="ground truth") for p in sorted(f.glob("*.txt"))} if f.is_dir()
-                         else {f.name: det.read_text(f, what="ground truth")})
-        found = det.read_yolo_txt(texts, images=mappings, num_classes=classes)
+            texts.update({p.name: det.read_text(p, what="ground truth") for p in sorted(f.rglob("*.txt"))}
+                         if f.is_dir() else {f.name: det.read_text(f, what="ground truth")})
+        found = det.read_yolo_txt(texts, images=mappings, num_classes=num_classes)
         what = f"YOLO boxes of {len(texts)} images"
     aligned = tuple(found.get(item.name) for item in images.items)
     objects = sum(len(t) for t in aligned if t is not None)

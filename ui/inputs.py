@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from quant_core import Preprocessing, load_images
+from quant_core.boxes import read_boxes
 from quant_core.cache import cache_key, content_sha256
 from quant_core.errors import InputError
 from quant_core.inputs.archives import extract_zip
@@ -24,6 +25,9 @@ LABEL_SUFFIXES = (".txt", ".json")
 TRUTH_FORMAT = ("PNG masks named like the images (0/255 or class indices, at the image's or the output's size; "
                 "several files or a .zip), or one .json of points {\"image name\": [[x, y], ...]} in the "
                 "images' pixels")
+BOX_TRUTH_FORMAT = ("YOLO .txt files named like the images, a line \"class cx cy w h\" per object in shares of the "
+                    "image (several files or a .zip; an image without one has no objects), or one COCO .json of "
+                    "detection annotations")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "sample_models"
@@ -141,22 +145,30 @@ def save_uploads(folder: Path, model: tuple[str, bytes], images: list[tuple[str,
                   digest=files_digest(model_path, saved, labels_path))
 
 
-def save_truth(folder: Path, files: Sequence[tuple[str, bytes]]) -> tuple[Path, ...]:
+def truth_format(task: Task) -> str:
+    """The ground truth a model of this task is scored against, in words."""
+    return BOX_TRUTH_FORMAT if task is Task.DETECTION else TRUTH_FORMAT
+
+
+def save_truth(folder: Path, files: Sequence[tuple[str, bytes]], task: Task = Task.SEGMENTATION) -> tuple[Path, ...]:
     """Writes uploaded ground truth into a new truth-* folder inside `folder`; returns what the engine reads.
 
-    PNG masks (and the PNGs of .zip archives, unpacked) go into that folder, which is returned
-    alone; one .json of points is returned as its file.
+    PNG masks, or a detector's YOLO .txt files (and those in .zip archives, unpacked), go into
+    that folder, which is returned alone; one .json (points, or a detector's COCO boxes) is
+    returned as its file.
 
     Raises:
-        InputError: no file, a file that is neither PNG, .zip nor .json, or a .json beside other
-            files (nothing is left behind).
+        InputError: no file, a file of a type the task's ground truth is not, or a .json beside
+            other files (nothing is left behind).
     """
     kinds = {Path(name).suffix.lower() for name, _ in files}
-    bad = [name for name, _ in files if Path(name).suffix.lower() not in (".png", ".zip", ".json")]
+    each = (".txt", ".zip", ".json") if task is Task.DETECTION else (".png", ".zip", ".json")
+    bad = [name for name, _ in files if Path(name).suffix.lower() not in each]
     if bad or not files:
-        raise InputError(f"{', '.join(bad[:3]) or 'nothing chosen'}: not ground truth; expected {TRUTH_FORMAT}")
+        raise InputError(f"{', '.join(bad[:3]) or 'nothing chosen'}: not ground truth; expected "
+                         f"{truth_format(task)}")
     if ".json" in kinds and len(files) > 1:
-        raise InputError("ground truth is PNG masks or one .json of points, not both nor several .json files")
+        raise InputError("ground truth is one .json file alone, not beside other files nor several .json files")
     dest = Path(tempfile.mkdtemp(prefix="truth-", dir=folder))
     try:
         for k, (name, data) in enumerate(files):
@@ -177,9 +189,11 @@ def save_truth(folder: Path, files: Sequence[tuple[str, bytes]]) -> tuple[Path, 
 
 
 def drop_truth(inputs: Inputs) -> None:
-    """Removes the inputs' ground-truth files (their truth-* folder)."""
+    """Removes the inputs' uploaded ground-truth files (their truth-* folder); a sample's bundled truth stays."""
     for path in inputs.truth:
-        shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)
+        folder = path if path.is_dir() else path.parent
+        if inputs.folder is not None and folder.parent == inputs.folder and folder.name.startswith("truth-"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_truth(inputs: Inputs, truth: tuple[Path, ...], *, folder: Path | None = None) -> Inputs:
@@ -188,8 +202,25 @@ def with_truth(inputs: Inputs, truth: tuple[Path, ...], *, folder: Path | None =
                    digest=files_digest(inputs.model, inputs.images, inputs.labels, truth))
 
 
+def check_truth(inputs: Inputs, truth: Sequence[Path], specs: Sequence[OutputSpec], task: Task,
+                preprocessing: Preprocessing) -> None:
+    """Reads the ground truth as the engine will, against the images and the main output (a detector: its boxes).
+
+    Raises:
+        InputError: ground truth that does not fit the images or the task, in the engine's words.
+    """
+    paths = [str(p) for p in truth]
+    images = load_images(inputs.images, work_dir=inputs.folder)
+    if task is Task.CLASSIFICATION:
+        raise InputError("a classifier is scored against its labels, not against masks, points or boxes")
+    if task is Task.DETECTION:  # the decoder (its classes, its input size) is checked again when a comparison runs
+        read_boxes(paths, images, preprocessing, input_size=(preprocessing.width, preprocessing.height))
+    else:
+        truth_of(paths, specs, images, preprocessing)
+
+
 def add_truth(inputs: Inputs, files: Sequence[tuple[str, bytes]], *, folder: Path, specs: Sequence[OutputSpec],
-              preprocessing: Preprocessing) -> Inputs:
+              preprocessing: Preprocessing, task: Task = Task.SEGMENTATION) -> Inputs:
     """The inputs with this uploaded ground truth, saved in `folder` and read by the engine against the main output.
 
     The inputs' earlier ground truth stays until the caller drops it (`drop_truth`).
@@ -198,11 +229,11 @@ def add_truth(inputs: Inputs, files: Sequence[tuple[str, bytes]], *, folder: Pat
         InputError: files that are not ground truth or do not fit the images and the main output, in
             the engine's words (quant_core.inputs.ground_truth); nothing is left behind.
     """
-    truth = save_truth(folder, files)
+    truth = save_truth(folder, files, task)
     try:
-        truth_of([str(p) for p in truth], specs, load_images(inputs.images, work_dir=inputs.folder), preprocessing)
+        check_truth(inputs, truth, specs, task, preprocessing)
     except BaseException:
-        drop_truth(replace(inputs, truth=truth))
+        drop_truth(replace(inputs, truth=truth, folder=folder))
         raise
     return with_truth(inputs, truth, folder=folder)
 
@@ -218,18 +249,18 @@ def refit_truth(inputs: Inputs, specs: Sequence[OutputSpec], task: Task, preproc
     if not inputs.truth:
         return inputs, None
     try:
-        if task is Task.CLASSIFICATION:
-            raise InputError("a classifier is scored against its labels, not against masks or points")
-        truth_of([str(p) for p in inputs.truth], specs, load_images(inputs.images, work_dir=inputs.folder),
-                 preprocessing)
+        check_truth(inputs, inputs.truth, specs, task, preprocessing)
     except InputError as err:  # its files stay in the session's folder: a worker preparing the model may read them
         return with_truth(inputs, ()), f"The ground truth ({truth_said(inputs)}) was removed: {err}."
     return inputs, None
 
 
 def truth_said(inputs: Inputs) -> str:
-    """The ground truth in use, in a few words: "3 PNG masks" or "points.json"."""
+    """The ground truth in use, in a few words: "3 PNG masks", "12 YOLO .txt files" or "points.json"."""
     if not inputs.truth:
         return "none"
     path = inputs.truth[0]
-    return f"{sum(1 for f in path.rglob('*') if f.suffix.lower() == '.png')} PNG masks" if path.is_dir() else path.name
+    if not path.is_dir():
+        return path.name
+    masks = sum(1 for f in path.rglob("*") if f.suffix.lower() == ".png")
+    return f"{masks} PNG masks" if masks else f"{sum(1 for _ in path.rglob('*.txt'))} YOLO .txt files"
