@@ -522,11 +522,17 @@ def described(specs: Sequence[OutputSpec], decoder: Decoder | None) -> tuple[Out
     for spec in specs:
         if spec.index == decoder.outputs[0]:
             candidates = spec.shape[2] if axis == 1 else spec.shape[1]
-            spec = replace(spec, channel_axis=axis, description=(
+            spec = replace(spec, channel_axis=axis, channel_names=yolo_channel_names(fmt), description=(
                 f"{spec.name} {spec.shape_text}: {candidates} candidate boxes of cx, cy, w, h "
                 f"({fmt.units.value}){' and objectness' if fmt.objectness else ''} and {fmt.num_classes} class scores"))
         found.append(spec)
     return tuple(found)
+
+
+def yolo_channel_names(fmt: det.YoloFormat) -> tuple[str, ...]:
+    """A YOLO output's 4+C values in words: "box cx" ... "box h", "objectness", "class score 0" ..."""
+    return (*(f"box {v}" for v in ("cx", "cy", "w", "h")), *(("objectness",) if fmt.objectness else ()),
+            *(f"class score {k}" for k in range(fmt.num_classes)))
 
 
 def read_truth(paths: Sequence[str], images: ImageSet, preprocessing: Preprocessing,

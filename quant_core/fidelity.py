@@ -329,6 +329,7 @@ class OutputFidelity:
     landmarks: LandmarkMetrics | None = None
     embedding: EmbeddingMetrics | None = None
     boxes: BoxSummary | None = None  # a detector's main output: its decoded boxes against float32's (quant_core.boxes)
+    channel_names: tuple[str, ...] = ()  # the spec's: each channel in words where the role's word is not enough
 
     @classmethod
     def of(cls, spec: OutputSpec, reference: np.ndarray, got: np.ndarray, *,
@@ -340,7 +341,7 @@ class OutputFidelity:
         channels, axes = _breakdown(spec, ref, out)
         task = _TASK_METRICS.get(spec.role, _no_task_metrics)(spec, ref, out, input_hw)
         return cls(spec.index, spec.name, spec.role, TensorFidelity.of(ref, out), channels, _worst(channels),
-                   axes, _worst(axes), **task)
+                   axes, _worst(axes), **task, channel_names=spec.channel_names if channels else ())
 
 
 def _breakdown(spec: OutputSpec, ref: np.ndarray, out: np.ndarray,

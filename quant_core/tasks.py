@@ -105,6 +105,7 @@ class OutputSpec:
     layout: PointLayout | None = None  # how the values read as points (any output whose shape can hold them)
     set_by_user: bool = False
     channel_axis: int = -1  # the axis whose entries are its channels (1 for a YOLO [1, 4+C, A] output)
+    channel_names: tuple[str, ...] = ()  # each channel in words when the role's word is not enough (a YOLO output's)
 
     @property
     def points(self) -> int | None:

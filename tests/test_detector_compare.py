@@ -14,6 +14,8 @@ from PIL import Image
 from conftest import REPO
 from quant_core import ArtifactCache, CompareOptions, CompareRequest, CompareResult, Mode, Recipe, boxes, run_compare
 from quant_core.detection import SsdPreset
+from quant_core.results.report import output_fidelity_dict
+from quant_core.results.summary import worst_words
 from quant_core.inputs.images import load_images
 from quant_core.inputs.preprocess import to_model_input
 from quant_core.runner import TFLiteRunner
@@ -104,6 +106,13 @@ def test_the_shapes_detectors_channels_are_its_box_values_and_class_scores(shape
     int8 = result.variant("int8").outputs[0]
     assert len(int8.channels) == 7
     assert int8.worst_channel is not None and int8.worst_channel >= 4  # a class score, not a box value
+    assert spec.channel_names == ("box cx", "box cy", "box w", "box h", "class score 0", "class score 1",
+                                  "class score 2")
+    assert int8.channel_names == spec.channel_names
+    assert worst_words(int8) == f"{spec.name} class score {int8.worst_channel - 4}"
+    again = CompareResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.output_specs == result.output_specs and again.variant("int8").outputs[0] == int8
+    assert output_fidelity_dict(int8)["worst_channel_name"] == f"class score {int8.worst_channel - 4}"
 
 
 def test_the_shapes_detector_is_scored_against_its_true_boxes(shapes):

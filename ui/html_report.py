@@ -103,7 +103,7 @@ def _tensor_cells(t: TensorFidelity) -> list[str]:
 def _worst_cells(f: OutputFidelity) -> list[str]:
     """The worst channel (and, for landmarks, the worst axis) with its SQNR; '' for one channel or exact."""
     cells = []
-    for items, worst, name in ((f.channels, f.worst_channel, lambda k: channel_name(f.role, k)),
+    for items, worst, name in ((f.channels, f.worst_channel, lambda k: channel_name(f.role, k, f.channel_names)),
                                (f.axes, f.worst_axis, lambda k: f"axis {axis_name(k)}")):
         if worst is None or len(items) < 2 or items[worst].exact:
             cells.append("")

@@ -88,7 +88,10 @@ def output_sqnr_chart(result: CompareResult) -> go.Figure:
 @remembered
 def channel_sqnr_chart(result: CompareResult, spec: OutputSpec) -> go.Figure:
     """One output's SQNR per channel (per point for landmarks), a line per compared variant, its worst starred."""
-    word = channel_word(spec.role)
+    word = "value" if spec.channel_names else channel_word(spec.role)
+
+    def named(k: int) -> str:
+        return channel_name(spec.role, k, spec.channel_names)
     fig = go.Figure()
     exact = []
     for v in compared(result):
@@ -99,14 +102,14 @@ def channel_sqnr_chart(result: CompareResult, spec: OutputSpec) -> go.Figure:
             exact.append(v.name)
             continue
         ys = [sqnr_value(c) for c in f.channels]
-        hover = [f"<b>{v.name}</b> · {channel_name(spec.role, k)}: {_db(y)}" for k, y in enumerate(ys)]
+        hover = [f"<b>{v.name}</b> · {named(k)}: {_db(y)}" for k, y in enumerate(ys)]
         fig.add_scatter(x=list(range(len(ys))), y=[None if y is None or math.isinf(y) else y for y in ys],
                         mode="lines+markers" if len(ys) <= 64 else "lines", name=v.name, hovertext=hover,
                         hovertemplate="%{hovertext}<extra></extra>", line={"color": colour(result, v.name), "width": 1},
                         marker={"size": 5})
         worst = f.worst_channel
         if worst is not None and not f.channels[worst].exact and ys[worst] is not None:
-            fig.add_scatter(x=[worst], y=[ys[worst]], mode="markers+text", text=[f"worst: {word} {worst}"],
+            fig.add_scatter(x=[worst], y=[ys[worst]], mode="markers+text", text=[f"worst: {named(worst)}"],
                             textposition="bottom center", showlegend=False, hoverinfo="skip",
                             marker={"symbol": "star", "size": 15, "color": colour(result, v.name),
                                     "line": {"color": "#333333", "width": 1}})

@@ -107,7 +107,7 @@ def output_fidelity_dict(f: OutputFidelity) -> dict[str, Any]:
     data["channel"] = channel_word(f.role)
     data["worst"] = worst_words(f)
     if f.worst_channel is not None:
-        data["worst_channel_name"] = channel_name(f.role, f.worst_channel)
+        data["worst_channel_name"] = channel_name(f.role, f.worst_channel, f.channel_names)
     if f.axes:
         data["axis_names"] = [axis_name(k) for k in range(len(f.axes))]
     if f.boxes is not None:

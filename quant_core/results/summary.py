@@ -219,9 +219,9 @@ def channel_word(role: Role) -> str:
     return _CHANNEL_WORDS.get(role, "channel")
 
 
-def channel_name(role: Role, k: int) -> str:
-    """One channel of an output in words: 'point 67', 'class 3', 'channel 2'."""
-    return f"{channel_word(role)} {k}"
+def channel_name(role: Role, k: int, names: Sequence[str] = ()) -> str:
+    """One channel of an output in words: 'point 67', 'class 3', 'channel 2', or its own name ('class score 1')."""
+    return names[k] if k < len(names) else f"{channel_word(role)} {k}"
 
 
 def worst_output(v: VariantResult) -> OutputFidelity | None:
@@ -233,7 +233,7 @@ def worst_words(f: OutputFidelity) -> str:
     """Where an output is worst, e.g. 'conv2d_21 point 67, axis z' (its name alone when it has one channel)."""
     words = f.name
     if f.worst_channel is not None and len(f.channels) > 1:
-        words += " " + channel_name(f.role, f.worst_channel)
+        words += " " + channel_name(f.role, f.worst_channel, f.channel_names)
     if f.worst_axis is not None and len(f.axes) > 1:
         words += f", axis {axis_name(f.worst_axis)}"
     return words
