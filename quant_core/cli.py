@@ -130,8 +130,9 @@ def _add_tune_command(sub: _Commands) -> None:
     _add_executor_options(tun)
     _add_labels_option(tun)
     tun.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                     help="the budget, in points below float32: of accuracy with labels, else of the task's "
-                          "agreement (top-1 agreement, mask IoU, PCK@5%%, ...) (default 1.0)")
+                     help="the budget, in points below float32: of accuracy with labels (of mAP@0.5, mask IoU or "
+                          "PCK@5%% with --truth), else of the task's agreement with float32 (top-1 agreement, box "
+                          "F1, mask IoU, PCK@5%%, ...) (default 1.0)")
     tun.add_argument("--objective", choices=["size", "latency"], default="size",
                      help="what to minimize within the budget (default size; latency measures every step)")
     tun.add_argument("--target", choices=["cpu", "gpu", "integer-only"], default="cpu",
@@ -540,14 +541,15 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the accuracy-budget search and prints its trail and winner."""
-    from quant_core.tune import TARGETS, Objective, Step, TuneResult, tune  # pylint: disable=import-outside-toplevel
+    from quant_core.tune import (  # pylint: disable=import-outside-toplevel
+        TARGETS, Objective, Step, TuneResult, budget_of, tune)
 
     options = _tune_options(args)
     objective, target = Objective(args.objective), TARGETS[args.target]
     bench, scorer = _tune_workbench(args, options)
     _labels_unused(args, bench.reference.task, err)
-    budget = Floor(FloorKind.ACCURACY_DROP, args.max_drop / 100) if bench.labels.known else \
-        Floor(FloorKind.AGREEMENT, 1 - args.max_drop / 100)
+    budget = budget_of(args.max_drop, task=bench.reference.task,
+                       labelled=bench.labels.known or bool(bench.reference.truth_source))
     progress = logging.getLogger("quant_core.progress")
     steps: list[Step] = []
     start = time.perf_counter()
@@ -557,7 +559,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                       on_step=steps.append, scorer=scorer)
     except (KeyboardInterrupt, Cancelled):  # Ctrl-C: the steps measured so far, their best, and exit 130
         result = TuneResult.of(budget, objective, steps, target=target, cancelled=True,
-                               seconds=time.perf_counter() - start)
+                               seconds=time.perf_counter() - start, task=bench.reference.task)
     finally:
         if scorer is not None:
             scorer.executor.close()
@@ -643,9 +645,10 @@ def format_tune(result, *, task: Task = Task.CLASSIFICATION) -> str:
         if not v.ok:
             lines.append(f"{k:2d}. {v.name}: failed ({v.error})")
             continue
-        fidelity = f"accuracy {ACCURACY.format_number(v.accuracy)}" if v.accuracy is not None else \
-            f"{step.measure if task is not Task.CLASSIFICATION else AGREEMENT[task][0]} " \
+        agreement = f"{step.measure if task is not Task.CLASSIFICATION else AGREEMENT[task][0]} " \
             f"{_agreement_number(task, v.top1_agreement)}"
+        fidelity = agreement if v.accuracy is None else f"{step.truth} {ACCURACY.format_number(v.accuracy)}" + (
+            f" ({agreement})" if task is not Task.CLASSIFICATION else "")
         latency = f", {step.latency_ms:.2f} ms" if step.latency_ms is not None else ""
         mark = "within" if step.within_budget else "outside"
         lines.append(f"{k:2d}. {v.name}: {fidelity}, {(v.size_bytes or 0):,} bytes{latency}; {mark} the budget. "

@@ -42,7 +42,7 @@ from quant_core.tasks import OutputSpec, Role, Task, main_output
 log = logging.getLogger(__name__)
 
 _DESCRIBE_IMAGES = 16  # images the Model & data page's description runs the float model on
-RESULT_SCHEMA = 8  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 9  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)

@@ -40,7 +40,7 @@ from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.request import Progress, ProgressCallback
 from quant_core.results.compare_result import VariantResult
 from quant_core.results.dataset_compare import measure_of
-from quant_core.results.verdict import Floor, Target
+from quant_core.results.verdict import Floor, FloorKind, Target, truth_measure
 from quant_core.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Step:
     why: str
     within_budget: bool
     measure: str = CLASS_AGREEMENT  # what `variant.top1_agreement` measures: the task's agreement with float32
+    truth: str = "accuracy"  # what `variant.accuracy` measures: against labels, or ground truth (mAP@0.5, ...)
 
     @property
     def name(self) -> str:
@@ -119,17 +120,18 @@ class Step:
 
     @property
     def fidelity_text(self) -> str:
-        """The fidelity in words: 'accuracy 97.5%', 'agreement 100.0%', 'mask IoU 98.7%'."""
+        """The fidelity in words: 'accuracy 97.5%', 'mAP@0.5 87.7%', 'agreement 100.0%', 'mask IoU 98.7%'."""
         v = self.variant
         if v.accuracy is not None:
-            return f"accuracy {v.accuracy:.1%}"
+            return f"{self.truth} {v.accuracy:.1%}"
         return f"{self.measure} " + ("–" if v.top1_agreement is None else f"{v.top1_agreement:.1%}")
 
     def to_dict(self) -> dict[str, Any]:
         v = self.variant
         return {"name": v.name, "why": self.why, "ok": v.ok, "error": v.error, "size_bytes": v.size_bytes,
                 "latency_ms": self.latency_ms, "agreement": v.top1_agreement, "measure": self.measure,
-                "accuracy": v.accuracy, "within_budget": self.within_budget, "recipe": v.recipe.to_dict()}
+                "accuracy": v.accuracy, "accuracy_measure": self.truth, "within_budget": self.within_budget,
+                "recipe": v.recipe.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -148,17 +150,19 @@ class TuneResult:
     baseline_latency_ms: float | None = None  # float32's median latency here (None: latency not measured)
     measure: str = CLASS_AGREEMENT  # what the budget and the steps' agreement measure (the task's, quant_core.outputs)
     note: str = ""  # why the search stopped short of what it would have tried, in one line ("" when it did not)
+    task: Task = Task.CLASSIFICATION  # the model's: the budget's words
 
     @classmethod
     def of(cls, budget: Floor, objective: Objective, steps: Sequence[Step], *, target: Target = Target.CPU,
            baseline_accuracy: float | None = None, baseline_latency_ms: float | None = None, cancelled: bool = False,
-           seconds: float = 0.0, measure: str = CLASS_AGREEMENT, note: str = "") -> TuneResult:
+           seconds: float = 0.0, measure: str = CLASS_AGREEMENT, note: str = "",
+           task: Task = Task.CLASSIFICATION) -> TuneResult:
         """The result of these steps (also of a search interrupted after them): the winner chosen by `best_step`."""
         winner = best_step(steps, objective)
         return cls(budget=budget, objective=objective, baseline_accuracy=baseline_accuracy, steps=tuple(steps),
                    winner=winner, met=winner is not None and steps[winner].within_budget, cancelled=cancelled,
                    seconds=seconds, target=target, baseline_latency_ms=baseline_latency_ms, measure=measure,
-                   note=note)
+                   note=note, task=task)
 
     @property
     def best(self) -> Step | None:
@@ -173,7 +177,8 @@ class TuneResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the budget, the target, the objective, every step (with its recipe) and the winner."""
         best = self.best
-        return {"budget": {"kind": self.budget.kind.value, "value": self.budget.value, "label": self.budget.label},
+        return {"budget": {"kind": self.budget.kind.value, "value": self.budget.value,
+                           "label": self.budget.label_for(self.task)},
                 "target": target_name(self.target), "objective": self.objective.value, "measure": self.measure,
                 "baseline_accuracy": self.baseline_accuracy, "baseline_latency_ms": self.baseline_latency_ms,
                 "met": self.met, "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
@@ -239,7 +244,7 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         variant = score([bench.evaluate(recipe, time_it=timed)])[0]
         runs_there = target is not Target.INTEGER or (variant.ops is not None and variant.ops.integer_only)
         step = Step(variant, why, within_budget=variant.ok and runs_there and budget.met(variant, baseline),
-                    measure=measure)
+                    measure=measure, truth=truth_measure(bench.reference.task))
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -255,12 +260,18 @@ def tune(bench: Workbench, budget: Floor, *, objective: Objective = Objective.SI
         if target is Target.CPU and steps and steps[0].recipe.mode is Mode.INT8 else ""
     result = TuneResult.of(budget, objective, steps, target=target, baseline_accuracy=baseline.accuracy,
                            cancelled=cancel is not None and cancel.is_set(), seconds=time.perf_counter() - start,
-                           measure=measure, note=note)
+                           measure=measure, note=note, task=bench.reference.task)
     if bench.options.measure_latency and not result.cancelled and result.best is not None and baseline.ok:
         report(Progress(0.99, "Timing the winner and float32"))
         result = _timed(bench, result, baseline)
     report(Progress(1.0, "Done: " + (_describe(result.best) if result.best is not None else "nothing was built")))
     return result
+
+
+def budget_of(points: float, *, task: Task, labelled: bool) -> Floor:
+    """The search's budget: `points` below float32 of the score against labels or ground truth when there is one
+    (accuracy, mAP@0.5, ...), else of the task's agreement with float32 (top-1 agreement, box F1, ...)."""
+    return Floor(FloorKind.ACCURACY_DROP, points / 100) if labelled else Floor(FloorKind.AGREEMENT, 1 - points / 100)
 
 
 def _measure(bench: Workbench, baseline: VariantResult) -> str:

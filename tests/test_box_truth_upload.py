@@ -133,3 +133,19 @@ def test_boxes_that_do_not_fit_are_refused_in_one_line(files, message):
     assert in_use(at).endswith("In use: none.")
     folder = at.session_state["qw.inputs"].folder
     assert folder is None or not list(Path(folder).glob("truth-*"))  # nothing left behind
+
+
+def test_the_search_on_layers_budgets_map_when_the_truth_is_given():
+    at = shapes_session()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run(timeout=900)
+    at.switch_page("pages/layers.py").run()
+    no_failures(at)
+    assert at.number_input(key="w.tune_points").label == "Budget: points of mAP@0.5 below float32"
+    at.radio(key="w.tune_target").set_value("integer-only").run()
+    at.number_input(key="w.tune_points").set_value(2.0)
+    at.button(key="w.tune_go").click().run(timeout=900)
+    assert not at.exception, [e.value for e in at.exception]
+    steps = at.session_state["qw.tune"][2]
+    assert [s.name for s in steps] == ["int8", "int16x8"] and [s.within_budget for s in steps] == [False, True]
+    assert steps[0].fidelity_text.startswith("mAP@0.5 ") and steps[0].variant.accuracy < steps[1].variant.accuracy
+    assert at.success[0].value.startswith("Winner: **int16x8** (step 2), mAP@0.5 "), at.success[0].value

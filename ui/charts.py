@@ -699,7 +699,7 @@ def tune_chart(steps: Sequence[Step], winner: int | None, objective: Objective) 
                     hovertemplate="%{hovertext}<extra></extra>")
     fig.update_xaxes(title="median latency (ms)" if latency else "file size (MB)", rangemode="tozero")
     measure = built[0][1].measure if built else "agreement"
-    fig.update_yaxes(title="accuracy (%)" if built and built[0][1].variant.accuracy is not None else
+    fig.update_yaxes(title=f"{built[0][1].truth} (%)" if built and built[0][1].variant.accuracy is not None else
                      f"{'agreement' if measure == CLASS_AGREEMENT else measure} with float32 (%)")
     return _layout(fig, "The search, step by step (★ the winner; grey: outside the budget)", height=360)
 

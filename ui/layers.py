@@ -11,9 +11,10 @@ from quant_core import CompareResult, Mode
 from quant_core.layers import LayerError, LayerReport, layer_name, percent
 from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import VariantResult
-from quant_core.results.verdict import Floor, FloorKind
+from quant_core.results.verdict import truth_measure
 from quant_core.tasks import Task
-from quant_core.tune import TARGETS, Objective, Step, TuneResult, best_step, no_winner_advice, speed_note
+from quant_core.tune import (TARGETS, Objective, Step, TuneResult, best_step, budget_of, no_winner_advice,
+                             speed_note)
 from ui import charts, engine, run, state
 from ui.settings import Settings
 from ui.widgets import ENGINE_ERRORS, accept_settings, current_inputs, show_error
@@ -145,7 +146,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                "int16 I/O; GPU: float16; CPU: every mode), and on a CPU keeps int8's layers in float one at a time, "
                "the layer adding the most error first, until the budget holds or nothing helps. Each step builds and "
                "measures a real variant (seconds each on a large model).")
-    what = "accuracy" if result.labelled else measure(result)
+    what = truth_measure(result.task) if result.labelled else measure(result)
     target = TARGETS[st.radio("Runs on", list(TARGETS), horizontal=True, key="w.tune_target",
                               format_func=lambda name: TARGETS[name].heading,
                               help="The verdict's three targets: what the search may build depends on it.")]
@@ -155,8 +156,7 @@ def search_section(result: CompareResult, settings: Settings) -> None:
                                        key="w.tune_objective", format_func={"size": "file size",
                                                                             "latency": "latency"}.__getitem__))
     if right.button("Search", icon=":material/search:", key="w.tune_go"):
-        budget = Floor(FloorKind.ACCURACY_DROP, points / 100) if result.labelled else \
-            Floor(FloorKind.AGREEMENT, 1 - points / 100)
+        budget = budget_of(points, task=result.task, labelled=result.labelled)
         steps: list[Step] = []
         finished: list[TuneResult] = []  # the search's result once it ends
         state.session.tune = (result.request_key, objective, steps, finished)  # a stopped search keeps its steps

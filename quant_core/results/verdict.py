@@ -81,6 +81,16 @@ _PLAIN = {
 }
 
 
+# What a variant's `accuracy` is for each task that can have one: against labels, or against ground truth.
+_TRUTH_MEASURE = {Task.CLASSIFICATION: "accuracy", Task.DETECTION: "mAP@0.5",
+                  Task.SEGMENTATION: "mask IoU with ground truth", Task.LANDMARKS: "PCK@5% with ground truth"}
+
+
+def truth_measure(task: Task) -> str:
+    """What a variant's accuracy measures for this task: 'accuracy', 'mAP@0.5', 'mask IoU with ground truth', ..."""
+    return _TRUTH_MEASURE.get(task, "accuracy")
+
+
 def agreement_text(task: Task, value: float | None) -> str:
     """An agreement as the task writes it: '95.5%', or '0.9712' for a cosine similarity."""
     return f"{value or 0.0:.4f}" if task in _COSINE else f"{value or 0.0:.1%}"
@@ -120,7 +130,7 @@ class Floor:
         """The floor in the task's terms, e.g. 'mask IoU with float32 ≥ 99%', 'cosine with float32 ≥ 0.99'."""
         if self.kind is FloorKind.AGREEMENT:
             return f"{AGREEMENT[task][0]} with float32 ≥ {_floor_value(task, self.value)}"
-        return f"accuracy drop ≤ {self.value * 100:.1f} points".replace(".0 points", " points")
+        return f"{truth_measure(task)} drop ≤ {self.value * 100:.1f} points".replace(".0 points", " points")
 
     def plain_for(self, task: Task) -> str:
         """The floor in everyday words, e.g. "the original's answer on at least 99% of the images"."""
@@ -150,7 +160,7 @@ class Floor:
                 return f"{title} {agreement_text(task, variant.top1_agreement)} with float32"
             return f"{agreement_text(task, variant.top1_agreement)} {title} with float32"
         drop = (baseline.accuracy - (variant.accuracy or 0.0)) * 100
-        return f"accuracy {drop:.1f} points below float32"
+        return f"{truth_measure(task)} {drop:.1f} points below float32"
 
 
 @dataclass(frozen=True)
