@@ -151,3 +151,25 @@ def test_a_model_fixing_batch_one_inside_is_run_one_image_at_a_time():
     alone = [single.predict_all(x[i:i + 1]) for i in range(len(x))]
     assert np.allclose(regressors, np.concatenate([a[0] for a in alone]), atol=1e-5)
     assert np.allclose(scores, np.concatenate([a[1] for a in alone]), atol=1e-5)
+
+
+def test_the_html_report_says_how_boxes_were_read_and_draws_each_variants_boxes(shapes):
+    import base64
+    import io
+    import re
+
+    from ui.html_report import render_report
+
+    result, _ = shapes
+    thumbs = {item.name: item.pixels for item in load_images([SHAPES_IMAGES]).items}
+    page = render_report(result, thumbnails=thumbs)
+    assert "Boxes read by the decoder <code>yolo</code>" in page and "Kept at a score of 0.25" in page
+    assert "mAP@0.5 and mAP@0.5:0.95 (pycocotools)" in page and "YOLO boxes of 24 images" in page
+    assert "head_output holds box coordinates up to" in page  # the shared scale's cause, in one sentence
+    assert "<th>float32</th><th>int8</th><th>int16x8</th>" in page
+    pictures = re.findall(r'<img class="boxes" alt="" src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(pictures) == 12 * 3  # the 12 images with most missed and extra boxes: float32's, int8's, int16x8's
+    first_int8 = np.asarray(Image.open(io.BytesIO(base64.b64decode(pictures[1]))).convert("RGB"), np.int32)
+    yellow = np.all(np.abs(first_int8 - (255, 220, 0)) < 40, axis=-1).sum()  # JPEG: near the missed boxes' yellow
+    assert yellow > 50  # the worst image first: int8 missed a box there, drawn thick in yellow
+    assert re.search(r"F1 0\.\d\d · [1-9] missed · 0 extra", page)

@@ -21,7 +21,7 @@ from quant_core.results.summary import (EXACT, STATUS, axis_name, channel_name, 
                                         summarize)
 from quant_core.results.verdict import Floor, Target, decide
 from quant_core.tasks import CoordSpace, OutputSpec, Role, Task
-from ui import charts
+from ui import charts, html_boxes
 
 _CSS = """
 body{font-family:Inter,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -35,6 +35,7 @@ code{background:#f4f4f4;padding:0 .25rem} .glossary li{font-size:.9rem;color:#44
 .picks{display:grid;grid-template-columns:repeat(3,1fr);gap:1rem} .pick{border:1px solid #ddd;border-radius:8px;
 padding:.6rem .9rem} .pick p{font-size:.9rem;margin:.3rem 0} .target{color:#666;font-size:.85rem}
 .ship{color:#1b7f3a;font-size:1.4rem;font-weight:700} .none{color:#b26a00;font-size:1.4rem;font-weight:700}
+.img img.boxes{width:192px;image-rendering:auto}
 """
 IMAGES_SHOWN = 60  # per-image rows in the report; the JSON report has every image
 
@@ -195,6 +196,8 @@ def _per_image_section(result: CompareResult, thumbs: Mapping[str, np.ndarray | 
     if result.task is Task.CLASSIFICATION:
         return ("<h2>Per image</h2><p>Top-1 prediction and probability per variant; red where it differs from "
                 f"float32 (images with disagreements first).</p>{_images_table(result, thumbs)}")
+    if result.decoder is not None:
+        return f"<h2>Boxes per image</h2>{html_boxes.boxes_table(result, thumbs)}"
     measure = {Task.SEGMENTATION: "mask IoU", Task.LANDMARKS: "PCK@5%", Task.EMBEDDING: "cosine similarity"}
     what = measure.get(result.task, AGREEMENT[result.task][0])
     return (f"<h2>Per image</h2><p>{html.escape(what)} with float32 per variant and image"
@@ -275,7 +278,7 @@ def render_report(result: CompareResult, *, thumbnails: Mapping[str, np.ndarray 
 <p>Each variant of the model was built with the TensorFlow Lite converter or the LiteRT Quantizer, checked
 against the original model and measured on the same images. {_measures(result)}Best values are highlighted
 ({_against_float32(result)}: among the variants compared with float32); what each column means is listed below
-the table.</p>
+the table.</p>{html_boxes.decoder_paragraph(result) if result.task is Task.DETECTION else ""}
 {_summary_table(result)}{"".join(failures)}{"".join(warnings)}{_glossary(result)}
 <div class="grid">{"".join(f"<div>{_figure(f)}</div>" for f in figures)}</div>
 <h2>What the variants are</h2><p>As measured: which ops each variant computes in integer or in float, read
