@@ -212,7 +212,7 @@ def decide(result: CompareResult, *, floor: Floor | None = None) -> Verdict:
     note = plain = ""
     if not floor.applies(result):
         classifier = task is Task.CLASSIFICATION
-        note = (f"{'No labels' if classifier else 'Not a classifier'}: {floor.label_for(task)} cannot be checked, "
+        note = (f"{'No labels' if classifier else 'Not a classifier'}: {floor.label} cannot be checked, "
                 f"so {Floor().label_for(task)} is used. ")
         floor = Floor()
         why = "without labels" if classifier else "on a model that does not answer with classes"
