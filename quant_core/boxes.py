@@ -30,7 +30,7 @@ from quant_core import detection as det
 from quant_core.errors import InputError
 from quant_core.inputs.images import ImageSet
 from quant_core.inputs.preprocess import Preprocessing
-from quant_core.tasks import OutputSpec, Role
+from quant_core.tasks import OutputSpec, Role, postprocess_order
 
 FLOOR = 0.1  # detections scoring at least this are kept: the lowest threshold a slider can choose
 YOLO_THRESHOLD = 0.25  # ultralytics' default confidence
@@ -106,7 +106,7 @@ def choices(specs: Sequence[OutputSpec]) -> tuple[str, ...]:
         pass
     if sum(len(s) == 3 and s[0] == 1 for s in shapes) == 1:
         found.append("yolo")
-    if _postprocess_order(shapes) is not None:
+    if postprocess_order(shapes) is not None:
         found.append("postprocess")
     return tuple(dict.fromkeys(found))
 
@@ -129,7 +129,7 @@ def parse_decoder(text: str, specs: Sequence[OutputSpec], outputs: Sequence[np.n
     if kind == DecoderKind.YOLO:
         return _yolo(specs, outputs, input_hw=input_hw, options=_pairs(rest, "yolo"), by_user=True)
     if kind == DecoderKind.POSTPROCESS:
-        return _postprocess(specs, input_hw=input_hw, by_user=True)
+        return _postprocess(specs, outputs, input_hw=input_hw, by_user=True)
     raise InputError(f"decoder {text!r}: expected ssd:<preset>, ssd:custom key=value ..., yolo or postprocess; this "
                      f"model fits {', '.join(choices(specs)) or 'none of them'}")
 
@@ -146,8 +146,8 @@ def infer_decoder(specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], *,
     if not boxes:
         return None
     shapes = [s.shape for s in specs]
-    if _postprocess_order(shapes) is not None:
-        return _postprocess(specs, input_hw=input_hw, by_user=False)
+    if postprocess_order(shapes) is not None:
+        return _postprocess(specs, outputs, input_hw=input_hw, by_user=False)
     scores = [s for s in specs if s.role is Role.BOX_SCORES]
     if scores:
         rows = boxes[0].shape
@@ -272,20 +272,9 @@ def _yolo(specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], *, input_h
                                "IoU 0.7 (ultralytics' defaults)", set_by_user=by_user)
 
 
-def _postprocess_order(shapes: Sequence[tuple[int, ...]]) -> tuple[int, int, int, int] | None:
-    """(boxes, classes, scores, count) when four outputs are shaped as TFLite_Detection_PostProcess's."""
-    if len(shapes) != 4:
-        return None
-    boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[2] == 4]
-    rows = [i for i, s in enumerate(shapes) if len(s) == 2]
-    count = [i for i, s in enumerate(shapes) if len(s) == 1]
-    if len(boxes) == 1 and len(rows) == 2 and len(count) == 1:
-        return boxes[0], rows[0], rows[1], count[0]  # the op's order: classes before scores
-    return None
-
-
-def _postprocess(specs: Sequence[OutputSpec], *, input_hw: tuple[int, int], by_user: bool) -> Decoder:
-    order = _postprocess_order([s.shape for s in specs])
+def _postprocess(specs: Sequence[OutputSpec], outputs: Sequence[np.ndarray], *, input_hw: tuple[int, int],
+                 by_user: bool) -> Decoder:
+    order = postprocess_order([s.shape for s in specs], outputs, [s.name for s in specs])
     if order is None:
         raise InputError("postprocess: expected the four outputs of TFLite_Detection_PostProcess, boxes [1, N, 4], "
                          "classes [1, N], scores [1, N], count [1]")

@@ -33,6 +33,7 @@ from quant_core.inputs.models import SourceModel
 from quant_core.inputs.tflite_info import custom_ops
 from quant_core.modes import Backend, IOType, Mode
 from quant_core.recipe import Recipe
+from quant_core.tasks import POSTPROCESS_OP
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def _refuse_custom_ops(source: SourceModel, recipe: Recipe) -> None:
     """Refuses, in one line with the way out, a calibrated build a custom op of the model makes impossible.
 
     The converter's calibrator runs builtin kernels only, so it cannot run a custom op that
-    only LiteRT's runtime provides (MediaPipe's Convolution2DTransposeBias, run by XNNPACK). The
+    only LiteRT's runtime provides (MediaPipe's Convolution2DTransposeBias, run by XNNPACK);
+    TFLite_Detection_PostProcess is one the builtin resolver registers. The
     LiteRT Quantizer keeps ops it does not know in float, so its int8 would not be integer-only
     unless those layers are kept in float on purpose.
 
@@ -143,7 +145,7 @@ def _refuse_custom_ops(source: SourceModel, recipe: Recipe) -> None:
         ConversionError: the model has a custom op this recipe cannot build around.
     """
     model = backend_model(source.float_tflite)
-    ops = custom_ops(model)
+    ops = tuple(op for op in custom_ops(model) if op != POSTPROCESS_OP)  # builtin kernels include that one
     if not ops or (recipe.backend_used is Backend.LITERT_QUANTIZER and (recipe.mode is not Mode.INT8
                                                                         or recipe.float_layers)):
         return

@@ -12,6 +12,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from quant_core.errors import InputError, first_line
+from quant_core.inputs.tflite_info import custom_ops
+from quant_core.tasks import POSTPROCESS_OP, clear_past_count, postprocess_order
 
 _MAX_BATCH = 64
 _BATCH_ELEMENTS = 2_000_000  # input elements per batch: 64 small images, ~13 at 224x224x3
@@ -151,7 +153,11 @@ class TFLiteRunner:
         self._input, self._outputs = inputs[0], outputs
         self._output = outputs[0]
         self._batch = 0
-        self._singles = False  # the model merges a batch's images: run one by one
+        # TFLite_Detection_PostProcess's outputs (boxes, classes, scores, count): batch 1 only, rows past the count
+        # left unwritten, so cleared after every run
+        self._postprocess = postprocess_order([tuple(o["shape"]) for o in outputs]) \
+            if POSTPROCESS_OP in custom_ops(model) else None
+        self._singles = self._postprocess is not None  # else True once the model merges a batch's images
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -223,7 +229,10 @@ class TFLiteRunner:
         self._resize(1)
         self._set_input(batch)
         self._invoke()
-        return tuple(self._get_output(o) for o in self._outputs)
+        read = [self._get_output(o) for o in self._outputs]
+        if self._postprocess is not None:
+            clear_past_count(read, self._postprocess)
+        return tuple(read)
 
     def _invoke(self) -> None:
         """One `invoke()`; the interpreter's own failures (kernels refusing a model) become InputError."""

@@ -233,6 +233,9 @@ def infer_outputs(outputs: Sequence[tuple[str, tuple[int, ...]]], samples: Seque
     """
     if len(outputs) != len(samples):
         raise ValueError(f"{len(outputs)} outputs but {len(samples)} sample arrays")
+    order = postprocess_order([shape for _, shape in outputs], samples, [name for name, _ in outputs])
+    if order is not None:
+        return with_roles(_postprocess_specs(outputs, samples, order), roles or {})
     facts = [_Facts(name.lower(), tuple(int(d) for d in shape), _stacked(values, shape), input_hw, len(outputs) == 1)
              for (name, shape), values in zip(outputs, samples)]
     first = [_decide(f) for f in facts]
@@ -244,6 +247,66 @@ def infer_outputs(outputs: Sequence[tuple[str, tuple[int, ...]]], samples: Seque
         verdict, layout = _decide(f)
         specs.append(_spec(index, name, f.shape, verdict, _value_range(f.values), layout))
     return with_roles(tuple(specs), roles or {})
+
+
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"  # TFLite's builtin resolver registers it: any LiteRT runs it
+
+
+def postprocess_order(shapes: Sequence[Sequence[int]], samples: Sequence[np.ndarray] | None = None,
+                      names: Sequence[str] | None = None) -> tuple[int, int, int, int] | None:
+    """(boxes, classes, scores, count) when four outputs are shaped as TFLite_Detection_PostProcess's:
+    boxes [1, N, 4], two [1, N] and a count [1]; None otherwise.
+
+    The op writes classes before scores, but TF2's Object Detection API exports them the other
+    way round: with the float model's values, the output holding fractions is the scores
+    (class indices are whole numbers); else a name saying "score" or "class"; else the op's order.
+    """
+    if len(shapes) != 4:
+        return None
+    boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[2] == 4]
+    rows = [i for i, s in enumerate(shapes) if len(s) == 2 and len(boxes) == 1 and s[1] == shapes[boxes[0]][1]]
+    count = [i for i, s in enumerate(shapes) if tuple(s) in ((1,), ())]
+    if len(boxes) != 1 or len(rows) != 2 or len(count) != 1:
+        return None
+    first, second = rows
+    if samples is not None:
+        fractions = [bool(np.any(np.abs(np.nan_to_num(samples[i]) % 1.0) > 1e-6)) for i in rows]
+        if fractions == [True, False]:
+            first, second = second, first
+        if fractions in ([True, False], [False, True]):
+            return boxes[0], first, second, count[0]
+    if names is not None and ("score" in names[first].lower() or "class" in names[second].lower()):
+        first, second = second, first
+    return boxes[0], first, second, count[0]
+
+
+def clear_past_count(outputs: list[np.ndarray], order: tuple[int, int, int, int]) -> None:
+    """Zeroes, in place, the rows of one image's PostProcess outputs past its count: the op leaves them unwritten
+    (whatever the buffer held: values of earlier images, NaN, 1e23), so no two runs would compare equal."""
+    boxes, classes, scores, count = order
+    valid = np.nan_to_num(np.asarray(outputs[count], np.float64).reshape(-1)[:1], nan=0.0)
+    rows = outputs[boxes].shape[1]
+    first = int(min(max(valid[0] if valid.size else 0.0, 0.0), rows))
+    for k in (boxes, classes, scores):
+        outputs[k][:, first:] = 0
+
+
+_POSTPROCESS_WORDS = ("detected boxes (TFLite_Detection_PostProcess)", "class indices of the detected boxes",
+                      "scores of the detected boxes", "how many boxes were detected")
+
+
+def _postprocess_specs(outputs: Sequence[tuple[str, tuple[int, ...]]], samples: Sequence[np.ndarray],
+                       order: tuple[int, int, int, int]) -> tuple[OutputSpec, ...]:
+    """The four outputs of TFLite_Detection_PostProcess: its boxes, and three tensors read with them."""
+    specs = []
+    for index, (name, shape) in enumerate(outputs):
+        what = _POSTPROCESS_WORDS[order.index(index)]
+        role = Role.BOXES if index == order[0] else Role.GENERIC
+        verdict = _Verdict(role, f"{what}: four outputs shaped as that op's (boxes [1, N, 4], [1, N] twice, a count)")
+        spec = _spec(index, name, tuple(int(d) for d in shape), verdict, _value_range(np.asarray(samples[index])),
+                     None)
+        specs.append(replace(spec, description=f"{spec.description} ({what})"))
+    return tuple(specs)
 
 
 def _stacked(values: np.ndarray, shape: Sequence[int]) -> np.ndarray:

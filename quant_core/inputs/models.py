@@ -22,6 +22,7 @@ from quant_core.inputs.archives import extract_zip
 from quant_core.inputs.tflite_info import check_structure, float_param_count, input_scale_factor
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner, batch_size
+from quant_core.tasks import postprocess_order
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,12 @@ def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> i
     if max(input_shape[1:3]) > MAX_IMAGE_SIDE:
         raise UnsupportedModelError(f"{name}: input shape {_shape(input_shape)} is larger than the workbench runs; "
                                     f"expected images of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels")
+    if all(len(tuple(o)) == 0 for o in outputs):  # no output shaped in the file (TFLite_Detection_PostProcess's)
+        return 0  # checked once the interpreter has shaped them
+    counts = () if postprocess_order([tuple(o) for o in outputs]) is None else ((1,),)  # the op's count
     for shape in map(tuple, outputs):
+        if shape in counts:
+            continue
         if len(shape) < 2 or None in shape[1:] or 0 in shape[1:]:
             raise UnsupportedModelError(f"{name}: output shape {_shape(shape)} is not one row of known size per "
                                         f"image; the workbench supports {SCOPE}")
