@@ -19,10 +19,10 @@ from quant_core.cache import content_sha256
 from quant_core.errors import InputError, UnsafeModelError, UnsupportedModelError, first_line
 from quant_core.inputs import keras_introspection, savedmodel_guard
 from quant_core.inputs.archives import extract_zip
-from quant_core.inputs.tflite_info import check_structure, float_param_count, input_scale_factor
+from quant_core.inputs.tflite_info import check_structure, custom_ops, float_param_count, input_scale_factor
 from quant_core.ops import op_inventory
 from quant_core.runner import TFLiteRunner, batch_size
-from quant_core.tasks import postprocess_order
+from quant_core.tasks import POSTPROCESS_OP, postprocess_order
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +202,11 @@ def load_model(path: str | Path, *, work_dir: Path | None = None) -> SourceModel
 MAX_IMAGE_SIDE = 4096  # input height and width the workbench runs (an image is resized to it in float32)
 
 
-def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> int:
+def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple], *, unshaped: bool = False) -> int:
     """Validates the interface (one shape per input and per output).
+
+    `unshaped`: outputs may be declared without a shape (TFLite_Detection_PostProcess's, which
+    the interpreter shapes once allocated, where they are checked again).
 
     Returns:
         the number of classes when the model has one [N, classes] output (it may be a
@@ -225,8 +228,8 @@ def _check_io(name: str, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> i
     if max(input_shape[1:3]) > MAX_IMAGE_SIDE:
         raise UnsupportedModelError(f"{name}: input shape {_shape(input_shape)} is larger than the workbench runs; "
                                     f"expected images of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels")
-    if all(len(tuple(o)) == 0 for o in outputs):  # no output shaped in the file (TFLite_Detection_PostProcess's)
-        return 0  # checked once the interpreter has shaped them
+    if unshaped and all(len(tuple(o)) == 0 for o in outputs):
+        return 0
     counts = () if postprocess_order([tuple(o) for o in outputs]) is None else ((1,),)  # the op's count
     for shape in map(tuple, outputs):
         if shape in counts:
@@ -285,7 +288,7 @@ def _load_tflite(path: Path, digest: str) -> SourceModel:
     """A float .tflite: predictions through LiteRT; quantized ones are refused."""
     data = path.read_bytes()
     declared = check_structure(data, name=path.name)  # before any interpreter or quantizer reads the file
-    _check_io(path.name, declared.inputs, declared.outputs)
+    _check_io(path.name, declared.inputs, declared.outputs, unshaped=POSTPROCESS_OP in custom_ops(data))
     try:
         runner = TFLiteRunner(data)
     except InputError as err:
