@@ -72,8 +72,8 @@ def sidebar_heading(*, viewing: bool) -> None:
     """The workbench's name, and for a published comparison what the reader is looking at."""
     with st.sidebar:
         st.markdown("### Quantization Workbench")
-        st.caption("Post-training quantization of TF/Keras image models (classifiers, segmenters, landmark and "
-                   "embedding models), measured on the real converters and interpreter.")
+        st.caption("Post-training quantization of TF/Keras image models (classifiers, detectors, segmenters, "
+                   "landmark and embedding models), measured on the real converters and interpreter.")
         if viewing:
             st.caption("You are looking at a published comparison (read-only).")
             st.link_button("Open the workbench", published.root_url(), icon=":material/home:")

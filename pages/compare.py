@@ -78,7 +78,8 @@ st.subheader("Every variant, measured", anchor=False, help="\n".join(
 st.caption("Highlighted: the best value in each column (columns measured against float32: among the variants "
            "compared with it; variants with a warning are never highlighted). The (?) by the heading explains each "
            "column. "
-           + (charts.coarseness_note(len(result.images)) if result.labelled else ""))
+           + (charts.coarseness_note(len(result.images)) if result.labelled and result.task is Task.CLASSIFICATION
+              else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 box_fix.shared_scale_fix(result, published=publication is not None or restored is not None)
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = _Parser(prog="python -m quant_core",
                      description="Post-training quantization workbench for TF/Keras and TFLite image models: "
-                                 "classifiers, segmenters, landmark and embedding models, any outputs.")
+                                 "classifiers, detectors, segmenters, landmark and embedding models, any outputs.")
     _add_verbose_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_compare_command(sub)

@@ -184,3 +184,31 @@ def test_each_mode_keeps_the_float_models_boxes_or_is_refused_in_one_line(compar
     # Both backends build int8 only with the op in float between DEQUANTIZE and QUANTIZE: not integer-only.
     int8 = result.variant("int8")
     assert not int8.ok and OP in int8.error and "\n" not in int8.error
+
+
+def test_the_integer_only_verdict_says_why_int8_could_not_be_made(compared):
+    from quant_core.results.verdict import Target, decide
+
+    pick = next(p for p in decide(_result(compared)).picks if p.target is Target.INTEGER)
+    assert pick.variant is None
+    assert f"int8 could not be made: not integer-only: {OP} stayed in float" in pick.reason, pick.reason
+
+
+def test_the_bundled_sample_is_this_build_documented_and_read_as_a_detector():
+    import hashlib
+    import json
+
+    entry = next(e for e in json.loads((SAMPLES / "samples.json").read_text()) if e["name"] == "shapes_postprocess")
+    model = (SAMPLES / entry["file"]).read_bytes()
+    assert hashlib.sha256(model).hexdigest() in (SAMPLES / "README.md").read_text()
+    assert entry["task"] == "detection" and entry["truth_dir"] == "shapes_truth"
+    ops = [op["op_name"] for op in _plain_interpreter(model)._get_ops_details()]
+    assert ops[-1] == OP
+    runner = TFLiteRunner(model)
+    x = np.stack([item.pixels for item in load_images([IMAGES]).items][:4]).astype(np.float32) / 255.0
+    first, again = runner.predict_all(x), runner.predict_all(x)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # rows past the count cleared: runs agree
+    specs = infer_outputs(list(zip(runner.output_names, runner.output_shapes)), first, input_hw=(256, 256))
+    assert [s.role for s in specs].count(Role.BOXES) == 1
+    decoder = boxes.infer_decoder(specs, first, input_hw=(256, 256))
+    assert decoder is not None and decoder.kind is boxes.DecoderKind.POSTPROCESS

@@ -592,8 +592,10 @@ def _integer(fits: list[VariantResult], result: CompareResult, floor: Floor) -> 
     integer = [v for v in fits if v.ops is not None and v.ops.integer_only]
     if not integer:
         candidates = [v for v in result.variants if v.ok and v.ops is not None and v.ops.integer_only]
-        return _none_fits(Target.INTEGER, candidates, result, floor,
-                          "request int8 (int8 input and output) for an integer-only model")
+        failed = next((v for v in result.variants if v.mode is Mode.INT8 and not v.ok), None)
+        why = (f"int8 could not be made: {failed.error}" if failed is not None and failed.error else
+               "request int8 (int8 input and output) for an integer-only model")
+        return _none_fits(Target.INTEGER, candidates, result, floor, why)
     best = min(integer, key=lambda v: (v.memory.runtime_bytes if v.memory else 0, v.size_bytes or 0))
     ram = f"needs {_mb(best.memory.runtime_bytes)} of RAM (measured) and " if best.memory else "needs "
     memory = f"needs {_mb(best.memory.runtime_bytes)} of memory while it runs" if best.memory else ""
