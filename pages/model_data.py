@@ -18,8 +18,8 @@ from ui.widgets import (ENGINE_ERRORS, current_inputs, markdown_text, normalizat
 st.title("Model & data")
 st.markdown(
     "Compare every post-training quantization of a TensorFlow/Keras image classifier, side by side: "
-    "size, measured latency, accuracy and agreement with the float model. Segmenters, landmark and embedding "
-    "models too: each output is measured against the float model's. "
+    "size, measured latency, accuracy and agreement with the float model. Detectors, segmenters, landmark and "
+    "embedding models too: each output is measured against the float model's, a detector's by its boxes. "
     "Start with a bundled sample in one click, or upload your own model and images."
 )
 
