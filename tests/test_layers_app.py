@@ -38,6 +38,8 @@ def test_layers_names_the_worst_layers_and_keeping_them_in_float_adds_a_variant(
     assert adds == sorted(adds, reverse=True) and adds[0] > 0  # worst first
     chosen = list(at.multiselect(key="w.layers_keep").value)
     assert len(chosen) == 3  # the worst three, by default
+    overlay = [d for d in at.get("download_button") if "Model Explorer" in d.proto.label]
+    assert len(overlay) == 1  # the error by layer as Model Explorer node data (its content: tests/test_explorer.py)
     button = next(b for b in at.button if b.label.startswith("Build int8 + 3 float layers"))
     button.click().run()  # a what-if run of the settings plus this variant; then Compare
     ok(at)

@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from quant_core import CompareResult, Mode
+from quant_core.errors import QuantError
+from quant_core.explorer import node_data_json
 from quant_core.layers import LayerError, LayerReport, layer_name, percent
 from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import VariantResult
@@ -135,8 +137,29 @@ def report_section(report: LayerReport, variant: VariantResult, settings: Settin
         st.switch_page("pages/compare.py")
     st.plotly_chart(charts.layer_error_chart(report, set(chosen)), key="layer_error")
     st.caption(EXPLANATION)
+    _explorer_download(report, variant)
     st.subheader("The layers that add the most error", anchor=False)
     st.dataframe(worst_table(report, 10), hide_index=True, width="stretch")
+
+
+def _explorer_download(report: LayerReport, variant: VariantResult) -> None:
+    """The error by layer as node data for Google's Model Explorer: the variant's graph coloured by it."""
+    models = state.session.models
+    try:
+        model = variant.tflite_bytes(models) if models is not None else None
+    except QuantError:  # no longer kept: the overlay is keyed by tensor names all the same
+        model = None
+    try:
+        overlay = node_data_json(report, model=model)
+    except QuantError as err:
+        show_error(err)
+        return
+    st.download_button("Model Explorer overlay (.json)", overlay, f"{variant.name}_layer_error.json",
+                       "application/json", icon=":material/account_tree:", on_click="ignore",
+                       key=f"dl.explorer.{variant.name}",
+                       help="Open the variant's .tflite in Google's Model Explorer (pip install "
+                            "ai-edge-model-explorer), then load this file as node data: every layer coloured by the "
+                            "error it adds, green to red.")
 
 
 def search_section(result: CompareResult, settings: Settings) -> None:
