@@ -51,14 +51,20 @@ def model_downloads(models) -> None:
     for v in result.variants:
         if not v.ok:
             continue
-        cols = st.columns([3, 2, 2])
+        cols = st.columns([3, 2, 2, 2])
         size_kb = (v.size_bytes or 0) / 1024  # set for every built variant
         cols[0].markdown(f"**{v.name}** · {size_kb:,.1f} KB · {v.input_dtype} in / {v.output_dtype} out")
-        (model_name, model), (recipe_name, recipe) = result.variant_files(v, models).items()
-        cols[1].download_button(".tflite", model, model_name, "application/octet-stream", on_click="ignore",
-                                key=f"dl.tflite.{v.name}")
-        cols[2].download_button("recipe .json", recipe, recipe_name, "application/json", on_click="ignore",
-                                key=f"dl.recipe.{v.name}")
+        files = result.variant_files(v, models)  # the .tflite, its recipe JSON and the script that rebuilds it
+        model_name, recipe_name, script_name = (next(n for n in files if n.endswith(end))
+                                                for end in (".tflite", ".recipe.json", ".recipe.py"))
+        cols[1].download_button(".tflite", files[model_name], model_name, "application/octet-stream",
+                                on_click="ignore", key=f"dl.tflite.{v.name}")
+        cols[2].download_button("recipe .json", files[recipe_name], recipe_name, "application/json",
+                                on_click="ignore", key=f"dl.recipe.{v.name}")
+        cols[3].download_button("recipe .py", files[script_name], script_name, "text/x-python", on_click="ignore",
+                                key=f"dl.script.{v.name}",
+                                help="A standalone script (TensorFlow or the LiteRT Quantizer, no workbench) that "
+                                     "rebuilds this exact .tflite from your model and the calibration images it lists.")
 
 
 st.subheader("Models")

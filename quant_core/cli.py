@@ -95,7 +95,8 @@ def _add_compare_command(sub: _Commands) -> None:
     _add_threads_option(cmp)
     cmp.add_argument("--top-k", type=int, default=5, metavar="K", help="classes kept per image and variant (default 5)")
     cmp.add_argument("--no-latency", action="store_true", help="skip latency measurement")
-    cmp.add_argument("--out-dir", metavar="DIR", help="write each variant's .tflite and recipe JSON here")
+    cmp.add_argument("--out-dir", metavar="DIR",
+                     help="write each variant's .tflite, recipe JSON and recipe script (.recipe.py) here")
     _add_json_option(cmp, what="the full report", old="--report-json")
     floor = cmp.add_mutually_exclusive_group()
     floor.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",
@@ -114,9 +115,13 @@ def _add_compare_command(sub: _Commands) -> None:
 def _add_quantize_command(sub: _Commands) -> None:
     qnt = _command(sub, "quantize", "build one variant and write it")
     _add_model_argument(qnt)
-    qnt.add_argument("--mode", required=True, help=", ".join(m.value for m in Mode))
+    what = qnt.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mode", help=", ".join(m.value for m in Mode))
+    what.add_argument("--recipe", metavar="FILE.recipe.json",
+                      help="build the variant a recipe JSON describes (mode, options, preprocessing), calibrated on "
+                           "the images it lists: --images gives exactly those, or the images it was made with")
     _add_images_option(qnt, required=False, text="calibration (and check) images")
-    _add_output_option(qnt, required=True, text="the variant (its recipe JSON is written beside)")
+    _add_output_option(qnt, required=True, text="the variant (its recipe JSON and script are written beside)")
     _add_recipe_options(qnt)
     _add_float_layer_options(qnt, compare=False)
     _add_preprocessing_options(qnt)
@@ -531,12 +536,59 @@ def cmd_quantize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Builds one variant, checks it on the images when given, and writes it."""
     from quant_core.quantize import quantize_file  # pylint: disable=import-outside-toplevel
 
+    if args.recipe:
+        return _quantize_recipe(args, out, err)
     mode = parse_mode(args.mode)
     recipe = _float_layer_recipe(args, mode) or _recipes([mode], args)[0]
     summary = quantize_file(args.model, recipe, images=tuple(args.images), output=Path(args.output),
                             preprocessing=_override(args), cache=_cache(args))
     out.write(summary + "\n")
     return 0
+
+
+def _quantize_recipe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`quantize --recipe`: the recipe JSON's variant, calibrated on exactly its images, and whether it is its bytes."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    from quant_core.cache import content_sha256  # pylint: disable=import-outside-toplevel
+    from quant_core.inputs.images import ImageSet, load_images  # pylint: disable=import-outside-toplevel
+    from quant_core.quantize import quantize_file  # pylint: disable=import-outside-toplevel
+    from quant_core.recipe_code import RecipeRecord, calibration_set  # pylint: disable=import-outside-toplevel
+
+    _refuse_recipe_options(args)
+    path = Path(args.recipe)
+    record = RecipeRecord.read(path)
+    if not Path(args.model).exists():
+        raise InputError(f"{args.model}: no such file or folder")
+    if content_sha256(Path(args.model)) != record.model_sha256:
+        err.write(f"warning: {args.model} is not the model {path.name} was made from; the bytes will differ\n")
+    images: tuple[str, ...] | ImageSet = tuple(args.images)
+    if record.calibrates_on_images:
+        if not args.images:
+            raise InputError(f"{path.name} calibrates on {len(record.calibration_images)} images: pass them with "
+                             "--images")
+        images = calibration_set(record, load_images(tuple(args.images)))
+    output = Path(args.output)
+    summary = quantize_file(args.model, record.recipe, images=images, output=output,
+                            preprocessing=record.preprocessing, cache=_cache(args))
+    digest = hashlib.sha256(output.read_bytes()).hexdigest()
+    same = ("the recipe's bytes" if digest == record.tflite_sha256 else
+            f"not the recipe's bytes (sha256 {(record.tflite_sha256 or '?')[:16]}..., built by {record.built_by})")
+    out.write(f"{summary}; {same}\n")
+    return 0
+
+
+def _refuse_recipe_options(args: argparse.Namespace) -> None:
+    """--recipe sets the mode, its options and the preprocessing: the options that would change them are refused."""
+    given = {"--backend": args.backend, "--int8-io": args.int8_io, "--per-tensor": args.per_tensor,
+             "--calibration-count": args.calibration_count != 100,
+             "--calibration-source": args.calibration_source != CalibrationSource.IMAGES.value,
+             "--float-layers": args.float_layers, "--normalization": args.normalization, "--mean": args.mean,
+             "--std": args.std, "--resize": args.resize, "--channel-order": args.channel_order,
+             "--center-crop": args.center_crop}
+    chosen = [option for option, value in given.items() if value]
+    if chosen:
+        raise InputError(f"--recipe sets the mode, its options and the preprocessing; drop {', '.join(chosen)}")
 
 
 def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -42,7 +42,7 @@ from quant_core.tasks import OutputSpec, Role, Task, main_output
 log = logging.getLogger(__name__)
 
 _DESCRIBE_IMAGES = 16  # images the Model & data page's description runs the float model on
-RESULT_SCHEMA = 9  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 10  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
@@ -500,7 +500,8 @@ class Workbench:
             memory=measure_memory(model, num_threads=self.options.threads), ops=ops,
             tflite_sha256=hashlib.sha256(model).hexdigest(), build_seconds=built.seconds,
             calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got),
-            detections=tuple(ImageBoxes.of(d) for d in detected))
+            detections=tuple(ImageBoxes.of(d) for d in detected),
+            calibration_images=self.reference.calibration_images(recipe))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
             scored = next((f.boxes for f in found if f.boxes is not None), None)  # mAP already measured: not twice

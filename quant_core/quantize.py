@@ -18,9 +18,9 @@ from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.results.compare_result import write_files
 
 
-def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...], output: Path,
+def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...] | ImageSet, output: Path,
                   preprocessing: PreprocessingOverride | None = None, cache: ArtifactCache | None = None) -> str:
-    """Builds one variant, checks it against the source on the images, writes it and its recipe.
+    """Builds one variant, checks it against the source on the images (paths, or loaded), writes it and its recipe.
 
     Returns:
         A one-line summary.
@@ -35,7 +35,7 @@ def quantize_file(model: str | Path, recipe: Recipe, *, images: tuple[str, ...],
         raise InputError(f"{recipe.mode} needs calibration images; pass --images (or --calibration-source random)")
     options = CompareOptions(recipes=(recipe,), preprocessing=preprocessing or PreprocessingOverride(),
                              measure_latency=False)
-    image_set = load_images(images) if images else _noise_images()
+    image_set = images if isinstance(images, ImageSet) else load_images(images) if images else _noise_images()
     bench = Workbench.open(model, image_set, options=options, cache=cache)
     baseline = bench.evaluate(Recipe(Mode.FLOAT32))
     variant = bench.evaluate(recipe) if recipe.mode is not Mode.FLOAT32 else baseline

@@ -9,6 +9,7 @@ is the workbench's job (quant_core.compare.Workbench).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -27,7 +28,8 @@ from quant_core.ops import OpInventory, per_tensor_hybrid_depthwise
 from quant_core.recipe import CalibrationSource, Recipe
 from quant_core.detection import Detections, GroundTruth
 from quant_core.fidelity import OutputFidelity
-from quant_core.results.compare_result import CalibrationInfo, CompareResult, ImageRecord, Prediction, VariantResult
+from quant_core.results.compare_result import (CalibrationImage, CalibrationInfo, CompareResult, ImageRecord,
+                                               Prediction, VariantResult)
 from quant_core.runner import TFLiteRunner
 from quant_core.tasks import OutputSpec, Role, Task, main_output
 from quant_core.views import OutputViews, views_of
@@ -205,12 +207,26 @@ class Reference:
         leading rows of those for any larger count, so raising the count feeds only the
         extra images through the float model.
         """
-        n = min(recipe.calibration_count, len(self.x))
         if recipe.calibration_source is CalibrationSource.RANDOM:  # uniform pixels, normalized as images are
             rng = np.random.default_rng(0)
             shape = (recipe.calibration_count, *self.x.shape[1:])
             return self.preprocessing.normalization.apply(rng.uniform(0.0, 255.0, size=shape))
-        return np.ascontiguousarray(self.x[spread_order(len(self.x))[:n]])
+        return np.ascontiguousarray(self.x[self._calibration_rows(recipe)])
+
+    def calibration_images(self, recipe: Recipe) -> tuple[CalibrationImage, ...]:
+        """The images `calibration_data` feeds for this recipe, in its order, named with their digests.
+
+        Empty for a mode that calibrates nothing, or on random data.
+        """
+        if not recipe.needs_calibration or recipe.calibration_source is CalibrationSource.RANDOM:
+            return ()
+        items = [self.images.items[i] for i in self._calibration_rows(recipe)]
+        return tuple(CalibrationImage(item.name, item.sha256, hashlib.sha256(item.pixels.tobytes()).hexdigest())
+                     for item in items)
+
+    def _calibration_rows(self, recipe: Recipe) -> list[int]:
+        """The positions of the images calibration feeds, in the order it feeds them (`spread_order`)."""
+        return spread_order(len(self.x))[:min(recipe.calibration_count, len(self.x))]
 
     def check(self, recipe: Recipe, model: bytes, got: Sequence[np.ndarray], ops: OpInventory) -> None:
         """Raises ConversionError when a variant is unusable or breaks its mode's promise.

@@ -125,6 +125,8 @@ def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
     """The shared cache may drop any file; what a live session shows stays downloadable (kept in its folder)."""
     import hashlib
     import shutil
+    import subprocess
+    import sys
     from pathlib import Path
 
     from ui.share import models_zip
@@ -133,7 +135,8 @@ def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
     shutil.rmtree(Path(os.environ["QUANT_CACHE_DIR"]) / "models")  # evict every model file
     at.switch_page("pages/report.py").run()
     no_failures(at)
-    assert [d.label for d in at.get("download_button")].count(".tflite") == len(ALL_MODES)
+    labels = [d.label for d in at.get("download_button")]
+    assert labels.count(".tflite") == labels.count("recipe .py") == len(ALL_MODES)  # the script rebuilding each
     result, models = at.session_state["qw.result"], at.session_state["qw.models"]
     with zipfile.ZipFile(io.BytesIO(models_zip(result, models))) as zf:
         for v in result.variants:
@@ -141,6 +144,18 @@ def test_report_downloads_work_after_the_cache_was_cleaned(sample_run):
             assert hashlib.sha256(model).hexdigest() == v.tflite_sha256
             recipe = zf.read(f"mobilenet_v2_imagenet_{v.name}.recipe.json").decode()
             assert '"tflite_sha256": "' + v.tflite_sha256 in recipe
+        script = zf.read("mobilenet_v2_imagenet_int8.recipe.py")
+    # The int8 script, downloaded, rebuilds the identical file in a fresh process that has no workbench.
+    work = Path(tempfile.mkdtemp(prefix="qw-recipe-"))
+    (work / "rebuild.py").write_bytes(script)
+    out = work / "int8.tflite"
+    proc = subprocess.run([sys.executable, "rebuild.py", "--model", str(REPO / "sample_models" /
+                                                                       "mobilenet_v2_imagenet.keras"),
+                           "--images", str(REPO / "sample_models" / "imagenet_images"), "-o", str(out)],
+                          cwd=work, capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == result.variant("int8").tflite_sha256
 
 
 def test_the_quantize_page_names_the_converter_choice_backend():

@@ -32,6 +32,7 @@ class ImageItem:
     name: str
     pixels: np.ndarray
     label_name: str | None = None
+    sha256: str | None = None  # of the file's bytes, when the image was read from one file (`load_images`)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def load_images(paths: Sequence[str | Path], *, work_dir: Path | None = None) ->
         items = []
         for name, path, label in files:
             try:
-                items.append(ImageItem(name, decode_image(path.read_bytes(), name), label))
+                data = path.read_bytes()
+                items.append(ImageItem(name, decode_image(data, name), label, hashlib.sha256(data).hexdigest()))
             except ImageError as err:
                 skipped.append(SkippedFile(name, str(err).split(": ", 1)[-1]))
     if not items:

@@ -42,6 +42,15 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class CalibrationImage:
+    """One image a calibrated variant was calibrated on: enough to find it again and check it is the same."""
+
+    name: str  # as the workbench names it: the file name, or its path under the folder or archive given
+    sha256: str | None  # of the file's bytes (None when it came from a whole dataset's archive)
+    pixels_sha256: str  # of its decoded RGB uint8 pixels [H, W, 3], row by row: what preprocessing starts from
+
+
+@dataclass(frozen=True)
 class VariantResult:
     """Everything measured for one variant.
 
@@ -84,6 +93,7 @@ class VariantResult:
     outputs: tuple[OutputFidelity, ...] = ()  # every output against float32's: whole, per channel, the task's metrics
     views: tuple[OutputViews, ...] = ()  # masks and points on the first images, to draw beside float32's
     detections: tuple[ImageBoxes, ...] = ()  # a detector's boxes on every image, down to the decoder's floor
+    calibration_images: tuple[CalibrationImage, ...] = ()  # the images calibration fed, in the order it fed them
 
     @property
     def ok(self) -> bool:
@@ -97,17 +107,31 @@ class VariantResult:
         return models.model_bytes(self.tflite_sha256)
 
     def recipe_record(self, model: ModelInfo, preprocessing: Preprocessing) -> dict[str, Any]:
-        """What is written beside the variant's .tflite: enough to rebuild it exactly."""
+        """What is written beside the variant's .tflite: enough to rebuild it exactly.
+
+        `calibration_images` lists the images calibration fed, in its order, each with the
+        sha256 of its file and of its decoded pixels (`quantize --recipe` checks the images it
+        is given against them); empty for a mode that calibrates nothing or on random data.
+        """
         return {"model": model.name, "model_sha256": model.sha256, "variant": self.name,
                 "recipe": self.recipe.to_dict(), "backend_settings": self.backend_settings,
                 "preprocessing": preprocessing.to_dict(), "calibration_samples": self.calibration_samples,
+                "calibration_images": [to_jsonable(i) for i in self.calibration_images],
                 "tflite_sha256": self.tflite_sha256}
 
     def files(self, stem: str, model: ModelInfo, preprocessing: Preprocessing,
               models: ModelStore) -> dict[str, bytes]:
-        """The variant's files by name: `<stem>.tflite` and, beside it, `<stem>.recipe.json`."""
+        """The variant's files by name: `<stem>.tflite` and, beside it, `<stem>.recipe.json` and `<stem>.recipe.py`.
+
+        The .py is the recipe as code (`quant_core.recipe_code`): a standalone script that
+        rebuilds the same .tflite with TensorFlow or the LiteRT Quantizer alone.
+        """
+        from quant_core.recipe_code import recipe_script  # pylint: disable=import-outside-toplevel
+
         record = json.dumps(self.recipe_record(model, preprocessing), indent=2, sort_keys=True) + "\n"
-        return {f"{stem}.tflite": self.tflite_bytes(models), f"{stem}.recipe.json": record.encode()}
+        script = recipe_script(variant=self, model=model, preprocessing=preprocessing, stem=stem)
+        return {f"{stem}.tflite": self.tflite_bytes(models), f"{stem}.recipe.json": record.encode(),
+                f"{stem}.recipe.py": script.encode()}
 
 
 @dataclass(frozen=True)
@@ -185,15 +209,15 @@ class CompareResult:
         return f"{self.model.name}_{variant.name}"
 
     def variant_files(self, variant: VariantResult, models: ModelStore) -> dict[str, bytes]:
-        """One built variant's .tflite and recipe JSON, by file name."""
+        """One built variant's .tflite, recipe JSON and recipe script, by file name."""
         return variant.files(self.file_stem(variant), self.model, self.preprocessing, models)
 
     def files(self, models: ModelStore) -> dict[str, bytes]:
-        """Every built variant's .tflite and recipe JSON, by file name (what `save` writes)."""
+        """Every built variant's .tflite, recipe JSON and recipe script, by file name (what `save` writes)."""
         return {name: data for v in self.variants if v.ok for name, data in self.variant_files(v, models).items()}
 
     def save(self, out_dir: Path, models: ModelStore) -> dict[str, str]:
-        """Writes every built variant's .tflite with its recipe JSON beside it; returns the .tflite paths by variant.
+        """Writes every built variant's .tflite with its recipe JSON and script beside it; returns the .tflite paths.
 
         Raises:
             MissingModelError: a model is no longer in `models`.
