@@ -82,6 +82,15 @@ st.caption("Highlighted: the best value in each column (columns measured against
               else ""))
 st.table(charts.styled_summary(result).hide(axis="index"))
 box_fix.shared_scale_fix(result, published=publication is not None or restored is not None)
+if kernel_rows := charts.kernel_rows(result):
+    with st.expander("On the kernels other targets run: no XNNPACK, and TFLite Micro", icon=":material/memory:"):
+        st.caption("Every variant above ran on this machine's XNNPACK. NPUs, DSPs and microcontrollers run other "
+                   "kernels: here the same images on LiteRT's builtin kernels without XNNPACK and, for an "
+                   "integer-only variant, in TensorFlow Lite Micro (its tensor arena measured). Agreement with "
+                   "float32 as in the table; the integer-only verdict uses TFLite Micro's.")
+        st.dataframe(kernel_rows, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="percent") for c in ("XNNPACK", "builtin, no XNNPACK",
+                                                                          "TFLite Micro")})
 
 
 

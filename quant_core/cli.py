@@ -358,7 +358,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.results.dataset_compare import describe  # pylint: disable=import-outside-toplevel
     from quant_core.serving.dataset_evaluation import compare_on_dataset  # pylint: disable=import-outside-toplevel
     from quant_core.inputs.images import read_labels_file  # pylint: disable=import-outside-toplevel
-    from quant_core.results.report import report_dict  # pylint: disable=import-outside-toplevel
+    from quant_core.results.report import kernel_lines, report_dict  # pylint: disable=import-outside-toplevel
 
     floor = _floor(args)
     task, roles = _task_choices(args)
@@ -396,6 +396,11 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 AGREEMENT[result.task][0]
             out.write(f"whole set: {describe(evaluation)}; {measure} above {'are' if ',' in measure else 'is'} on "
                       "it, the rest on the sample\n")
+        kernels = kernel_lines(result)
+        if kernels:
+            measure = "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
+            out.write(f"on other kernels ({measure} with float32; integer-only variants also in TFLite Micro):\n"
+                      + "\n".join(kernels) + "\n")
         out.write(format_verdict(decide(result, floor=floor)))
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")

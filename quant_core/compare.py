@@ -28,6 +28,7 @@ from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_
 from quant_core.inputs.models import OutputKind, SourceModel, load_model
 from quant_core.inputs.preprocess import Preprocessing, PreprocessingOverride, to_model_input
 from quant_core.inputs.preprocess_inference import infer_preprocessing
+from quant_core.kernels import check_kernels
 from quant_core.layers import LayerReport, layer_errors
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import op_inventory
@@ -42,7 +43,7 @@ from quant_core.tasks import OutputSpec, Role, Task, main_output
 log = logging.getLogger(__name__)
 
 _DESCRIBE_IMAGES = 16  # images the Model & data page's description runs the float model on
-RESULT_SCHEMA = 10  # bump when CompareResult changes shape: old cache entries are then ignored
+RESULT_SCHEMA = 11  # bump when CompareResult changes shape: old cache entries are then ignored
 _LOW_AGREEMENT = 0.8  # below this top-1 agreement with float32 a variant gets a warning
 _RETIME_ROUNDS = 2  # extra timing rounds, at most, for variants whose speeds are too close to call
 _RETIME_BUDGET_S = 0.5  # seconds of runs per variant and extra round (at least `measure_latency`'s min_runs)
@@ -502,6 +503,11 @@ class Workbench:
             calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got),
             detections=tuple(ImageBoxes.of(d) for d in detected),
             calibration_images=self.reference.calibration_images(recipe))
+        if self.options.device_kernels:
+            report(Progress(0.8, f"Running {name} on the builtin kernels without XNNPACK"
+                                 + (" and in TFLite Micro" if ops.integer_only else ""), name))
+            measured = replace(measured, kernels=check_kernels(model, self.x, got, integer_only=ops.integer_only,
+                                                               agreement=self._agreement, steps=runner.output_steps))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
             scored = next((f.boxes for f in found if f.boxes is not None), None)  # mAP already measured: not twice
@@ -510,6 +516,13 @@ class Workbench:
                            warning=None if agreement is None else _agreement_warning(recipe, agreement,
                                                                                       self.reference.task))
         return self._scored(measured, self.reference.probabilities(got))
+
+    def _agreement(self, got: Sequence[np.ndarray]) -> float | None:
+        """The task's agreement with float32 of raw outputs (as `_measure` scores a variant's)."""
+        if self.reference.classifier:
+            return metrics.top1_agreement(self.reference.probabilities(got), self.reference_probs)
+        found = self.reference.fidelity(got, self.reference.detect(got))
+        return outputs.agreement(self.reference.task, self.reference.specs, found)
 
     def _scored(self, measured: VariantResult, probs: np.ndarray) -> VariantResult:
         """A classifier's variant with its class-score figures: agreement, accuracy, top-k."""

@@ -8,7 +8,7 @@ import platform
 from dataclasses import dataclass
 from importlib import metadata
 
-_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "litert-quantizer", "numpy")
+_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "litert-quantizer", "tflite-micro", "numpy")
 
 PORTABILITY_NOTES = (
     "Latency was measured on this machine's x86 CPU with XNNPACK; phones run ARM kernels "

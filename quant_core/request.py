@@ -46,6 +46,8 @@ class CompareOptions:
         truth: ground truth of a segmentation or landmark model's main output: PNG masks named like
             the images (files or folders), or one JSON file of points (quant_core.inputs.ground_truth);
             a detector's true boxes: one COCO .json file, or YOLO .txt files named like the images.
+        device_kernels: also measure each variant on the kernels other targets run: LiteRT's builtin
+            kernels without XNNPACK, and TFLite Micro for integer-only variants (quant_core.kernels).
         decoder: how a detector's outputs become boxes, when the inferred decoder is wrong or none
             could be inferred ("ssd:<preset>", "ssd:custom key=value ...", "yolo", "postprocess"; quant_core.boxes).
     """
@@ -59,6 +61,7 @@ class CompareOptions:
     roles: tuple[tuple[str, Role], ...] = ()
     truth: tuple[str, ...] = ()
     decoder: str = ""
+    device_kernels: bool = True  # also run each variant on the builtin kernels without XNNPACK, and TFLite Micro
 
     def __post_init__(self) -> None:
         if not self.recipes:

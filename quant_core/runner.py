@@ -187,6 +187,12 @@ class TFLiteRunner:
         return tuple(str(d["name"]) for d in self._outputs)
 
     @property
+    def output_steps(self) -> tuple[float, ...]:
+        """Each output's quantization step (its scale; 0.0 for a float output), in output order."""
+        return tuple(float(o["quantization"][0]) if np.dtype(o["dtype"]).kind in "iu" else 0.0
+                     for o in self._outputs)
+
+    @property
     def output_shapes(self) -> tuple[tuple[int | None, ...], ...]:
         """Every output's shape with None for dynamic dimensions, in the model's output order."""
         return tuple(tuple(None if d < 0 else int(d) for d in o.get("shape_signature", o["shape"]))

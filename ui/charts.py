@@ -725,3 +725,25 @@ def calibration_chart(sweep: CalibrationSweep) -> go.Figure:
     fig.update_yaxes(title="%", rangemode="tozero")
     return _layout(fig, f"{sweep.mode}: how many calibration images it needs", height=340, showlegend=True,
                    legend={"orientation": "h", "y": -0.3})
+
+
+def kernel_rows(result: CompareResult) -> list[dict[str, object]]:
+    """Each built variant on other kernels than XNNPACK's: the builtin kernels without it, and TFLite Micro for an
+    integer-only variant (agreement with float32 there, the largest output difference from XNNPACK, arena, flash)."""
+    rows: list[dict[str, object]] = []
+    for v in ok_variants(result):
+        k = v.kernels
+        if k is None:
+            continue
+        m = k.micro
+        rows.append({
+            "variant": v.name,
+            "XNNPACK": v.top1_agreement,
+            "builtin, no XNNPACK": k.reference_agreement,
+            "largest difference": k.reference_max_diff,
+            "in output steps": k.reference_max_steps,
+            "TFLite Micro": None if m is None or not m.ran else m.agreement,
+            "TFLM arena (KB)": None if m is None or not m.ran else (m.arena_bytes or 0) / 1024,
+            "TFLM note": "" if m is None else (m.error or f"flash {m.flash_bytes / 1024:,.1f} KB"),
+        })
+    return rows

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from quant_core import CompareResult
+from quant_core import CompareResult, Mode
+from quant_core.micro import COMMON_BUDGETS, Budget
 from quant_core.outputs import AGREEMENT
-from quant_core.results.verdict import Floor, FloorKind, Target, Verdict, decide
+from quant_core.results.verdict import Floor, FloorKind, Pick, Target, Verdict, decide
 from quant_core.tasks import Task
 from ui import state
 
@@ -24,6 +25,7 @@ _TASK_KINDS = {Task.SEGMENTATION: "masks overlapping the original's (mask IoU wi
                Task.GENERIC: "a cosine similarity with the original's outputs (in %) of at least"}
 _INPUTS = {FloorKind.AGREEMENT: "w.floor_agreement", FloorKind.ACCURACY_DROP: "w.floor_drop"}
 _KIND_INPUT = "w.floor_kind"
+_BUDGET_INPUT = "w.mcu_budget"
 _DEFAULT_PERCENT = {FloorKind.AGREEMENT: 99.0, FloorKind.ACCURACY_DROP: 1.0}
 
 
@@ -91,7 +93,8 @@ def verdict_card(result: CompareResult, *, published: bool = False) -> Verdict:
                         "picked. " + " ".join(f"**{t.heading}**: {t.rule}." for t in Target))
     with control:
         floor = floor_picker(result)
-    verdict = decide(result, floor=floor)
+    budget = _budget()
+    verdict = decide(result, floor=floor, budget=budget)
     for column, pick in zip(st.columns(len(verdict.picks)), verdict.picks):
         with column.container(border=True, height="stretch"):
             st.caption(pick.target.heading, help=pick.target.rule)
@@ -103,12 +106,47 @@ def verdict_card(result: CompareResult, *, published: bool = False) -> Verdict:
             st.markdown(pick.plain or pick.reason, help=pick.reason if published else None)
             if not published and pick.plain:
                 st.caption(pick.reason)
+            if pick.target is Target.INTEGER:
+                _on_device(result, pick, budget, published=published)
     if verdict.note:
         if published:
             st.caption(verdict.plain_note or verdict.note, help=verdict.note)
         else:
             st.caption(verdict.note)
     return verdict
+
+
+def _measure(result: CompareResult) -> str:
+    return "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
+
+
+def _budget() -> Budget:
+    """The microcontroller budget chosen under the integer-only card (512 KB RAM / 2 MB flash by default)."""
+    label = st.session_state.get(_BUDGET_INPUT)
+    return next((b for b in COMMON_BUDGETS if b.label == label), Budget())
+
+
+def _on_device(result: CompareResult, pick: Pick, budget: Budget, *, published: bool) -> None:
+    """The integer-only variant in TFLite Micro: arena, flash, missing ops, agreement there, and the budget."""
+    shown = result.variant(pick.variant) if pick.variant else next(
+        (v for v in result.variants if v.mode is Mode.INT8 and v.ok), None)
+    micro = shown.kernels.micro if shown is not None and shown.kernels is not None else None
+    if shown is None or micro is None:
+        return
+    if micro.ran:
+        agreement = "–" if micro.agreement is None else f"{micro.agreement:.1%}"
+        st.markdown(f"**{shown.name} in TFLite Micro**: tensor arena {micro.arena_bytes or 0:,} B (measured), flash "
+                    f"{micro.flash_bytes:,} B, {_measure(result)} with float32 {agreement}. "
+                    f"{micro.fits(budget)[1]}")
+    else:
+        st.markdown(f"**{shown.name} in TFLite Micro**: {micro.error}.")
+    if not published:
+        st.selectbox("Microcontroller memory", [b.label for b in COMMON_BUDGETS],
+                     index=[b.label for b in COMMON_BUDGETS].index(budget.label)
+                     if budget.label in [b.label for b in COMMON_BUDGETS] else 1, key=_BUDGET_INPUT,
+                     help="RAM for TFLite Micro's tensor arena and flash for the model: 256 KB / 1 MB (nRF52840), "
+                          "512 KB / 2 MB (ESP32-S3, the default), 1 MB / 2 MB (STM32H743). The application's own "
+                          "buffers need RAM too.")
 
 
 def what_if_banner(result: CompareResult, *, published: bool = False) -> None:

@@ -14,6 +14,7 @@ from quant_core.cache import ModelStore
 from quant_core.env import Environment
 from quant_core.errors import InputError
 from quant_core.fidelity import OutputFidelity
+from quant_core.kernels import KernelCheck
 from quant_core.inputs.images import SkippedFile
 from quant_core.inputs.models import ModelInfo, OutputKind
 from quant_core.inputs.preprocess import Preprocessing
@@ -94,6 +95,7 @@ class VariantResult:
     views: tuple[OutputViews, ...] = ()  # masks and points on the first images, to draw beside float32's
     detections: tuple[ImageBoxes, ...] = ()  # a detector's boxes on every image, down to the decoder's floor
     calibration_images: tuple[CalibrationImage, ...] = ()  # the images calibration fed, in the order it fed them
+    kernels: KernelCheck | None = None  # the same images on the builtin kernels without XNNPACK, and in TFLite Micro
 
     @property
     def ok(self) -> bool:

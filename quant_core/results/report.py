@@ -77,7 +77,28 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
         "build_seconds": rounded(v.build_seconds, 3),
         "agreement": rounded(v.top1_agreement, _DIGITS),
         "outputs": [output_fidelity_dict(f) for f in v.outputs],
+        "kernels": None if v.kernels is None else _significant(to_jsonable(v.kernels)),
     }
+
+
+def kernel_lines(result: CompareResult) -> list[str]:
+    """Each built variant on other kernels than XNNPACK's, one line each (none when they were not run)."""
+    lines = []
+    for v in result.variants:
+        k = v.kernels
+        if not v.ok or k is None:
+            continue
+        agreement = "–" if k.reference_agreement is None else f"{k.reference_agreement:.1%}"
+        steps = "" if k.reference_max_steps is None else f" ({k.reference_max_steps:g} output steps)"
+        line = (f"  {v.name}: builtin kernels without XNNPACK {agreement}, largest difference from XNNPACK "
+                f"{k.reference_max_diff:.3g}{steps}" if not k.error else f"  {v.name}: {k.error}")
+        if k.micro is not None:
+            m = k.micro
+            line += ("; TFLite Micro: " + (f"{'–' if m.agreement is None else f'{m.agreement:.1%}'}, arena "
+                                           f"{m.arena_bytes or 0:,} B, flash {m.flash_bytes:,} B" if m.ran
+                                           else m.error))
+        lines.append(line)
+    return lines
 
 
 def _significant(value: Any) -> Any:

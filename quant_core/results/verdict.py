@@ -16,10 +16,11 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from quant_core.errors import InputError
 from quant_core.fidelity import OutputFidelity
+from quant_core.micro import Budget
 from quant_core.modes import Mode
 from quant_core.outputs import AGREEMENT
 from quant_core.results.compare_result import CompareResult, VariantResult
@@ -198,14 +199,20 @@ class Verdict:
         return next(p for p in self.picks if p.target is target)
 
 
-def decide(result: CompareResult, *, floor: Floor | None = None) -> Verdict:
+def decide(result: CompareResult, *, floor: Floor | None = None, budget: Budget | None = None) -> Verdict:
     """The variant to ship per target.
+
+    The integer-only target is judged on the kernels such chips run, not on this machine's
+    XNNPACK: a variant's agreement there is TFLite Micro's when it ran, else the builtin
+    kernels' without XNNPACK (`VariantResult.kernels`), and its pick says whether TFLite
+    Micro's measured arena and the model fit the microcontroller `budget`.
 
     Args:
         result: a comparison (the float32 baseline should be in it).
         floor: the fidelity floor; an accuracy-drop floor on unlabelled images (or on a model
             that is not a classifier) falls back to the default agreement floor (and says so
             in `note`).
+        budget: a microcontroller's RAM and flash (default `micro.Budget()`: 512 KB / 2 MB).
     """
     floor = floor or Floor()
     task = result.task
@@ -220,7 +227,10 @@ def decide(result: CompareResult, *, floor: Floor | None = None) -> Verdict:
     base = result.baseline
     usable = [v for v in result.variants if v.ok and not v.warning]
     fits = [v for v in usable if floor.met(v, base)]
-    picks = (_cpu(fits, result, floor), _gpu(fits, result, floor), _integer(fits, result, floor))
+    on_device = [_on_device(v) for v in usable]
+    picks = (_cpu(fits, result, floor), _gpu(fits, result, floor),
+             _integer([v for v in on_device if floor.met(v, base)], result, floor, budget or Budget(),
+                      [_on_device(v) for v in result.variants]))
     return Verdict(floor=floor, picks=picks, note=note + _coarseness(result, floor),
                    plain_note=plain + _coarseness(result, floor, plain=True), task=task)
 
@@ -588,10 +598,33 @@ def _why_not(result: CompareResult, mode: Mode, floor: Floor) -> str:
             f"does not give {floor.plain_for(result.task)}")
 
 
-def _integer(fits: list[VariantResult], result: CompareResult, floor: Floor) -> Pick:
+def _on_device(v: VariantResult) -> VariantResult:
+    """An integer-only variant with the agreement it has on device kernels (TFLite Micro's, else the builtin ones)."""
+    kernels = v.kernels
+    if not v.ok or v.ops is None or not v.ops.integer_only or kernels is None or kernels.integer_agreement is None:
+        return v
+    return replace(v, top1_agreement=kernels.integer_agreement)
+
+
+def _device_words(v: VariantResult, budget: Budget) -> str:
+    """Where an integer-only variant's numbers come from, and whether TFLite Micro's arena fits the budget."""
+    kernels = v.kernels
+    if kernels is None:
+        return ""
+    if kernels.micro is None or not kernels.micro.ran:
+        why = f" (TFLite Micro: {kernels.micro.error})" if kernels.micro is not None else ""
+        return f" Measured on the builtin kernels without XNNPACK{why}."
+    m = kernels.micro
+    steps = f", at most {m.max_steps:g} output steps from XNNPACK's" if m.max_steps is not None else ""
+    return (f" Measured in TFLite Micro ({m.arena_bytes or 0:,} B tensor arena, measured{steps}). "
+            f"{m.fits(budget)[1]}")
+
+
+def _integer(fits: list[VariantResult], result: CompareResult, floor: Floor, budget: Budget,
+             variants: list[VariantResult]) -> Pick:
     integer = [v for v in fits if v.ops is not None and v.ops.integer_only]
     if not integer:
-        candidates = [v for v in result.variants if v.ok and v.ops is not None and v.ops.integer_only]
+        candidates = [v for v in variants if v.ok and v.ops is not None and v.ops.integer_only]
         failed = next((v for v in result.variants if v.mode is Mode.INT8 and not v.ok), None)
         why = (f"int8 could not be made: {failed.error}" if failed is not None and failed.error else
                "request int8 (int8 input and output) for an integer-only model")
@@ -600,6 +633,6 @@ def _integer(fits: list[VariantResult], result: CompareResult, floor: Floor) -> 
     ram = f"needs {_mb(best.memory.runtime_bytes)} of RAM (measured) and " if best.memory else "needs "
     memory = f"needs {_mb(best.memory.runtime_bytes)} of memory while it runs" if best.memory else ""
     return Pick(Target.INTEGER, best.name, f"Every op is integer; {ram}{_mb(best.size_bytes)} of flash; "
-                f"{_fidelity(best, result)}.",
+                f"{_fidelity(best, result)}.{_device_words(best, budget)}",
                 _clauses(_plain_fidelity(best, result), _smaller(best, than=""), memory,
                          lead="runs entirely in integer arithmetic, as these chips require: "))
