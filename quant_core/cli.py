@@ -28,6 +28,7 @@ from quant_core.detection import SsdPreset
 from quant_core.errors import Cancelled, InputError, QuantError, first_line
 from quant_core.inputs.preprocess import (ChannelOrder, Normalization, PreprocessingOverride, Preset, ResizeMethod,
                                           parse_numbers)
+from quant_core.micro import Budget
 from quant_core.modes import MODE_INFO, Backend, IOType, Mode, parse_mode, parse_modes
 from quant_core.outputs import AGREEMENT
 from quant_core.recipe import CalibrationSource, Recipe, compile_recipes
@@ -106,6 +107,9 @@ def _add_compare_command(sub: _Commands) -> None:
     floor.add_argument("--max-accuracy-drop", type=float, default=None, metavar="FRACTION",
                        help="verdict: fidelity floor as accuracy points lost vs float32, 0..1 (a classifier with "
                             "labels)")
+    cmp.add_argument("--mcu-budget", default="512,2048", metavar="RAM_KB,FLASH_KB",
+                     help="verdict: the microcontroller an integer-only variant must fit in TFLite Micro, RAM for "
+                          "its tensor arena and flash for the model, in KB (default 512,2048)")
     _add_task_options(cmp)
     _add_recipe_options(cmp)
     _add_float_layer_options(cmp, compare=True)
@@ -360,7 +364,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from quant_core.inputs.images import read_labels_file  # pylint: disable=import-outside-toplevel
     from quant_core.results.report import kernel_lines, report_dict  # pylint: disable=import-outside-toplevel
 
-    floor = _floor(args)
+    floor, budget = _floor(args), _budget(args)
     task, roles = _task_choices(args)
     kept = _float_layer_recipe(args, parse_mode(args.float_layers_mode or Mode.INT8.value))
     options = CompareOptions(recipes=_recipes(parse_modes(args.modes), args) + ((kept,) if kept else ()),
@@ -385,7 +389,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _labels_unused(args, result.task, err)
     paths = result.save(Path(args.out_dir), cache) if args.out_dir else None
     if args.json:
-        report = report_dict(result, tflite_paths=paths, floor=floor)
+        report = report_dict(result, tflite_paths=paths, floor=floor, budget=budget)
         if evaluation is not None:
             report["evaluation"] = evaluation.to_dict()
         _write_json(report, args.json, out)
@@ -401,7 +405,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             measure = "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
             out.write(f"on other kernels ({measure} with float32; integer-only variants also in TFLite Micro):\n"
                       + "\n".join(kernels) + "\n")
-        out.write(format_verdict(decide(result, floor=floor)))
+        out.write(format_verdict(decide(result, floor=floor, budget=budget)))
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
     if evaluation is not None and evaluation.cancelled:
@@ -474,6 +478,16 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", type=int, default=None, metavar="N",
                    help="images kept in memory for calibration, checks, latency and per-image detail when the "
                         "whole set is evaluated by an executor (default 500)")
+
+
+def _budget(args: argparse.Namespace) -> Budget:
+    """The microcontroller budget from --mcu-budget RAM_KB,FLASH_KB (checked before any work)."""
+    parts = str(args.mcu_budget).split(",")
+    try:
+        ram, flash = (int(float(v) * 1024) for v in parts)
+    except ValueError:
+        raise InputError(f"--mcu-budget {args.mcu_budget!r}: expected RAM_KB,FLASH_KB, e.g. 512,2048") from None
+    return Budget(ram, flash)
 
 
 def _floor(args: argparse.Namespace) -> Floor:

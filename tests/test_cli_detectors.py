@@ -89,3 +89,18 @@ def test_the_search_budget_is_box_f1_without_truth_and_map_with_it(cache_dir):
     int8 = found["steps"][0]
     assert int8["name"] == "int8" and int8["accuracy_measure"] == "mAP@0.5" and not int8["within_budget"]
     assert int8["accuracy"] < found["baseline_accuracy"] - 0.02  # mAP lost: outside a 2-point budget
+
+
+def test_the_microcontroller_budget_is_a_setting_checked_before_any_work(cache_dir, tmp_path):
+    report = tmp_path / "report.json"
+    proc = run_cli("compare", MODEL, "--images", IMAGES, "--modes", "float32,int8", "--no-latency",
+                   "--mcu-budget", "128,1024", "--json", report, cache_dir=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["verdict"]["mcu_budget"] == {"ram_bytes": 131072, "flash_bytes": 1048576,
+                                             "label": "128 KB RAM / 1 MB flash"}
+    int8 = next(v for v in data["variants"] if v["name"] == "int8")
+    assert int8["kernels"]["micro"]["arena_bytes"] > 131072  # the shapes detector's arena: 264 KB, over 128 KB
+    assert "  int8: builtin kernels without XNNPACK " in proc.stdout and "; TFLite Micro: 92.3%, arena " in proc.stdout
+    assert_one_line_error(run_cli("compare", MODEL, "--images", IMAGES, "--mcu-budget", "lots",
+                                  cache_dir=cache_dir), r"^error: --mcu-budget 'lots': expected RAM_KB,FLASH_KB")

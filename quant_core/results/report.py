@@ -10,6 +10,7 @@ from quant_core._serde import to_jsonable
 from quant_core.boxes import kept
 from quant_core.detection import box_fidelity
 from quant_core.fidelity import OutputFidelity
+from quant_core.micro import Budget
 from quant_core.modes import MODE_INFO, Mode
 from quant_core.ops import describe_ops
 from quant_core.outputs import AGREEMENT
@@ -79,6 +80,10 @@ def variant_dict(v: VariantResult, tflite: str | None) -> dict[str, Any]:
         "outputs": [output_fidelity_dict(f) for f in v.outputs],
         "kernels": None if v.kernels is None else _significant(to_jsonable(v.kernels)),
     }
+
+
+def _budget_dict(budget: Budget) -> dict[str, Any]:
+    return {"ram_bytes": budget.ram_bytes, "flash_bytes": budget.flash_bytes, "label": budget.label}
 
 
 def kernel_lines(result: CompareResult) -> list[str]:
@@ -190,10 +195,10 @@ def _images(result: CompareResult) -> list[dict[str, Any]]:
 
 
 def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = None,
-                floor: Floor | None = None) -> dict[str, Any]:
+                floor: Floor | None = None, budget: Budget | None = None) -> dict[str, Any]:
     """The JSON report: model, environment, verdict (under `floor`), variants and per-image predictions."""
     paths = tflite_paths or {}
-    verdict = decide(result, floor=floor)
+    verdict = decide(result, floor=floor, budget=budget)
     agreement = agreement_column(result.task)
     return {
         "report_version": REPORT_VERSION,
@@ -215,6 +220,7 @@ def report_dict(result: CompareResult, *, tflite_paths: dict[str, str] | None = 
         "source_top5_accuracy": rounded(result.source_top5_accuracy, _DIGITS),
         "verdict": {"floor": {"kind": verdict.floor.kind.value, "value": verdict.floor.value,
                               "label": verdict.floor_label}, "note": verdict.note,
+                    "mcu_budget": _budget_dict(budget or Budget()),
                     "picks": [{"target": p.target.value, "title": p.target.heading, "rule": p.target.rule,
                                "variant": p.variant, "reason": p.reason} for p in verdict.picks]},
         "variants": [variant_dict(v, paths.get(v.name)) for v in result.variants],
