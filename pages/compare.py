@@ -89,8 +89,10 @@ if kernel_rows := charts.kernel_rows(result):
                    "integer-only variant, in TensorFlow Lite Micro (its tensor arena measured). Agreement with "
                    "float32 as in the table; the integer-only verdict uses TFLite Micro's.")
         st.dataframe(kernel_rows, hide_index=True, column_config={
-            c: st.column_config.NumberColumn(format="percent") for c in ("XNNPACK", "builtin, no XNNPACK",
-                                                                          "TFLite Micro")})
+            **{c: st.column_config.NumberColumn(format="percent") for c in ("XNNPACK", "builtin, no XNNPACK",
+                                                                             "TFLite Micro")},
+            "largest difference": st.column_config.NumberColumn(format="%.3g"),
+            "TFLM arena (KB)": st.column_config.NumberColumn(format="%.1f")})
 
 
 

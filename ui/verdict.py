@@ -116,6 +116,10 @@ def verdict_card(result: CompareResult, *, published: bool = False) -> Verdict:
     return verdict
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
+
+
 def _measure(result: CompareResult) -> str:
     return "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
 
@@ -135,9 +139,9 @@ def _on_device(result: CompareResult, pick: Pick, budget: Budget, *, published: 
         return
     if micro.ran:
         agreement = "–" if micro.agreement is None else f"{micro.agreement:.1%}"
-        st.markdown(f"**{shown.name} in TFLite Micro**: tensor arena {micro.arena_bytes or 0:,} B (measured), flash "
-                    f"{micro.flash_bytes:,} B, {_measure(result)} with float32 {agreement}. "
-                    f"{micro.fits(budget)[1]}")
+        st.markdown(f"**{shown.name} in TFLite Micro**: tensor arena {_size(micro.arena_bytes or 0)} (measured), "
+                    f"flash {_size(micro.flash_bytes)}, every op has a kernel there, {_measure(result)} with float32 "
+                    f"{agreement}. {micro.fits(budget)[1]}")
     else:
         st.markdown(f"**{shown.name} in TFLite Micro**: {micro.error}.")
     if not published:
