@@ -42,6 +42,7 @@ from quant_core import builders
 from quant_core._serde import parse_json
 from quant_core.calibration import spread_order
 from quant_core.errors import InputError
+from quant_core.inputs import images as image_files
 from quant_core.inputs.images import ImageItem, ImageSet
 from quant_core.inputs.models import ModelFormat, ModelInfo
 from quant_core.inputs.preprocess import ChannelOrder, Normalization, Preprocessing, PreprocessingOverride, ResizeMethod
@@ -537,24 +538,16 @@ def calibration_data() -> np.ndarray:
     return (pixels.astype(np.float32) * SCALE + OFFSET).astype(np.float32)
 '''
 
-_DECODE = '''
+_DECODE_OPEN = '''
 
 def decode_rgb(data: bytes) -> np.ndarray:
-    """An image file as RGB uint8 [H, W, 3]: 16-bit scaled to 8, palettes and transparency over white."""
+    """An image file as RGB uint8 [H, W, 3], decoded as the workbench decodes it (`_to_rgb`)."""
     with Image.open(io.BytesIO(data)) as image:
         image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            values = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-            gray = np.clip(np.round(values * (255.0 / peak)), 0, 255).astype(np.uint8)
-            return np.repeat(gray[:, :, None], 3, axis=2)
-        if image.mode in ("P", "PA") or (image.mode in ("L", "RGB") and "transparency" in image.info):
-            image = image.convert("RGBA")
-        if image.mode in ("RGBA", "LA", "RGBa", "La"):
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return _to_rgb(image)
 '''
+# The workbench's own conversion to RGB (16-bit scaled to 8, palettes and transparency over white), copied in.
+_DECODE = "\n\n" + inspect.getsource(image_files._to_rgb) + _DECODE_OPEN  # pylint: disable=protected-access
 
 _IMAGES = '''
 
