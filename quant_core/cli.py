@@ -400,12 +400,12 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 AGREEMENT[result.task][0]
             out.write(f"whole set: {describe(evaluation)}; {measure} above {'are' if ',' in measure else 'is'} on "
                       "it, the rest on the sample\n")
+        out.write(format_verdict(decide(result, floor=floor, budget=budget)))
         kernels = kernel_lines(result)
         if kernels:
             measure = "top-1 agreement" if result.task is Task.CLASSIFICATION else AGREEMENT[result.task][0]
-            out.write(f"on other kernels ({measure} with float32; integer-only variants also in TFLite Micro):\n"
-                      + "\n".join(kernels) + "\n")
-        out.write(format_verdict(decide(result, floor=floor, budget=budget)))
+            out.write(f"\nOn other kernels than XNNPACK ({measure} with float32; integer-only variants also in "
+                      "TFLite Micro, which the integer-only pick uses):\n" + "\n".join(kernels) + "\n")
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
     if evaluation is not None and evaluation.cancelled:

@@ -31,9 +31,14 @@ def result(model_files, image_dir, labels_file, tmp_path_factory) -> CompareResu
     assert all(v.ok for v in real.variants)
     base = real.baseline
     flipped = tuple((base.top1[0] + 1) % 3 if k in (0, 5) else c for k, c in enumerate(base.top1))
-    return replace(real, variants=tuple(
-        replace(v, top1_agreement=round(1 - 2 / len(real.images), 6), top1=flipped) if v.mode is Mode.INT8 else v
-        for v in real.variants))
+    agreement = round(1 - 2 / len(real.images), 6)
+
+    def faked(v):  # the same 22 of 24 on every kernel set: the integer-only card reads TFLite Micro's
+        kernels = replace(v.kernels, reference_agreement=agreement,
+                          micro=replace(v.kernels.micro, agreement=agreement))
+        return replace(v, top1_agreement=agreement, top1=flipped, kernels=kernels)
+
+    return replace(real, variants=tuple(faked(v) if v.mode is Mode.INT8 else v for v in real.variants))
 
 
 def compare_page(result: CompareResult) -> AppTest:
