@@ -126,8 +126,12 @@ def anonymised(result: CompareResult) -> CompareResult:
     """
     images = tuple(replace(image, file=f"image_{k + 1:03d}{Path(image.file).suffix.lower()}")
                    for k, image in enumerate(result.images))
+    renamed = {old.file: new.file for old, new in zip(result.images, images)}
     skipped = tuple(replace(s, name=f"skipped_{k + 1:03d}") for k, s in enumerate(result.skipped))
-    return replace(result, images=images, skipped=skipped)
+    variants = tuple(replace(v, calibration_images=tuple(  # a recipe's calibration images are named too
+        replace(c, name=renamed.get(c.name, f"calibration_{k + 1:03d}")) for k, c in enumerate(v.calibration_images)))
+        for v in result.variants)
+    return replace(result, images=images, skipped=skipped, variants=variants)
 
 
 def thumbnail_name(position: int) -> str:
