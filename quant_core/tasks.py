@@ -265,7 +265,7 @@ def postprocess_order(shapes: Sequence[Sequence[int]], samples: Sequence[np.ndar
         return None
     boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[2] == 4]
     rows = [i for i, s in enumerate(shapes) if len(s) == 2 and len(boxes) == 1 and s[1] == shapes[boxes[0]][1]]
-    count = [i for i, s in enumerate(shapes) if tuple(s) in ((1,), ())]
+    count = [i for i, s in enumerate(shapes) if tuple(s) == (1,)]
     if len(boxes) != 1 or len(rows) != 2 or len(count) != 1:
         return None
     first, second = rows

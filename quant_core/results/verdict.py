@@ -227,10 +227,10 @@ def decide(result: CompareResult, *, floor: Floor | None = None, budget: Budget 
     base = result.baseline
     usable = [v for v in result.variants if v.ok and not v.warning]
     fits = [v for v in usable if floor.met(v, base)]
-    on_device = [_on_device(v) for v in usable]
+    on_device = [_on_device(v) for v in result.variants]  # integer-only ones with their device kernels' agreement
+    device_fits = [v for v in on_device if v.ok and not v.warning and floor.met(v, base)]
     picks = (_cpu(fits, result, floor), _gpu(fits, result, floor),
-             _integer([v for v in on_device if floor.met(v, base)], result, floor, budget or Budget(),
-                      [_on_device(v) for v in result.variants]))
+             _integer(device_fits, result, floor, budget or Budget(), on_device))
     return Verdict(floor=floor, picks=picks, note=note + _coarseness(result, floor),
                    plain_note=plain + _coarseness(result, floor, plain=True), task=task)
 
