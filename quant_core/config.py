@@ -168,6 +168,15 @@ class Config:
         "QW_RAY_CPUS", POSITIVE, "CPUs of a local Ray (unset: the CPUs this process may use)"))
     ray_tmpdir: Path = field(default_factory=_default_ray_tmpdir, metadata=_about(
         "QW_RAY_TMPDIR", PATH, "a local Ray's own files", shown="/tmp/qw-ray-<uid>"))
+    ray_connect_timeout_s: float = field(default=10.0, metadata=_about(
+        "QW_RAY_CONNECT_TIMEOUT_S", SECONDS, "how long joining a Ray cluster may wait for its head to answer before "
+        "one line names the address"))
+    ray_head_grace_s: float = field(default=15.0, metadata=_about(
+        "QW_RAY_HEAD_GRACE_S", SECONDS, "how long a running evaluation waits for a Ray head that stopped answering "
+        "before it stops, keeping the shards done (Ray itself ends a driver whose head is gone for 60 s)"))
+    shard_timeout_s: float = field(default=600.0, metadata=_about(
+        "QW_SHARD_TIMEOUT_S", SECONDS, "a Ray shard not back this long after it was handed out (two are queued per "
+        "CPU) is taken as hung: its worker is stopped and the shard runs again"))
     # The web app's sessions.
     session_root: Path = field(default_factory=_default_session_root, metadata=_about(
         "QW_SESSION_ROOT", PATH, "the folder (mode 0700) holding each session's private upload folder",

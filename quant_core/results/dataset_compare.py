@@ -273,6 +273,8 @@ class DatasetEvaluation:
     task: Task = Task.CLASSIFICATION  # what the model does: a classifier is scored by classes, others by outputs
     measure: str = outputs.AGREEMENT[Task.CLASSIFICATION][0]  # what `VariantScore.top1_agreement` measures
     read: tuple[bool, ...] = ()  # per image in dataset order: decoded and run
+    stopped_because: str | None = None  # why a `cancelled` run stopped when nobody asked it to (a lost cluster)
+    incidents: tuple[str, ...] = ()  # what went wrong and was overcome (a node lost, a hung task run again)
 
     @property
     def evaluated(self) -> int:
@@ -360,7 +362,8 @@ def _detail_kept(whole: Any, sample: Any) -> Any:
 def describe(evaluation: DatasetEvaluation) -> str:
     """One line: how many images, how they were run and how fast."""
     skipped = f", {len(evaluation.skipped)} skipped" if evaluation.skipped else ""
-    stopped = " (cancelled: numbers cover the images done)" if evaluation.cancelled else ""
+    stopped = (f" (stopped: {evaluation.stopped_because}; numbers cover the images done)" if evaluation.stopped_because
+               else " (cancelled: numbers cover the images done)" if evaluation.cancelled else "")
     return (f"{evaluation.evaluated:,} of {len(evaluation.images):,} images{skipped}{stopped}; "
             f"{evaluation.executor}, {len(evaluation.worker_names)} worker process(es), "
             f"{evaluation.seconds:.1f} s, {evaluation.images_per_second:.1f} images/s for "

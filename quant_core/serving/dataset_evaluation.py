@@ -40,7 +40,7 @@ from quant_core.results.compare_result import CompareResult, VariantResult
 from quant_core.results.dataset_compare import (DatasetEvaluation, OutputTally, VariantScore, apply_evaluation,
                                                 measure_of, rescored)
 from quant_core.runner import TFLiteRunner
-from quant_core.serving.executors import Executor, LocalExecutor
+from quant_core.serving.executors import ClusterLost, Executor, ExecutorError, LocalExecutor
 from quant_core.tasks import main_output
 
 SHARD_SIZE = 64  # images per task: big enough to amortize a task (~ms), small enough to stream
@@ -229,7 +229,7 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
     merged = _Merged(len(dataset), len(models.names))
     report = on_progress or (lambda p: None)
     begin, done = time.perf_counter(), 0
-    runs, cancelled = executor.run(shard_fn, shards, models), False
+    runs, cancelled, stopped_because = executor.run(shard_fn, shards, models), False, None
     try:
         for position, result in runs:
             a, b = ranges[position]
@@ -238,6 +238,8 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
             report(EvaluationProgress(done, len(dataset), time.perf_counter() - begin))
     except (Cancelled, KeyboardInterrupt):  # stopped: the shards done so far are the result
         cancelled = True
+    except ClusterLost as err:  # the same, for a reason the user did not choose
+        cancelled, stopped_because = True, str(err)
     finally:
         runs.close()  # the executor cancels the work still pending
     seconds = time.perf_counter() - begin
@@ -251,7 +253,8 @@ def evaluate_dataset(dataset: Dataset, models: ModelSet, *, num_classes: int,
         skipped=dataset.skipped + tuple(s for _, s in sorted(merged.skipped, key=lambda p: p[0])),
         executor=executor.description, workers=executor.workers, shards=len(shards), seconds=seconds,
         cancelled=cancelled, worker_names=tuple(sorted(merged.workers)), task=models.task,
-        measure=measure_of(models.task, models.specs, found[0]), read=tuple(bool(r) for r in merged.read))
+        measure=measure_of(models.task, models.specs, found[0]), read=tuple(bool(r) for r in merged.read),
+        stopped_because=stopped_because, incidents=tuple(getattr(executor, "incidents", ())))
 
 
 def _labels(dataset: Dataset, models: ModelSet, num_classes: int, class_names: Sequence[str] | None) -> Labels:
@@ -345,6 +348,8 @@ class DatasetScorer:
                                       num_classes=self.bench.source.info.num_classes,
                                       class_names=self.bench.labels.class_names, executor=self.executor,
                                       on_progress=self.on_evaluation)
+        if evaluation.stopped_because:
+            raise ExecutorError(evaluation.stopped_because)
         if evaluation.cancelled:
             raise Cancelled("stopped while scoring on the whole dataset")
         self.passes.append(evaluation)

@@ -1,0 +1,176 @@
+"""A real multi-node Ray cluster on loopback: the local executor's numbers image by image, and faults held.
+
+The cluster (tests/ray_cluster.py) is a head and a second node, each its own `ray start`
+process tree with 1 CPU, token authentication on, everything on 127.0.0.1. The drivers are
+processes of their own (the CLI, or tests/cluster_driver.py, which can slow shards down and
+hang one), as a Ray driver is one per process. The set is 320 altered copies of the digits
+photos, in 20 shards of 16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from augmented import write_augmented
+from cluster_driver import DriverJob
+from conftest import REPO
+from quant_core.cache import ArtifactCache
+from quant_core.compare import Workbench, measure_variants
+from quant_core.inputs.datasets import open_dataset
+from quant_core.modes import Mode
+from quant_core.recipe import compile_recipes
+from quant_core.request import CompareOptions
+from quant_core.results.dataset_compare import DatasetEvaluation
+from quant_core.serving.dataset_evaluation import evaluate_dataset
+from quant_core.serving.executors import LocalExecutor
+from ray_cluster import LoopbackCluster
+
+pytest.importorskip("ray")
+
+MODEL = REPO / "sample_models" / "digits_cnn.keras"
+DIGITS = REPO / "sample_models" / "digits_images"
+IMAGES, SHARD = 320, 16
+DRIVER = Path(__file__).with_name("cluster_driver.py")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    return write_augmented(DIGITS, tmp_path_factory.mktemp("generated") / "digits", IMAGES, seed=3, flip=False)
+
+
+@pytest.fixture(scope="module")
+def built(generated, tmp_path_factory):
+    options = CompareOptions(recipes=compile_recipes((Mode.FLOAT32, Mode.DYNAMIC_RANGE, Mode.INT8)),
+                             measure_latency=False)
+    bench = Workbench.open(MODEL, open_dataset([generated]).sample(40), options=options,
+                           cache=ArtifactCache(tmp_path_factory.mktemp("cache")))
+    result = measure_variants(bench, options, on_progress=lambda p: None)
+    assert all(v.ok for v in result.variants), [v.error for v in result.variants]
+    return bench, bench.model_set(result.variants)
+
+
+@pytest.fixture(scope="module")
+def local_result(built, generated) -> DatasetEvaluation:
+    bench, models = built
+    return evaluate_dataset(open_dataset([generated]), models, num_classes=bench.source.info.num_classes,
+                            class_names=bench.labels.class_names, executor=LocalExecutor(), shard_size=SHARD)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = LoopbackCluster().start(nodes=2, cpus=1)
+    yield cluster
+    cluster.stop()
+
+
+def _drive(built, generated, cluster: LoopbackCluster, tmp_path: Path, *, kill=None, after: int = 0,
+           env: dict[str, str] | None = None, **faults) -> tuple[dict, list[str]]:
+    """Runs tests/cluster_driver.py on the cluster; `kill()` once `after` images are done. (its JSON, its stdout)."""
+    bench, models = built
+    out = tmp_path / "out.json"
+    job = DriverJob(models, bench.source.info.num_classes, bench.labels.class_names, str(generated),
+                    cluster.address, str(out), shard_size=SHARD, marker=str(tmp_path / "hung"), **faults)
+    (tmp_path / "job.pickle").write_bytes(pickle.dumps(job))
+    process = subprocess.Popen([sys.executable, str(DRIVER), str(tmp_path / "job.pickle")], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+                               env=os.environ | cluster.env | (env or {}))
+    lines = []  # "done N" lines only (Ray prints what it saw to the driver too, e.g. a node marked dead)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if not line.startswith("done "):
+            continue
+        lines.append(line.strip())
+        if kill is not None and int(line.split()[1]) >= after:
+            kill()
+            kill = None
+    process.wait(timeout=300)
+    return json.loads(out.read_text()), lines
+
+
+def _same_numbers(found: DatasetEvaluation, local: DatasetEvaluation) -> None:
+    assert [s.name for s in found.variants] == [s.name for s in local.variants]
+    for x, y in zip(found.variants, local.variants):
+        assert x == y, x.name  # predictions per image and every metric, exactly
+    assert found.images == local.images and found.labels == local.labels
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "quant_core", *args], capture_output=True, text=True, cwd=REPO,
+                          env=os.environ | env, timeout=600)
+
+
+def test_an_address_where_nothing_listens_is_refused_in_one_line():
+    done = _cli(["compare", str(MODEL), "--images", str(DIGITS), "--executor", "ray", "--ray-address",
+                 "127.0.0.1:1", "--no-latency"], {})
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "error: cannot reach the Ray cluster at 127.0.0.1:1: " \
+                                                    "Connection refused"
+
+
+def test_a_cluster_that_refuses_the_token_is_one_line(cluster):
+    done = _cli(["compare", str(MODEL), "--images", str(DIGITS), "--executor", "ray", "--ray-address",
+                 cluster.address, "--no-latency"], {"RAY_AUTH_MODE": "disabled"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: the Ray cluster at {cluster.address} refused this process's token: set RAY_AUTH_MODE=token and "
+        "RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) as on the cluster's nodes")
+
+
+def test_cli_on_the_cluster_gives_the_local_numbers(cluster, generated, tmp_path):
+    common = ["compare", str(MODEL), "--images", str(generated), "--modes", "float32,int8", "--sample", "30",
+              "--no-latency", "--cache-dir", str(tmp_path / "cache")]
+    on_cluster = _cli([*common, "--executor", "ray", "--ray-address", cluster.address,
+                       "--report-json", str(tmp_path / "ray.json")], cluster.env)
+    assert on_cluster.returncode == 0, on_cluster.stderr
+    assert f"whole set: {IMAGES} of {IMAGES} images; ray (2 CPUs, cluster at {cluster.address})" in on_cluster.stdout
+    local = _cli([*common, "--executor", "local", "--report-json", str(tmp_path / "local.json")], {})
+    assert local.returncode == 0, local.stderr
+    ray_report, local_report = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("ray", "local"))
+    assert ray_report["evaluation"]["variants"] == local_report["evaluation"]["variants"]
+    assert ray_report["evaluation"]["evaluated"] == IMAGES and not ray_report["evaluation"]["incidents"]
+
+
+def test_a_node_killed_mid_run_loses_nothing_and_is_reported(cluster, built, generated, local_result, tmp_path):
+    victim = cluster.nodes[1]
+    found, lines = _drive(built, generated, cluster, tmp_path, kill=victim.kill, after=3 * SHARD, pause_s=0.4)
+    evaluation = DatasetEvaluation.from_dict(found["evaluation"])
+    assert victim.process.poll() is not None  # the node is really gone, mid-run
+    assert int(lines[-1].split()[1]) == IMAGES and len(lines) == IMAGES // SHARD  # every shard reported once
+    _same_numbers(evaluation, local_result)  # nothing lost or counted twice, image by image
+    assert not evaluation.cancelled and evaluation.evaluated == IMAGES
+    assert any("was lost during the run; Ray ran the tasks it held again on the other nodes" in line
+               for line in evaluation.incidents), evaluation.incidents
+    cluster.add_node(cpus=1)  # as it was, for the tests after
+
+
+def test_a_hung_task_is_stopped_and_run_again(cluster, built, generated, local_result, tmp_path):
+    found, _ = _drive(built, generated, cluster, tmp_path, hang_once=4 * SHARD, env={"QW_SHARD_TIMEOUT_S": "5"})
+    evaluation = DatasetEvaluation.from_dict(found["evaluation"])
+    assert (tmp_path / "hung").exists()  # a worker really hung on the shard
+    _same_numbers(evaluation, local_result)
+    assert evaluation.incidents == ("task 5 was not back within 5 s: its worker was stopped and the task ran again",)
+
+
+def test_the_head_killed_mid_run_stops_in_one_line_keeping_the_shards_done(built, generated, local_result,
+                                                                          tmp_path):
+    lonely = LoopbackCluster().start(nodes=2, cpus=1)
+    try:
+        found, lines = _drive(built, generated, lonely, tmp_path, kill=lonely.head.kill, after=3 * SHARD,
+                              pause_s=0.6, env={"QW_RAY_HEAD_GRACE_S": "3"})
+    finally:
+        lonely.stop()
+    evaluation = DatasetEvaluation.from_dict(found["evaluation"])
+    assert evaluation.cancelled
+    assert evaluation.stopped_because == (f"the Ray head at {lonely.address} stopped answering: the evaluation "
+                                          "stopped, keeping the shards done")
+    done = int(lines[-1].split()[1])
+    assert 3 * SHARD <= evaluation.evaluated == done < IMAGES
+    for mine, local in zip(evaluation.variants, local_result.variants):  # the shards done are the local numbers
+        assert [t for t in mine.top1 if t >= 0] == [t for t, m in zip(local.top1, mine.top1) if m >= 0]
