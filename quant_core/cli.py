@@ -8,6 +8,7 @@ exit 1 for internal errors. stdout carries only this tool's output: the backends
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -379,11 +380,12 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = JobClient.in_process().run(CompareJob(request, Place.of(cache, None)), on_progress=_log_progress)
     else:
         executor = _executor(args)
-        try:
-            result, evaluation = compare_on_dataset(
-                args.model, dataset, options, executor=executor, sample=_sample(args),
-                class_names=read_labels_file(args.labels) if args.labels else None, cache=cache,
-                on_progress=_log_progress, on_evaluation=_log_progress)
+        try:  # Ray prints what its cluster reports (a node lost) to stdout, which is the tool's own
+            with _quiet.stdout_to_stderr():
+                result, evaluation = compare_on_dataset(
+                    args.model, dataset, options, executor=executor, sample=_sample(args),
+                    class_names=read_labels_file(args.labels) if args.labels else None, cache=cache,
+                    on_progress=_log_progress, on_evaluation=_log_progress)
         finally:
             executor.close()
     _labels_unused(args, result.task, err)
@@ -408,10 +410,21 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                       "TFLite Micro, which the integer-only pick uses):\n" + "\n".join(kernels) + "\n")
     for s in (evaluation or result).skipped:
         err.write(f"warning: skipped {s.name}: {s.reason}\n")
-    if evaluation is not None and evaluation.cancelled:
-        err.write("error: interrupted; the numbers above cover the images evaluated so far\n")
-        return 130
-    return 0
+    return _evaluation_outcome(evaluation, err)
+
+
+def _evaluation_outcome(evaluation: Any, err: TextIO) -> int:
+    """What the run overcame (a node lost, a hung task) as warnings; a run that stopped early as the exit code."""
+    for incident in evaluation.incidents if evaluation is not None else ():
+        err.write(f"warning: {incident}\n")
+    if evaluation is None or not evaluation.cancelled:
+        return 0
+    if evaluation.stopped_because:
+        err.write(f"error: {evaluation.stopped_because}; the numbers above cover the {evaluation.evaluated:,} "
+                  f"images evaluated of {len(evaluation.images):,}\n")
+        return 1
+    err.write("error: interrupted; the numbers above cover the images evaluated so far\n")
+    return 130
 
 
 def _log_progress(message: Any) -> None:
@@ -625,9 +638,10 @@ def cmd_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     steps: list[Step] = []
     start = time.perf_counter()
     try:
-        result = tune(bench, budget, objective=objective, target=target, base=options.recipes[-1],
-                      max_steps=args.max_steps, on_progress=lambda p: progress.info("%s", p.message),
-                      on_step=steps.append, scorer=scorer)
+        with _quiet.stdout_to_stderr() if scorer is not None else contextlib.nullcontext():  # Ray's prints
+            result = tune(bench, budget, objective=objective, target=target, base=options.recipes[-1],
+                          max_steps=args.max_steps, on_progress=lambda p: progress.info("%s", p.message),
+                          on_step=steps.append, scorer=scorer)
     except (KeyboardInterrupt, Cancelled):  # Ctrl-C: the steps measured so far, their best, and exit 130
         result = TuneResult.of(budget, objective, steps, target=target, cancelled=True,
                                seconds=time.perf_counter() - start, task=bench.reference.task)
