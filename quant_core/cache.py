@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,10 +26,16 @@ _RESCAN_S = 60.0
 
 
 MODELS = "models"  # .tflite files named by the sha256 of their bytes
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, over quota, over the file size limit
+log = logging.getLogger(__name__)
 
 
 class MissingModelError(QuantError):
     """A model file is no longer stored (the cache was cleaned) and nothing kept it."""
+
+
+class CacheFullError(QuantError):
+    """The cache folder's disk is full (or over a quota or file size limit): a model could not be stored."""
 
 
 class ModelStore(Protocol):
@@ -131,6 +139,21 @@ class ArtifactCache:
     def put_bytes(self, kind: str, key: str, data: bytes, suffix: str = "") -> Path:
         """Stores bytes atomically; returns the path."""
         path = self.path(kind, key, suffix)
+        try:
+            self._write(path, data)
+        except OSError as err:
+            if err.errno not in _FULL_DISK:
+                raise
+            log.warning("cannot store %s in %s: %s", path.name, self.root, err.strerror)
+            raise CacheFullError("no space left in the server's cache folder to store this request's models; "
+                                 "ask the operator to free space there (QUANT_CACHE_DIR), then run it again") from None
+        if self._scan_due(len(data)):
+            self.evict()
+        return path
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        """Writes a temporary file beside `path`, then renames it: readers never see half an entry."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -140,9 +163,6 @@ class ArtifactCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        if self._scan_due(len(data)):
-            self.evict()
-        return path
 
     def size_bytes(self) -> int:
         """Total size of the stored entries."""
@@ -254,6 +274,13 @@ class ArtifactCache:
         except ValueError:
             return None
 
-    def put_json(self, kind: str, key: str, value: Any) -> Path:
-        """Stores a JSON value."""
-        return self.put_bytes(kind, key, json.dumps(value, sort_keys=True).encode(), ".json")
+    def put_json(self, kind: str, key: str, value: Any) -> Path | None:
+        """Stores a JSON value; on a full disk it is not stored (None): the caller computed it and goes on.
+
+        A JSON entry only saves work the next time (a result, a description, which model a
+        build made), so a full disk costs that saving, not the request.
+        """
+        try:
+            return self.put_bytes(kind, key, json.dumps(value, sort_keys=True).encode(), ".json")
+        except CacheFullError:
+            return None

@@ -71,3 +71,18 @@ def image_error_job(payload, progress):
     from quant_core.errors import ImageError
 
     raise ImageError("no usable images in the upload")
+
+
+@job("test.segfault")
+def segfault_job(payload, progress):
+    """Reads address 0, as a native library does on a malformed file."""
+    import ctypes
+
+    progress({"message": "about to read address 0"})
+    ctypes.string_at(0)
+
+
+@job("test.killed")
+def killed_job(payload, progress):
+    """Ends the way the kernel's OOM killer ends a process: SIGKILL, no chance to answer."""
+    os.kill(os.getpid(), signal.SIGKILL)

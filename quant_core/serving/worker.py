@@ -188,7 +188,7 @@ class WorkerProcess:
                 code = self.proc.wait()
                 reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
                 log.warning("%s crashed (%s)%s", where, reason, self._tail(start))
-                raise WorkerError(f"the worker process crashed ({reason}) while working on this input")
+                raise WorkerError(_crash_message(code))
             if "internal" in answer:  # a bug may have left the process in any state: it serves no one else
                 self.kill()
                 raise report_internal(context=where, details=answer["internal"] + self._tail(start))
@@ -225,7 +225,9 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise WorkerError(f"the job took longer than {limits.timeout_s:.0f} s and was stopped")
             if self.rss_mb() > limits.memory_mb:
-                raise WorkerError(f"the job used more than {limits.memory_mb} MB of memory and was stopped")
+                raise WorkerError(f"this request needed more than {limits.memory_mb} MB of memory, the server's "
+                                  "limit per request (QW_JOB_MEMORY_MB), and was stopped; try fewer images or "
+                                  "variants, or a smaller model")
 
     def _tail(self, start: int) -> str:
         """The last lines this process wrote since `start` (the backends' output, its logging), for the server's log."""
@@ -255,6 +257,28 @@ class WorkerProcess:
             _kill(self.proc)
         else:
             self.proc.wait()
+
+
+# What a worker's death by each signal most likely means, for the one line the user reads.
+_CRASH_CAUSES = {
+    signal.SIGKILL: "most likely the system stopped it because the machine ran out of memory; run it again, or "
+                    "try fewer images or variants",
+    signal.SIGSEGV: "the model crashed the TensorFlow Lite runtime (a memory fault in its native code), most likely "
+                    "because the file is malformed; check that the model loads in LiteRT, or try another model",
+    signal.SIGABRT: "a check inside the backend's native code failed; try another backend or variant",
+}
+_CRASH_CAUSES[signal.SIGBUS] = _CRASH_CAUSES[signal.SIGILL] = _CRASH_CAUSES[signal.SIGFPE] = \
+    _CRASH_CAUSES[signal.SIGSEGV]
+
+
+def _crash_message(code: int) -> str:
+    """One line for a worker that ended without answering: the signal or exit code, and what it most likely means."""
+    if code >= 0:
+        return f"the worker process crashed (exit code {code}) while working on this input; run it again"
+    sig = signal.Signals(-code)
+    cause = _CRASH_CAUSES.get(sig, "run it again, or try another model")
+    what = "was killed" if sig is signal.SIGKILL else "crashed"
+    return f"the worker process {what} (signal {sig.name}) while working on this input: {cause}"
 
 
 def _remove_orphaned_job_dirs() -> None:
