@@ -38,6 +38,10 @@ class Node:
     process: subprocess.Popen
     head: bool
 
+    def freeze(self) -> None:
+        """Stops every process of the node (SIGSTOP): the shards it holds make no progress until it is killed."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
     def kill(self) -> None:
         """Every process of the node at once (SIGKILL to its process group), as a machine lost."""
         with contextlib.suppress(ProcessLookupError):

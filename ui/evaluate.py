@@ -274,9 +274,14 @@ def _on_sample(result: CompareResult, variant: VariantResult, title: str) -> flo
 def render(result: CompareResult, evaluation: DatasetEvaluation) -> None:
     """The outcome: how the work ran, the scores, the skipped files and the JSON download."""
     st.subheader(f"On {Path(evaluation.dataset).name}", anchor=False)
-    if evaluation.cancelled:
+    if evaluation.stopped_because:  # the cluster went away: one line, and the shards done are below
+        st.error(f"Stopped: {evaluation.stopped_because}. These numbers cover the {evaluation.evaluated:,} images "
+                 f"scored before it stopped, of {len(evaluation.images):,}.", icon=":material/cloud_off:")
+    elif evaluation.cancelled:
         st.warning(f"Stopped early: these numbers cover the {evaluation.evaluated:,} images scored before it stopped, "
                    f"of {len(evaluation.images):,}.", icon=":material/stop_circle:")
+    for incident in evaluation.incidents:  # overcome: every image was still scored once
+        st.info(f"{incident}. Every image was still scored once.", icon=":material/sync_problem:")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Images evaluated", f"{evaluation.evaluated:,}", help=f"of {len(evaluation.images):,} listed")
     c2.metric("Skipped", f"{len(evaluation.skipped):,}")
