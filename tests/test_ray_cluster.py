@@ -30,6 +30,7 @@ from quant_core.request import CompareOptions
 from quant_core.results.dataset_compare import DatasetEvaluation
 from quant_core.serving.dataset_evaluation import evaluate_dataset
 from quant_core.serving.executors import LocalExecutor
+from processes import listening_sockets, loopback, process_tree
 from ray_cluster import LoopbackCluster
 
 pytest.importorskip("ray")
@@ -121,6 +122,15 @@ def test_a_cluster_that_refuses_the_token_is_one_line(cluster):
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: the Ray cluster at {cluster.address} refused this process's token: set RAY_AUTH_MODE=token and "
         "RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) as on the cluster's nodes")
+
+
+def test_every_part_of_the_cluster_listens_on_loopback_only(cluster):
+    """Every listening TCP socket of every node's processes (GCS, raylets, agents, workers) is on 127.0.0.1."""
+    listening = listening_sockets([pid for node in cluster.nodes for pid in process_tree(node.process.pid)])
+    names = {name for name, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, names  # Ray's own services were found, so the check means something
+    exposed = [(name, address) for name, address in listening if not loopback(address)]
+    assert not exposed, f"listening beyond this machine: {exposed}"
 
 
 def test_cli_on_the_cluster_gives_the_local_numbers(cluster, generated, tmp_path):
