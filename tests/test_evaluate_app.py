@@ -71,3 +71,21 @@ def test_no_datasets_says_how_to_add_them(tmp_path, monkeypatch):
     at.switch_page("pages/evaluate.py").run()
     ok(at)
     assert "No datasets on this server" in at.info[0].value and "QW_DATASETS_DIR" in at.info[0].value
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line_not_a_spinner(datasets, monkeypatch):
+    """QW_RAY_ADDRESS where nothing listens: the evaluation ends at once with one line naming the address."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("QW_EXECUTOR", "ray")
+    monkeypatch.setenv("QW_RAY_ADDRESS", "127.0.0.1:1")
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8"})
+    at.run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run()
+    ok(at)
+    at.switch_page("pages/evaluate.py").run()
+    assert any("the Ray cluster at 127.0.0.1:1" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Evaluate on 91 images").click().run()
+    assert [e.value for e in at.error] == ["cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"]
+    assert not at.exception and not at.metric  # no scores, no traceback, and no progress bar left
+    assert not [b for b in at.button if b.label == "Stop"]
