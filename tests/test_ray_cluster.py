@@ -184,3 +184,34 @@ def test_the_head_killed_mid_run_stops_in_one_line_keeping_the_shards_done(built
     assert 3 * SHARD <= evaluation.evaluated == done < IMAGES
     for mine, local in zip(evaluation.variants, local_result.variants):  # the shards done are the local numbers
         assert [t for t in mine.top1 if t >= 0] == [t for t, m in zip(local.top1, mine.top1) if m >= 0]
+
+
+def test_cli_with_the_head_killed_mid_run_prints_what_it_has_and_one_error_line(generated, tmp_path):
+    """The second node is frozen so the run cannot end by itself; the head is killed once images are done."""
+    lonely = LoopbackCluster().start(nodes=2, cpus=1)
+    try:
+        lonely.nodes[1].freeze()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quant_core", "compare", str(MODEL), "--images", str(generated), "--modes",
+             "float32,int8", "--sample", "30", "--no-latency", "--executor", "ray", "--ray-address", lonely.address,
+             "--report-json", str(tmp_path / "report.json"), "-v"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env=os.environ | lonely.env | {"QW_RAY_HEAD_GRACE_S": "3"})
+        assert process.stderr is not None
+        errors = []
+        for line in process.stderr:
+            errors.append(line.rstrip("\n"))
+            if f" of {IMAGES} images" in line:
+                lonely.head.kill()
+                break
+        out, rest = process.communicate(timeout=300)
+        errors += rest.splitlines()
+    finally:
+        lonely.stop()
+    assert process.returncode == 1
+    report = json.loads((tmp_path / "report.json").read_text())["evaluation"]
+    assert report["cancelled"] and 0 < report["evaluated"] < IMAGES
+    assert errors[-1] == (f"error: the Ray head at {lonely.address} stopped answering: the evaluation stopped, keeping "
+                          f"the shards done; the numbers above cover the {report['evaluated']:,} images evaluated of "
+                          f"{IMAGES}")
+    assert f"whole set: {report['evaluated']} of {IMAGES} images (stopped: the Ray head" in out  # the table is printed
