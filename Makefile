@@ -69,6 +69,9 @@ bench: setup-dev browser services
 	$(PY) bench/bench_protocol.py
 	$(PY) bench/bench_tasks.py
 	$(PY) bench/bench_task_display.py
+	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_crash.py
+	$(PY) bench/bench_cluster.py
 
 samples: setup-dev
 	$(PY) sample_models/build_samples.py

@@ -23,18 +23,23 @@ def datasets(tmp_path, monkeypatch):
     return root
 
 
+def on_full_dataset(modes: str) -> AppTest:
+    """The app on the digits sample, its comparison of `modes` run, on the Full dataset page."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params.update({"sample": "digits_cnn", "modes": modes})
+    at.run()
+    next(b for b in at.button if b.label == "Run the full comparison").click().run()
+    ok(at)
+    return at.switch_page("pages/evaluate.py").run()
+
+
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_server_dataset_is_evaluated_and_scored(datasets, monkeypatch, executor):
     if executor == "ray":
         pytest.importorskip("ray")
         monkeypatch.setenv("QW_EXECUTOR", "ray")
         monkeypatch.setenv("QW_RAY_CPUS", "2")
-    at = AppTest.from_file(APP, default_timeout=600)
-    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8,dynamic_range"})
-    at.run()
-    next(b for b in at.button if b.label == "Run the full comparison").click().run()
-    ok(at)
-    at.switch_page("pages/evaluate.py").run()
+    at = on_full_dataset("float32,int8,dynamic_range")
     ok(at)
     assert at.title[0].value == "Full dataset"
     options = at.selectbox(key="w.evaluate_dataset").options
@@ -78,12 +83,7 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_not_a_spinner(datasets, mo
     pytest.importorskip("ray")
     monkeypatch.setenv("QW_EXECUTOR", "ray")
     monkeypatch.setenv("QW_RAY_ADDRESS", "127.0.0.1:1")
-    at = AppTest.from_file(APP, default_timeout=600)
-    at.query_params.update({"sample": "digits_cnn", "modes": "float32,int8"})
-    at.run()
-    next(b for b in at.button if b.label == "Run the full comparison").click().run()
-    ok(at)
-    at.switch_page("pages/evaluate.py").run()
+    at = on_full_dataset("float32,int8")
     assert any("the Ray cluster at 127.0.0.1:1" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Evaluate on 91 images").click().run()
     assert [e.value for e in at.error] == ["cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"]

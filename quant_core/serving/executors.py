@@ -119,6 +119,8 @@ class RayExecutor:
         """Starts or joins Ray (again, after a lost head), and reads how many CPUs it has."""
         ray = _import_ray()
         address = self._address
+        if ray.is_initialized() and address and not _joined(ray, address):
+            ray.shutdown()  # this process is on another Ray (one connection per process): the one asked for wins
         if not ray.is_initialized():
             if address:
                 _check_reachable(address, self._connect_timeout)
@@ -248,6 +250,16 @@ def _head_of(ray, address: str | None) -> tuple[str, int] | None:
     except AttributeError:  # a Ray Client connection has none
         return None
     return _host_port(gcs) if gcs else None
+
+
+def _joined(ray, address: str) -> bool:
+    """Whether this process's Ray connection is to the cluster at `address` ("auto" and Ray Client: taken as yes)."""
+    asked = _host_port(address)
+    if asked is None or address.startswith("ray://"):
+        return True
+    current = _head_of(ray, None)
+    return current == asked or (current is not None and current[1] == asked[1]
+                                and _is_loopback(current[0]) and _is_loopback(asked[0]))
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
