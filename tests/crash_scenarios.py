@@ -23,7 +23,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from hostile import edit_tflite
-from live_server import DONE, ERROR, EXCEPTION, IDLE, Server, health_seconds, streamlit_server
+from live_server import DONE, ERROR, EXCEPTION, IDLE, Server, health_seconds, stage_files, streamlit_server
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_DETECTOR = REPO / "sample_models" / "face_detection_short_range.tflite"
@@ -131,26 +131,7 @@ def _seen(page, start: float, selector: str) -> Seen:
 
 def use_files(page, model: Path, images: list[Path], labels: Path | None = None) -> Seen:
     """The Upload form's real file inputs, then "Use these files": the model described, or its error line."""
-    page.get_by_text("Upload my own").click()
-    page.wait_for_selector(IDLE)
-    stored: list[int] = []
-
-    def on_response(response) -> None:
-        if "/_stcore/upload_file/" in response.url and response.request.method == "PUT":
-            stored.append(response.status)
-
-    page.on("response", on_response)
-    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    inputs.nth(0).set_input_files(str(model))
-    inputs.nth(1).set_input_files([str(p) for p in images])
-    if labels:
-        inputs.nth(2).set_input_files(str(labels))
-    expected = 1 + len(images) + (1 if labels else 0)
-    for _ in range(600):  # the files upload in the background: submit only once every one is stored
-        if len(stored) >= expected:
-            break
-        page.wait_for_timeout(100)
-    page.remove_listener("response", on_response)
+    stage_files(page, model, images, labels)
     start = time.perf_counter()
     page.get_by_role("button", name="Use these files").click()
     return _seen(page, start, f'{ERROR}, h3:has-text("What we understood: {model.stem}")')

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO
 from hostile import corpus
-from live_server import (CHROMIUM, DONE, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, health_seconds,
+from live_server import (CHROMIUM, DONE, ERROR, EXCEPTION, IDLE, LAUNCH_ARGS, SUMMARY_JS, health_seconds, stage_files,
                          streamlit_server)
 
 pytestmark = pytest.mark.browser
@@ -63,26 +63,7 @@ def new_session(browser, url: str):
 
 def upload(page, model: Path, images: list[Path], labels: Path | None = None) -> None:
     """Uses the Upload form's real file inputs, then waits for the app to settle."""
-    page.get_by_text("Upload my own").click()
-    page.wait_for_selector(IDLE)
-    stored = []
-
-    def on_response(response) -> None:
-        if "/_stcore/upload_file/" in response.url and response.request.method == "PUT":
-            stored.append(response.status)
-
-    page.on("response", on_response)
-    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    inputs.nth(0).set_input_files(str(model))
-    inputs.nth(1).set_input_files([str(p) for p in images])
-    if labels:
-        inputs.nth(2).set_input_files(str(labels))
-    expected = 1 + len(images) + (1 if labels else 0)
-    for _ in range(600):  # the files upload in the background: submit only once every one is stored
-        if len(stored) >= expected:
-            break
-        page.wait_for_timeout(100)
-    page.remove_listener("response", on_response)
+    stage_files(page, model, images, labels)
     page.get_by_role("button", name="Use these files").click()
     page.wait_for_timeout(300)
     page.wait_for_selector(IDLE)
