@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,34 @@ def test_cli_with_the_head_killed_mid_run_prints_what_it_has_and_one_error_line(
                           f"the shards done; the numbers above cover the {report['evaluated']:,} images evaluated of "
                           f"{IMAGES}")
     assert f"whole set: {report['evaluated']} of {IMAGES} images (stopped: the Ray head" in out  # the table is printed
+
+
+IDLE_HEAD_LOST = """
+import operator, sys
+from ray_cluster import LoopbackCluster
+cluster = LoopbackCluster().start(nodes=2, cpus=1)
+import os
+os.environ.update(cluster.env)
+from quant_core.errors import QuantError
+from quant_core.serving.executors import RayExecutor
+try:
+    executor = RayExecutor(address=cluster.address)
+    print("first", sorted(r for _, r in executor.run(operator.add, [1, 2], 10)), flush=True)
+    cluster.head.kill()
+    try:
+        next(executor.run(operator.add, [1], 1))
+    except QuantError as err:
+        print("next:", err, flush=True)
+finally:
+    cluster.stop()
+"""
+
+
+def test_a_head_lost_between_runs_is_one_line_on_the_next_run():
+    """Ray ends a process that uses a connection whose head is gone: the next run looks first, and says so."""
+    done = subprocess.run([sys.executable, "-c", IDLE_HEAD_LOST], capture_output=True, text=True, cwd=REPO,
+                          env=os.environ | {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("first", "next:"))]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert lines[0] == "first [11, 12]"
+    assert re.fullmatch(r"next: cannot reach the Ray cluster at 127\.0\.0\.1:\d+: Connection refused", lines[1]), lines

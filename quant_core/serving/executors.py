@@ -157,6 +157,9 @@ class RayExecutor:
     def run(self, fn: Callable[[Task, Shared], Result], tasks: Sequence[Task],
             shared: Shared) -> Generator[tuple[int, Result], None, None]:
         ray = _import_ray()
+        head = _head_of(ray, self._address) if ray.is_initialized() else None
+        if head is not None and not _answers(head, timeout_s=2.0):
+            self.close(force=True)  # the head went away since the last run: Ray would end this process on first use
         if not ray.is_initialized():
             self._join()
         if self._remote is None:
