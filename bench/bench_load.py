@@ -8,8 +8,8 @@ The sessions start together, each a real Playwright browser context on loopback:
   - the digits CNN sample: the one-click comparison, then What if… int16x8 off and the calibration
     count moved to 1;
   - the digits CNN sample with another calibration count, then a Full dataset evaluation on 1,200 digits;
-  - the ImageNet sample with another calibration count, whose browser closes once a variant is measured
-    (six variants of MobileNetV2 still to build: its job is running when it leaves).
+  - the ImageNet sample with another calibration count, whose browser closes once a worker works on its
+    comparison (the progress bar tells the job's steps: seven variants of MobileNetV2 still to build).
 The server runs the pool's defaults (2 warm workers, 2 jobs at once, a spare) with every worker capped
 (QW_JOB_MEMORY_MB = QW_WORKER_KEEP_MB), so the process tree has a stated bound; QW_ABANDON_S is 2 s.
 Measured: each session's time and its numbers against the engine run in this process afterwards,
@@ -108,7 +108,7 @@ def visits(files: Files) -> list[Visit]:
         Visit("digits sample: one-click, int16x8 off, calibration 1", WARM_UP, what_ifs=("mode.int16x8", "cal_count")),
         Visit(f"digits sample (calibration 20): one-click, Full dataset on {files.dataset_images:,} images",
               f"{WARM_UP}&cal=20", evaluate=True),
-        Visit("ImageNet sample (calibration 5): leaves once a variant is measured",
+        Visit("ImageNet sample (calibration 5): leaves once its job runs in a worker",
               "?sample=mobilenet_v2_imagenet&cal=5", leave=True),
     ]
 

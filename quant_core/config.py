@@ -118,7 +118,7 @@ class Config:
         "QW_WORKERS", POSITIVE, "jobs that run at once, each in its worker process; further requests wait, and say so"))
     worker_nice: int = field(default=10, metadata=_about(
         "QW_WORKER_NICE", NICENESS, "how much lower a worker's CPU priority is than the server's, so pages stay "
-        "responsive"))
+        "responsive (its session's too, under the kernel's autogroup scheduling)"))
     job_timeout_s: float = field(default=1800.0, metadata=_about(
         "QW_JOB_TIMEOUT_S", SECONDS, "a job's wall-clock limit in seconds; its worker is killed after it"))
     job_memory_mb: int = field(default=6144, metadata=_about(

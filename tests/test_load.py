@@ -66,7 +66,8 @@ def test_six_sessions_on_four_models_get_their_own_numbers_within_the_memory_bou
             time.sleep(2)  # the last request's worker is checked in and the LRU one closed
             idle_workers = tree.workers()
         assert server.process.poll() is None  # the server survived
-        killed = abandoned_workers(server.log())
+        server_log = server.log()
+        killed = abandoned_workers(server_log)
 
     for outcome in outcomes:
         if outcome.visit.leave:
@@ -89,7 +90,7 @@ def test_six_sessions_on_four_models_get_their_own_numbers_within_the_memory_bou
 
     left = next(o for o in outcomes if o.visit.leave)
     assert left.left_at is not None
-    assert len(killed) == 1, killed  # exactly the run whose browser left
+    assert len(killed) == 1, (killed, server_log[-4000:])  # exactly the run whose browser left
     pid, when = killed[0]
     assert pid in tree.workers_seen and not alive(pid)
     assert when - left.left_at < FREED_WITHIN_S, when - left.left_at

@@ -111,6 +111,26 @@ def test_an_abandoned_request_ends_its_worker(pool):
     assert pool.run("m", "test.echo", {"ok": 1}) == {"ok": 1}
 
 
+def test_a_request_whose_caller_left_ends_its_worker_even_when_the_job_never_reports(pool):
+    """The caller's watch runs between reports too: a job silent for a minute is stopped when the watch says so."""
+    from quant_core.errors import Cancelled
+
+    warm = pool.run("m", "worker.stats", {})["pid"]
+    start = time.monotonic()
+    calls = []
+
+    def watch():
+        calls.append(time.monotonic())
+        if calls[-1] - start > 0.5:
+            raise Cancelled("stopped: the browser session that asked for it is gone")
+
+    with pytest.raises(Cancelled, match="session that asked for it is gone"):
+        pool.run("m", "test.sleep", {"seconds": 60}, watch=watch)  # never reports progress
+    assert time.monotonic() - start < 30 and len(calls) >= 3
+    assert _gone(warm) and pool.workers() == {}
+    assert pool.run("m", "test.echo", {"ok": 1}) == {"ok": 1}
+
+
 def test_a_spare_worker_with_tensorflow_imported_serves_the_next_new_model():
     pool = WarmPool(size=2, idle_s=600, spare=True)
     try:
@@ -212,3 +232,20 @@ def test_prepare_opens_the_workbench_so_the_first_run_finds_the_baseline_measure
     assert "float32: measured before on this model" in messages and "Building int8" in messages
     assert pool.run("tiny", "worker.stats", {}) == {"pid": prepared.pid, "models_loaded": 1}
     assert [v.name for v in result.variants] == ["float32", "int8"] and all(v.ok for v in result.variants)
+
+
+def test_a_worker_yields_the_cpu_in_its_own_autogroup_too(pool):
+    """A worker leads its own session: under autogroup scheduling only its session's niceness weighs it against the
+    server's (the process's own niceness would be compared with nothing)."""
+    import os
+    from pathlib import Path
+
+    from quant_core.config import config
+
+    mine = Path("/proc/self/autogroup")
+    if not mine.exists():
+        pytest.skip("this kernel has no autogroup scheduling")
+    pid = pool.run("m", "worker.stats", {})["pid"]
+    group, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    assert group != mine.read_text().split()[0]  # its own session, so its own group
+    assert int(nice) == os.getpriority(os.PRIO_PROCESS, pid) == os.nice(0) + config().worker_nice

@@ -214,18 +214,19 @@ def cached(request: CompareRequest, work_dir: Path) -> CompareResult | None:
 
 def compare(request: CompareRequest, jobs: JobClient, *, on_progress: Callable[[Progress], None], work_dir: Path,
             earlier: CompareResult | None = None, cancel: threading.Event | None = None,
-            cache: ArtifactCache | None = None) -> CompareResult:
+            cache: ArtifactCache | None = None, watch: Callable[[], None] | None = None) -> CompareResult:
     """The comparison run by a warm worker (callers look in the results cache first: `cached`).
 
     `cache` defaults to the server's; a thread without a script run passes it.
-    Raises `Cancelled` when `cancel` is set meanwhile.
+    Raises `Cancelled` when `cancel` is set meanwhile; `watch` is called while it runs, even
+    between reports, and what it raises stops the job and kills its worker.
     """
     def relay(message: Message) -> None:
         if isinstance(message, Progress):
             on_progress(message)
 
     return jobs.run(CompareJob(request, Place.of(cache or artifact_cache(), work_dir), earlier),
-                    on_progress=relay, cancel=cancel,
+                    on_progress=relay, cancel=cancel, watch=watch,
                     on_wait=lambda: on_progress(Progress(0.0, "Waiting for a worker: it is busy (with this model, "
                                                               "or other comparisons run)…")))
 

@@ -66,13 +66,15 @@ class Run:
 
     def update(self, progress: Progress) -> None:
         """The worker's report (called in the run's thread); stops the run when its session is gone."""
-        self._check_session()
+        self.check_session()
         if progress.partial is not None:
             self.partial = progress.partial
         self.progress = progress
         self.version += 1
 
-    def _check_session(self) -> None:
+    def check_session(self) -> None:
+        """Raises `Cancelled` once the browser session that asked for this run has been gone for ABANDON_S
+        (called in the run's thread while its job runs, whether or not the job reports)."""
         if not self.session_id or sessions.is_active(self.session_id) or not sessions.runtime_exists():
             self._gone_since = None
             return
@@ -120,7 +122,7 @@ def start(settings: Settings | None = None, *, recipes: tuple[Recipe, ...] | Non
             previous.done.wait()
         try:
             result = engine.compare(request, jobs, on_progress=run.update, work_dir=work_dir, earlier=earlier,
-                                    cancel=run.cancel, cache=cache)
+                                    cancel=run.cancel, cache=cache, watch=run.check_session)
             run.models = engine.keep_models(result, work_dir, cache)
             run.result = result
         except ENGINE_ERRORS as err:

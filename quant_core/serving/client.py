@@ -27,7 +27,7 @@ class Transport(Protocol):
 
     def __call__(self, name: str, payload: dict[str, Any], *, limits: Limits | None,
                  on_progress: Callable[[dict[str, Any]], None], on_wait: Callable[[], None] | None,
-                 cancel: threading.Event | None) -> Any: ...
+                 cancel: threading.Event | None, watch: Callable[[], None] | None) -> Any: ...
 
 
 class JobClient:
@@ -60,10 +60,12 @@ class JobClient:
 
     def run(self, request: JobRequest[A], *, on_progress: Callable[[Message], None] | None = None,
             on_wait: Callable[[], None] | None = None, cancel: threading.Event | None = None,
-            limits: Limits | None = None) -> A:
+            limits: Limits | None = None, watch: Callable[[], None] | None = None) -> A:
         """The request's answer; progress messages arrive as their types while it runs.
 
-        Setting `cancel` stops the job at its next progress report (`Cancelled`).
+        Setting `cancel` stops the job at its next progress report (`Cancelled`). `watch` is
+        called while the job runs, whether or not it reports (about every 0.1 s in a worker, at
+        every report in this process): what it raises stops the job, and kills its worker.
 
         Raises:
             QuantError: the job refused its input (its own class and one-line message).
@@ -72,17 +74,20 @@ class JobClient:
         """
         report = on_progress or (lambda message: None)
         if self._transport is None:
-            return self._here(request, report, cancel)
+            return self._here(request, report, cancel, watch)
         reader = MessageReader()
         raw = self._transport(request.job, protocol.encode_request(request), limits=limits,
                               on_progress=lambda message: report(reader.decode(message)), on_wait=on_wait,
-                              cancel=cancel)
+                              cancel=cancel, watch=watch)
         return protocol.decode_answer(request, raw)
 
     @staticmethod
-    def _here(request: JobRequest[A], report: Callable[[Message], None], cancel: threading.Event | None) -> A:
+    def _here(request: JobRequest[A], report: Callable[[Message], None], cancel: threading.Event | None,
+              watch: Callable[[], None] | None) -> A:
         def checked(message: Message) -> None:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("stopped: a newer request replaced this one")
+            if watch is not None:
+                watch()
             report(message)
         return protocol.HANDLERS[type(request)](request, checked)

@@ -48,11 +48,13 @@ class WarmPool:
 
     def run(self, key: str, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
             on_progress: Callable[[dict[str, Any]], None] | None = None,
-            on_wait: Callable[[], None] | None = None, cancel: threading.Event | None = None) -> Any:
+            on_wait: Callable[[], None] | None = None, cancel: threading.Event | None = None,
+            watch: Callable[[], None] | None = None) -> Any:
         """Runs a job on the warm worker of `key` (started, or taken from the spare, when there is none).
 
         Raises what `quant_core.serving.worker.run_job` raises, and `Cancelled` when `cancel` is set
-        meanwhile (the worker stays warm when its job stopped in time). After a crash, an
+        meanwhile (the worker stays warm when its job stopped in time); `watch` raising (see
+        `WorkerProcess.run`) kills the worker. After a crash, an
         overrun or an interruption the worker is gone and the next request starts a fresh one.
         """
         self._wait_for_key(key, on_wait)
@@ -60,7 +62,8 @@ class WarmPool:
             with worker_slot(on_wait):
                 worker = self._checkout(key)
                 try:
-                    return worker.run(name, payload, limits=limits, on_progress=on_progress, cancel=cancel)
+                    return worker.run(name, payload, limits=limits, on_progress=on_progress, cancel=cancel,
+                                      watch=watch)
                 finally:
                     self._checkin(key, worker)
         finally:

@@ -80,8 +80,8 @@ def job(name: str):
 
 def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
             on_progress: Callable[[dict[str, Any]], None] | None = None,
-            on_wait: Callable[[], None] | None = None) -> Any:
-    """Runs a registered job in a fresh worker process and returns its result.
+            on_wait: Callable[[], None] | None = None, watch: Callable[[], None] | None = None) -> Any:
+    """Runs a registered job in a fresh worker process and returns its result (`watch`: see WorkerProcess.run).
 
     Raises:
         QuantError: the job rejected its input: the job's own error class and one-line message.
@@ -91,7 +91,7 @@ def run_job(name: str, payload: dict[str, Any], *, limits: Limits | None = None,
     with worker_slot(on_wait):
         process = WorkerProcess()
         try:
-            return process.run(name, payload, limits=limits, on_progress=on_progress)
+            return process.run(name, payload, limits=limits, on_progress=on_progress, watch=watch)
         finally:
             process.close()
 
@@ -149,13 +149,14 @@ class WorkerProcess:
 
     def run(self, name: str, payload: dict[str, Any], *, limits: Limits | None = None,
             on_progress: Callable[[dict[str, Any]], None] | None = None,
-            cancel: threading.Event | None = None) -> Any:
+            cancel: threading.Event | None = None, watch: Callable[[], None] | None = None) -> Any:
         """Runs one job in this process with its limits; see `run_job` for what it raises.
 
         Setting `cancel` asks the job to stop at its next progress report (a superseded
         request): it raises `Cancelled` and the process stays, with what it loaded, for the
         next request; a job that does not stop within QW_CANCEL_GRACE_S is killed. If the
-        caller is interrupted (a progress callback raises), the process is killed: no job
+        caller is interrupted (a progress callback raises, or `watch`, which is called about
+        every 0.1 s whether or not the job reports, raises), the process is killed: no job
         outlives its request.
         """
         limits = limits or Limits()
@@ -176,7 +177,7 @@ class WorkerProcess:
             except BrokenPipeError:
                 pass  # the process died meanwhile: reported below as a crash
             try:
-                answer = self._await_answer(limits, on_progress or (lambda p: None), cancel)
+                answer = self._await_answer(limits, on_progress or (lambda p: None), cancel, watch)
             except BaseException as err:
                 self.kill()
                 if isinstance(err, (WorkerError, Cancelled)):
@@ -202,8 +203,8 @@ class WorkerProcess:
             raise _user_error(answer.get("kind", ""), answer["error"])
         return answer["result"]
 
-    def _await_answer(self, limits: Limits, on_progress,
-                      cancel: threading.Event | None) -> dict[str, Any] | None:
+    def _await_answer(self, limits: Limits, on_progress, cancel: threading.Event | None,
+                      watch: Callable[[], None] | None = None) -> dict[str, Any] | None:
         """Relays progress until the job answers or the process ends; kills it at its time or memory limit."""
         deadline = time.monotonic() + limits.timeout_s
         asked: float | None = None  # when the job was asked to stop
@@ -212,6 +213,8 @@ class WorkerProcess:
                 if "progress" not in message:
                     return message
                 on_progress(message["progress"])
+            if watch is not None:
+                watch()
             if self.proc.poll() is not None and self._lines.closed:
                 return None
             if cancel is not None and cancel.is_set():
@@ -341,12 +344,26 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _lower_priority(by: int) -> None:
+    """Lowers this process's CPU priority by `by` niceness steps, for the kernel's autogroups too.
+
+    With autogroup scheduling (on by default in many Linux kernels) CPU time is shared first
+    between sessions, then between the processes of each. A worker leads its own session, so
+    its own niceness would only weigh it against itself: each worker would get as much CPU as
+    the whole web server. Its session's niceness is set as well (allowed to any user: it only
+    lowers the priority).
+    """
+    niceness = os.nice(by)
+    with contextlib.suppress(OSError):  # no autogroups in this kernel, or /proc is not mounted
+        Path("/proc/self/autogroup").write_text(f"{niceness}\n", encoding="ascii")
+
+
 def _child(channel_fd: int, *, preload: bool = False) -> int:
     """Worker side: run each job read from stdin (one JSON line each), answer on the channel; exit at EOF."""
     stop = threading.Event()  # set by SIGUSR1: the parent cancelled the running job
     signal.signal(signal.SIGUSR1, lambda signum, frame: stop.set())
     channel = os.fdopen(channel_fd, "w", buffering=1)
-    os.nice(config().worker_nice)  # batch work yields the CPU to the web server that shares the machine
+    _lower_priority(config().worker_nice)  # batch work yields the CPU to the web server that shares the machine
     os.dup2(2, 1)  # the backends' chatter on stdout goes to the log with stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     import importlib  # pylint: disable=import-outside-toplevel
