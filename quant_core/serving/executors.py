@@ -217,8 +217,10 @@ class _Watch:
     def __init__(self, ray, address: str | None, *, grace_s: float) -> None:
         self._ray, self._grace = ray, grace_s
         self._head = _head_of(ray, address)
-        self._nodes = {n["NodeID"]: (n["NodeManagerAddress"], int(n["NodeManagerPort"]))
-                       for n in ray.nodes() if n.get("Alive")}
+        # Alive for the GCS, and its raylet still there: a node killed just before is marked dead only later
+        nodes = {n["NodeID"]: (n["NodeManagerAddress"], int(n["NodeManagerPort"]))
+                 for n in ray.nodes() if n.get("Alive")}
+        self._nodes = {node: where for node, where in nodes.items() if not _refuses(where, timeout_s=1.0)}
         self._silent_since: float | None = None
         self.head_lost = False
 
@@ -239,7 +241,7 @@ class _Watch:
         """A line for every node alive at the start that is gone now (marked dead, or its raylet refuses)."""
         alive = {n["NodeID"] for n in self._ray.nodes() if n.get("Alive")}
         lost = [(node, where) for node, where in self._nodes.items()
-                if node not in alive or not _answers(where, timeout_s=1.0)]
+                if node not in alive or _refuses(where, timeout_s=1.0)]
         return tuple(f"Ray node {host}:{port} (id {node[:8]}) was lost during the run; Ray ran the tasks it held "
                      "again on the other nodes" for node, (host, port) in lost)
 
@@ -281,6 +283,17 @@ def _answers(where: tuple[str, int], *, timeout_s: float) -> bool:
     except OSError:
         return False
     return True
+
+
+def _refuses(where: tuple[str, int], *, timeout_s: float) -> bool:
+    """Whether nothing listens there any more: the connection is refused (a slow answer is not a refusal)."""
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:
