@@ -134,7 +134,11 @@ def test_cli_tune_interrupted_keeps_the_steps_so_far_and_their_best(outlier, tmp
     import signal
 
     path, _, labels = outlier
-    proc = subprocess.Popen([sys.executable, "-m", "quant_core", "-v", "tune", str(path), "--images",
+    # A shell without job control starts its background commands with SIGINT ignored, and Python then installs no
+    # Ctrl-C handler: the CLI is started with Python's own, as in a terminal, however the tests were started.
+    ctrl_c = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.argv[0] = 'quant_core'; runpy.run_module('quant_core', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "-v", "tune", str(path), "--images",
                              str(path.parent / "images"), "--labels", str(labels), "--json", str(tmp_path / "t.json"),
                              "--cache-dir", str(tmp_path / "cache")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
