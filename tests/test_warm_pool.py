@@ -247,6 +247,6 @@ def test_a_worker_yields_the_cpu_in_its_own_autogroup_too(pool):
         pytest.skip("this kernel has no autogroup scheduling")
     pid = pool.run("m", "worker.stats", {})["pid"]
     group, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
-    # The file is empty for a process in the kernel's default autogroup (CI runs the tests there).
+    # The file is empty for a process in the kernel's default autogroup (as the tests are on CI's machine).
     assert group not in mine.read_text().split()[:1]  # its own session, so its own group
     assert int(nice) == os.getpriority(os.PRIO_PROCESS, pid) == os.nice(0) + config().worker_nice
