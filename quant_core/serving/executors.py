@@ -276,24 +276,23 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _answers(where: tuple[str, int], *, timeout_s: float) -> bool:
-    """Whether something accepts a TCP connection there."""
+def _connect(where: tuple[str, int], *, timeout_s: float) -> OSError | None:
+    """None when something accepts a TCP connection there, else why not."""
     try:
         socket.create_connection(where, timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
+    except OSError as err:
+        return err
+    return None
+
+
+def _answers(where: tuple[str, int], *, timeout_s: float) -> bool:
+    """Whether something accepts a TCP connection there."""
+    return _connect(where, timeout_s=timeout_s) is None
 
 
 def _refuses(where: tuple[str, int], *, timeout_s: float) -> bool:
     """Whether nothing listens there any more: the connection is refused (a slow answer is not a refusal)."""
-    try:
-        socket.create_connection(where, timeout=timeout_s).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    return False
+    return isinstance(_connect(where, timeout_s=timeout_s), ConnectionRefusedError)
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:
